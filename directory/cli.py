@@ -1,0 +1,133 @@
+"""`rollcall` command line: serve, load, export, hash-password, tls-selfsigned."""
+import argparse
+import getpass
+import logging
+import sys
+import time
+from pathlib import Path
+
+from .config import ConfigError, load_config
+
+
+def _config(args):
+    try:
+        return load_config(args.config)
+    except ConfigError as exc:
+        print(f"rollcall: configuration error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+def cmd_serve(args):
+    cfg = _config(args)
+    logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from twisted.internet import reactor
+
+    from .app import open_directory
+    from .server.listener import LDAPServerFactory
+
+    for p in (cfg.tls_cert, cfg.tls_key):
+        if p is not None and any(lst.scheme == "ldaps" for lst in cfg.listeners) and not p.exists():
+            print(f"rollcall: configuration error: tls: {p} does not exist "
+                  "(`rollcall tls-selfsigned --config …` makes a demo pair)", file=sys.stderr)
+            sys.exit(2)
+    directory = open_directory(cfg)
+    factory = LDAPServerFactory(directory, cfg)
+    try:
+        factory.listen()
+    except Exception as exc:
+        print(f"rollcall: cannot listen: {exc}", file=sys.stderr)
+        sys.exit(1)
+    print(f"rollcall: serving {cfg.suffix} ({directory.store.count()} entries) on "
+          + ", ".join(lst.url for lst in cfg.listeners), flush=True)
+    reactor.run()
+
+
+def cmd_load(args):
+    cfg = _config(args)
+    from .app import open_directory
+    from .core.directory import LoadError
+    from .ldif import LDIFError, records
+
+    directory = open_directory(cfg)
+    started = time.perf_counter()
+
+    def progress(n):
+        print(f"\r{n} entries…", end="", file=sys.stderr, flush=True)
+
+    try:
+        with open(args.ldif, "rb") as fh:
+            count = directory.load_entries(records(fh, args.ldif), progress=progress)
+    except (LDIFError, LoadError) as exc:
+        print(f"\nrollcall load: {args.ldif}: {exc} — nothing was loaded", file=sys.stderr)
+        sys.exit(1)
+    elapsed = time.perf_counter() - started
+    rate = count / elapsed if elapsed else 0
+    print(f"\rloaded {count} entries in {elapsed:.1f} s ({rate:,.0f} entries/s)", file=sys.stderr)
+
+
+def cmd_export(args):
+    cfg = _config(args)
+    from .app import open_directory
+    from .ldif import format_entry
+
+    directory = open_directory(cfg)
+    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    n = 0
+    for entry in directory.export_entries():
+        out.write(format_entry(entry.dn, entry.attrs.items()))
+        n += 1
+    if args.output:
+        out.close()
+        print(f"exported {n} entries to {args.output}", file=sys.stderr)
+
+
+def cmd_hash_password(args):
+    from . import passwords
+
+    plain = sys.stdin.readline().rstrip("\n") if args.stdin else getpass.getpass("New password: ")
+    if not plain:
+        print("rollcall: empty password", file=sys.stderr)
+        sys.exit(2)
+    print(passwords.Hasher(args.scheme).hash(plain.encode()).decode())
+
+
+def cmd_tls_selfsigned(args):
+    cfg = _config(args)
+    from .tls import make_self_signed
+
+    if cfg.tls_cert.exists() and cfg.tls_key.exists() and not args.force:
+        print(f"{cfg.tls_cert} exists (use --force to replace)")
+        return
+    make_self_signed(cfg.tls_cert, cfg.tls_key, hosts=args.host or ["localhost", "127.0.0.1"])
+    print(f"wrote {cfg.tls_cert} and {cfg.tls_key}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="rollcall", description="Rollcall identity directory")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name, fn, help):
+        p = sub.add_parser(name, help=help)
+        p.set_defaults(fn=fn)
+        if name != "hash-password":
+            p.add_argument("--config", default="config.yaml", help="configuration file (default: config.yaml)")
+        return p
+
+    command("serve", cmd_serve, "run the LDAP server")
+    p = command("load", cmd_load, "bulk-load an LDIF file into the store (offline, all or nothing)")
+    p.add_argument("ldif")
+    p = command("export", cmd_export, "write the whole directory as LDIF")
+    p.add_argument("-o", "--output")
+    p = command("hash-password", cmd_hash_password, "print a password hash for config.yaml")
+    p.add_argument("--scheme", default="ARGON2")
+    p.add_argument("--stdin", action="store_true", help="read the password from standard input")
+    p = command("tls-selfsigned", cmd_tls_selfsigned, "generate a self-signed certificate for tls.cert/tls.key")
+    p.add_argument("--host", action="append")
+    p.add_argument("--force", action="store_true")
+
+    args = parser.parse_args(argv)
+    args.fn(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,199 @@
+"""config.yaml: read, check every key, report errors by key before anything listens."""
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+import yaml
+
+
+class ConfigError(Exception):
+    def __init__(self, key: str, reason: str, path=None):
+        where = f"{path}: " if path else ""
+        super().__init__(f"{where}{key}: {reason}")
+        self.key = key
+        self.reason = reason
+
+
+@dataclass
+class Listener:
+    url: str
+    scheme: str  # 'ldap' | 'ldaps'
+    host: str
+    port: int
+
+
+@dataclass
+class Config:
+    path: Path
+    base_dir: Path
+    suffix: str
+    listeners: list
+    root_dn: str
+    root_password: bytes
+    store_backend: str
+    store_path: Path
+    cache_entries: int
+    schema_files: list
+    tls_cert: Path | None
+    tls_key: Path | None
+    require_tls_for_bind: bool
+    size_limit: int
+    time_limit: int
+    unindexed_limit: int
+    max_pdu: int
+    idle_timeout: int
+    indexes: dict  # canonical-ish attribute name -> set of kinds
+    password_scheme: str
+    argon2: dict
+    rehash_on_bind: bool
+    hash_threads: int
+    workers: int
+    log_level: str
+    raw: dict = field(default_factory=dict)  # the whole document, for later sections (acl, sync)
+
+
+_INDEX_KINDS = {"eq", "pres", "sub"}
+_SCHEMES = {"ARGON2", "SSHA", "PBKDF2-SHA512"}
+_LEVELS = {"debug", "info", "warning", "error"}
+
+
+def _get(doc, dotted, default=..., kind=None, path=None):
+    node = doc
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            if default is ...:
+                raise ConfigError(dotted, "required key is missing", path)
+            return default
+        node = node[part]
+    if kind is not None and not isinstance(node, kind):
+        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise ConfigError(dotted, f"expected {names}, got {type(node).__name__} {node!r}", path)
+    return node
+
+
+def _int(doc, dotted, default, path, minimum=0):
+    value = _get(doc, dotted, default, int, path)
+    if isinstance(value, bool) or value < minimum:
+        raise ConfigError(dotted, f"must be an integer >= {minimum}", path)
+    return value
+
+
+def load_config(path) -> Config:
+    path = Path(path).resolve()
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError("(file)", "no such file", path) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError("(file)", f"not valid YAML: {exc}", path) from None
+    if not isinstance(doc, dict):
+        raise ConfigError("(file)", "top level must be a mapping", path)
+    return parse_config(doc, path)
+
+
+def parse_config(doc: dict, path: Path) -> Config:
+    base = path.parent
+
+    def rel(p):
+        p = Path(p)
+        return p if p.is_absolute() else base / p
+
+    from .core.dn import DN  # local import: config is loaded before the core
+
+    suffix = _get(doc, "suffix", kind=str, path=path)
+    try:
+        if not DN.parse(suffix):
+            raise ValueError("empty")
+    except Exception as exc:
+        raise ConfigError("suffix", f"not a valid DN ({exc})", path) from None
+
+    listeners = []
+    for i, url in enumerate(_get(doc, "listeners", kind=list, path=path)):
+        key = f"listeners[{i}]"
+        if not isinstance(url, str):
+            raise ConfigError(key, "expected a URL string like ldap://127.0.0.1:3389", path)
+        u = urlparse(url)
+        if u.scheme not in ("ldap", "ldaps"):
+            raise ConfigError(key, f"scheme must be ldap or ldaps, not {u.scheme!r}", path)
+        try:
+            port = u.port or (389 if u.scheme == "ldap" else 636)
+        except ValueError:
+            raise ConfigError(key, "bad port", path) from None
+        listeners.append(Listener(url, u.scheme, u.hostname or "0.0.0.0", port))
+    if not listeners:
+        raise ConfigError("listeners", "at least one listener is required", path)
+
+    root_dn = _get(doc, "root.dn", kind=str, path=path)
+    try:
+        DN.parse(root_dn)
+    except Exception as exc:
+        raise ConfigError("root.dn", f"not a valid DN ({exc})", path) from None
+    root_pw = _get(doc, "root.password", kind=str, path=path)
+    from . import passwords
+
+    if not passwords.is_hashed(root_pw.encode()):
+        raise ConfigError("root.password", "must be a password hash ({ARGON2}…); run `rollcall hash-password`", path)
+
+    backend = _get(doc, "store.backend", "sqlite", str, path)
+    if backend != "sqlite":
+        raise ConfigError("store.backend", f"unknown backend {backend!r} (available: sqlite)", path)
+
+    schema_files = [rel(p) for p in _get(doc, "schema", kind=list, path=path)]
+    for i, p in enumerate(schema_files):
+        if not p.is_file():
+            raise ConfigError(f"schema[{i}]", f"no such file {p.name}", path)
+
+    tls_cert = _get(doc, "tls.cert", None, str, path)
+    tls_key = _get(doc, "tls.key", None, str, path)
+    if any(lst.scheme == "ldaps" for lst in listeners) and not (tls_cert and tls_key):
+        raise ConfigError("tls", "an ldaps:// listener needs tls.cert and tls.key", path)
+
+    indexes = {}
+    for attr, kinds in (_get(doc, "indexes", {}, dict, path) or {}).items():
+        if isinstance(kinds, str):
+            kinds = [kinds]
+        if not isinstance(kinds, list) or not set(kinds) <= _INDEX_KINDS:
+            raise ConfigError(f"indexes.{attr}", f"expected a list of {sorted(_INDEX_KINDS)}", path)
+        indexes[attr] = set(kinds)
+
+    scheme = _get(doc, "passwords.scheme", "ARGON2", str, path).upper()
+    if scheme not in _SCHEMES:
+        raise ConfigError("passwords.scheme", f"must be one of {sorted(_SCHEMES)}", path)
+    argon2 = dict(_get(doc, "passwords.argon2", {}, dict, path) or {})
+    for k in argon2:
+        if k not in ("time_cost", "memory_cost", "parallelism"):
+            raise ConfigError(f"passwords.argon2.{k}", "unknown key (time_cost, memory_cost, parallelism)", path)
+        _int(doc, f"passwords.argon2.{k}", 1, path, minimum=1)
+
+    level = _get(doc, "log.level", "info", str, path)
+    if level not in _LEVELS:
+        raise ConfigError("log.level", f"must be one of {sorted(_LEVELS)}", path)
+
+    return Config(
+        path=path,
+        base_dir=base,
+        suffix=suffix,
+        listeners=listeners,
+        root_dn=root_dn,
+        root_password=root_pw.encode(),
+        store_backend=backend,
+        store_path=rel(_get(doc, "store.path", kind=str, path=path)),
+        cache_entries=_int(doc, "store.cache_entries", 200000, path),
+        schema_files=schema_files,
+        tls_cert=rel(tls_cert) if tls_cert else None,
+        tls_key=rel(tls_key) if tls_key else None,
+        require_tls_for_bind=bool(_get(doc, "tls.require_tls_for_bind", False, bool, path)),
+        size_limit=_int(doc, "limits.size", 500, path),
+        time_limit=_int(doc, "limits.time", 60, path),
+        unindexed_limit=_int(doc, "limits.unindexed", 5000, path),
+        max_pdu=_int(doc, "limits.max_pdu", 10 * 1024 * 1024, path, minimum=1024),
+        idle_timeout=_int(doc, "limits.idle_timeout", 0, path),
+        indexes=indexes,
+        password_scheme=scheme,
+        argon2=argon2,
+        rehash_on_bind=bool(_get(doc, "passwords.rehash_on_bind", True, bool, path)),
+        hash_threads=_int(doc, "passwords.hash_threads", 4, path, minimum=1),
+        workers=_int(doc, "server.workers", 1, path, minimum=1),
+        log_level=level,
+        raw=doc,
+    )

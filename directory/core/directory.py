@@ -1,0 +1,874 @@
+"""The Directory core: every operation of every front end goes through here, with
+the caller's Identity, so schema checks, access control and business rules are the
+same for ldapmodify, the command line and the sync jobs.
+
+Methods are synchronous. The LDAP server calls reads on the reactor thread (they are
+index-driven and bounded) and writes and password checks in thread pools.
+"""
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from .. import passwords
+from .acl import AccessControl, Level
+from .dn import DN, DNNormalizer
+from .entry import Entry
+from .errors import LDAPError, ResultCode
+from .filter import FilterCompiler, IndexPlanner, SUPPORTED_RULES
+
+SCOPE_BASE, SCOPE_ONE, SCOPE_SUB, SCOPE_CHILDREN = 0, 1, 2, 3
+MOD_ADD, MOD_DELETE, MOD_REPLACE, MOD_INCREMENT = 0, 1, 2, 3
+
+SUBSCHEMA_DN = "cn=Subschema"
+VENDOR = "Rollcall"
+VERSION = "0.1.0"
+
+# Virtual operational attributes: computed when read, never stored.
+VIRTUAL = ("entryDN", "hasSubordinates", "subschemaSubentry")
+# Written by the server only (RFC 4512 NO-USER-MODIFICATION, and ours).
+SERVER_MAINTAINED = {
+    "entryUUID", "createTimestamp", "modifyTimestamp", "creatorsName", "modifiersName",
+    "structuralObjectClass", "entryDN", "hasSubordinates", "subschemaSubentry",
+}
+SECRET = {"userPassword", "pwdHistory"}
+
+
+@dataclass
+class Identity:
+    """Who is asking. `ndn` is '' for anonymous."""
+
+    dn: str = ""
+    ndn: str = ""
+    is_root: bool = False
+    peer: str = "internal"
+    tls: bool = False
+    entry_id: int | None = None
+
+    @property
+    def anonymous(self):
+        return not self.ndn
+
+
+ANONYMOUS = Identity()
+
+
+@dataclass
+class WriteOptions:
+    """Per-operation controls that change what a write does or returns."""
+
+    assertion: tuple | None = None  # RFC 4528 filter the target must match
+    pre_read: list | None = None  # RFC 4527 attributes to return as before the change
+    post_read: list | None = None  # ... and after it
+    relax: bool = False  # bulk load: accept server-maintained attributes as given
+
+
+@dataclass
+class WriteResult:
+    dn: str
+    pre_read: tuple | None = None  # (dn, [(attr, values)])
+    post_read: tuple | None = None
+    generated_password: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def now_generalized() -> bytes:
+    return time.strftime("%Y%m%d%H%M%SZ", time.gmtime()).encode()
+
+
+class Directory:
+    def __init__(self, config, schema, store, hasher=None):
+        self.config = config
+        self.schema = schema
+        self.store = store
+        self.hasher = hasher or passwords.Hasher(config.password_scheme, **config.argon2)
+        self.dn = DNNormalizer(schema)
+        schema.dn_normalizer = self.dn.normalize
+        self.suffix = config.suffix
+        self.suffix_ndn = self.dn.normalize(config.suffix)
+        self.root_ndn = self.dn.normalize(config.root_dn)
+        self.root_dn = config.root_dn
+        self.acl = AccessControl(self)
+        self.filters = FilterCompiler(self)
+        self.planner = IndexPlanner(self)
+        self._subtypes: dict[str, tuple] = {}
+        self._index_kinds = {}
+        for attr, kinds in config.indexes.items():
+            at = schema.attribute(attr)
+            if at is None:
+                from ..config import ConfigError
+
+                raise ConfigError(f"indexes.{attr}", "attribute type not in the schema")
+            self._index_kinds[at.name] = frozenset(kinds)
+        self.supported_controls = []  # filled by the server: the controls it implements
+        self.supported_extensions = []
+
+    # ------------------------------------------------------------------ helpers
+    def parse_dn(self, text: str) -> DN:
+        return DN.parse(text)
+
+    def normalize_dn(self, text: str) -> str:
+        return self.dn.normalize(text)
+
+    def index_kinds(self, attr: str):
+        return self._index_kinds.get(attr, ())
+
+    @staticmethod
+    def index_key(key) -> str:
+        return key if isinstance(key, str) else "x:" + key.hex()
+
+    def subtypes(self, name: str) -> tuple:
+        """The attribute and every attribute derived from it (e.g. name -> cn, sn, …)."""
+        got = self._subtypes.get(name)
+        if got is None:
+            out = [name]
+            for at in self.schema.all_attributes():
+                sup, seen = at.sup, set()
+                while sup and sup not in seen:
+                    seen.add(sup)
+                    parent = self.schema.attribute(sup)
+                    if parent is None:
+                        break
+                    if parent.name == name:
+                        out.append(at.name)
+                        break
+                    sup = parent.sup
+            got = self._subtypes[name] = tuple(out)
+        return got
+
+    def values_for_filter(self, entry: Entry, attr: str) -> list:
+        values = entry.attrs.get(attr)
+        if values is not None:
+            return values
+        if attr == "entryDN":
+            return [entry.dn.encode()]
+        if attr == "hasSubordinates":
+            return [b"TRUE" if entry.id and self.store.has_children(entry.id) else b"FALSE"]
+        if attr == "subschemaSubentry":
+            return [SUBSCHEMA_DN.encode()]
+        return []
+
+    def keys_of(self, entry: Entry, attr: str):
+        """Equality keys of an attribute's values, computed once per cached entry."""
+        keys = entry.keys.get(attr)
+        if keys is None:
+            norm = self.schema.normalize_or_none
+            keys = frozenset(
+                k for k in (norm(attr, v) for v in self.values_for_filter(entry, attr)) if k is not None
+            )
+            entry.keys[attr] = keys
+        return keys
+
+    def objectclass_closure(self, entry: Entry) -> frozenset:
+        got = entry.keys.get("\0oc")
+        if got is None:
+            names = set()
+            for v in entry.attrs.get("objectClass", ()):
+                try:
+                    names.update(n.lower() for n in self.schema.superclasses(v.decode()))
+                except Exception:
+                    names.add(v.decode("utf-8", "replace").lower())
+            got = entry.keys["\0oc"] = frozenset(names)
+        return got
+
+    def lookup(self, ndn: str) -> Entry | None:
+        return self.store.get_by_ndn(ndn)
+
+    def _matched(self, dn: DN) -> str:
+        """The closest existing ancestor, for noSuchObject's matchedDN."""
+        parent = dn.parent()
+        while parent:
+            entry = self.store.get_by_ndn(self.dn.normalize(str(parent)))
+            if entry is not None:
+                return entry.dn
+            parent = parent.parent()
+        return ""
+
+    def require(self, text: str) -> Entry:
+        dn = DN.parse(text)
+        entry = self.store.get_by_ndn(self.dn.normalize(text)) if dn else None
+        if entry is None:
+            raise LDAPError(ResultCode.NO_SUCH_OBJECT, "", self._matched(dn) if dn else "")
+        return entry
+
+    def in_naming_context(self, ndn: str) -> bool:
+        return ndn == self.suffix_ndn or ndn.endswith("," + self.suffix_ndn)
+
+    def canonical_attrs(self, attrs) -> dict:
+        """Attribute names to canonical form, merging 'CN' and 'commonName'."""
+        out: dict[str, list] = {}
+        for name, values in attrs.items() if isinstance(attrs, dict) else attrs:
+            canon = self.schema.canonical(name.split(";")[0])
+            out.setdefault(canon, []).extend(values)
+        return out
+
+    # ------------------------------------------------------------------ bind
+    def bind_lookup(self, dn_text: str):
+        """Phase 1 of a simple bind (reactor thread): the target and its stored hashes.
+        Returns (ndn, entry_or_None, hashes). Unknown DNs get an empty hash list so the
+        caller can still spend the same effort and answer invalidCredentials."""
+        try:
+            ndn = self.dn.normalize(dn_text)
+        except LDAPError:
+            raise LDAPError(ResultCode.INVALID_DN_SYNTAX, "invalid DN") from None
+        if ndn == self.root_ndn:
+            return ndn, None, [self.config.root_password]
+        entry = self.store.get_by_ndn(ndn)
+        if entry is None:
+            return ndn, None, []
+        return ndn, entry, list(entry.attrs.get("userPassword", ()))
+
+    @staticmethod
+    def verify_any(password: bytes, hashes) -> bytes | None:
+        """Phase 2 (thread pool): the stored value that matches, or None."""
+        for stored in hashes:
+            if passwords.verify(password, stored):
+                return stored
+        return None
+
+    def bind_complete(self, ndn: str, entry: Entry | None, matched: bytes | None, peer: str, tls: bool) -> Identity:
+        """Phase 3: decide. The same refusal for every reason: no hint which part was wrong."""
+        if matched is None:
+            raise LDAPError(ResultCode.INVALID_CREDENTIALS, "")
+        if ndn == self.root_ndn:
+            return Identity(self.root_dn, ndn, True, peer, tls)
+        self.acl.check_bind(entry)
+        return Identity(entry.dn, ndn, False, peer, tls, entry.id)
+
+    def needs_rehash(self, matched: bytes) -> bool:
+        return self.config.rehash_on_bind and self.hasher.needs_rehash(matched)
+
+    def rehash_password(self, entry_id: int, old: bytes, plain: bytes):
+        """Upgrade a migrated hash after a successful bind (writer thread)."""
+        new = self.hasher.hash(plain)
+        with self.store.transaction() as tx:
+            entry = self.store.get(entry_id)
+            if entry is None or old not in entry.attrs.get("userPassword", ()):
+                return
+            attrs = entry.copy_attrs()
+            attrs["userPassword"] = [new if v == old else v for v in attrs["userPassword"]]
+            tx.replace(Entry(entry.dn, entry.ndn, attrs, entry.id), self.index_rows(attrs))
+            tx.log(entry.ndn, "internal", "rehash", entry.dn, entry.id, {"userPassword": "rehashed"})
+
+    def bind(self, dn_text: str, password: bytes, peer="internal", tls=False) -> Identity:
+        """All three phases at once, for the command line and tests."""
+        if not dn_text:
+            return Identity(peer=peer, tls=tls)
+        if not password:
+            raise LDAPError(ResultCode.UNWILLING_TO_PERFORM, "unauthenticated bind (DN with no password) disallowed")
+        ndn, entry, hashes = self.bind_lookup(dn_text)
+        return self.bind_complete(ndn, entry, self.verify_any(password, hashes), peer, tls)
+
+    # ------------------------------------------------------------------ search
+    def root_dse(self) -> Entry:
+        attrs = {
+            "objectClass": [b"top", b"extensibleObject"],
+            "namingContexts": [self.suffix.encode()],
+            "supportedLDAPVersion": [b"3"],
+            "supportedControl": [c.encode() for c in sorted(self.supported_controls)],
+            "supportedExtension": [c.encode() for c in sorted(self.supported_extensions)],
+            "supportedFeatures": [
+                b"1.3.6.1.1.14",  # modify-increment
+                b"1.3.6.1.4.1.4203.1.5.1",  # all operational attributes ('+')
+                b"1.3.6.1.4.1.4203.1.5.2",  # objectClass attribute lists ('@class')
+                b"1.3.6.1.4.1.4203.1.5.3",  # absolute true/false filters
+            ],
+            "supportedSASLMechanisms": [],
+            "subschemaSubentry": [SUBSCHEMA_DN.encode()],
+            "vendorName": [VENDOR.encode()],
+            "vendorVersion": [VERSION.encode()],
+        }
+        return Entry("", "", {k: v for k, v in attrs.items() if v}, id=None)
+
+    def subschema(self) -> Entry:
+        return Entry(SUBSCHEMA_DN, "cn=subschema", self.schema.subschema_entry(), id=None)
+
+    def search(self, ident: Identity, base: str, scope: int, filter_ast, attributes, types_only=False,
+               size_limit=0, time_limit=0, paged=False):
+        """Start a search; returns a SearchCursor the caller drains in batches.
+        A paged search (RFC 2696) is not held to the server's size limit."""
+        compiled = self.filters.compile(filter_ast)
+        selector = AttributeSelector(self, attributes)
+        server_size = 0 if ident.is_root or paged else self.config.size_limit
+        limits = [x for x in (size_limit, server_size) if x]
+        size = min(limits) if limits else 0
+        tlimits = [x for x in (time_limit, 0 if ident.is_root else self.config.time_limit) if x]
+        deadline = time.monotonic() + min(tlimits) if tlimits else None
+
+        base_ndn = self.dn.normalize(base) if base else ""
+        if scope == SCOPE_BASE and base_ndn in ("", "cn=subschema"):
+            entry = self.root_dse() if base_ndn == "" else self.subschema()
+            return SearchCursor(self, ident, [entry], compiled, selector, types_only, size, deadline, virtual=True)
+        if not base_ndn:
+            # one-level/subtree from the root DSE: the naming context (what slapd does for '')
+            if scope == SCOPE_BASE:
+                return SearchCursor(self, ident, [], compiled, selector, types_only, size, deadline)
+            base_ndn, base = self.suffix_ndn, self.suffix
+            if scope == SCOPE_ONE:
+                scope = SCOPE_BASE
+        base_entry = self.store.get_by_ndn(base_ndn)
+        if base_entry is None:
+            raise LDAPError(ResultCode.NO_SUCH_OBJECT, "", self._matched(DN.parse(base)))
+        if scope == SCOPE_BASE:
+            ids = [base_entry.id]
+        else:
+            ids = self._candidate_ids(ident, base_entry, scope, filter_ast)
+        return SearchCursor(self, ident, ids, compiled, selector, types_only, size, deadline,
+                            base_entry=base_entry, scope=scope)
+
+    def _candidate_ids(self, ident, base_entry, scope, filter_ast):
+        candidates = self.planner.candidates(filter_ast)
+        if candidates is not None:
+            return sorted(candidates)
+        # Unindexed: the whole scope. Bounded for everyone but the root DN.
+        limit = self.config.unindexed_limit
+        if scope == SCOPE_ONE:
+            ids = self.store.children_ids(base_entry.id)
+        elif ident.is_root or not limit:
+            ids = self.store.subtree_ids(base_entry.id)
+        else:
+            ids = self.store.subtree_ids(base_entry.id, limit + 1)
+        if not ident.is_root and limit and len(ids) > limit:
+            raise LDAPError(
+                ResultCode.ADMIN_LIMIT_EXCEEDED,
+                f"unindexed search examines more than {limit} entries; add an indexed attribute to the filter",
+            )
+        return ids
+
+    def render(self, ident: Identity, entry: Entry, selector, types_only=False, hidden=None):
+        """The attributes of an entry a caller asked for and may read: [(name, [values])]."""
+        if hidden is None:
+            hidden = self.acl.hidden_attrs(ident, entry)
+        out = []
+        for name in selector.names(entry):
+            if name in hidden:
+                continue
+            values = self.values_for_filter(entry, name) if name in VIRTUAL else entry.attrs.get(name)
+            if values:
+                out.append((name, [] if types_only else list(values)))
+        return out
+
+    def assert_entry(self, ident: Identity, dn: str, filter_ast) -> bool:
+        """RFC 4528: does the entry match the assertion filter (as this identity sees it)?"""
+        entry = self.require(dn)
+        hidden = self.acl.hidden_attrs(ident, entry)
+        if hidden is None:
+            raise LDAPError(ResultCode.NO_SUCH_OBJECT, "", self._matched(DN.parse(dn)))
+        return self.filters.compile(filter_ast)(entry, hidden) is True
+
+    # ------------------------------------------------------------------ compare
+    def compare(self, ident: Identity, dn: str, attr: str, value: bytes) -> bool:
+        entry = self.require(dn)
+        at = self.schema.attribute(attr)
+        if at is None:
+            raise LDAPError(ResultCode.UNDEFINED_ATTRIBUTE_TYPE, f"{attr}: attribute type undefined")
+        self.acl.check(ident, entry, Level.COMPARE, at.name)
+        if at.name == "objectClass":
+            return self.schema.objectclass(value.decode("utf-8", "replace")) is not None and (
+                self.schema.objectclass(value.decode()).name.lower() in self.objectclass_closure(entry)
+            )
+        if at.equality is None:
+            raise LDAPError(ResultCode.INAPPROPRIATE_MATCHING, f"{at.name}: no equality matching rule")
+        present = [n for n in self.subtypes(at.name) if self.values_for_filter(entry, n)]
+        if not present:
+            raise LDAPError(ResultCode.NO_SUCH_ATTRIBUTE, "")
+        key = self.schema.normalize(at.name, value)
+        return any(key in self.keys_of(entry, n) for n in present)
+
+    # ------------------------------------------------------------------ writes
+    def index_rows(self, attrs: dict) -> list:
+        rows = []
+        norm, sub = self.schema.normalize_or_none, self.schema.substr_key
+        for name, kinds in self._index_kinds.items():
+            values = attrs.get(name)
+            if not values:
+                continue
+            lname = name.lower()
+            if "eq" in kinds:
+                if name == "objectClass":
+                    keys = set()
+                    for v in values:
+                        oc = self.schema.objectclass(v.decode("utf-8", "replace"))
+                        if oc is not None:
+                            keys.update(n.lower() for n in self.schema.superclasses(oc.name))
+                    rows.extend((lname, "eq", k) for k in keys)
+                else:
+                    keys = {norm(name, v) for v in values} - {None}
+                    rows.extend((lname, "eq", self.index_key(k)) for k in keys)
+            elif "pres" in kinds:
+                rows.append((lname, "pres", ""))
+            if "sub" in kinds:
+                for v in values:
+                    k = sub(name, v)
+                    if k is not None:
+                        rows.append((lname, "sub", k if isinstance(k, str) else k.decode("utf-8", "replace")))
+        return rows
+
+    def _check_assertion(self, ident, entry, opts: WriteOptions | None):
+        if opts and opts.assertion is not None:
+            hidden = self.acl.hidden_attrs(ident, entry)
+            if self.filters.compile(opts.assertion)(entry, hidden) is not True:
+                raise LDAPError(ResultCode.ASSERTION_FAILED, "assertion control: filter did not match")
+
+    def _read_back(self, ident, entry, attrs):
+        return (entry.dn, self.render(ident, entry, AttributeSelector(self, attrs or [])))
+
+    def _hash_passwords(self, values: list) -> list:
+        return [v if passwords.is_hashed(v) else self.hasher.hash(v) for v in values]
+
+    def _validate_values(self, attrs: dict):
+        for name, values in attrs.items():
+            for v in values:
+                self.schema.validate(name, v)
+
+    def _no_user_modification(self, attrs, opts):
+        if opts and opts.relax:
+            return
+        for name in attrs:
+            at = self.schema.attribute(name)
+            if name in SERVER_MAINTAINED or (at is not None and at.no_user_modification):
+                raise LDAPError(ResultCode.CONSTRAINT_VIOLATION, f"{name}: no user modification allowed")
+
+    def add(self, ident: Identity, dn_text: str, attrs, opts: WriteOptions | None = None) -> WriteResult:
+        dn = DN.parse(dn_text)
+        if not dn:
+            raise LDAPError(ResultCode.UNWILLING_TO_PERFORM, "cannot add the root DSE")
+        ndn = self.dn.normalize(dn_text)
+        if not self.in_naming_context(ndn):
+            raise LDAPError(ResultCode.NO_SUCH_OBJECT, f"{dn_text!r} is outside the naming context {self.suffix!r}")
+        attrs = self.canonical_attrs(attrs)
+        self._no_user_modification(attrs, opts)
+        # naming attributes must be in the entry (slapd: namingViolation)
+        for t, v in dn.rdn:
+            at = self.schema.attribute(t)
+            if at is None:
+                raise LDAPError(ResultCode.UNDEFINED_ATTRIBUTE_TYPE, f"{t}: attribute type undefined")
+            key = self.schema.normalize(at.name, v.encode())
+            have = {self.schema.normalize_or_none(at.name, x) for x in attrs.get(at.name, ())}
+            if key not in have:
+                raise LDAPError(ResultCode.NAMING_VIOLATION, f"value of naming attribute '{at.name}' is not present in entry")
+        self._validate_values(attrs)
+        if "userPassword" in attrs:
+            attrs["userPassword"] = self._hash_passwords(attrs["userPassword"])
+        self.schema.check_entry(attrs)
+        stamp = now_generalized()
+        actor = (ident.dn or "").encode()
+        defaults = {
+            "entryUUID": [str(uuid.uuid4()).encode()],
+            "creatorsName": [actor],
+            "createTimestamp": [stamp],
+            "modifiersName": [actor],
+            "modifyTimestamp": [stamp],
+            "structuralObjectClass": [self.schema.structural_class(attrs["objectClass"]).encode()],
+        }
+        for k, v in defaults.items():
+            attrs.setdefault(k, v)
+        entry = Entry(str(dn), ndn, attrs)
+        with self.store.transaction() as tx:
+            if tx.get_by_ndn(ndn) is not None:
+                raise LDAPError(ResultCode.ENTRY_ALREADY_EXISTS, "")
+            parent_id = None
+            if ndn != self.suffix_ndn:
+                parent = tx.get_by_ndn(self.dn.normalize(str(dn.parent())))
+                if parent is None:
+                    raise LDAPError(ResultCode.NO_SUCH_OBJECT, "", self._matched(dn))
+                self.acl.check(ident, parent, Level.WRITE, "children")
+                parent_id = parent.id
+            self.acl.check_add(ident, entry)
+            tx.add(entry, parent_id, self.dn.rdn_of(dn.rdn), self.index_rows(attrs))
+            tx.log(ident.ndn, ident.peer, "add", entry.dn, entry.id, {"attributes": sorted(attrs)})
+        result = WriteResult(entry.dn)
+        if opts and opts.post_read is not None:
+            result.post_read = self._read_back(ident, entry, opts.post_read)
+        return result
+
+    def delete(self, ident: Identity, dn_text: str, opts: WriteOptions | None = None) -> WriteResult:
+        with self.store.transaction() as tx:
+            entry = self.require(dn_text)
+            self.acl.check(ident, entry, Level.WRITE, "entry")
+            self._check_assertion(ident, entry, opts)
+            if self.store.has_children(entry.id):
+                raise LDAPError(ResultCode.NOT_ALLOWED_ON_NON_LEAF, "subordinate objects must be deleted first")
+            result = WriteResult(entry.dn)
+            if opts and opts.pre_read is not None:
+                result.pre_read = self._read_back(ident, entry, opts.pre_read)
+            tx.delete(entry.id)
+            tx.log(ident.ndn, ident.peer, "delete", entry.dn, entry.id, {})
+        return result
+
+    def modify(self, ident: Identity, dn_text: str, changes, opts: WriteOptions | None = None) -> WriteResult:
+        """changes: [(op, attr, [values])] with op MOD_ADD/DELETE/REPLACE/INCREMENT."""
+        with self.store.transaction() as tx:
+            entry = self.require(dn_text)
+            self._check_assertion(ident, entry, opts)
+            attrs = entry.copy_attrs()
+            rdn = {self.schema.canonical(t): self.schema.normalize(self.schema.canonical(t), v.encode())
+                   for t, v in DN.parse(entry.dn).rdn}
+            summary = []
+            for op, name, values in changes:
+                at = self.schema.attribute(name.split(";")[0])
+                if at is None:
+                    raise LDAPError(ResultCode.UNDEFINED_ATTRIBUTE_TYPE, f"{name}: attribute type undefined")
+                name = at.name
+                if not (opts and opts.relax):
+                    self._no_user_modification({name: values}, opts)
+                self.acl.check(ident, entry, Level.WRITE, name)
+                values = list(values)
+                for v in values if op != MOD_DELETE else ():
+                    self.schema.validate(name, v)
+                if name == "userPassword" and op in (MOD_ADD, MOD_REPLACE):
+                    values = self._hash_passwords(values)
+                self._apply_change(attrs, op, at, values, rdn)
+                summary.append(f"{('add', 'delete', 'replace', 'increment')[op]}:{name}")
+            if [v.lower() for v in attrs.get("objectClass", [])] != [v.lower() for v in entry.attrs.get("objectClass", [])]:
+                old_sc = entry.first("structuralObjectClass", b"").decode()
+                if attrs.get("objectClass") and self.schema.structural_class(attrs["objectClass"]).lower() != old_sc.lower():
+                    raise LDAPError(ResultCode.OBJECT_CLASS_MODS_PROHIBITED, "structural object class modification from "
+                                    f"'{old_sc}' to '{self.schema.structural_class(attrs['objectClass'])}' not allowed")
+            self.schema.check_entry(attrs)
+            attrs["modifiersName"] = [(ident.dn or "").encode()]
+            attrs["modifyTimestamp"] = [now_generalized()]
+            new = Entry(entry.dn, entry.ndn, attrs, entry.id)
+            tx.replace(new, self.index_rows(attrs))
+            tx.log(ident.ndn, ident.peer, "modify", entry.dn, entry.id, {"changes": summary})
+        result = WriteResult(entry.dn)
+        if opts and opts.pre_read is not None:
+            result.pre_read = self._read_back(ident, entry, opts.pre_read)
+        if opts and opts.post_read is not None:
+            result.post_read = self._read_back(ident, new, opts.post_read)
+        return result
+
+    def _apply_change(self, attrs, op, at, values, rdn):
+        name = at.name
+        norm = self.schema.normalize_or_none
+        current = attrs.get(name, [])
+        if op == MOD_ADD:
+            if not values:
+                raise LDAPError(ResultCode.PROTOCOL_ERROR, f"modify/add: {name}: no values given")
+            have = {norm(name, v) for v in current}
+            for i, v in enumerate(values):
+                k = norm(name, v)
+                if k in have:
+                    raise LDAPError(ResultCode.ATTRIBUTE_OR_VALUE_EXISTS, f"modify/add: {name}: value #{i} already exists")
+                have.add(k)
+            attrs[name] = current + values
+        elif op == MOD_DELETE:
+            if name not in attrs:
+                raise LDAPError(ResultCode.NO_SUCH_ATTRIBUTE, f"modify/delete: {name}: no such attribute")
+            if not values:
+                if name in rdn:
+                    raise LDAPError(ResultCode.NOT_ALLOWED_ON_RDN, f"modify/delete: {name}: cannot delete the naming attribute")
+                del attrs[name]
+                return
+            keep = list(current)
+            for i, v in enumerate(values):
+                k = norm(name, v)
+                if name in rdn and k == rdn[name]:
+                    raise LDAPError(ResultCode.NOT_ALLOWED_ON_RDN, f"modify/delete: {name}: cannot delete the naming value")
+                matches = [x for x in keep if norm(name, x) == k] if name != "userPassword" else [
+                    x for x in keep if x == v or passwords.verify(v, x)]
+                if not matches:
+                    raise LDAPError(ResultCode.NO_SUCH_ATTRIBUTE, f"modify/delete: {name}: no such value")
+                keep = [x for x in keep if x not in matches]
+            if keep:
+                attrs[name] = keep
+            else:
+                del attrs[name]
+        elif op == MOD_REPLACE:
+            if name in rdn and rdn[name] not in {norm(name, v) for v in values}:
+                raise LDAPError(ResultCode.NOT_ALLOWED_ON_RDN, f"modify/replace: {name}: cannot remove the naming value")
+            if values:
+                attrs[name] = values
+            else:
+                attrs.pop(name, None)
+        elif op == MOD_INCREMENT:
+            if at.syntax != "1.3.6.1.4.1.1466.115.121.1.27":
+                raise LDAPError(ResultCode.CONSTRAINT_VIOLATION, f"modify/increment: {name}: not an INTEGER attribute")
+            if name not in attrs:
+                raise LDAPError(ResultCode.NO_SUCH_ATTRIBUTE, f"modify/increment: {name}: no such attribute")
+            if len(values) != 1:
+                raise LDAPError(ResultCode.PROTOCOL_ERROR, f"modify/increment: {name}: exactly one value required")
+            delta = int(values[0])
+            attrs[name] = [str(int(v) + delta).encode() for v in current]
+        else:
+            raise LDAPError(ResultCode.PROTOCOL_ERROR, f"unknown modify operation {op}")
+
+    def modify_dn(self, ident: Identity, dn_text: str, new_rdn: str, delete_old: bool,
+                  new_superior: str | None = None, opts: WriteOptions | None = None) -> WriteResult:
+        rdn_dn = DN.parse(new_rdn)
+        if len(rdn_dn) != 1:
+            raise LDAPError(ResultCode.INVALID_DN_SYNTAX, f"invalid new RDN {new_rdn!r}")
+        with self.store.transaction() as tx:
+            entry = self.require(dn_text)
+            if entry.ndn == self.suffix_ndn:
+                raise LDAPError(ResultCode.UNWILLING_TO_PERFORM, "cannot rename the naming context")
+            self._check_assertion(ident, entry, opts)
+            self.acl.check(ident, entry, Level.WRITE, "entry")
+            old = DN.parse(entry.dn)
+            if new_superior is not None:
+                parent = self.require(new_superior)
+                if parent.ndn == entry.ndn or parent.ndn.endswith("," + entry.ndn):
+                    raise LDAPError(ResultCode.UNWILLING_TO_PERFORM, "new superior is the entry itself or below it")
+                self.acl.check(ident, parent, Level.WRITE, "children")
+            else:
+                parent = self.store.get_by_ndn(self.dn.normalize(str(old.parent())))
+            new_dn = DN((rdn_dn.rdn,) + DN.parse(parent.dn).rdns)
+            new_ndn = self.dn.normalize(str(new_dn))
+            if new_ndn != entry.ndn and tx.get_by_ndn(new_ndn) is not None:
+                raise LDAPError(ResultCode.ENTRY_ALREADY_EXISTS, "")
+            attrs = entry.copy_attrs()
+            norm = self.schema.normalize
+            new_keys = {}
+            for t, v in rdn_dn.rdn:
+                name = self.schema.canonical(t)
+                new_keys.setdefault(name, set()).add(norm(name, v.encode()))
+                if norm(name, v.encode()) not in {self.schema.normalize_or_none(name, x) for x in attrs.get(name, [])}:
+                    self.schema.validate(name, v.encode())
+                    attrs.setdefault(name, []).append(v.encode())
+            if delete_old:
+                for t, v in old.rdn:
+                    name = self.schema.canonical(t)
+                    k = norm(name, v.encode())
+                    if k in new_keys.get(name, ()):
+                        continue
+                    attrs[name] = [x for x in attrs.get(name, []) if self.schema.normalize_or_none(name, x) != k]
+                    if not attrs[name]:
+                        del attrs[name]
+            self.schema.check_entry(attrs)
+            attrs["modifiersName"] = [(ident.dn or "").encode()]
+            attrs["modifyTimestamp"] = [now_generalized()]
+            new = Entry(str(new_dn), new_ndn, attrs, entry.id)
+            result = WriteResult(str(new_dn))
+            if opts and opts.pre_read is not None:
+                result.pre_read = self._read_back(ident, entry, opts.pre_read)
+            tx.rename(entry.id, str(new_dn), new_ndn, parent.id, self.dn.rdn_of(rdn_dn.rdn))
+            tx.replace(new, self.index_rows(attrs))
+            tx.log(ident.ndn, ident.peer, "modrdn", entry.dn, entry.id, {"newDN": str(new_dn)})
+        if opts and opts.post_read is not None:
+            result.post_read = self._read_back(ident, new, opts.post_read)
+        return result
+
+    # ------------------------------------------------------------------ extended
+    def password_modify(self, ident: Identity, user: str | None, old: bytes | None, new: bytes | None) -> WriteResult:
+        """RFC 3062. With no new password, one is generated and returned once."""
+        if ident.anonymous:
+            raise LDAPError(ResultCode.UNWILLING_TO_PERFORM, "only authenticated users may change passwords")
+        target_dn = user if user else ident.dn
+        if ident.is_root and not user:
+            raise LDAPError(ResultCode.UNWILLING_TO_PERFORM, "the root DN's password is set in config.yaml")
+        generated = None
+        if not new:
+            generated = passwords.generate_password()
+            new = generated.encode()
+        with self.store.transaction() as tx:
+            entry = self.require(target_dn)
+            is_self = entry.ndn == ident.ndn
+            self.acl.check_password_change(ident, entry, is_self)
+            if old is not None:
+                if self.verify_any(old, entry.attrs.get("userPassword", ())) is None:
+                    raise LDAPError(ResultCode.INVALID_CREDENTIALS, "old password does not match")
+            self.acl.check_password_quality(entry, new)
+            attrs = entry.copy_attrs()
+            attrs["userPassword"] = [self.hasher.hash(new)]
+            stamp = now_generalized()
+            attrs["pwdChangedTime"] = [stamp]
+            attrs["modifiersName"] = [(ident.dn or "").encode()]
+            attrs["modifyTimestamp"] = [stamp]
+            if not is_self:
+                attrs["pwdReset"] = [b"TRUE"]  # an administrator set it: must change at next login
+            else:
+                attrs.pop("pwdReset", None)
+            tx.replace(Entry(entry.dn, entry.ndn, attrs, entry.id), self.index_rows(attrs))
+            tx.log(ident.ndn, ident.peer, "passwordModify", entry.dn, entry.id,
+                   {"generated": generated is not None, "self": is_self})
+        return WriteResult(entry.dn, generated_password=generated)
+
+    def whoami(self, ident: Identity) -> str:
+        return f"dn:{ident.dn}" if ident.ndn else ""
+
+    # ------------------------------------------------------------------ bulk
+    def load_entries(self, records, progress=None) -> int:
+        """Offline bulk load (like slapadd -q): all or nothing, schema-checked,
+        passwords hashed if given in clear, server-maintained attributes kept if present."""
+        root = Identity(self.root_dn, self.root_ndn, True, "load")
+        count = 0
+        stamp = now_generalized()
+        with self.store.bulk() as tx:
+            ids = {}
+            for lineno, dn_text, raw_attrs in records:
+                try:
+                    dn = DN.parse(dn_text)
+                    ndn = self.dn.normalize(dn_text)
+                    if not self.in_naming_context(ndn):
+                        raise LDAPError(ResultCode.NO_SUCH_OBJECT, f"outside the naming context {self.suffix}")
+                    attrs = self.canonical_attrs(raw_attrs)
+                    self._validate_values(attrs)
+                    if "userPassword" in attrs:
+                        attrs["userPassword"] = self._hash_passwords(attrs["userPassword"])
+                    self.schema.check_entry(attrs)
+                    attrs.setdefault("entryUUID", [str(uuid.uuid4()).encode()])
+                    attrs.setdefault("creatorsName", [root.dn.encode()])
+                    attrs.setdefault("createTimestamp", [stamp])
+                    attrs.setdefault("modifiersName", [root.dn.encode()])
+                    attrs.setdefault("modifyTimestamp", [stamp])
+                    attrs.setdefault("structuralObjectClass",
+                                     [self.schema.structural_class(attrs["objectClass"]).encode()])
+                    parent_id = None
+                    if ndn != self.suffix_ndn:
+                        pndn = self.dn.normalize(str(dn.parent()))
+                        parent_id = ids.get(pndn)
+                        if parent_id is None:
+                            parent = tx.get_by_ndn(pndn)
+                            if parent is None:
+                                raise LDAPError(ResultCode.NO_SUCH_OBJECT, f"parent {dn.parent()} does not exist")
+                            parent_id = parent.id
+                    if ndn in ids or tx.get_by_ndn(ndn) is not None:
+                        raise LDAPError(ResultCode.ENTRY_ALREADY_EXISTS, "entry already exists")
+                    entry = Entry(str(dn), ndn, attrs)
+                    ids[ndn] = tx.add(entry, parent_id, self.dn.rdn_of(dn.rdn), self.index_rows(attrs))
+                except LDAPError as exc:
+                    raise LoadError(lineno, dn_text, exc.message or str(exc)) from None
+                count += 1
+                if progress and count % 10000 == 0:
+                    progress(count)
+            tx.log(root.ndn, "load", "load", self.suffix, None, {"entries": count})
+        return count
+
+    def export_entries(self):
+        """Every entry, parents first, with all stored attributes (for LDIF export)."""
+        ids = self.store.all_ids()
+        for start in range(0, len(ids), 1000):
+            chunk = ids[start : start + 1000]
+            by_id = {e.id: e for e in self.store.get_many(chunk)}
+            for i in chunk:
+                yield by_id[i]
+
+
+class LoadError(Exception):
+    def __init__(self, line, dn, reason):
+        super().__init__(f"line {line}: {dn}: {reason}")
+        self.line, self.dn, self.reason = line, dn, reason
+
+
+class AttributeSelector:
+    """Which attributes a search returns: names, '*', '+', '1.1', '@objectClass'."""
+
+    def __init__(self, directory: Directory, requested):
+        self.d = directory
+        self.all_user = not requested
+        self.all_operational = False
+        self.explicit = []
+        schema = directory.schema
+        for raw in requested:
+            name = raw.decode() if isinstance(raw, bytes) else raw
+            if name == "*":
+                self.all_user = True
+            elif name == "+":
+                self.all_operational = True
+            elif name == "1.1" and len(requested) == 1:
+                pass
+            elif name.startswith("@"):
+                oc = schema.objectclass(name[1:])
+                if oc is not None:
+                    for cls in schema.superclasses(oc.name):
+                        c = schema.objectclass(cls)
+                        self.explicit.extend(c.must + c.may)
+            else:
+                at = schema.attribute(name.split(";")[0])
+                if at is not None:
+                    self.explicit.extend(directory.subtypes(at.name))
+        self._explicit_set = set(self.explicit)
+
+    def names(self, entry: Entry):
+        out = []
+        schema = self.d.schema
+        if self.all_user or self.all_operational:
+            for name in entry.attrs:
+                at = schema.attribute(name)
+                operational = at is not None and at.is_operational
+                if (operational and self.all_operational) or (not operational and self.all_user) or name in self._explicit_set:
+                    out.append(name)
+            if self.all_operational:
+                out.extend(n for n in VIRTUAL if n not in entry.attrs and entry.id is not None)
+            seen = set(out)
+            out.extend(n for n in self.explicit if n not in seen and (n in entry.attrs or n in VIRTUAL))
+            return out
+        return [n for n in dict.fromkeys(self.explicit) if n in entry.attrs or (n in VIRTUAL and entry.id is not None)]
+
+
+class SearchCursor:
+    """A running search: candidate ids, checked in batches so a large result never
+    holds the reactor, and resumable for paged results."""
+
+    def __init__(self, directory, ident, ids, compiled, selector, types_only, size_limit, deadline,
+                 virtual=False, base_entry=None, scope=SCOPE_BASE):
+        self.d = directory
+        self.ident = ident
+        self.ids = ids
+        self.pos = 0
+        self.compiled = compiled
+        self.selector = selector
+        self.types_only = types_only
+        self.size_limit = size_limit
+        self.deadline = deadline
+        self.virtual = virtual
+        self.base = base_entry
+        self.scope = scope
+        self.returned = 0
+        self.done = False
+
+    def _in_scope(self, entry):
+        if self.scope == SCOPE_BASE:
+            return entry.id == self.base.id
+        b = self.base.ndn
+        if self.scope == SCOPE_SUB:
+            return entry.ndn == b or entry.ndn.endswith("," + b)
+        if self.scope == SCOPE_CHILDREN:
+            return entry.ndn.endswith("," + b)
+        # one level: the entry's parent is the base
+        return entry.ndn.endswith("," + b) and self.d.dn.normalize(str(DN.parse(entry.dn).parent())) == b
+
+    def next_batch(self, max_candidates=256, max_results=None):
+        """Up to max_candidates candidates examined; returns [(dn, [(attr, values)])].
+        Raises LDAPError sizeLimitExceeded/timeLimitExceeded when a limit is hit
+        (entries already returned stand, as RFC 4511 says)."""
+        out = []
+        if self.done:
+            return out
+        if self.virtual:
+            chunk, by_id = list(range(len(self.ids))), dict(enumerate(self.ids))
+        else:
+            chunk = self.ids[self.pos : self.pos + max_candidates]
+            by_id = {e.id: e for e in self.d.store.get_many(chunk)}
+        acl = self.d.acl
+        for key in chunk:
+            self.pos += 1
+            entry = by_id.get(key)
+            if entry is None or (not self.virtual and not self._in_scope(entry)):
+                continue  # deleted since the search started, or out of scope
+            hidden = acl.hidden_attrs(self.ident, entry)
+            if hidden is None:  # entry not visible at all
+                continue
+            if self.compiled(entry, hidden) is not True:
+                continue
+            if self.size_limit and self.returned >= self.size_limit:
+                self.done = True
+                raise PartialResult(out, LDAPError(ResultCode.SIZE_LIMIT_EXCEEDED, ""))
+            self.returned += 1
+            out.append((entry.dn, self.d.render(self.ident, entry, self.selector, self.types_only, hidden)))
+            if max_results is not None and len(out) >= max_results:
+                break  # a full page: the rest waits for the next cookie
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            self.done = True
+            raise PartialResult(out, LDAPError(ResultCode.TIME_LIMIT_EXCEEDED, ""))
+        if self.pos >= len(self.ids):
+            self.done = True
+        return out
+
+
+class PartialResult(Exception):
+    """Entries found before a limit stopped the search, and the limit's error."""
+
+    def __init__(self, entries, error: LDAPError):
+        super().__init__(error.message)
+        self.entries = entries
+        self.error = error

@@ -1,0 +1,116 @@
+"""LDIF (RFC 2849) content records: a streaming reader that keeps line numbers for
+error reports, and a writer. Only content records (no changetype) — what slapadd
+and slapcat exchange."""
+import base64
+import re
+
+_SAFE_INIT = re.compile(rb"^[\x01-\x09\x0b-\x0c\x0e-\x1f\x21-\x39\x3b\x3d-\x7f][\x01-\x09\x0b-\x0c\x0e-\x7f]*$")
+
+
+class LDIFError(Exception):
+    def __init__(self, source, line, reason):
+        super().__init__(f"{source}:{line}: {reason}")
+        self.source, self.line, self.reason = source, line, reason
+
+
+def read_ldif(stream, source="<ldif>"):
+    """Yield (line_number, dn, [(attr, [values])]) per record; stream yields bytes lines."""
+    record, start, lineno = [], 0, 0
+    logical, logical_line = None, 0
+
+    def flush_logical():
+        if logical is not None:
+            record.append((logical_line, logical))
+
+    for raw in stream:
+        lineno += 1
+        line = raw.rstrip(b"\r\n")
+        if line.startswith(b" "):
+            if logical is None:
+                raise LDIFError(source, lineno, "continuation line without a preceding line")
+            logical += line[1:]
+            continue
+        flush_logical()
+        logical = None
+        if not line:
+            if record:
+                yield _record(record, source)
+                record = []
+            continue
+        if line.startswith(b"#"):
+            continue
+        logical, logical_line = line, lineno
+    flush_logical()
+    if record:
+        yield _record(record, source)
+
+
+def _record(lines, source):
+    first_line = lines[0][0]
+    items = []
+    for lineno, line in lines:
+        colon = line.find(b":")
+        if colon <= 0:
+            raise LDIFError(source, lineno, "expected 'attribute: value'")
+        name = line[:colon].decode("ascii", "replace").strip()
+        rest = line[colon + 1 :]
+        if rest.startswith(b":"):
+            try:
+                value = base64.b64decode(rest[1:].strip(), validate=True)
+            except Exception:
+                raise LDIFError(source, lineno, f"{name}: invalid base64 value") from None
+        elif rest.startswith(b"<"):
+            raise LDIFError(source, lineno, f"{name}: URL values are not supported")
+        else:
+            value = rest.lstrip(b" ")
+        items.append((lineno, name, value))
+    if items and items[0][1].lower() == "version":
+        items = items[1:]
+        if not items:
+            return None
+    if not items or items[0][1].lower() != "dn":
+        raise LDIFError(source, first_line, "record does not start with dn:")
+    dn_line, _, dn_value = items[0]
+    try:
+        dn = dn_value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise LDIFError(source, dn_line, "dn is not UTF-8") from None
+    attrs: dict[str, list] = {}
+    order = []
+    for lineno, name, value in items[1:]:
+        if name.lower() in ("changetype", "control"):
+            raise LDIFError(source, lineno, "change records are not accepted here (content records only)")
+        key = name.lower()
+        if key not in attrs:
+            attrs[key] = (name, [])
+            order.append(key)
+        attrs[key][1].append(value)
+    return dn_line, dn, [attrs[k] for k in order]
+
+
+def records(stream, source="<ldif>"):
+    for rec in read_ldif(stream, source):
+        if rec is not None:
+            yield rec
+
+
+def _line(name: str, value: bytes) -> str:
+    if value and _SAFE_INIT.match(value) and not value.endswith(b" "):
+        text = f"{name}: {value.decode('ascii')}"
+    else:
+        text = f"{name}:: {base64.b64encode(value).decode('ascii')}"
+    # fold at 76 columns as slapcat does
+    if len(text) <= 76:
+        return text + "\n"
+    out = [text[:76]]
+    for i in range(76, len(text), 75):
+        out.append(" " + text[i : i + 75])
+    return "\n".join(out) + "\n"
+
+
+def format_entry(dn: str, attrs) -> str:
+    parts = [_line("dn", dn.encode("utf-8"))]
+    for name, values in attrs:
+        for v in values:
+            parts.append(_line(name, v))
+    return "".join(parts) + "\n"

@@ -1,0 +1,63 @@
+"""Request/response controls we implement: value codecs for paged results (RFC 2696),
+assertion (RFC 4528), pre-/post-read (RFC 4527) and ManageDsaIT (RFC 3296, accepted:
+we hold no referrals, so it changes nothing)."""
+from ..core.errors import LDAPError, ResultCode
+from . import ber
+
+PAGED_RESULTS = "1.2.840.113556.1.4.319"
+ASSERTION = "1.3.6.1.1.12"
+PRE_READ = "1.3.6.1.1.13.1"
+POST_READ = "1.3.6.1.1.13.2"
+MANAGE_DSA_IT = "2.16.840.1.113730.3.4.2"
+
+SUPPORTED_CONTROLS = [PAGED_RESULTS, ASSERTION, PRE_READ, POST_READ, MANAGE_DSA_IT]
+
+
+def decode_paged(value: bytes | None) -> tuple[int, bytes]:
+    """realSearchControlValue ::= SEQUENCE { size INTEGER, cookie OCTET STRING }"""
+    try:
+        r = ber.Reader(value or b"")
+        tag, content = r.read_tlv()
+        if tag != 0x30 or not r.at_end():
+            raise ber.BERError("expected one SEQUENCE")
+        inner = ber.Reader(content)
+        size = inner.read_int(0x02)
+        cookie = inner.read_octets(0x04)
+        if not inner.at_end():
+            raise ber.BERError("trailing data")
+        return size, cookie
+    except ber.BERError as exc:
+        raise LDAPError(ResultCode.PROTOCOL_ERROR, f"paged results control: {exc}") from None
+
+
+def encode_paged(size_estimate: int, cookie: bytes) -> ber.Control:
+    value = ber.encode_seq(0x30, ber.encode_int(0x02, size_estimate), ber.encode_octets(0x04, cookie))
+    return ber.Control(PAGED_RESULTS, False, value)
+
+
+def decode_read_attrs(value: bytes | None) -> list:
+    """AttributeSelection ::= SEQUENCE OF selector LDAPString"""
+    try:
+        r = ber.Reader(value or b"")
+        tag, content = r.read_tlv()
+        if tag != 0x30:
+            raise ber.BERError("expected SEQUENCE")
+        inner, out = ber.Reader(content), []
+        while not inner.at_end():
+            out.append(inner.read_octets(0x04).decode("utf-8"))
+        return out
+    except (ber.BERError, UnicodeDecodeError) as exc:
+        raise LDAPError(ResultCode.PROTOCOL_ERROR, f"read entry control: {exc}") from None
+
+
+def encode_read_entry(oid: str, dn: str, attrs) -> ber.Control:
+    """The response value is a SearchResultEntry (the [APPLICATION 4] element only)."""
+    full = ber.encode_search_entry(0, dn, attrs)
+    # strip the LDAPMessage envelope: SEQUENCE { messageID 0, SearchResultEntry }
+    r = ber.Reader(full)
+    _, content = r.read_tlv()
+    inner = ber.Reader(content)
+    inner.read_int(0x02)
+    start = inner.pos
+    inner.read_tlv()
+    return ber.Control(oid, False, bytes(content[start : inner.pos]))

@@ -1,0 +1,70 @@
+"""Listeners, TLS and the shared state of all connections of one server process."""
+import logging
+
+from twisted.internet import protocol, reactor, ssl
+from twisted.python.threadpool import ThreadPool
+
+from .controls import SUPPORTED_CONTROLS
+from .protocol import SUPPORTED_EXTENSIONS, LDAPServerProtocol
+
+log = logging.getLogger("rollcall.server")
+
+
+def tls_context(config):
+    """Server-side TLS from the configured PEM certificate and key (TLS 1.2+)."""
+    if not (config.tls_cert and config.tls_key):
+        return None
+    cert_pem = config.tls_cert.read_bytes()
+    key_pem = config.tls_key.read_bytes()
+    cert = ssl.PrivateCertificate.loadPEM(key_pem + b"\n" + cert_pem)
+    return ssl.CertificateOptions(
+        privateKey=cert.privateKey.original,
+        certificate=cert.original,
+        raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
+    )
+
+
+class LDAPServerFactory(protocol.ServerFactory):
+    def __init__(self, directory, config):
+        self.directory = directory
+        self.config = config
+        self.connections = set()
+        self.tls_context = tls_context(config)
+        self.tls_ports = set()
+        directory.supported_controls = list(SUPPORTED_CONTROLS)
+        directory.supported_extensions = [e for e in SUPPORTED_EXTENSIONS
+                                          if self.tls_context is not None or e != "1.3.6.1.4.1.1466.20037"]
+        # Hashing pool: argon2 and friends never run on the reactor thread.
+        self.hash_pool = ThreadPool(1, config.hash_threads, name="rollcall-hash")
+        # One writer thread: SQLite takes one writer at a time anyway, and the
+        # reactor never waits for an fsync.
+        self.write_pool = ThreadPool(1, 1, name="rollcall-write")
+        for pool in (self.hash_pool, self.write_pool):
+            pool.start()
+            reactor.addSystemEventTrigger("during", "shutdown", pool.stop)
+
+    def buildProtocol(self, addr):
+        p = LDAPServerProtocol(self)
+        p.factory = self
+        return p
+
+    def is_tls_listener(self, transport) -> bool:
+        host = transport.getHost()
+        return getattr(host, "port", None) in self.tls_ports
+
+    def audit_bind(self, conn, who, ok: bool):
+        name = who.dn if hasattr(who, "dn") else who
+        log.info("bind %s dn=%r from %s", "ok" if ok else "failed", name, conn.peer)
+
+    def listen(self):
+        """Open every configured listener; returns the listening ports."""
+        ports = []
+        for lst in self.config.listeners:
+            if lst.scheme == "ldaps":
+                port = reactor.listenSSL(lst.port, self, self.tls_context, interface=lst.host)
+                self.tls_ports.add(port.getHost().port)
+            else:
+                port = reactor.listenTCP(lst.port, self, interface=lst.host)
+            log.info("listening on %s://%s:%d", lst.scheme, lst.host, port.getHost().port)
+            ports.append(port)
+        return ports

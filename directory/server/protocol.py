@@ -1,0 +1,451 @@
+"""The LDAP protocol front end: PDUs in, Directory calls, PDUs out.
+
+Bind, search, unbind and abandon are decoded by our fast codec (directory.server.ber);
+the rarer operations by ldaptor's. Reads run on the reactor thread (they are
+index-driven and stream in batches); password checks run in the hashing pool and
+writes in the single writer thread, so the reactor never waits on a hash or an fsync.
+"""
+import ipaddress
+import logging
+
+from ldaptor.protocols import pureber, pureldap
+from ldaptor.protocols.ldap.ldapserver import BaseLDAPServer
+from twisted.internet import defer, protocol, reactor
+from twisted.internet.threads import deferToThreadPool
+
+from ..core.directory import ANONYMOUS, Identity, PartialResult, WriteOptions
+from ..core.errors import LDAPError, ResultCode
+from . import ber
+from .controls import (
+    ASSERTION, MANAGE_DSA_IT, PAGED_RESULTS, POST_READ, PRE_READ, SUPPORTED_CONTROLS,
+    decode_paged, decode_read_attrs, encode_paged, encode_read_entry,
+)
+
+log = logging.getLogger("rollcall.ldap")
+
+OP_BIND, OP_UNBIND, OP_SEARCH, OP_MODIFY, OP_ADD, OP_DELETE, OP_MODDN, OP_COMPARE, OP_ABANDON, OP_EXTENDED = (
+    0, 2, 3, 6, 8, 10, 12, 14, 16, 23)
+RESPONSE_OP = {OP_BIND: 1, OP_SEARCH: 5, OP_MODIFY: 7, OP_ADD: 9, OP_DELETE: 11, OP_MODDN: 13,
+               OP_COMPARE: 15, OP_EXTENDED: 24}
+OP_NAMES = {OP_BIND: "bind", OP_SEARCH: "search", OP_MODIFY: "modify", OP_ADD: "add", OP_DELETE: "delete",
+            OP_MODDN: "modrdn", OP_COMPARE: "compare", OP_EXTENDED: "extended"}
+
+STARTTLS = "1.3.6.1.4.1.1466.20037"
+WHOAMI = "1.3.6.1.4.1.4203.1.11.3"
+PASSWD_MODIFY = "1.3.6.1.4.1.4203.1.11.1"
+SUPPORTED_EXTENSIONS = [STARTTLS, WHOAMI, PASSWD_MODIFY]
+
+# Which controls make sense on which operation.
+_CONTROL_OPS = {
+    PAGED_RESULTS: {OP_SEARCH},
+    ASSERTION: {OP_SEARCH, OP_COMPARE, OP_MODIFY, OP_DELETE, OP_MODDN},
+    PRE_READ: {OP_MODIFY, OP_DELETE, OP_MODDN},
+    POST_READ: {OP_ADD, OP_MODIFY, OP_MODDN},
+    MANAGE_DSA_IT: {OP_SEARCH, OP_COMPARE, OP_MODIFY, OP_ADD, OP_DELETE, OP_MODDN},
+}
+
+_LDAPTOR_DECODER = BaseLDAPServer.berdecoder
+SEARCH_BATCH = 256  # candidates examined per reactor turn
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _Search:
+    """A running search on this connection (so abandon can stop it)."""
+
+    __slots__ = ("msgid", "cursor", "abandoned", "paged", "page_size")
+
+    def __init__(self, msgid, cursor, paged=False, page_size=0):
+        self.msgid = msgid
+        self.cursor = cursor
+        self.abandoned = False
+        self.paged = paged
+        self.page_size = page_size
+
+
+class LDAPServerProtocol(protocol.Protocol):
+    def __init__(self, server):
+        self.server = server  # the LDAPServerFactory: directory, pools, TLS context, config
+        self.directory = server.directory
+        self.config = server.config
+        self.buffer = bytearray()
+        self.ident = ANONYMOUS
+        self.peer = "unknown"
+        self.tls = False
+        self.searches: dict[int, _Search] = {}
+        self.pages: dict[bytes, _Search] = {}
+        self.page_counter = 0
+        self.closed = False
+        self.paused_for_tls = False
+
+    # ------------------------------------------------------------------ transport
+    def connectionMade(self):
+        peer = self.transport.getPeer()
+        self.peer = f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
+        self.peer_host = getattr(peer, "host", "")
+        self.tls = self.server.is_tls_listener(self.transport)
+        self.ident = Identity(peer=self.peer, tls=self.tls)
+        self.server.connections.add(self)
+
+    def connectionLost(self, reason=protocol.connectionDone):
+        self.closed = True
+        for s in self.searches.values():
+            s.abandoned = True
+        self.searches.clear()
+        self.pages.clear()
+        self.server.connections.discard(self)
+
+    def dataReceived(self, data):
+        self.buffer += data
+        buf, off, max_pdu = self.buffer, 0, self.config.max_pdu
+        try:
+            while not self.closed:
+                n = ber.next_pdu_length(buf, off, max_pdu)
+                if n is None:
+                    break
+                pdu = bytes(buf[off : off + n])
+                off += n
+                self.handle_pdu(pdu)
+        except ber.BERError as exc:
+            self.protocol_error(str(exc))
+            return
+        del buf[:off]
+
+    def protocol_error(self, why: str):
+        """Malformed input: tell the client (Notice of Disconnection) and close this
+        connection only; everyone else keeps being served."""
+        log.warning("protocol error from %s: %s", self.peer, why)
+        if not self.closed:
+            self.transport.write(ber.encode_notice_of_disconnection(ResultCode.PROTOCOL_ERROR, why))
+            self.closed = True
+            self.transport.loseConnection()
+        self.buffer.clear()
+
+    def send(self, data: bytes):
+        if not self.closed:
+            self.transport.write(data)
+
+    def result(self, msgid, op, code, message="", matched="", controls=None, extra=b""):
+        self.send(ber.encode_result(msgid, RESPONSE_OP[op], code, matched, message, controls, extra))
+
+    def error(self, msgid, op, exc):
+        if isinstance(exc, LDAPError):
+            if op == OP_EXTENDED:
+                self.send(ber.encode_extended_response(msgid, exc.code, exc.matched_dn, exc.message))
+            else:
+                self.result(msgid, op, exc.code, exc.message, exc.matched_dn)
+        else:
+            log.error("internal error in %s from %s: %r", OP_NAMES.get(op, op), self.peer, exc, exc_info=exc)
+            self.result(msgid, op, ResultCode.OTHER, "internal server error")
+
+    # ------------------------------------------------------------------ dispatch
+    def handle_pdu(self, pdu: bytes):
+        msg = ber.decode_message(pdu)
+        op = msg.op
+        if self.paused_for_tls:
+            # RFC 4511 4.14.1: nothing may follow StartTLS until TLS is up
+            self.protocol_error("request received during TLS negotiation")
+            return
+        if op == OP_UNBIND:
+            self.closed = True
+            self.transport.loseConnection()
+            return
+        if op == OP_ABANDON:
+            running = self.searches.get(msg.request)
+            if running is not None:
+                running.abandoned = True
+            return  # abandon has no response
+        try:
+            self.check_controls(op, msg.controls)
+            if op == OP_BIND:
+                self.do_bind(msg)
+            elif op == OP_SEARCH:
+                self.do_search(msg)
+            else:
+                self.do_other(msg)
+        except LDAPError as exc:
+            self.error(msg.msgid, op, exc)
+
+    def check_controls(self, op, controls):
+        for c in controls:
+            allowed = _CONTROL_OPS.get(c.oid)
+            if c.critical and (allowed is None or op not in allowed):
+                raise LDAPError(ResultCode.UNAVAILABLE_CRITICAL_EXTENSION, f"critical control {c.oid} not supported")
+
+    # ------------------------------------------------------------------ bind
+    def do_bind(self, msg):
+        req = msg.request
+        msgid = msg.msgid
+        # a bind abandons whatever the connection had running (RFC 4511 4.2.1)
+        for s in self.searches.values():
+            s.abandoned = True
+        self.pages.clear()
+        if req.version != 3:
+            raise LDAPError(ResultCode.PROTOCOL_ERROR, "requested protocol version not allowed")
+        if req.method != "simple":
+            self.ident = Identity(peer=self.peer, tls=self.tls)
+            raise LDAPError(ResultCode.AUTH_METHOD_NOT_SUPPORTED, "SASL bind is not supported; use a simple bind over TLS")
+        self.ident = Identity(peer=self.peer, tls=self.tls)
+        if not req.name:
+            if req.password:
+                raise LDAPError(ResultCode.UNWILLING_TO_PERFORM, "unauthenticated bind (password with no DN) disallowed")
+            self.result(msgid, OP_BIND, ResultCode.SUCCESS)
+            return
+        if not req.password:
+            raise LDAPError(ResultCode.UNWILLING_TO_PERFORM, "unauthenticated bind (DN with no password) disallowed")
+        if self.config.require_tls_for_bind and not self.tls and not _is_loopback(self.peer_host):
+            raise LDAPError(ResultCode.CONFIDENTIALITY_REQUIRED, "TLS confidentiality required for simple binds")
+        ndn, entry, hashes = self.directory.bind_lookup(req.name)
+        d = deferToThreadPool(reactor, self.server.hash_pool, self.directory.verify_any, req.password, hashes)
+
+        def done(matched):
+            ident = self.directory.bind_complete(ndn, entry, matched, self.peer, self.tls)
+            self.ident = ident
+            self.server.audit_bind(self, ident, True)
+            self.result(msgid, OP_BIND, ResultCode.SUCCESS)
+            if entry is not None and self.directory.needs_rehash(matched):
+                deferToThreadPool(reactor, self.server.write_pool, self.directory.rehash_password,
+                                  entry.id, matched, req.password).addErrback(
+                    lambda f: log.warning("rehash of %s failed: %s", entry.dn, f.getErrorMessage()))
+
+        def failed(f):
+            self.server.audit_bind(self, req.name, False)
+            self.error(msgid, OP_BIND, f.value)
+
+        d.addCallback(done)
+        d.addErrback(failed)
+
+    # ------------------------------------------------------------------ search
+    def do_search(self, msg):
+        req, msgid = msg.request, msg.msgid
+        controls = {c.oid: c for c in msg.controls}
+        paged = controls.get(PAGED_RESULTS)
+        if ASSERTION in controls:
+            self._search_assertion(req, controls[ASSERTION])
+        if paged is not None:
+            size, cookie = decode_paged(paged.value)
+            if cookie:
+                state = self.pages.pop(cookie, None)
+                if state is None:
+                    raise LDAPError(ResultCode.UNWILLING_TO_PERFORM, "paged results: unknown or expired cookie")
+                if size == 0:  # RFC 2696: size 0 abandons the paged search
+                    self.result(msgid, OP_SEARCH, ResultCode.SUCCESS, controls=[encode_paged(0, b"")])
+                    return
+                state.msgid, state.page_size, state.abandoned = msgid, size, False
+            else:
+                cursor = self.directory.search(self.ident, req.base, req.scope, req.filter, req.attributes,
+                                               req.types_only, req.size_limit, req.time_limit, paged=True)
+                state = _Search(msgid, cursor, paged=True, page_size=size or 1 << 31)
+        else:
+            cursor = self.directory.search(self.ident, req.base, req.scope, req.filter, req.attributes,
+                                           req.types_only, req.size_limit, req.time_limit)
+            state = _Search(msgid, cursor)
+        self.searches[msgid] = state
+        self._continue_search(state)
+
+    def _search_assertion(self, req, control):
+        """RFC 4528 on search: the assertion applies to the base object."""
+        flt = ber.decode_filter(control.value or b"")
+        if not self.directory.assert_entry(self.ident, req.base, flt):
+            raise LDAPError(ResultCode.ASSERTION_FAILED, "assertion control: filter did not match")
+
+    def _continue_search(self, state: _Search):
+        cursor, msgid = state.cursor, state.msgid
+        if state.abandoned or self.closed:
+            self.searches.pop(msgid, None)
+            return
+        try:
+            entries = cursor.next_batch(SEARCH_BATCH, state.page_size if state.paged else None)
+        except PartialResult as partial:
+            self._send_entries(msgid, partial.entries)
+            self.searches.pop(msgid, None)
+            self.result(msgid, OP_SEARCH, partial.error.code, partial.error.message)
+            return
+        except LDAPError as exc:
+            self.searches.pop(msgid, None)
+            self.error(msgid, OP_SEARCH, exc)
+            return
+        self._send_entries(msgid, entries)
+        if cursor.done:
+            self.searches.pop(msgid, None)
+            ctrls = [encode_paged(0, b"")] if state.paged else None
+            self.result(msgid, OP_SEARCH, ResultCode.SUCCESS, controls=ctrls)
+            return
+        if state.paged:
+            state.page_size -= len(entries)
+            if state.page_size <= 0:
+                self._end_page(state)
+                return
+        # more candidates: yield to the reactor so other clients are served meanwhile
+        reactor.callLater(0, self._continue_search, state)
+
+    def _end_page(self, state):
+        self.searches.pop(state.msgid, None)
+        self.page_counter += 1
+        cookie = b"%d" % self.page_counter
+        self.pages[cookie] = state
+        self.result(state.msgid, OP_SEARCH, ResultCode.SUCCESS, controls=[encode_paged(0, cookie)])
+
+    def _send_entries(self, msgid, entries):
+        if entries and not self.closed:
+            self.transport.write(b"".join(ber.encode_search_entry(msgid, dn, attrs) for dn, attrs in entries))
+
+    # ------------------------------------------------------------------ the rest
+    def do_other(self, msg):
+        try:
+            ldap_msg, _ = pureber.berDecodeObject(_LDAPTOR_DECODER, msg.raw)
+            request = ldap_msg.value
+        except Exception as exc:  # ldaptor raises assorted errors on malformed input
+            self.protocol_error(f"malformed {OP_NAMES.get(msg.op, msg.op)} request: {exc!r}")
+            return
+        op, msgid = msg.op, msg.msgid
+        controls = {c.oid: c for c in msg.controls}
+        if op == OP_EXTENDED:
+            self.do_extended(msgid, request, controls)
+            return
+        opts = self._write_options(controls)
+        d = self.directory
+        if op == OP_COMPARE:
+            # a compare is a read: answered on the reactor thread like a search
+            dn = _text(request.entry)
+            attr = _text(request.ava.attributeDesc.value)
+            value = _bytes(request.ava.assertionValue.value)
+            if opts.assertion is not None and not d.assert_entry(self.ident, dn, opts.assertion):
+                raise LDAPError(ResultCode.ASSERTION_FAILED, "assertion control: filter did not match")
+            ok = d.compare(self.ident, dn, attr, value)
+            self.result(msgid, op, ResultCode.COMPARE_TRUE if ok else ResultCode.COMPARE_FALSE)
+            return
+        if op == OP_ADD:
+            attrs = [(_text(a.value), [_bytes(v.value) for v in vals]) for a, vals in _pairs(request.attributes)]
+            call = (d.add, self.ident, _text(request.entry), attrs, opts)
+        elif op == OP_MODIFY:
+            changes = []
+            for item in request.modification:
+                mod_op, (desc, *rest) = item.data[0].value, item.data[1].data
+                values = [_bytes(v.value) for v in rest[0].data] if rest else []
+                changes.append((mod_op, _text(desc.value), values))
+            call = (d.modify, self.ident, _text(request.object), changes, opts)
+        elif op == OP_DELETE:
+            call = (d.delete, self.ident, _text(request.value), opts)
+        elif op == OP_MODDN:
+            sup = _text(request.newSuperior) if request.newSuperior is not None else None
+            call = (d.modify_dn, self.ident, _text(request.entry), _text(request.newrdn),
+                    bool(request.deleteoldrdn), sup, opts)
+        else:
+            raise LDAPError(ResultCode.PROTOCOL_ERROR, f"unsupported operation {op}")
+        self.run_write(msgid, op, call)
+
+    def _write_options(self, controls) -> WriteOptions:
+        opts = WriteOptions()
+        if ASSERTION in controls:
+            try:
+                opts.assertion = ber.decode_filter(controls[ASSERTION].value or b"")
+            except ber.BERError as exc:
+                raise LDAPError(ResultCode.PROTOCOL_ERROR, f"assertion control: {exc}") from None
+        if PRE_READ in controls:
+            opts.pre_read = decode_read_attrs(controls[PRE_READ].value)
+        if POST_READ in controls:
+            opts.post_read = decode_read_attrs(controls[POST_READ].value)
+        return opts
+
+    def run_write(self, msgid, op, call):
+        fn, *args = call
+        d = deferToThreadPool(reactor, self.server.write_pool, fn, *args)
+
+        def ok(result):
+            ctrls = []
+            if result.pre_read is not None:
+                ctrls.append(encode_read_entry(PRE_READ, *result.pre_read))
+            if result.post_read is not None:
+                ctrls.append(encode_read_entry(POST_READ, *result.post_read))
+            self.result(msgid, op, ResultCode.SUCCESS, controls=ctrls or None)
+
+        d.addCallbacks(ok, lambda f: self.error(msgid, op, f.value))
+        return d
+
+    # ------------------------------------------------------------------ extended
+    def do_extended(self, msgid, request, controls):
+        name = _text(request.requestName)
+        value = _bytes(request.requestValue) if request.requestValue is not None else None
+        if name == STARTTLS:
+            self.start_tls(msgid)
+        elif name == WHOAMI:
+            authz = self.directory.whoami(self.ident).encode()
+            self.send(ber.encode_extended_response(msgid, ResultCode.SUCCESS, value=authz))
+        elif name == PASSWD_MODIFY:
+            self.password_modify(msgid, value)
+        else:
+            raise LDAPError(ResultCode.PROTOCOL_ERROR, f"{name}: extended operation not supported")
+
+    def start_tls(self, msgid):
+        if self.tls:
+            raise LDAPError(ResultCode.OPERATIONS_ERROR, "TLS already started")
+        ctx = self.server.tls_context
+        if ctx is None:
+            raise LDAPError(ResultCode.UNAVAILABLE, "TLS is not configured")
+        if self.searches:
+            raise LDAPError(ResultCode.OPERATIONS_ERROR, "operations are outstanding")
+        self.send(ber.encode_extended_response(msgid, ResultCode.SUCCESS, name=STARTTLS))
+        self.transport.startTLS(ctx)
+        self.tls = True
+        self.ident.tls = True
+
+    def password_modify(self, msgid, value):
+        user = old = new = None
+        if value:
+            try:
+                r = ber.Reader(value)
+                tag, content = r.read_tlv()
+                if tag != 0x30:
+                    raise ber.BERError("expected SEQUENCE")
+                inner = ber.Reader(content)
+                while not inner.at_end():
+                    t, v = inner.read_tlv()
+                    if t == 0x80:
+                        user = v.decode("utf-8")
+                    elif t == 0x81:
+                        old = v
+                    elif t == 0x82:
+                        new = v
+                    else:
+                        raise ber.BERError(f"unexpected tag 0x{t:02x}")
+            except (ber.BERError, UnicodeDecodeError) as exc:
+                raise LDAPError(ResultCode.PROTOCOL_ERROR, f"password modify: malformed request ({exc})") from None
+        d = deferToThreadPool(reactor, self.server.write_pool, self.directory.password_modify,
+                              self.ident, user, old, new)
+
+        def ok(result):
+            val = None
+            if result.generated_password is not None:
+                val = ber.encode_seq(0x30, ber.encode_octets(0x80, result.generated_password.encode()))
+            self.send(ber.encode_extended_response(msgid, ResultCode.SUCCESS, value=val))
+
+        d.addCallbacks(ok, lambda f: self.error(msgid, OP_EXTENDED, f.value))
+
+
+def _text(v) -> str:
+    if isinstance(v, bytes):
+        return v.decode("utf-8")
+    if hasattr(v, "value"):
+        return _text(v.value)
+    return str(v)
+
+
+def _bytes(v) -> bytes:
+    if isinstance(v, bytes):
+        return v
+    if hasattr(v, "value"):
+        return _bytes(v.value)
+    return str(v).encode("utf-8")
+
+
+def _pairs(attributes):
+    """ldaptor gives add attributes as a sequence of (description, set-of-values)."""
+    for item in attributes.data if hasattr(attributes, "data") else attributes:
+        parts = item.data if hasattr(item, "data") else item
+        yield parts[0], (parts[1].data if hasattr(parts[1], "data") else parts[1])

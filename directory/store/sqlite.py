@@ -1,0 +1,397 @@
+"""The embedded store: one SQLite file in WAL mode.
+
+Tables
+  entries    one row per entry: normalised DN, user DN, parent id, `path` (the
+             normalised RDNs from the suffix down, each followed by \\x01) so a
+             subtree is one range scan, and the attributes as JSON.
+  idx        equality/presence index rows (attr, key, id), kept by the core.
+  idx_sub    FTS5 trigram table: substring search without scanning values.
+  changelog  every change (who, from where, when, what) — the audit log, and how
+             other worker processes learn which cached entries went stale.
+
+Each write is one transaction; with synchronous=FULL a commit is on disk before
+the client sees success. Reads and writes use one connection per thread.
+"""
+import json
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+
+from ..core.entry import Entry, decode_attrs, encode_attrs
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries(
+    id INTEGER PRIMARY KEY,
+    ndn TEXT NOT NULL UNIQUE,
+    dn TEXT NOT NULL,
+    parent INTEGER,
+    path TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS entries_parent ON entries(parent);
+CREATE INDEX IF NOT EXISTS entries_path ON entries(path);
+CREATE TABLE IF NOT EXISTS idx(
+    attr TEXT NOT NULL, key TEXT NOT NULL, id INTEGER NOT NULL,
+    PRIMARY KEY(attr, key, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idx_by_id ON idx(id);
+CREATE VIRTUAL TABLE IF NOT EXISTS idx_sub USING fts5(attr UNINDEXED, key, id UNINDEXED, tokenize='trigram');
+CREATE TABLE IF NOT EXISTS changelog(
+    seq INTEGER PRIMARY KEY,
+    time TEXT NOT NULL,
+    who TEXT NOT NULL,
+    peer TEXT NOT NULL,
+    op TEXT NOT NULL,
+    dn TEXT NOT NULL,
+    entry_id INTEGER,
+    detail TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+SEP = "\x01"
+SUB_SLOTS = 1024  # substring-index rows per entry (more values are joined into the last row)
+SEP_END = "\x02"
+
+
+class SQLiteStore:
+    def __init__(self, path, cache_entries: int = 200000):
+        self.path = str(path)
+        self.cache_limit = cache_entries
+        self._cache: dict[int, Entry] = {}
+        self._ndn_ids: dict[str, int] = {}
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        conn = self._conn()
+        conn.executescript(SCHEMA)
+        row = conn.execute("SELECT max(seq) FROM changelog").fetchone()
+        self._seen_seq = row[0] or 0
+
+    # -- connections -------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=OFF")
+            conn.execute("PRAGMA cache_size=-65536")
+            self._local.conn = conn
+            self._local.data_version = conn.execute("PRAGMA data_version").fetchone()[0]
+        return conn
+
+    def close(self):
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def refresh(self):
+        """Drop cached entries another process (or connection) changed since we last looked."""
+        conn = self._conn()
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        if version == self._local.data_version:
+            return
+        self._local.data_version = version
+        rows = conn.execute(
+            "SELECT seq, entry_id, dn FROM changelog WHERE seq > ? ORDER BY seq", (self._seen_seq,)
+        ).fetchall()
+        for seq, entry_id, _dn in rows:
+            self._evict(entry_id)
+            self._seen_seq = max(self._seen_seq, seq)
+        if rows:
+            # a rename or delete may have moved DNs: the ndn map is cheap to rebuild
+            self._ndn_ids.clear()
+
+    def _evict(self, entry_id):
+        entry = self._cache.pop(entry_id, None)
+        if entry is not None:
+            self._ndn_ids.pop(entry.ndn, None)
+
+    def _remember(self, entry: Entry):
+        if len(self._cache) >= self.cache_limit:
+            old = self._cache.pop(next(iter(self._cache)))
+            self._ndn_ids.pop(old.ndn, None)
+        self._cache[entry.id] = entry
+        self._ndn_ids[entry.ndn] = entry.id
+
+    # -- reads -------------------------------------------------------------
+    def get(self, entry_id: int) -> Entry | None:
+        entry = self._cache.get(entry_id)
+        if entry is not None:
+            return entry
+        row = self._conn().execute("SELECT id, dn, ndn, data FROM entries WHERE id=?", (entry_id,)).fetchone()
+        return self._row(row)
+
+    def get_by_ndn(self, ndn: str) -> Entry | None:
+        entry_id = self._ndn_ids.get(ndn)
+        if entry_id is not None:
+            entry = self._cache.get(entry_id)
+            if entry is not None and entry.ndn == ndn:
+                return entry
+        row = self._conn().execute("SELECT id, dn, ndn, data FROM entries WHERE ndn=?", (ndn,)).fetchone()
+        return self._row(row)
+
+    def get_many(self, ids) -> list:
+        out, missing = [], []
+        cache = self._cache
+        for i in ids:
+            e = cache.get(i)
+            if e is None:
+                missing.append(i)
+            else:
+                out.append(e)
+        conn = self._conn()
+        for start in range(0, len(missing), 500):
+            chunk = missing[start : start + 500]
+            q = "SELECT id, dn, ndn, data FROM entries WHERE id IN (%s)" % ",".join("?" * len(chunk))
+            out.extend(self._row(r) for r in conn.execute(q, chunk))
+        return out
+
+    def _row(self, row) -> Entry | None:
+        if row is None:
+            return None
+        entry = Entry(row[1], row[2], decode_attrs(row[3]), id=row[0])
+        self._remember(entry)
+        return entry
+
+    def has_children(self, entry_id: int) -> bool:
+        return self._conn().execute("SELECT 1 FROM entries WHERE parent=? LIMIT 1", (entry_id,)).fetchone() is not None
+
+    def path_of(self, entry_id: int) -> str | None:
+        row = self._conn().execute("SELECT path FROM entries WHERE id=?", (entry_id,)).fetchone()
+        return row[0] if row else None
+
+    def children_ids(self, entry_id: int) -> list:
+        return [r[0] for r in self._conn().execute("SELECT id FROM entries WHERE parent=? ORDER BY id", (entry_id,))]
+
+    def subtree_ids(self, entry_id: int, limit: int | None = None) -> list:
+        """The entry and all below it, by a range scan on `path`."""
+        path = self.path_of(entry_id)
+        if path is None:
+            return []
+        q = "SELECT id FROM entries WHERE path >= ? AND path < ? ORDER BY id"
+        args = [path, path[:-1] + SEP_END]
+        if limit is not None:
+            q += " LIMIT ?"
+            args.append(limit)
+        return [r[0] for r in self._conn().execute(q, args)]
+
+    def subtree_count(self, entry_id: int, limit: int) -> int:
+        path = self.path_of(entry_id)
+        row = self._conn().execute(
+            "SELECT count(*) FROM (SELECT 1 FROM entries WHERE path >= ? AND path < ? LIMIT ?)",
+            (path, path[:-1] + SEP_END, limit),
+        ).fetchone()
+        return row[0]
+
+    def count(self) -> int:
+        return self._conn().execute("SELECT count(*) FROM entries").fetchone()[0]
+
+    def all_ids(self) -> list:
+        """Parents before children (export order)."""
+        return [r[0] for r in self._conn().execute("SELECT id FROM entries ORDER BY length(path) - length(replace(path, char(1), '')), id")]
+
+    # -- index look-ups (candidates; the core re-checks the filter) --------
+    def index_eq(self, attr: str, key: str) -> list:
+        return [r[0] for r in self._conn().execute("SELECT id FROM idx WHERE attr=? AND key=?", (attr, key))]
+
+    def index_range(self, attr: str, low: str | None, high: str | None) -> list:
+        q, args = "SELECT DISTINCT id FROM idx WHERE attr=?", [attr]
+        if low is not None:
+            q += " AND key >= ?"
+            args.append(low)
+        if high is not None:
+            q += " AND key <= ?"
+            args.append(high)
+        return [r[0] for r in self._conn().execute(q, args)]
+
+    def index_prefix(self, attr: str, prefix: str) -> list:
+        return [
+            r[0]
+            for r in self._conn().execute(
+                "SELECT DISTINCT id FROM idx WHERE attr=? AND key >= ? AND key < ?", (attr, prefix, prefix + "\U0010ffff")
+            )
+        ]
+
+    def index_present(self, attr: str) -> list:
+        return [r[0] for r in self._conn().execute("SELECT DISTINCT id FROM idx WHERE attr=?", (attr,))]
+
+    def index_substring(self, attr: str, like_pattern: str) -> list:
+        """Trigram-indexed LIKE; the pattern must hold a run of >= 3 characters."""
+        return [
+            r[0]
+            for r in self._conn().execute(
+                "SELECT DISTINCT id FROM idx_sub WHERE key LIKE ? ESCAPE '\\' AND attr=?", (like_pattern, attr)
+            )
+        ]
+
+    # -- writes ------------------------------------------------------------
+    @contextmanager
+    def transaction(self):
+        """One durable write transaction. Yields a Tx; commits on success."""
+        with self._write_lock:
+            conn = self._conn()
+            conn.execute("BEGIN IMMEDIATE")
+            tx = Tx(self, conn)
+            try:
+                yield tx
+            except BaseException:
+                conn.execute("ROLLBACK")
+                for entry_id in tx.touched:
+                    self._evict(entry_id)
+                raise
+            conn.execute("COMMIT")
+            for entry_id in tx.touched:
+                self._evict(entry_id)
+            if tx.renamed:
+                self._ndn_ids.clear()
+            if tx.last_seq:
+                self._seen_seq = max(self._seen_seq, tx.last_seq)
+
+    @contextmanager
+    def bulk(self):
+        """Offline bulk load: one transaction, no fsync until the end (like slapadd -q)."""
+        conn = self._conn()
+        conn.execute("PRAGMA synchronous=OFF")
+        try:
+            with self.transaction() as tx:
+                yield tx
+        finally:
+            conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    # -- audit ---------------------------------------------------------------
+    def changes(self, since: int = 0, dn_suffix: str | None = None, who: str | None = None, limit: int = 1000):
+        q, args = "SELECT seq, time, who, peer, op, dn, detail FROM changelog WHERE seq > ?", [since]
+        if who:
+            q += " AND who = ?"
+            args.append(who)
+        if dn_suffix:
+            q += " AND (lower(dn) = ? OR lower(dn) LIKE ?)"
+            args += [dn_suffix.lower(), "%," + dn_suffix.lower()]
+        q += " ORDER BY seq LIMIT ?"
+        args.append(limit)
+        return [
+            dict(seq=r[0], time=r[1], who=r[2], peer=r[3], op=r[4], dn=r[5], detail=json.loads(r[6]))
+            for r in self._conn().execute(q, args)
+        ]
+
+    def get_meta(self, key, default=None):
+        row = self._conn().execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else default
+
+
+class Tx:
+    """Write operations inside one transaction. Index rows come from the core."""
+
+    def __init__(self, store: SQLiteStore, conn: sqlite3.Connection):
+        self.store = store
+        self.conn = conn
+        self.touched: set[int] = set()
+        self.renamed = False
+        self.last_seq = 0
+
+    def add(self, entry: Entry, parent_id: int | None, rdn_key: str, index_rows) -> int:
+        if parent_id is None:
+            path = rdn_key + SEP
+        else:
+            parent_path = self.conn.execute("SELECT path FROM entries WHERE id=?", (parent_id,)).fetchone()[0]
+            path = parent_path + rdn_key + SEP
+        cur = self.conn.execute(
+            "INSERT INTO entries(ndn, dn, parent, path, data) VALUES (?,?,?,?,?)",
+            (entry.ndn, entry.dn, parent_id, path, encode_attrs(entry.attrs)),
+        )
+        entry.id = cur.lastrowid
+        self._write_index(entry.id, index_rows)
+        self.touched.add(entry.id)
+        return entry.id
+
+    def replace(self, entry: Entry, index_rows):
+        self.conn.execute("UPDATE entries SET data=? WHERE id=?", (encode_attrs(entry.attrs), entry.id))
+        self._drop_index(entry.id)
+        self._write_index(entry.id, index_rows)
+        self.touched.add(entry.id)
+
+    def delete(self, entry_id: int):
+        self.conn.execute("DELETE FROM entries WHERE id=?", (entry_id,))
+        self._drop_index(entry_id)
+        self.touched.add(entry_id)
+
+    def rename(self, entry_id: int, new_dn: str, new_ndn: str, new_parent_id: int, new_rdn_key: str):
+        """Move an entry (and its subtree) to a new DN / parent."""
+        old_ndn, old_dn, old_path = self.conn.execute(
+            "SELECT ndn, dn, path FROM entries WHERE id=?", (entry_id,)
+        ).fetchone()
+        parent_path = self.conn.execute("SELECT path FROM entries WHERE id=?", (new_parent_id,)).fetchone()[0]
+        new_path = parent_path + new_rdn_key + SEP
+        rows = self.conn.execute(
+            "SELECT id, ndn, dn, path FROM entries WHERE path >= ? AND path < ?", (old_path, old_path[:-1] + SEP_END)
+        ).fetchall()
+        for rid, ndn, dn, path in rows:
+            if rid == entry_id:
+                self.conn.execute(
+                    "UPDATE entries SET ndn=?, dn=?, path=?, parent=? WHERE id=?",
+                    (new_ndn, new_dn, new_path, new_parent_id, rid),
+                )
+            else:
+                self.conn.execute(
+                    "UPDATE entries SET ndn=?, dn=?, path=? WHERE id=?",
+                    (
+                        ndn[: len(ndn) - len(old_ndn)] + new_ndn,
+                        dn[: len(dn) - len(old_dn)] + new_dn,
+                        new_path + path[len(old_path) :],
+                        rid,
+                    ),
+                )
+            self.touched.add(rid)
+        self.renamed = True
+        return [r[0] for r in rows]
+
+    def _write_index(self, entry_id, index_rows):
+        eq, sub = [], []
+        for attr, kind, key in index_rows:
+            if kind == "sub":
+                sub.append((attr, key, entry_id))
+            else:
+                eq.append((attr, key, entry_id))
+        if eq:
+            self.conn.executemany("INSERT OR IGNORE INTO idx(attr, key, id) VALUES (?,?,?)", eq)
+        if sub:
+            # rowid = id*SUB_SLOTS + n, so an entry's rows are one rowid range to delete
+            if len(sub) > SUB_SLOTS:
+                last = sub[SUB_SLOTS - 1]
+                sub = sub[: SUB_SLOTS - 1] + [(last[0], "\x1f".join(r[1] for r in sub[SUB_SLOTS - 1 :]), entry_id)]
+            base = entry_id * SUB_SLOTS
+            self.conn.executemany(
+                "INSERT INTO idx_sub(rowid, attr, key, id) VALUES (?,?,?,?)",
+                [(base + n, a, k, i) for n, (a, k, i) in enumerate(sub)],
+            )
+
+    def _drop_index(self, entry_id):
+        self.conn.execute("DELETE FROM idx WHERE id=?", (entry_id,))
+        base = entry_id * SUB_SLOTS
+        self.conn.execute("DELETE FROM idx_sub WHERE rowid BETWEEN ? AND ?", (base, base + SUB_SLOTS - 1))
+
+    def log(self, who: str, peer: str, op: str, dn: str, entry_id: int | None, detail: dict):
+        cur = self.conn.execute(
+            "INSERT INTO changelog(time, who, peer, op, dn, entry_id, detail) VALUES (?,?,?,?,?,?,?)",
+            (
+                time.strftime("%Y%m%d%H%M%SZ", time.gmtime()),
+                who,
+                peer,
+                op,
+                dn,
+                entry_id,
+                json.dumps(detail, ensure_ascii=False, default=str),
+            ),
+        )
+        self.last_seq = cur.lastrowid
+
+    def set_meta(self, key, value):
+        self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?,?)", (key, str(value)))
+
+    def get_by_ndn(self, ndn):
+        row = self.conn.execute("SELECT id, dn, ndn, data FROM entries WHERE ndn=?", (ndn,)).fetchone()
+        return Entry(row[1], row[2], decode_attrs(row[3]), id=row[0]) if row else None
