@@ -46,7 +46,7 @@ sn: Smith
 mail: jsmith@district.example
 employeeNumber: 000001s001
 departmentNumber: 1234
-userPassword: {{SSHA}}dXUPeHbt7jydF2FlU/8IBBq4Qta0YiBpcVAeSA==
+userPassword: {{SSHA}}wHKTKchq694536SWFeMW+HFvQa6TnWtV
 
 dn: uid=mgarcia,ou=students,ou=people,{SUFFIX}
 objectClass: inetOrgPerson

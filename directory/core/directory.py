@@ -121,7 +121,7 @@ class Directory:
         got = self._subtypes.get(name)
         if got is None:
             out = [name]
-            for at in self.schema.all_attributes():
+            for at in self.schema.attribute_types:
                 sup, seen = at.sup, set()
                 while sup and sup not in seen:
                     seen.add(sup)

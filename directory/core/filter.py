@@ -135,17 +135,17 @@ class FilterCompiler:
     def _substrings(self, at, names, initial, anys, final):
         sk = self.schema.substr_key
 
-        def norm(piece):
+        def norm(piece, where):
             if piece is None:
                 return None
-            k = sk(at.name, piece)
+            k = sk(at.name, piece, where)
             if k is None:
                 raise LDAPError(ResultCode.INAPPROPRIATE_MATCHING, f"{at.name}: no substring matching rule")
             return k if isinstance(k, str) else k.decode("utf-8", "replace")
 
         try:
-            ini, fin = norm(initial), norm(final)
-            mids = [norm(a) for a in anys]
+            ini, fin = norm(initial, "initial"), norm(final, "final")
+            mids = [norm(a, "any") for a in anys]
         except LDAPError:
             return lambda e, hidden: UNDEFINED
         values = self.d.values_for_filter
@@ -321,11 +321,12 @@ class IndexPlanner:
 
     def _substring(self, at, initial, anys, final):
         pieces = []
-        for p in [initial, *anys, final]:
+        wheres = ["initial"] + ["any"] * len(anys) + ["final"]
+        for p, where in zip([initial, *anys, final], wheres):
             if p is None:
                 pieces.append(None)
                 continue
-            k = self.schema.substr_key(at.name, p)
+            k = self.schema.substr_key(at.name, p, where)
             if k is None:
                 return None
             pieces.append(k if isinstance(k, str) else k.decode("utf-8", "replace"))

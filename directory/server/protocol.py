@@ -168,7 +168,7 @@ class LDAPServerProtocol(protocol.Protocol):
                 self.do_search(msg)
             else:
                 self.do_other(msg)
-        except LDAPError as exc:
+        except Exception as exc:  # LDAPError, or a bug: answer this request, keep the connection
             self.error(msg.msgid, op, exc)
 
     def check_controls(self, op, controls):
@@ -266,7 +266,7 @@ class LDAPServerProtocol(protocol.Protocol):
             self.searches.pop(msgid, None)
             self.result(msgid, OP_SEARCH, partial.error.code, partial.error.message)
             return
-        except LDAPError as exc:
+        except Exception as exc:
             self.searches.pop(msgid, None)
             self.error(msgid, OP_SEARCH, exc)
             return
