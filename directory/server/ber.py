@@ -1,0 +1,1042 @@
+"""Fast BER codec for the hot LDAP PDUs (RFC 4511).
+
+ldaptor's pure-Python BER codec builds an object per element and slices the
+buffer at every level; this module decodes the requests a directory server sees
+all day (bind, search, unbind, abandon) straight from one ``bytes`` object with
+integer offsets, and encodes the responses it sends all day (search entries,
+LDAPResult-shaped responses, extended responses) with precomputed lengths and a
+single join.  Everything else is framed and validated at the LDAPMessage level
+only; ``Message.raw`` carries the whole PDU so the server can hand those rarer
+operations to ldaptor.
+
+Decoding rules (what counts as malformed, raising :class:`BERError`):
+
+* only single-octet tags; definite lengths with at most 4 length octets
+  (the indefinite form is forbidden by RFC 4511 section 5.1);
+* every constructed element must be consumed exactly - trailing bytes inside a
+  SEQUENCE, or after the LDAPMessage, are errors;
+* BOOLEANs have exactly one content octet (any non-zero octet is TRUE);
+* INTEGERs have 1..8 content octets; messageID, sizeLimit, timeLimit and the
+  abandoned ID must be in 0..2^31-1;
+* strings (DNs, attribute descriptions, OIDs, SASL mechanism) must be UTF-8;
+  assertion values, passwords and control values stay ``bytes``;
+* the protocolOp must be a request (responses and unknown tags are errors);
+  a bind's authentication must be simple [0] or sasl [3];
+* filters may nest at most :data:`MAX_FILTER_DEPTH` levels (the outermost
+  filter is level 1), substrings must have initial first / final last.
+  Empty and/or sets are accepted (RFC 4526 absolute true/false).
+
+Filter AST (tuples; attribute descriptions ``str`` as received, values ``bytes``)::
+
+    ('and', [f, ...])  ('or', [f, ...])  ('not', f)
+    ('eq', attr, value) ('ge', attr, value) ('le', attr, value) ('approx', attr, value)
+    ('present', attr)
+    ('sub', attr, initial_or_None, [any, ...], final_or_None)
+    ('ext', matching_rule_or_None, attr_or_None, value, dn_attributes_bool)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+__all__ = [
+    "BERError",
+    "MAX_FILTER_DEPTH",
+    "MAX_INT",
+    "NOTICE_OF_DISCONNECTION_OID",
+    "Control",
+    "BindRequest",
+    "SearchRequest",
+    "Message",
+    "next_pdu_length",
+    "decode_message",
+    "decode_filter",
+    "encode_filter",
+    "filter_to_string",
+    "parse_filter_string",
+    "encode_result",
+    "encode_extended_response",
+    "encode_search_entry",
+    "encode_intermediate",
+    "encode_notice_of_disconnection",
+    "encode_controls",
+    "encode_tlv",
+    "encode_int",
+    "encode_octets",
+    "encode_bool",
+    "encode_seq",
+    "Reader",
+]
+
+MAX_INT = 2**31 - 1  # RFC 4511 maxInt
+MAX_FILTER_DEPTH = 64
+NOTICE_OF_DISCONNECTION_OID = "1.3.6.1.4.1.1466.20036"
+
+# Universal tags.
+T_BOOLEAN = 0x01
+T_INTEGER = 0x02
+T_OCTET_STRING = 0x04
+T_ENUMERATED = 0x0A
+T_SEQUENCE = 0x30
+T_SET = 0x31
+
+# protocolOp tag octets the server accepts -> APPLICATION tag number.
+_REQUEST_OPS = {
+    0x60: 0,  # bindRequest          [APPLICATION 0]  SEQUENCE
+    0x42: 2,  # unbindRequest        [APPLICATION 2]  NULL
+    0x63: 3,  # searchRequest        [APPLICATION 3]  SEQUENCE
+    0x66: 6,  # modifyRequest        [APPLICATION 6]  SEQUENCE
+    0x68: 8,  # addRequest           [APPLICATION 8]  SEQUENCE
+    0x4A: 10,  # delRequest          [APPLICATION 10] LDAPDN (primitive)
+    0x6C: 12,  # modDNRequest        [APPLICATION 12] SEQUENCE
+    0x6E: 14,  # compareRequest      [APPLICATION 14] SEQUENCE
+    0x50: 16,  # abandonRequest      [APPLICATION 16] MessageID (primitive)
+    0x77: 23,  # extendedReq         [APPLICATION 23] SEQUENCE
+}
+
+# LDAPResult-shaped responses: APPLICATION tag numbers.
+_RESULT_OPS = frozenset((1, 5, 7, 9, 11, 13, 15, 24))
+
+_AVA_FILTERS = {0xA3: "eq", 0xA5: "ge", 0xA6: "le", 0xA8: "approx"}
+_AVA_TAGS = {v: k for k, v in _AVA_FILTERS.items()}
+
+
+class BERError(Exception):
+    """Malformed BER/LDAP input; the server answers protocolError and closes."""
+
+
+# --------------------------------------------------------------------------
+# Data classes
+
+
+@dataclass(slots=True)
+class Control:
+    oid: str
+    critical: bool = False
+    value: bytes | None = None
+
+
+@dataclass(slots=True)
+class BindRequest:
+    version: int
+    name: str
+    method: str  # 'simple' | 'sasl'
+    password: bytes = field(repr=False)  # b'' for SASL binds; kept out of repr/logs
+    sasl_mechanism: str | None
+    sasl_credentials: bytes | None = field(repr=False)
+
+
+@dataclass(slots=True)
+class SearchRequest:
+    base: str
+    scope: int
+    deref: int
+    size_limit: int
+    time_limit: int
+    types_only: bool
+    filter: tuple
+    attributes: list[str]
+
+
+@dataclass(slots=True)
+class Message:
+    msgid: int
+    op: int  # APPLICATION tag number of the protocolOp
+    request: object  # BindRequest | SearchRequest | int (abandon) | None
+    controls: list[Control]
+    raw: bytes = field(repr=False)  # the whole PDU (may hold a bind password)
+
+
+# --------------------------------------------------------------------------
+# Framing
+
+
+def next_pdu_length(buf: bytes | bytearray, offset: int, max_pdu: int) -> int | None:
+    """Total length of the LDAPMessage starting at ``buf[offset]``.
+
+    Returns ``None`` until the *whole* PDU is in ``buf`` (so a returned length
+    can be sliced right away).  The tag, length form and ``max_pdu`` are checked
+    as soon as the octets that carry them have arrived.
+    """
+    avail = len(buf) - offset
+    if avail < 1:
+        return None
+    if buf[offset] != T_SEQUENCE:
+        raise BERError(f"LDAPMessage must start with a SEQUENCE tag, got 0x{buf[offset]:02x}")
+    if avail < 2:
+        return None
+    n = buf[offset + 1]
+    if n < 0x80:
+        total = 2 + n
+    else:
+        k = n & 0x7F
+        if k == 0:
+            raise BERError("indefinite length form is not allowed")
+        if k > 4:
+            raise BERError(f"length field of {k} octets is too long")
+        if avail < 2 + k:
+            return None
+        total = 2 + k + int.from_bytes(buf[offset + 2 : offset + 2 + k], "big")
+    if total > max_pdu:
+        raise BERError(f"PDU too large ({total} octets, limit {max_pdu})")
+    return total if total <= avail else None
+
+
+# --------------------------------------------------------------------------
+# Decoding primitives.  ``buf`` is always ``bytes``, ``i`` an offset and
+# ``end`` the end of the enclosing element, which nothing may cross.
+#
+# The helpers have an inline fast path for the short (one-octet) length form,
+# which covers nearly every element of a request; the slow path handles long
+# lengths and produces the error messages.  Every read is bounds-checked against
+# ``end``; the public entry points still map a stray IndexError to BERError.
+
+
+def _tlv(buf: bytes, i: int, end: int) -> tuple[int, int, int]:
+    """(tag, content_start, content_end) of the element at buf[i]."""
+    if i + 2 > end:
+        raise BERError("truncated element")
+    tag = buf[i]
+    if tag & 0x1F == 0x1F:
+        raise BERError("multi-octet tags are not used by LDAP")
+    n = buf[i + 1]
+    i += 2
+    if n & 0x80:
+        k = n & 0x7F
+        if k == 0:
+            raise BERError("indefinite length form is not allowed")
+        if k > 4:
+            raise BERError(f"length field of {k} octets is too long")
+        if i + k > end:
+            raise BERError("truncated length")
+        n = int.from_bytes(buf[i : i + k], "big")
+        i += k
+    e = i + n
+    if e > end:
+        raise BERError("truncated element")
+    return tag, i, e
+
+
+def _expect(buf: bytes, i: int, end: int, tag: int, what: str) -> tuple[int, int]:
+    """(content_start, content_end) of the element at buf[i], which must carry ``tag``."""
+    if i + 2 <= end and buf[i] == tag:
+        n = buf[i + 1]
+        if n < 0x80:
+            e = i + 2 + n
+            if e <= end:
+                return i + 2, e
+    if i >= end:
+        raise BERError(f"truncated: {what} missing")
+    t, s, e = _tlv(buf, i, end)
+    if t != tag:
+        raise BERError(f"{what}: expected tag 0x{tag:02x}, got 0x{t:02x}")
+    return s, e
+
+
+def _int(buf: bytes, s: int, e: int) -> int:
+    n = e - s
+    if n == 1:
+        v = buf[s]
+        return v - 256 if v & 0x80 else v
+    if n == 0:
+        raise BERError("empty INTEGER")
+    if n > 8:
+        raise BERError("INTEGER too large")
+    return int.from_bytes(buf[s:e], "big", signed=True)
+
+
+def _read_int(buf: bytes, i: int, end: int, tag: int, what: str) -> tuple[int, int]:
+    """(value, offset after) of the INTEGER/ENUMERATED at buf[i]."""
+    if i + 3 <= end and buf[i] == tag and buf[i + 1] == 1:  # one content octet
+        v = buf[i + 2]
+        return (v - 256 if v & 0x80 else v), i + 3
+    s, e = _expect(buf, i, end, tag, what)
+    return _int(buf, s, e), e
+
+
+def _read_uint(buf: bytes, i: int, end: int, tag: int, what: str) -> tuple[int, int]:
+    """Like _read_int, for values constrained to 0..maxInt."""
+    if i + 3 <= end and buf[i] == tag and buf[i + 1] == 1 and buf[i + 2] < 0x80:
+        return buf[i + 2], i + 3
+    s, e = _expect(buf, i, end, tag, what)
+    v = _int(buf, s, e)
+    if v < 0 or v > MAX_INT:
+        raise BERError(f"{what} {v} out of range 0..{MAX_INT}")
+    return v, e
+
+
+def _read_bool(buf: bytes, i: int, end: int, tag: int, what: str) -> tuple[bool, int]:
+    """(value, offset after) of the BOOLEAN at buf[i]."""
+    if i + 3 <= end and buf[i] == tag and buf[i + 1] == 1:
+        return buf[i + 2] != 0, i + 3
+    s, e = _expect(buf, i, end, tag, what)
+    return _bool(buf, s, e), e
+
+
+def _bool(buf: bytes, s: int, e: int) -> bool:
+    if e - s != 1:
+        raise BERError(f"BOOLEAN must have exactly one content octet, got {e - s}")
+    return buf[s] != 0
+
+
+def _trailing(i: int, end: int, what: str):
+    raise BERError(f"{end - i} unexpected trailing octet(s) in {what}")
+
+
+# --------------------------------------------------------------------------
+# Message decoding
+
+
+def decode_message(pdu: bytes) -> Message:
+    """Decode one complete LDAPMessage (as delimited by :func:`next_pdu_length`)."""
+    if type(pdu) is not bytes:
+        pdu = bytes(pdu)
+    try:
+        return _decode_message(pdu)
+    except UnicodeDecodeError as exc:
+        raise BERError(f"invalid UTF-8 in a string field: {exc.reason}") from None
+    except IndexError:
+        raise BERError("truncated element") from None
+
+
+def _decode_message(pdu: bytes) -> Message:
+    end = len(pdu)
+    s, e = _expect(pdu, 0, end, T_SEQUENCE, "LDAPMessage")
+    if e != end:
+        _trailing(e, end, "the PDU, after the LDAPMessage")
+    msgid, i = _read_uint(pdu, s, end, T_INTEGER, "messageID")
+
+    tag, s, i = _tlv(pdu, i, end)
+    op = _REQUEST_OPS.get(tag)
+    if op is None:
+        raise BERError(f"unknown protocolOp tag 0x{tag:02x}")
+    if op == 3:
+        request = _decode_search(pdu, s, i)
+    elif op == 0:
+        request = _decode_bind(pdu, s, i)
+    elif op == 16:
+        request = _int(pdu, s, i)
+        if request < 0 or request > MAX_INT:
+            raise BERError(f"abandoned messageID {request} out of range")
+    elif op == 2:
+        if s != i:
+            raise BERError("unbindRequest must be empty")
+        request = None
+    else:
+        request = None  # framed only; ldaptor decodes these from .raw
+
+    if i == end:
+        return Message(msgid, op, request, [], pdu)
+    s, e = _expect(pdu, i, end, 0xA0, "controls")
+    if e != end:
+        _trailing(e, end, "LDAPMessage")
+    return Message(msgid, op, request, _decode_controls(pdu, s, e), pdu)
+
+
+def _decode_bind(buf: bytes, i: int, end: int) -> BindRequest:
+    version, i = _read_int(buf, i, end, T_INTEGER, "bind version")
+    s, i = _expect(buf, i, end, T_OCTET_STRING, "bind name")
+    name = buf[s:i].decode()
+    tag, s, e = _tlv(buf, i, end)
+    if e != end:
+        _trailing(e, end, "bindRequest")
+    if tag == 0x80:  # simple [0] OCTET STRING
+        return BindRequest(version, name, "simple", buf[s:e], None, None)
+    if tag == 0xA3:  # sasl [3] SaslCredentials
+        ms, me = _expect(buf, s, e, T_OCTET_STRING, "SASL mechanism")
+        creds = None
+        if me < e:
+            cs, ce = _expect(buf, me, e, T_OCTET_STRING, "SASL credentials")
+            if ce != e:
+                _trailing(ce, e, "SaslCredentials")
+            creds = buf[cs:ce]
+        return BindRequest(version, name, "sasl", b"", buf[ms:me].decode(), creds)
+    raise BERError(f"unsupported bind authentication choice tag 0x{tag:02x}")
+
+
+def _decode_search(buf: bytes, i: int, end: int) -> SearchRequest:
+    s, i = _expect(buf, i, end, T_OCTET_STRING, "search base")
+    base = buf[s:i].decode()
+    scope, i = _read_int(buf, i, end, T_ENUMERATED, "search scope")
+    if scope < 0 or scope > 3:  # 3 = subordinateSubtree (draft-sermersheim-ldap-subordinate-scope)
+        raise BERError(f"invalid search scope {scope}")
+    deref, i = _read_int(buf, i, end, T_ENUMERATED, "derefAliases")
+    if deref < 0 or deref > 3:
+        raise BERError(f"invalid derefAliases {deref}")
+    size_limit, i = _read_uint(buf, i, end, T_INTEGER, "sizeLimit")
+    time_limit, i = _read_uint(buf, i, end, T_INTEGER, "timeLimit")
+    types_only, i = _read_bool(buf, i, end, T_BOOLEAN, "typesOnly")
+    flt, i = _decode_filter(buf, i, end, 1)
+    s, e = _expect(buf, i, end, T_SEQUENCE, "attribute selection")
+    if e != end:
+        _trailing(e, end, "searchRequest")
+    attributes = []
+    while s < e:
+        a, s = _expect(buf, s, e, T_OCTET_STRING, "attribute selector")
+        attributes.append(buf[a:s].decode())
+    return SearchRequest(base, scope, deref, size_limit, time_limit, types_only, flt, attributes)
+
+
+def _decode_filter(buf: bytes, i: int, end: int, depth: int) -> tuple[tuple, int]:
+    """Decode the Filter at buf[i]; return (ast, offset just after it)."""
+    if depth > MAX_FILTER_DEPTH:
+        raise BERError(f"filter nested deeper than {MAX_FILTER_DEPTH} levels")
+    if i + 2 <= end and buf[i + 1] < 0x80:  # short length form, inlined
+        tag = buf[i]
+        s = i + 2
+        e = s + buf[i + 1]
+        if e > end:
+            raise BERError("truncated filter")
+    else:
+        tag, s, e = _tlv(buf, i, end)
+
+    kind = _AVA_FILTERS.get(tag)
+    if kind is not None:  # eq / ge / le / approx: AttributeValueAssertion
+        a_s, a_e = _expect(buf, s, e, T_OCTET_STRING, "filter attribute")
+        v_s, v_e = _expect(buf, a_e, e, T_OCTET_STRING, "filter assertion value")
+        if v_e != e:
+            _trailing(v_e, e, "AttributeValueAssertion")
+        return (kind, buf[a_s:a_e].decode(), buf[v_s:v_e]), e
+
+    if tag == 0xA0 or tag == 0xA1:  # and / or: SET OF Filter (empty allowed, RFC 4526)
+        subs = []
+        while s < e:
+            sub, s = _decode_filter(buf, s, e, depth + 1)
+            subs.append(sub)
+        return ("and" if tag == 0xA0 else "or", subs), e
+
+    if tag == 0x87:  # present [7] AttributeDescription
+        return ("present", buf[s:e].decode()), e
+
+    if tag == 0xA2:  # not [2] Filter
+        sub, s = _decode_filter(buf, s, e, depth + 1)
+        if s != e:
+            _trailing(s, e, "not filter")
+        return ("not", sub), e
+
+    if tag == 0xA4:  # substrings
+        a_s, a_e = _expect(buf, s, e, T_OCTET_STRING, "substrings attribute")
+        q, q_end = _expect(buf, a_e, e, T_SEQUENCE, "substrings")
+        if q_end != e:
+            _trailing(q_end, e, "SubstringFilter")
+        if q == q_end:
+            raise BERError("substrings filter without substrings")
+        first = q
+        initial = final = None
+        anys = []
+        while q < q_end:
+            t, v_s, v_e = _tlv(buf, q, q_end)
+            if final is not None:
+                raise BERError("substrings: 'final' must be the last element")
+            if t == 0x81:
+                anys.append(buf[v_s:v_e])
+            elif t == 0x80:
+                if q != first:
+                    raise BERError("substrings: 'initial' must be the first element")
+                initial = buf[v_s:v_e]
+            elif t == 0x82:
+                final = buf[v_s:v_e]
+            else:
+                raise BERError(f"substrings: unexpected tag 0x{t:02x}")
+            q = v_e
+        return ("sub", buf[a_s:a_e].decode(), initial, anys, final), e
+
+    if tag == 0xA9:  # extensibleMatch: MatchingRuleAssertion
+        rule = attr = None
+        dn_attrs = False
+        p = s
+        if p < e and buf[p] == 0x81:
+            r_s, p = _expect(buf, p, e, 0x81, "matchingRule")
+            rule = buf[r_s:p].decode()
+        if p < e and buf[p] == 0x82:
+            t_s, p = _expect(buf, p, e, 0x82, "extensible match type")
+            attr = buf[t_s:p].decode()
+        v_s, p = _expect(buf, p, e, 0x83, "matchValue")
+        value = buf[v_s:p]
+        if p < e:
+            b_s, p = _expect(buf, p, e, 0x84, "dnAttributes")
+            dn_attrs = _bool(buf, b_s, p)
+        if p != e:
+            _trailing(p, e, "MatchingRuleAssertion")
+        return ("ext", rule, attr, value, dn_attrs), e
+
+    raise BERError(f"unknown filter tag 0x{tag:02x}")
+
+
+def _decode_controls(buf: bytes, i: int, end: int) -> list[Control]:
+    controls = []
+    while i < end:
+        s, e = _expect(buf, i, end, T_SEQUENCE, "Control")
+        o_s, p = _expect(buf, s, e, T_OCTET_STRING, "controlType")
+        oid = buf[o_s:p].decode()
+        critical = False
+        value = None
+        if p < e and buf[p] == T_BOOLEAN:
+            b_s, p = _expect(buf, p, e, T_BOOLEAN, "criticality")
+            critical = _bool(buf, b_s, p)
+        if p < e:
+            v_s, p = _expect(buf, p, e, T_OCTET_STRING, "controlValue")
+            value = buf[v_s:p]
+        if p != e:
+            _trailing(p, e, "Control")
+        controls.append(Control(oid, critical, value))
+        i = e
+    return controls
+
+
+def decode_filter(data: bytes) -> tuple:
+    """Decode a complete BER Filter (e.g. an assertion control value, RFC 4528)."""
+    if type(data) is not bytes:
+        data = bytes(data)
+    try:
+        flt, i = _decode_filter(data, 0, len(data), 1)
+    except UnicodeDecodeError as exc:
+        raise BERError(f"invalid UTF-8 in a filter: {exc.reason}") from None
+    except IndexError:
+        raise BERError("truncated element") from None
+    if i != len(data):
+        _trailing(i, len(data), "filter")
+    return flt
+
+
+# --------------------------------------------------------------------------
+# Encoding primitives
+
+
+def _hdr(tag: int, n: int) -> bytes:
+    """Tag octet + definite length octets for ``n`` content octets."""
+    if n < 0x80:
+        return bytes((tag, n))
+    if n < 0x100:
+        return bytes((tag, 0x81, n))
+    if n < 0x10000:
+        return bytes((tag, 0x82, n >> 8, n & 0xFF))
+    if n < 0x1000000:
+        return bytes((tag, 0x83, n >> 16, (n >> 8) & 0xFF, n & 0xFF))
+    if n < 0x100000000:
+        return bytes((tag, 0x84)) + n.to_bytes(4, "big")
+    raise ValueError(f"element of {n} octets is too long for BER framing")
+
+
+def _int_content(n: int) -> bytes:
+    """Minimal two's-complement content octets of an INTEGER/ENUMERATED."""
+    if 0 <= n < 0x80:
+        return bytes((n,))
+    return n.to_bytes(((n + (n < 0)).bit_length() + 8) // 8, "big", signed=True)
+
+
+def _utf8(s: str | bytes) -> bytes:
+    return s.encode() if s.__class__ is str else bytes(s)
+
+
+def encode_tlv(tag: int, content: bytes) -> bytes:
+    """One element: tag octet, definite length, content."""
+    return _hdr(tag, len(content)) + content
+
+
+def encode_int(tag: int, n: int) -> bytes:
+    """INTEGER (tag 0x02) / ENUMERATED (0x0A) / any implicitly tagged integer."""
+    if 0 <= n < 0x80:
+        return bytes((tag, 1, n))
+    c = _int_content(n)
+    return bytes((tag, len(c))) + c
+
+
+def encode_octets(tag: int, b: bytes | str) -> bytes:
+    """OCTET STRING (tag 0x04) or an implicitly tagged one; ``str`` is UTF-8 encoded."""
+    b = _utf8(b)
+    return _hdr(tag, len(b)) + b
+
+
+def encode_bool(tag: int, v: bool) -> bytes:
+    return bytes((tag, 1, 0xFF if v else 0x00))
+
+
+def encode_seq(tag: int, *parts: bytes) -> bytes:
+    """Constructed element (SEQUENCE 0x30, SET 0x31, [n] 0xA0|n) around encoded parts."""
+    content = b"".join(parts)
+    return _hdr(tag, len(content)) + content
+
+
+def encode_controls(controls: list[Control]) -> bytes:
+    """The ``[0] Controls`` element of an LDAPMessage (criticality FALSE is omitted)."""
+    parts = []
+    for c in controls:
+        body = encode_octets(T_OCTET_STRING, c.oid)
+        if c.critical:
+            body += b"\x01\x01\xff"
+        if c.value is not None:
+            body += encode_octets(T_OCTET_STRING, c.value)
+        parts.append(_hdr(T_SEQUENCE, len(body)))
+        parts.append(body)
+    content = b"".join(parts)
+    return _hdr(0xA0, len(content)) + content
+
+
+def _message(msgid: int, op_tag: int, op_content: bytes, controls) -> bytes:
+    """Wrap an encoded protocolOp body into an LDAPMessage."""
+    if not 0 <= msgid <= MAX_INT:
+        raise ValueError(f"messageID {msgid} out of range")
+    mid = encode_int(T_INTEGER, msgid)
+    oph = _hdr(op_tag, len(op_content))
+    ctl = encode_controls(controls) if controls else b""
+    n = len(mid) + len(oph) + len(op_content) + len(ctl)
+    return b"".join((_hdr(T_SEQUENCE, n), mid, oph, op_content, ctl))
+
+
+# --------------------------------------------------------------------------
+# Response encoders
+
+
+def encode_result(
+    msgid: int,
+    op: int,
+    code: int,
+    matched_dn: str = "",
+    message: str = "",
+    controls=None,
+    extra: bytes = b"",
+) -> bytes:
+    """An LDAPResult-shaped response (bind 1, searchDone 5, modify 7, add 9, del 11,
+    modDN 13, compare 15, extended 24); ``extra`` is appended inside the op
+    (already-encoded serverSaslCreds [7], responseName [10], responseValue [11])."""
+    if op not in _RESULT_OPS:
+        raise ValueError(f"APPLICATION {op} is not an LDAPResult-shaped response")
+    m = _utf8(matched_dn)
+    t = _utf8(message)
+    body = b"".join((encode_int(T_ENUMERATED, code), _hdr(T_OCTET_STRING, len(m)), m,
+                     _hdr(T_OCTET_STRING, len(t)), t, extra))
+    return _message(msgid, 0x60 | op, body, controls)
+
+
+def encode_extended_response(
+    msgid: int,
+    code: int,
+    matched_dn: str = "",
+    message: str = "",
+    name: str | None = None,
+    value: bytes | None = None,
+    controls=None,
+) -> bytes:
+    """ExtendedResponse (APPLICATION 24) with optional responseName [10] / responseValue [11]."""
+    extra = b""
+    if name is not None:
+        extra += encode_octets(0x8A, name)
+    if value is not None:
+        extra += encode_octets(0x8B, value)
+    return encode_result(msgid, 24, code, matched_dn, message, controls, extra)
+
+
+def encode_notice_of_disconnection(code: int, message: str) -> bytes:
+    """Unsolicited Notice of Disconnection (RFC 4511 section 4.4.1)."""
+    return encode_extended_response(0, code, "", message, name=NOTICE_OF_DISCONNECTION_OID)
+
+
+def encode_intermediate(msgid: int, name: str | None = None, value: bytes | None = None,
+                        controls=None) -> bytes:
+    """IntermediateResponse (APPLICATION 25): responseName [0], responseValue [1]."""
+    body = b""
+    if name is not None:
+        body += encode_octets(0x80, name)
+    if value is not None:
+        body += encode_octets(0x81, value)
+    return _message(msgid, 0x79, body, controls)
+
+
+_OCT_HDR = tuple(bytes((T_OCTET_STRING, n)) for n in range(0x80))
+_SET_HDR = tuple(bytes((T_SET, n)) for n in range(0x80))
+_SEQ_HDR = tuple(bytes((T_SEQUENCE, n)) for n in range(0x80))
+
+
+def encode_search_entry(msgid: int, dn: str, attributes: list[tuple[str, list[bytes]]],
+                        controls=None) -> bytes:
+    """SearchResultEntry (APPLICATION 4).
+
+    ``attributes`` is a list of (description, values); values are ``bytes``
+    (``str`` is accepted and UTF-8 encoded, on a slower path).  A types-only
+    entry is attributes with empty value lists.
+    """
+    try:
+        body = _entry_attributes(attributes)
+    except TypeError:  # str (or otherwise non-bytes) values: normalise and retry
+        body = _entry_attributes([(n, [_utf8(v) for v in vs]) for n, vs in attributes])
+    d = _utf8(dn)
+    dn_hdr = _hdr(T_OCTET_STRING, len(d))
+    list_hdr = _hdr(T_SEQUENCE, len(body))
+    op_hdr = _hdr(0x64, len(dn_hdr) + len(d) + len(list_hdr) + len(body))
+    if not 0 <= msgid <= MAX_INT:
+        raise ValueError(f"messageID {msgid} out of range")
+    mid = encode_int(T_INTEGER, msgid)
+    ctl = encode_controls(controls) if controls else b""
+    total = len(mid) + len(op_hdr) + len(dn_hdr) + len(d) + len(list_hdr) + len(body) + len(ctl)
+    return b"".join((_hdr(T_SEQUENCE, total), mid, op_hdr, dn_hdr, d, list_hdr, body, ctl))
+
+
+def _entry_attributes(attributes) -> bytearray:
+    """Content of a PartialAttributeList: SEQUENCE { type, SET OF value } per attribute.
+
+    Lengths are computed up front so each element is written once; when the
+    whole attribute element is shorter than 128 octets every header is two
+    octets and comes from a table.
+    """
+    out = bytearray()
+    for name, values in attributes:
+        a = name.encode()
+        if len(values) == 1:
+            v = values[0]
+            n = len(v)
+            seq_len = len(a) + n + 6
+            if seq_len < 0x80:
+                out += _SEQ_HDR[seq_len]
+                out += _OCT_HDR[len(a)]
+                out += a
+                out += _SET_HDR[n + 2]
+                out += _OCT_HDR[n]
+                out += v
+                continue
+        elif values:
+            set_len = sum(map(len, values)) + 2 * len(values)
+            seq_len = len(a) + set_len + 4
+            if seq_len < 0x80:
+                out += _SEQ_HDR[seq_len]
+                out += _OCT_HDR[len(a)]
+                out += a
+                out += _SET_HDR[set_len]
+                for v in values:
+                    out += _OCT_HDR[len(v)]
+                    out += v
+                continue
+        # general path: long values/names, or no values (types only)
+        parts = []
+        for v in values:
+            parts.append(_hdr(T_OCTET_STRING, len(v)))
+            parts.append(v)
+        set_content = b"".join(parts)
+        seq_content = b"".join((_hdr(T_OCTET_STRING, len(a)), a, _hdr(T_SET, len(set_content)), set_content))
+        out += _hdr(T_SEQUENCE, len(seq_content))
+        out += seq_content
+    return out
+
+
+# --------------------------------------------------------------------------
+# Filter encoding (tests, assertion control values, client code)
+
+
+def encode_filter(f: tuple) -> bytes:
+    """Encode a filter AST as a BER Filter element."""
+    kind = f[0]
+    tag = _AVA_TAGS.get(kind)
+    if tag is not None:
+        return encode_seq(tag, encode_octets(T_OCTET_STRING, f[1]), encode_octets(T_OCTET_STRING, f[2]))
+    if kind == "and" or kind == "or":
+        return encode_seq(0xA0 if kind == "and" else 0xA1, *[encode_filter(x) for x in f[1]])
+    if kind == "not":
+        return encode_seq(0xA2, encode_filter(f[1]))
+    if kind == "present":
+        return encode_octets(0x87, f[1])
+    if kind == "sub":
+        _, attr, initial, anys, final = f
+        subs = []
+        if initial is not None:
+            subs.append(encode_octets(0x80, initial))
+        subs.extend(encode_octets(0x81, x) for x in anys)
+        if final is not None:
+            subs.append(encode_octets(0x82, final))
+        return encode_seq(0xA4, encode_octets(T_OCTET_STRING, attr), encode_seq(T_SEQUENCE, *subs))
+    if kind == "ext":
+        _, rule, attr, value, dn_attrs = f
+        parts = []
+        if rule is not None:
+            parts.append(encode_octets(0x81, rule))
+        if attr is not None:
+            parts.append(encode_octets(0x82, attr))
+        parts.append(encode_octets(0x83, value))
+        if dn_attrs:
+            parts.append(encode_bool(0x84, True))
+        return encode_seq(0xA9, *parts)
+    raise ValueError(f"unknown filter kind {kind!r}")
+
+
+# --------------------------------------------------------------------------
+# A small reader for control values and extended operation payloads
+
+
+class Reader:
+    """Sequential reader over BER elements in ``data``.
+
+    Typical use for a paged-results control value::
+
+        r = Reader(Reader(value).read_seq())   # or: r = Reader(value).enter()
+        size = r.read_int(); cookie = r.read_octets(); r.expect_end()
+
+    All methods raise :class:`BERError` on malformed or unexpected input.
+    """
+
+    __slots__ = ("buf", "pos", "end")
+
+    def __init__(self, data: bytes | bytearray | memoryview):
+        self.buf = data if type(data) is bytes else bytes(data)
+        self.pos = 0
+        self.end = len(self.buf)
+
+    def at_end(self) -> bool:
+        return self.pos >= self.end
+
+    def expect_end(self) -> None:
+        if self.pos != self.end:
+            _trailing(self.pos, self.end, "element")
+
+    def peek_tag(self) -> int | None:
+        """Tag of the next element, or None at the end."""
+        return self.buf[self.pos] if self.pos < self.end else None
+
+    def read_tlv(self, tag: int | None = None) -> tuple[int, bytes]:
+        """(tag, content) of the next element; with ``tag``, it must match."""
+        t, s, e = _tlv(self.buf, self.pos, self.end)
+        if tag is not None and t != tag:
+            raise BERError(f"expected tag 0x{tag:02x}, got 0x{t:02x}")
+        self.pos = e
+        return t, self.buf[s:e]
+
+    def read_int(self, tag: int = T_INTEGER) -> int:
+        t, s, e = _tlv(self.buf, self.pos, self.end)
+        if t != tag:
+            raise BERError(f"expected INTEGER tag 0x{tag:02x}, got 0x{t:02x}")
+        v = _int(self.buf, s, e)
+        self.pos = e
+        return v
+
+    def read_enum(self, tag: int = T_ENUMERATED) -> int:
+        return self.read_int(tag)
+
+    def read_octets(self, tag: int = T_OCTET_STRING) -> bytes:
+        return self.read_tlv(tag)[1]
+
+    def read_str(self, tag: int = T_OCTET_STRING) -> str:
+        """An OCTET STRING decoded as UTF-8 (LDAPString, LDAPOID, AttributeDescription)."""
+        try:
+            return self.read_tlv(tag)[1].decode()
+        except UnicodeDecodeError as exc:
+            raise BERError(f"invalid UTF-8: {exc.reason}") from None
+
+    def read_bool(self, tag: int = T_BOOLEAN) -> bool:
+        t, s, e = _tlv(self.buf, self.pos, self.end)
+        if t != tag:
+            raise BERError(f"expected BOOLEAN tag 0x{tag:02x}, got 0x{t:02x}")
+        v = _bool(self.buf, s, e)
+        self.pos = e
+        return v
+
+    def read_seq(self, tag: int = T_SEQUENCE) -> bytes:
+        """Content of the next constructed element (feed it to another Reader)."""
+        return self.read_tlv(tag)[1]
+
+    def enter(self, tag: int = T_SEQUENCE) -> "Reader":
+        """A Reader over the content of the next constructed element."""
+        return Reader(self.read_tlv(tag)[1])
+
+    def read_filter(self) -> tuple:
+        """The next element, decoded as a Filter."""
+        try:
+            flt, e = _decode_filter(self.buf, self.pos, self.end, 1)
+        except UnicodeDecodeError as exc:
+            raise BERError(f"invalid UTF-8 in a filter: {exc.reason}") from None
+        self.pos = e
+        return flt
+
+
+# --------------------------------------------------------------------------
+# RFC 4515 string representation
+
+
+def _escape_bytes_table() -> dict[int, str]:
+    table = {c: f"\\{c:02x}" for c in range(0x20)}
+    for c in b"*()\\\x7f":
+        table[c] = f"\\{c:02x}"
+    return table
+
+
+_ESCAPES = _escape_bytes_table()
+
+
+def _escape_value(v: bytes) -> str:
+    """RFC 4515 assertion value: UTF-8 text kept, specials/control chars and
+    bytes that are not valid UTF-8 escaped as \\xx."""
+    try:
+        return v.decode().translate(_ESCAPES)
+    except UnicodeDecodeError:
+        return "".join(chr(c) if 0x20 <= c < 0x7F and c not in _ESCAPES else f"\\{c:02x}" for c in v)
+
+
+def filter_to_string(f: tuple) -> str:
+    """RFC 4515 string for a filter AST (for logs, ACL configs and tests)."""
+    kind = f[0]
+    if kind == "eq":
+        return f"({f[1]}={_escape_value(f[2])})"
+    if kind == "and":
+        return "(&" + "".join(filter_to_string(x) for x in f[1]) + ")"
+    if kind == "or":
+        return "(|" + "".join(filter_to_string(x) for x in f[1]) + ")"
+    if kind == "not":
+        return f"(!{filter_to_string(f[1])})"
+    if kind == "present":
+        return f"({f[1]}=*)"
+    if kind == "ge":
+        return f"({f[1]}>={_escape_value(f[2])})"
+    if kind == "le":
+        return f"({f[1]}<={_escape_value(f[2])})"
+    if kind == "approx":
+        return f"({f[1]}~={_escape_value(f[2])})"
+    if kind == "sub":
+        _, attr, initial, anys, final = f
+        pieces = [_escape_value(initial) if initial is not None else ""]
+        pieces.extend(_escape_value(x) for x in anys)
+        pieces.append(_escape_value(final) if final is not None else "")
+        return f"({attr}={'*'.join(pieces)})"
+    if kind == "ext":
+        _, rule, attr, value, dn_attrs = f
+        return "({}{}{}:={})".format(
+            attr or "", ":dn" if dn_attrs else "", f":{rule}" if rule else "", _escape_value(value)
+        )
+    raise ValueError(f"unknown filter kind {kind!r}")
+
+
+_ATTR_RE = re.compile(r"(?:[A-Za-z][A-Za-z0-9-]*|[0-9]+(?:\.[0-9]+)*)(?:;[A-Za-z0-9-]+)*\Z")
+_OID_RE = re.compile(r"(?:[A-Za-z][A-Za-z0-9-]*|[0-9]+(?:\.[0-9]+)*)\Z")
+_HEX2_RE = re.compile(r"[0-9A-Fa-f]{2}")
+
+
+class _FilterParser:
+    def __init__(self, text: str):
+        self.s = text
+        self.i = 0
+
+    def fail(self, msg: str, at: int | None = None):
+        at = self.i if at is None else at
+        raise ValueError(f"bad LDAP filter '{self.s}' at position {at}: {msg}")
+
+    def filter(self, depth: int) -> tuple:
+        s = self.s
+        if depth > MAX_FILTER_DEPTH:
+            self.fail(f"filter nested deeper than {MAX_FILTER_DEPTH} levels")
+        if self.i >= len(s) or s[self.i] != "(":
+            self.fail("expected '('")
+        self.i += 1
+        c = s[self.i : self.i + 1]
+        if c == "&" or c == "|":
+            self.i += 1
+            subs = []
+            while self.i < len(s) and s[self.i] == "(":
+                subs.append(self.filter(depth + 1))
+            result = ("and" if c == "&" else "or", subs)
+        elif c == "!":
+            self.i += 1
+            result = ("not", self.filter(depth + 1))
+        else:
+            result = self.item()
+        if self.i >= len(s) or s[self.i] != ")":
+            self.fail("expected ')'")
+        self.i += 1
+        return result
+
+    def item(self) -> tuple:
+        s = self.s
+        start = self.i
+        stop = s.find(")", start)
+        if stop < 0:
+            self.fail("missing ')'")
+        text = s[start:stop]
+        bad = text.find("(")
+        if bad >= 0:
+            self.fail("unescaped '(' in filter item (write it as \\28)", start + bad)
+        eq = text.find("=")
+        if eq < 0:
+            self.fail("missing '=' in filter item", start)
+        lhs, rhs = text[:eq], text[eq + 1 :]
+        self.i = stop
+        op = lhs[-1:]
+        if op == ":":
+            return self.extensible(lhs[:-1], rhs, start)
+        if op in ("~", ">", "<"):
+            attr = self.attr(lhs[:-1], start)
+            if "*" in rhs:
+                self.fail("unescaped '*' in assertion value (write it as \\2a)", start + eq + 1 + rhs.index("*"))
+            kind = {"~": "approx", ">": "ge", "<": "le"}[op]
+            return (kind, attr, self.value(rhs, start + eq + 1))
+        attr = self.attr(lhs, start)
+        if "*" not in rhs:
+            return ("eq", attr, self.value(rhs, start + eq + 1))
+        if rhs == "*":
+            return ("present", attr)
+        pieces = rhs.split("*")
+        pos = start + eq + 1
+        values = []
+        for p in pieces:
+            values.append(self.value(p, pos))
+            pos += len(p) + 1
+        initial = values[0] if pieces[0] else None
+        final = values[-1] if pieces[-1] else None
+        anys = [v for p, v in zip(pieces[1:-1], values[1:-1]) if p]
+        return ("sub", attr, initial, anys, final)
+
+    def extensible(self, lhs: str, rhs: str, start: int) -> tuple:
+        parts = lhs.split(":")
+        attr = parts[0] or None
+        rest = parts[1:]
+        dn_attrs = False
+        if rest and rest[0].lower() == "dn":
+            dn_attrs = True
+            rest = rest[1:]
+        if len(rest) > 1:
+            self.fail("too many ':' in extensible match", start)
+        rule = rest[0] if rest else None
+        if attr is not None:
+            self.attr(attr, start)
+        if rule is not None and not _OID_RE.match(rule):
+            self.fail(f"bad matching rule {rule!r}", start)
+        if attr is None and rule is None:
+            self.fail("extensible match needs an attribute or a matching rule", start)
+        if "*" in rhs:
+            self.fail("unescaped '*' in assertion value (write it as \\2a)", start)
+        return ("ext", rule, attr, self.value(rhs, start + len(lhs) + 2), dn_attrs)
+
+    def attr(self, text: str, at: int) -> str:
+        if not _ATTR_RE.match(text):
+            self.fail(f"bad attribute description {text!r}", at)
+        return text
+
+    def value(self, text: str, at: int) -> bytes:
+        if "\\" not in text:
+            return text.encode()
+        chunks = text.split("\\")
+        out = [chunks[0].encode()]
+        pos = at + len(chunks[0])
+        for chunk in chunks[1:]:
+            if not _HEX2_RE.match(chunk):
+                self.fail("'\\' must be followed by two hex digits", pos)
+            out.append(bytes.fromhex(chunk[:2]))
+            out.append(chunk[2:].encode())
+            pos += len(chunk) + 1
+        return b"".join(out)
+
+
+def parse_filter_string(s: str) -> tuple:
+    """Parse an RFC 4515 filter string into the filter AST.
+
+    ``\\XX`` escapes become raw octets, other characters are UTF-8 encoded; a
+    bare item without the outer parentheses (``uid=jsmith``) is accepted.
+    Raises ValueError with the position of the problem on bad syntax.
+    """
+    if not isinstance(s, str):
+        raise ValueError(f"filter must be a string, not {type(s).__name__}")
+    text = s.strip()
+    if not text:
+        raise ValueError("empty LDAP filter")
+    if text[0] != "(":
+        text = f"({text})"
+    p = _FilterParser(text)
+    result = p.filter(1)
+    if p.i != len(text):
+        p.fail("unexpected text after the filter")
+    return result
