@@ -20,16 +20,28 @@ def _config(args):
 def cmd_serve(args):
     cfg = _config(args)
     logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    from twisted.internet import reactor
-
-    from .app import open_directory
-    from .server.listener import LDAPServerFactory
-
     for p in (cfg.tls_cert, cfg.tls_key):
         if p is not None and any(lst.scheme == "ldaps" for lst in cfg.listeners) and not p.exists():
             print(f"rollcall: configuration error: tls: {p} does not exist "
                   "(`rollcall tls-selfsigned --config …` makes a demo pair)", file=sys.stderr)
             sys.exit(2)
+    if cfg.workers > 1:
+        from .server.workers import serve_workers
+
+        try:
+            serve_workers(cfg, on_ready=lambda: print(
+                f"rollcall: serving {cfg.suffix} with {cfg.workers} workers on "
+                + ", ".join(lst.url for lst in cfg.listeners), flush=True))
+        except OSError as exc:
+            print(f"rollcall: cannot listen: {exc}", file=sys.stderr)
+            sys.exit(1)
+        return
+    # imported only now: the reactor must not exist before worker processes fork
+    from twisted.internet import reactor
+
+    from .app import open_directory
+    from .server.listener import LDAPServerFactory
+
     directory = open_directory(cfg)
     factory = LDAPServerFactory(directory, cfg)
     try:
@@ -45,7 +57,7 @@ def cmd_serve(args):
 def cmd_load(args):
     cfg = _config(args)
     from .app import open_directory
-    from .core.directory import LoadError
+    from .core.bulk import LoadError
     from .ldif import LDIFError, records
 
     directory = open_directory(cfg)

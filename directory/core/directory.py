@@ -99,6 +99,8 @@ class Directory:
 
                 raise ConfigError(f"indexes.{attr}", "attribute type not in the schema")
             self._index_kinds[at.name] = frozenset(kinds)
+        self._index_plan = [(name, name.lower(), kinds, schema.attribute(name))
+                            for name, kinds in self._index_kinds.items()]
         self.supported_controls = []  # filled by the server: the controls it implements
         self.supported_extensions = []
 
@@ -376,13 +378,13 @@ class Directory:
 
     # ------------------------------------------------------------------ writes
     def index_rows(self, attrs: dict) -> list:
+        """(attr, kind, key) rows for the configured indexes of an entry's attributes."""
         rows = []
-        norm, sub = self.schema.normalize_or_none, self.schema.substr_key
-        for name, kinds in self._index_kinds.items():
+        index_key = self.index_key
+        for name, lname, kinds, at in self._index_plan:
             values = attrs.get(name)
             if not values:
                 continue
-            lname = name.lower()
             if "eq" in kinds:
                 if name == "objectClass":
                     keys = set()
@@ -392,13 +394,16 @@ class Directory:
                             keys.update(n.lower() for n in self.schema.superclasses(oc.name))
                     rows.extend((lname, "eq", k) for k in keys)
                 else:
-                    keys = {norm(name, v) for v in values} - {None}
-                    rows.extend((lname, "eq", self.index_key(k)) for k in keys)
+                    norm = at.normalize_or_none
+                    keys = {norm(v) for v in values}
+                    keys.discard(None)
+                    rows.extend((lname, "eq", index_key(k)) for k in keys)
             elif "pres" in kinds:
                 rows.append((lname, "pres", ""))
             if "sub" in kinds:
+                sub = at.substr_key
                 for v in values:
-                    k = sub(name, v)
+                    k = sub(v)
                     if k is not None:
                         rows.append((lname, "sub", k if isinstance(k, str) else k.decode("utf-8", "replace")))
         return rows
@@ -412,13 +417,19 @@ class Directory:
     def _read_back(self, ident, entry, attrs):
         return (entry.dn, self.render(ident, entry, AttributeSelector(self, attrs or [])))
 
+    def check_naming(self, dn: DN, attrs: dict):
+        """The RDN's values must be in the entry (slapd: namingViolation)."""
+        for t, v in dn.rdn:
+            at = self.schema.attribute(t)
+            if at is None:
+                raise LDAPError(ResultCode.UNDEFINED_ATTRIBUTE_TYPE, f"{t}: attribute type undefined")
+            key = self.schema.normalize(at.name, v.encode())
+            if key not in {self.schema.normalize_or_none(at.name, x) for x in attrs.get(at.name, ())}:
+                raise LDAPError(ResultCode.NAMING_VIOLATION,
+                                f"value of naming attribute '{at.name}' is not present in entry")
+
     def _hash_passwords(self, values: list) -> list:
         return [v if passwords.is_hashed(v) else self.hasher.hash(v) for v in values]
-
-    def _validate_values(self, attrs: dict):
-        for name, values in attrs.items():
-            for v in values:
-                self.schema.validate(name, v)
 
     def _no_user_modification(self, attrs, opts):
         if opts and opts.relax:
@@ -437,16 +448,7 @@ class Directory:
             raise LDAPError(ResultCode.NO_SUCH_OBJECT, f"{dn_text!r} is outside the naming context {self.suffix!r}")
         attrs = self.canonical_attrs(attrs)
         self._no_user_modification(attrs, opts)
-        # naming attributes must be in the entry (slapd: namingViolation)
-        for t, v in dn.rdn:
-            at = self.schema.attribute(t)
-            if at is None:
-                raise LDAPError(ResultCode.UNDEFINED_ATTRIBUTE_TYPE, f"{t}: attribute type undefined")
-            key = self.schema.normalize(at.name, v.encode())
-            have = {self.schema.normalize_or_none(at.name, x) for x in attrs.get(at.name, ())}
-            if key not in have:
-                raise LDAPError(ResultCode.NAMING_VIOLATION, f"value of naming attribute '{at.name}' is not present in entry")
-        self._validate_values(attrs)
+        self.check_naming(dn, attrs)
         if "userPassword" in attrs:
             attrs["userPassword"] = self._hash_passwords(attrs["userPassword"])
         self.schema.check_entry(attrs)
@@ -513,8 +515,6 @@ class Directory:
                     self._no_user_modification({name: values}, opts)
                 self.acl.check(ident, entry, Level.WRITE, name)
                 values = list(values)
-                for v in values if op != MOD_DELETE else ():
-                    self.schema.validate(name, v)
                 if name == "userPassword" and op in (MOD_ADD, MOD_REPLACE):
                     values = self._hash_passwords(values)
                 self._apply_change(attrs, op, at, values, rdn)
@@ -686,52 +686,11 @@ class Directory:
         return f"dn:{ident.dn}" if ident.ndn else ""
 
     # ------------------------------------------------------------------ bulk
-    def load_entries(self, records, progress=None) -> int:
-        """Offline bulk load (like slapadd -q): all or nothing, schema-checked,
-        passwords hashed if given in clear, server-maintained attributes kept if present."""
-        root = Identity(self.root_dn, self.root_ndn, True, "load")
-        count = 0
-        stamp = now_generalized()
-        with self.store.bulk() as tx:
-            ids = {}
-            for lineno, dn_text, raw_attrs in records:
-                try:
-                    dn = DN.parse(dn_text)
-                    ndn = self.dn.normalize(dn_text)
-                    if not self.in_naming_context(ndn):
-                        raise LDAPError(ResultCode.NO_SUCH_OBJECT, f"outside the naming context {self.suffix}")
-                    attrs = self.canonical_attrs(raw_attrs)
-                    self._validate_values(attrs)
-                    if "userPassword" in attrs:
-                        attrs["userPassword"] = self._hash_passwords(attrs["userPassword"])
-                    self.schema.check_entry(attrs)
-                    attrs.setdefault("entryUUID", [str(uuid.uuid4()).encode()])
-                    attrs.setdefault("creatorsName", [root.dn.encode()])
-                    attrs.setdefault("createTimestamp", [stamp])
-                    attrs.setdefault("modifiersName", [root.dn.encode()])
-                    attrs.setdefault("modifyTimestamp", [stamp])
-                    attrs.setdefault("structuralObjectClass",
-                                     [self.schema.structural_class(attrs["objectClass"]).encode()])
-                    parent_id = None
-                    if ndn != self.suffix_ndn:
-                        pndn = self.dn.normalize(str(dn.parent()))
-                        parent_id = ids.get(pndn)
-                        if parent_id is None:
-                            parent = tx.get_by_ndn(pndn)
-                            if parent is None:
-                                raise LDAPError(ResultCode.NO_SUCH_OBJECT, f"parent {dn.parent()} does not exist")
-                            parent_id = parent.id
-                    if ndn in ids or tx.get_by_ndn(ndn) is not None:
-                        raise LDAPError(ResultCode.ENTRY_ALREADY_EXISTS, "entry already exists")
-                    entry = Entry(str(dn), ndn, attrs)
-                    ids[ndn] = tx.add(entry, parent_id, self.dn.rdn_of(dn.rdn), self.index_rows(attrs))
-                except LDAPError as exc:
-                    raise LoadError(lineno, dn_text, exc.message or str(exc)) from None
-                count += 1
-                if progress and count % 10000 == 0:
-                    progress(count)
-            tx.log(root.ndn, "load", "load", self.suffix, None, {"entries": count})
-        return count
+    def load_entries(self, records, progress=None, workers=None) -> int:
+        """Offline bulk load (like slapadd -q): all or nothing, schema-checked."""
+        from .bulk import BulkLoader
+
+        return BulkLoader(self, workers).load(records, progress)
 
     def export_entries(self):
         """Every entry, parents first, with all stored attributes (for LDIF export)."""
@@ -741,12 +700,6 @@ class Directory:
             by_id = {e.id: e for e in self.store.get_many(chunk)}
             for i in chunk:
                 yield by_id[i]
-
-
-class LoadError(Exception):
-    def __init__(self, line, dn, reason):
-        super().__init__(f"line {line}: {dn}: {reason}")
-        self.line, self.dn, self.reason = line, dn, reason
 
 
 class AttributeSelector:

@@ -4,6 +4,7 @@ A DN keeps what the client wrote (for display) and has a normalised form (for
 lookups): attribute types mapped to their canonical lowercase name, values
 normalised with the attribute's equality rule, AVAs of a multi-valued RDN sorted.
 """
+import re
 from functools import lru_cache
 
 from .errors import LDAPError, ResultCode
@@ -56,8 +57,13 @@ class DN:
         return "+".join(f"{t}={escape_value(v)}" for t, v in self.rdn)
 
 
+_NEEDS_ESCAPE = re.compile(r'[,+"\\<>;=\x00-\x1f\x7f]|^[ #]| $')
+
+
 def escape_value(value: str) -> str:
     """RFC 4514 section 2.4 escaping of an attribute value."""
+    if not _NEEDS_ESCAPE.search(value):
+        return value
     out = []
     last = len(value) - 1
     for i, ch in enumerate(value):
@@ -170,8 +176,10 @@ class DNNormalizer:
     def __init__(self, schema):
         self.schema = schema
         self.normalize = lru_cache(maxsize=262144)(self._normalize)
+        # RDNs recur (every entry below ou=people repeats it): cache them by value
+        self._normalize_rdn = lru_cache(maxsize=262144)(self._normalize_rdn_uncached)
 
-    def _normalize_rdn(self, rdn) -> str:
+    def _normalize_rdn_uncached(self, rdn) -> str:
         parts = []
         for attr, value in rdn:
             at = self.schema.attribute(attr)

@@ -151,6 +151,8 @@ class LDAPServerProtocol(protocol.Protocol):
             # RFC 4511 4.14.1: nothing may follow StartTLS until TLS is up
             self.protocol_error("request received during TLS negotiation")
             return
+        # other worker processes may have written: drop what they changed from our cache
+        self.directory.store.refresh()
         if op == OP_UNBIND:
             self.closed = True
             self.transport.loseConnection()

@@ -95,13 +95,16 @@ class SQLiteStore:
             return
         self._local.data_version = version
         rows = conn.execute(
-            "SELECT seq, entry_id, dn FROM changelog WHERE seq > ? ORDER BY seq", (self._seen_seq,)
+            "SELECT seq, entry_id, op FROM changelog WHERE seq > ? ORDER BY seq", (self._seen_seq,)
         ).fetchall()
-        for seq, entry_id, _dn in rows:
-            self._evict(entry_id)
+        for seq, entry_id, op in rows:
+            if entry_id is None or op == "modrdn":
+                # a bulk change or a subtree move: cheaper to start the cache afresh
+                self._cache.clear()
+            else:
+                self._evict(entry_id)
             self._seen_seq = max(self._seen_seq, seq)
         if rows:
-            # a rename or delete may have moved DNs: the ndn map is cheap to rebuild
             self._ndn_ids.clear()
 
     def _evict(self, entry_id):
@@ -308,6 +311,19 @@ class Tx:
         self.touched.add(entry.id)
         return entry.id
 
+    def insert_prepared(self, rows):
+        """Bulk load: rows of (id, ndn, dn, parent, path, json, index_rows) with ids assigned."""
+        self.conn.executemany(
+            "INSERT INTO entries(id, ndn, dn, parent, path, data) VALUES (?,?,?,?,?,?)", [r[:6] for r in rows]
+        )
+        eq, sub = [], []
+        for row in rows:
+            self._split_index(row[0], row[6], eq, sub)
+        self._insert_index(eq, sub)
+
+    def id_path(self, ndn):
+        return self.conn.execute("SELECT id, path FROM entries WHERE ndn=?", (ndn,)).fetchone()
+
     def replace(self, entry: Entry, index_rows):
         self.conn.execute("UPDATE entries SET data=? WHERE id=?", (encode_attrs(entry.attrs), entry.id))
         self._drop_index(entry.id)
@@ -351,23 +367,31 @@ class Tx:
 
     def _write_index(self, entry_id, index_rows):
         eq, sub = [], []
+        self._split_index(entry_id, index_rows, eq, sub)
+        self._insert_index(eq, sub)
+
+    @staticmethod
+    def _split_index(entry_id, index_rows, eq, sub):
+        """Equality rows as (attr, key, id); substring rows as (rowid, attr, key, id)
+        with rowid = id*SUB_SLOTS + n, so an entry's rows are one rowid range to delete."""
+        base, n = entry_id * SUB_SLOTS, 0
+        overflow = []
         for attr, kind, key in index_rows:
-            if kind == "sub":
-                sub.append((attr, key, entry_id))
-            else:
+            if kind != "sub":
                 eq.append((attr, key, entry_id))
+            elif n < SUB_SLOTS - 1:
+                sub.append((base + n, attr, key, entry_id))
+                n += 1
+            else:
+                overflow.append(key)
+        if overflow:
+            sub.append((base + n, attr, "\x1f".join(overflow), entry_id))
+
+    def _insert_index(self, eq, sub):
         if eq:
             self.conn.executemany("INSERT OR IGNORE INTO idx(attr, key, id) VALUES (?,?,?)", eq)
         if sub:
-            # rowid = id*SUB_SLOTS + n, so an entry's rows are one rowid range to delete
-            if len(sub) > SUB_SLOTS:
-                last = sub[SUB_SLOTS - 1]
-                sub = sub[: SUB_SLOTS - 1] + [(last[0], "\x1f".join(r[1] for r in sub[SUB_SLOTS - 1 :]), entry_id)]
-            base = entry_id * SUB_SLOTS
-            self.conn.executemany(
-                "INSERT INTO idx_sub(rowid, attr, key, id) VALUES (?,?,?,?)",
-                [(base + n, a, k, i) for n, (a, k, i) in enumerate(sub)],
-            )
+            self.conn.executemany("INSERT INTO idx_sub(rowid, attr, key, id) VALUES (?,?,?,?)", sub)
 
     def _drop_index(self, entry_id):
         self.conn.execute("DELETE FROM idx WHERE id=?", (entry_id,))

@@ -1,0 +1,118 @@
+"""Offline bulk load (`rollcall load`, like `slapadd -q`).
+
+Checking an entry (DN normalisation, schema, index keys, JSON) is pure CPU, so it
+runs in worker processes; the parent assigns ids and paths and inserts in large
+batches inside one transaction, so a bad record anywhere loads nothing.
+"""
+import multiprocessing
+import os
+import uuid
+
+from .dn import DN
+from .errors import LDAPError, ResultCode
+from .entry import encode_attrs
+
+CHUNK = 500
+_loader = None  # the BulkLoader, inherited by forked workers
+
+
+class LoadError(Exception):
+    def __init__(self, line, dn, reason):
+        super().__init__(f"line {line}: {dn}: {reason}")
+        self.line, self.dn, self.reason = line, dn, reason
+
+
+def _prepare_chunk(chunk):
+    out = []
+    for lineno, dn_text, raw_attrs in chunk:
+        try:
+            out.append(_loader.prepare(lineno, dn_text, raw_attrs))
+        except LDAPError as exc:
+            return out, (lineno, dn_text, exc.message or str(exc))
+    return out, None
+
+
+def _chunks(records):
+    chunk = []
+    for rec in records:
+        chunk.append(rec)
+        if len(chunk) >= CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+class BulkLoader:
+    def __init__(self, directory, workers=None):
+        self.d = directory
+        self.workers = workers if workers is not None else min(os.cpu_count() or 1, 4)
+        from .directory import now_generalized
+
+        self.stamp = now_generalized()
+        self.actor = directory.root_dn.encode()
+
+    def prepare(self, lineno, dn_text, raw_attrs):
+        """One record to (line, dn, ndn, parent ndn, rdn key, JSON, index rows)."""
+        d = self.d
+        dn = DN.parse(dn_text)
+        ndn = d.dn.normalize(dn_text)
+        if not d.in_naming_context(ndn):
+            raise LDAPError(ResultCode.NO_SUCH_OBJECT, f"outside the naming context {d.suffix}")
+        attrs = d.canonical_attrs(raw_attrs)
+        if "userPassword" in attrs:
+            attrs["userPassword"] = d._hash_passwords(attrs["userPassword"])
+        d.check_naming(dn, attrs)
+        d.schema.check_entry(attrs)
+        stamp, actor = self.stamp, self.actor
+        attrs.setdefault("entryUUID", [str(uuid.uuid4()).encode()])
+        attrs.setdefault("creatorsName", [actor])
+        attrs.setdefault("createTimestamp", [stamp])
+        attrs.setdefault("modifiersName", [actor])
+        attrs.setdefault("modifyTimestamp", [stamp])
+        attrs.setdefault("structuralObjectClass", [d.schema.structural_class(attrs["objectClass"]).encode()])
+        parent_ndn = d.dn.normalize(str(dn.parent())) if ndn != d.suffix_ndn else None
+        return (lineno, str(dn), ndn, parent_ndn, d.dn.rdn_of(dn.rdn), encode_attrs(attrs), d.index_rows(attrs))
+
+    def _prepared(self, records):
+        global _loader
+        _loader = self
+        if self.workers <= 1:
+            for chunk in _chunks(records):
+                yield _prepare_chunk(chunk)
+            return
+        ctx = multiprocessing.get_context("fork")
+        with ctx.Pool(self.workers) as pool:
+            yield from pool.imap(_prepare_chunk, _chunks(records), chunksize=1)
+
+    def load(self, records, progress=None) -> int:
+        store = self.d.store
+        count = 0
+        with store.bulk() as tx:
+            was_empty = tx.conn.execute("SELECT 1 FROM entries LIMIT 1").fetchone() is None
+            next_id = (tx.conn.execute("SELECT max(id) FROM entries").fetchone()[0] or 0) + 1
+            known = {}  # ndn -> (id, path) of entries loaded in this run
+            for prepared, error in self._prepared(records):
+                rows = []
+                for lineno, dn, ndn, parent_ndn, rdn_key, data, index_rows in prepared:
+                    if ndn in known or (not was_empty and tx.get_by_ndn(ndn) is not None):
+                        raise LoadError(lineno, dn, "entry already exists")
+                    if parent_ndn is None:
+                        parent_id, path = None, rdn_key + "\x01"
+                    else:
+                        parent = known.get(parent_ndn) or (None if was_empty else tx.id_path(parent_ndn))
+                        if parent is None:
+                            raise LoadError(lineno, dn, f"parent {str(DN.parse(dn).parent())!r} does not exist "
+                                            "(parents must come before their children)")
+                        parent_id, path = parent[0], parent[1] + rdn_key + "\x01"
+                    known[ndn] = (next_id, path)
+                    rows.append((next_id, ndn, dn, parent_id, path, data, index_rows))
+                    next_id += 1
+                tx.insert_prepared(rows)
+                count += len(rows)
+                if error is not None:
+                    raise LoadError(*error)
+                if progress and count // 10000 != (count - len(rows)) // 10000:
+                    progress(count)
+            tx.log(self.d.root_ndn, "load", "load", self.d.suffix, None, {"entries": count})
+        return count

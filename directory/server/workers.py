@@ -1,0 +1,94 @@
+"""Several worker processes sharing the listening sockets (`server.workers` > 1).
+
+The parent binds every listener, forks the workers and supervises them; each worker
+opens its own store connections (after the fork) and runs its own reactor. The
+kernel spreads new connections over the workers. Caches stay coherent through the
+store's changelog (see SQLiteStore.refresh).
+"""
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+
+log = logging.getLogger("rollcall.workers")
+
+
+def _bind(listener):
+    family = socket.AF_INET6 if ":" in listener.host else socket.AF_INET
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((listener.host, listener.port))
+    s.listen(1024)
+    s.setblocking(False)
+    return s
+
+
+def _run_worker(cfg, sockets):
+    from twisted.internet import reactor
+    from twisted.protocols.tls import TLSMemoryBIOFactory
+
+    from ..app import open_directory
+    from .listener import LDAPServerFactory
+
+    signal.signal(signal.SIGTERM, lambda *_: reactor.callFromThread(reactor.stop))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    factory = LDAPServerFactory(open_directory(cfg), cfg)
+    for listener, sock in sockets:
+        f = factory
+        if listener.scheme == "ldaps":
+            f = TLSMemoryBIOFactory(factory.tls_context, False, factory)
+            factory.tls_ports.add(sock.getsockname()[1])
+        reactor.adoptStreamPort(sock.fileno(), sock.family, f)
+        sock.close()  # the reactor holds its own duplicate
+    reactor.run(installSignalHandlers=False)
+
+
+def serve_workers(cfg, on_ready=None):
+    sockets = [(lst, _bind(lst)) for lst in cfg.listeners]
+    children = {}
+
+    def spawn(slot):
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                _run_worker(cfg, sockets)
+            except Exception:
+                log.exception("worker %d failed", slot)
+                code = 1
+            finally:
+                os._exit(code)
+        children[pid] = slot
+
+    for slot in range(cfg.workers):
+        spawn(slot)
+    if on_ready:
+        on_ready()
+    stopping = False
+
+    def stop(signum, _frame):
+        nonlocal stopping
+        stopping = True
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        slot = children.pop(pid, None)
+        if slot is not None and not stopping:
+            log.error("worker %d (pid %d) exited with status %d; restarting", slot, pid, status)
+            time.sleep(0.5)
+            spawn(slot)
+    sys.exit(0)
