@@ -1,10 +1,30 @@
-"""Access control: the one place every operation asks "may this identity do that?".
+"""Access control: ordered rules from config.yaml, first match wins, default deny —
+the semantics of OpenLDAP's olcAccess.
 
-This is the built-in minimal policy (the root DN may do everything; users read
-non-secret attributes and change their own password; anonymous may only bind and
-read the root DSE and subschema). The ordered rule engine from config.yaml plugs in
-behind the same methods.
+    access:
+      - to: {dn: "ou=students,ou=people,{suffix}", scope: children,
+             filter: "(objectClass=rollcallStudent)", attrs: [userPassword]}
+        by:
+          - "site-group=student-email-admins write"
+          - "self write"
+          - "anonymous auth"
+
+A rule's target is a DN with a scope (base | one | subtree | children), a filter and
+an attribute list (the pseudo-attributes `entry` and `children` as in slapd). The
+first rule whose target matches decides; in it the first `by` clause whose subject
+matches gives the level; no matching clause means none. Subjects:
+
+    *  anonymous  users  self
+    dn=<DN>  dn.subtree=<DN>      an identity, or every identity below a DN
+    group=<DN>                    members of a group (nested groups included)
+    site-group=<cn>               members of cn=<cn>,ou=<code>,ou=sites,<suffix> for
+                                  entries whose school code (departmentNumber, or the
+                                  site the entry sits under) is <code>
+
+Levels: none < auth < compare < search < read < write < manage. The root DN is
+never subject to the rules. `{suffix}` in a DN is replaced by the configured suffix.
 """
+from dataclasses import dataclass, field
 from enum import IntEnum
 
 from .errors import LDAPError, ResultCode
@@ -20,24 +40,240 @@ class Level(IntEnum):
     MANAGE = 6
 
 
-SECRET_ATTRS = frozenset({"userPassword", "pwdHistory"})
+SCOPES = ("base", "one", "subtree", "children")
 _EMPTY = frozenset()
 
 
+class ACLConfigError(ValueError):
+    pass
+
+
+@dataclass
+class Subject:
+    kind: str  # any | anonymous | users | self | dn | dn.subtree | group | site-group
+    value: str = ""  # normalised DN, or the role group's cn
+
+    def describe(self):
+        return self.kind + (f"={self.value}" if self.value else "")
+
+
+@dataclass
+class Rule:
+    index: int
+    base: str | None  # normalised DN, or None for every entry
+    scope: str
+    filter: object  # compiled filter or None
+    filter_text: str
+    attrs: frozenset | None  # None: every attribute
+    by: list = field(default_factory=list)  # [(Subject, Level)]
+
+
+def parse_rules(raw, directory) -> list:
+    """Parse and check the `access:` section; errors name the rule and the clause."""
+    from ..server.ber import parse_filter_string
+
+    suffix = directory.suffix
+    rules = []
+    if raw is None:
+        return rules
+    if not isinstance(raw, list):
+        raise ACLConfigError("access: expected a list of rules")
+    for i, item in enumerate(raw):
+        where = f"access[{i}]"
+        if not isinstance(item, dict) or "by" not in item:
+            raise ACLConfigError(f"{where}: a rule needs 'to' and 'by'")
+        to = item.get("to") or {}
+        if to == "*":
+            to = {}
+        if not isinstance(to, dict):
+            raise ACLConfigError(f"{where}.to: expected a mapping (dn, scope, filter, attrs) or '*'")
+        unknown = set(to) - {"dn", "scope", "filter", "attrs"}
+        if unknown:
+            raise ACLConfigError(f"{where}.to: unknown keys {sorted(unknown)}")
+        base = None
+        if to.get("dn"):
+            try:
+                base = directory.normalize_dn(str(to["dn"]).replace("{suffix}", suffix))
+            except LDAPError as exc:
+                raise ACLConfigError(f"{where}.to.dn: {exc.message}") from None
+        scope = to.get("scope", "subtree")
+        if scope not in SCOPES:
+            raise ACLConfigError(f"{where}.to.scope: must be one of {', '.join(SCOPES)}")
+        compiled, ftext = None, to.get("filter") or ""
+        if ftext:
+            try:
+                compiled = directory.filters.compile(parse_filter_string(ftext))
+            except ValueError as exc:
+                raise ACLConfigError(f"{where}.to.filter: {exc}") from None
+        attrs = None
+        if to.get("attrs"):
+            names = set()
+            for a in to["attrs"]:
+                if a in ("entry", "children"):
+                    names.add(a)
+                    continue
+                at = directory.schema.attribute(a)
+                if at is None:
+                    raise ACLConfigError(f"{where}.to.attrs: unknown attribute {a!r}")
+                names.update(directory.subtypes(at.name))
+            attrs = frozenset(names)
+        by = []
+        if not isinstance(item["by"], list) or not item["by"]:
+            raise ACLConfigError(f"{where}.by: expected a list like ['self write', 'users read']")
+        for j, clause in enumerate(item["by"]):
+            by.append(_parse_clause(str(clause), f"{where}.by[{j}]", directory))
+        rules.append(Rule(i, base, scope, compiled, ftext, attrs, by))
+    return rules
+
+
+def _parse_clause(text, where, directory):
+    try:
+        who, level = text.strip().rsplit(None, 1)
+    except ValueError:
+        raise ACLConfigError(f"{where}: expected '<who> <level>', got {text!r}") from None
+    try:
+        lvl = Level[level.upper()]
+    except KeyError:
+        raise ACLConfigError(f"{where}: unknown level {level!r} (none auth compare search read write manage)") from None
+    who = who.strip()
+    simple = {"*": "any", "anonymous": "anonymous", "users": "users", "self": "self"}
+    if who in simple:
+        return Subject(simple[who]), lvl
+    kind, sep, value = who.partition("=")
+    if not sep or kind not in ("dn", "dn.subtree", "group", "site-group"):
+        raise ACLConfigError(f"{where}: unknown subject {who!r}")
+    if kind == "site-group":
+        return Subject(kind, value.strip().lower()), lvl
+    try:
+        ndn = directory.normalize_dn(value.replace("{suffix}", directory.suffix))
+    except LDAPError as exc:
+        raise ACLConfigError(f"{where}: {exc.message}") from None
+    return Subject(kind, ndn), lvl
+
+
 class AccessControl:
-    def __init__(self, directory):
+    def __init__(self, directory, rules=None):
         self.d = directory
+        self.rules = rules if rules is not None else []
+        self.sites_ndn = directory.normalize_dn("ou=sites," + directory.suffix)
+        self.secret_attrs = frozenset({"userPassword", "pwdHistory", "rollcallActivationCodeHash"})
+
+    # -- facts about identities and entries (cached on the shared, immutable entries)
+    def _ident_entry(self, ident):
+        if ident.entry_id is None:
+            return None
+        return self.d.store.get(ident.entry_id)
+
+    def memberships(self, ident) -> frozenset:
+        """Normalised DNs of the groups the identity belongs to (memberOf is kept
+        transitively closed on write, so this is one attribute read)."""
+        entry = self._ident_entry(ident)
+        if entry is None:
+            return _EMPTY
+        got = entry.keys.get("\0groups")
+        if got is None:
+            if self.d.account_disabled(entry):
+                got = _EMPTY  # a disabled administrator holds no rights
+            else:
+                got = frozenset(self.d.normalize_dn(v.decode()) for v in entry.attrs.get("memberOf", ()))
+            entry.keys["\0groups"] = got
+        return got
+
+    def site_roles(self, ident) -> dict:
+        """{role cn: set of site codes} from the identity's site role groups."""
+        entry = self._ident_entry(ident)
+        if entry is None:
+            return {}
+        got = entry.keys.get("\0siteroles")
+        if got is None:
+            got = {}
+            tail = "," + self.sites_ndn
+            for g in self.memberships(ident):
+                if not g.endswith(tail):
+                    continue
+                parts = g[: -len(tail)].split(",")
+                if len(parts) == 2 and parts[0].startswith("cn=") and parts[1].startswith("ou="):
+                    got.setdefault(parts[0][3:], set()).add(parts[1][3:])
+            entry.keys["\0siteroles"] = got
+        return got
+
+    def site_codes(self, entry) -> frozenset:
+        """School codes an entry belongs to: its departmentNumber values, and the
+        site it sits under (for a site's own entry and its role groups)."""
+        got = entry.keys.get("\0sites")
+        if got is None:
+            codes = set(self.d.keys_of(entry, "departmentNumber"))
+            tail = "," + self.sites_ndn
+            if entry.ndn.endswith(tail):
+                first = entry.ndn[: -len(tail)].rsplit(",", 1)[-1]
+                if first.startswith("ou="):
+                    codes.add(first[3:])
+            got = entry.keys["\0sites"] = frozenset(codes)
+        return got
+
+    # -- rule evaluation
+    def _target_matches(self, rule, entry) -> bool:
+        if rule.base is not None:
+            ndn, base = entry.ndn, rule.base
+            if rule.scope == "base":
+                if ndn != base:
+                    return False
+            elif rule.scope == "subtree":
+                if ndn != base and not ndn.endswith("," + base):
+                    return False
+            elif not ndn.endswith("," + base):
+                return False
+            elif rule.scope == "one" and ndn[: -len(base) - 1].replace("\\,", "").count(",") != 0:
+                return False
+        if rule.filter is not None and rule.filter(entry, _EMPTY) is not True:
+            return False
+        return True
+
+    def _subject_matches(self, subject, ident, entry) -> bool:
+        kind = subject.kind
+        if kind == "any":
+            return True
+        if kind == "anonymous":
+            return ident.anonymous
+        if ident.anonymous:
+            return False
+        if kind == "users":
+            return True
+        if kind == "self":
+            return ident.ndn == entry.ndn
+        if kind == "dn":
+            return ident.ndn == subject.value
+        if kind == "dn.subtree":
+            return ident.ndn == subject.value or ident.ndn.endswith("," + subject.value)
+        if kind == "group":
+            return subject.value in self.memberships(ident)
+        if kind == "site-group":
+            codes = self.site_roles(ident).get(subject.value)
+            return bool(codes) and not codes.isdisjoint(self.site_codes(entry))
+        return False
+
+    def _decide(self, rule, ident, entry) -> Level:
+        for subject, level in rule.by:
+            if self._subject_matches(subject, ident, entry):
+                return level
+        return Level.NONE
+
+    def _applicable(self, ident, entry):
+        """Rules whose target matches the entry, with memoised decisions."""
+        return [r for r in self.rules if self._target_matches(r, entry)]
 
     def level(self, ident, entry, attr=None) -> Level:
         if ident.is_root:
             return Level.MANAGE
-        if entry.id is None:  # root DSE and subschema
+        if entry.id is None:  # root DSE and subschema: readable by everyone
             return Level.READ
-        if attr in SECRET_ATTRS:
-            return Level.AUTH
-        if ident.anonymous:
-            return Level.AUTH
-        return Level.READ
+        attr = attr or "entry"
+        for rule in self.rules:
+            if rule.attrs is not None and attr not in rule.attrs:
+                continue
+            if self._target_matches(rule, entry):
+                return self._decide(rule, ident, entry)
+        return Level.NONE
 
     def check(self, ident, entry, needed: Level, attr=None):
         if self.level(ident, entry, attr) < needed:
@@ -48,24 +284,39 @@ class AccessControl:
         self.check(ident, entry, Level.WRITE, "entry")
 
     def hidden_attrs(self, ident, entry):
-        """Attributes of `entry` the identity may not read, or None if the entry
-        itself is invisible (it is then left out of search results)."""
-        if ident.is_root:
+        """Attributes of `entry` the identity may not read, or None when the entry is
+        invisible (left out of search results, as if it did not exist)."""
+        if ident.is_root or entry.id is None:
             return _EMPTY
-        if entry.id is None:
-            return _EMPTY
-        if ident.anonymous:
-            return None
-        return SECRET_ATTRS
+        rules = self._applicable(ident, entry)
+        decided = {}
 
-    def check_bind(self, entry):
-        """Account state checks at bind time (disabled, expired …): none yet."""
+        def level_for(attr):
+            for r in rules:
+                if r.attrs is None or attr in r.attrs:
+                    got = decided.get(r.index)
+                    if got is None:
+                        got = decided[r.index] = self._decide(r, ident, entry)
+                    return got
+            return Level.NONE
+
+        if level_for("entry") < Level.SEARCH:
+            return None
+        # secrets (password hashes) are readable only with manage: `self write` lets a
+        # user change their password without reading its hash
+        secret = self.secret_attrs
+        hidden = {name for name in entry.attrs
+                  if level_for(name) < (Level.MANAGE if name in secret else Level.READ)}
+        for name in ("entryDN", "hasSubordinates", "subschemaSubentry"):
+            if level_for(name) < Level.READ:
+                hidden.add(name)
+        return frozenset(hidden)
+
+    def can_authenticate(self, entry) -> bool:
+        """Binding is 'auth' access to userPassword for an anonymous connection."""
+        from .directory import ANONYMOUS
+
+        return self.level(ANONYMOUS, entry, "userPassword") >= Level.AUTH
 
     def check_password_change(self, ident, entry, is_self: bool):
-        if ident.is_root or is_self:
-            return
-        raise LDAPError(ResultCode.INSUFFICIENT_ACCESS_RIGHTS, f"no write access to userPassword of {entry.dn!r}")
-
-    def check_password_quality(self, entry, new: bytes):
-        if len(new) < 8:
-            raise LDAPError(ResultCode.CONSTRAINT_VIOLATION, "password is too short (at least 8 characters)")
+        self.check(ident, entry, Level.WRITE, "userPassword")

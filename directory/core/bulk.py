@@ -6,6 +6,7 @@ batches inside one transaction, so a bad record anywhere loads nothing.
 """
 import multiprocessing
 import os
+import signal
 import uuid
 
 from .dn import DN
@@ -20,6 +21,13 @@ class LoadError(Exception):
     def __init__(self, line, dn, reason):
         super().__init__(f"line {line}: {dn}: {reason}")
         self.line, self.dn, self.reason = line, dn, reason
+
+
+def _worker_init():
+    # a parent that runs a Twisted reactor has its own SIGTERM/SIGINT handlers;
+    # a worker must simply die when the pool ends it
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _prepare_chunk(chunk):
@@ -82,8 +90,13 @@ class BulkLoader:
                 yield _prepare_chunk(chunk)
             return
         ctx = multiprocessing.get_context("fork")
-        with ctx.Pool(self.workers) as pool:
+        pool = ctx.Pool(self.workers, initializer=_worker_init)
+        try:
             yield from pool.imap(_prepare_chunk, _chunks(records), chunksize=1)
+            pool.close()
+        finally:
+            pool.terminate()
+            pool.join()
 
     def load(self, records, progress=None) -> int:
         store = self.d.store

@@ -10,7 +10,9 @@ import uuid
 from dataclasses import dataclass, field
 
 from .. import passwords
-from .acl import AccessControl, Level
+from .acl import ACLConfigError, AccessControl, Level, parse_rules
+from .memberof import MemberOf
+from .ppolicy import PasswordPolicy, PolicyConfig
 from .dn import DN, DNNormalizer
 from .entry import Entry
 from .errors import LDAPError, ResultCode
@@ -28,8 +30,18 @@ VIRTUAL = ("entryDN", "hasSubordinates", "subschemaSubentry")
 # Written by the server only (RFC 4512 NO-USER-MODIFICATION, and ours).
 SERVER_MAINTAINED = {
     "entryUUID", "createTimestamp", "modifyTimestamp", "creatorsName", "modifiersName",
-    "structuralObjectClass", "entryDN", "hasSubordinates", "subschemaSubentry",
+    "structuralObjectClass", "entryDN", "hasSubordinates", "subschemaSubentry", "memberOf",
+    "pwdChangedTime", "pwdFailureTime", "pwdHistory", "pwdReset",
 }
+# Server-maintained, but an administrator may delete them (to unlock an account).
+ADMIN_CLEARABLE = {"pwdAccountLockedTime", "pwdFailureTime"}
+RESTRICTED_MESSAGE = "Operations are restricted to bind/unbind/abandon/StartTLS/modify password"
+
+# The built-in policy when config.yaml has no `access:` section.
+DEFAULT_ACCESS = [
+    {"to": {"attrs": ["userPassword", "pwdHistory"]}, "by": ["self write", "anonymous auth", "* none"]},
+    {"to": "*", "by": ["self read", "users read", "* none"]},
+]
 SECRET = {"userPassword", "pwdHistory"}
 
 
@@ -43,6 +55,9 @@ class Identity:
     peer: str = "internal"
     tls: bool = False
     entry_id: int | None = None
+    # must change the password first (after an administrator's reset, or PENDING):
+    # only Password Modify on itself, WhoAmI and unbind are allowed
+    restricted: bool = False
 
     @property
     def anonymous(self):
@@ -87,7 +102,6 @@ class Directory:
         self.suffix_ndn = self.dn.normalize(config.suffix)
         self.root_ndn = self.dn.normalize(config.root_dn)
         self.root_dn = config.root_dn
-        self.acl = AccessControl(self)
         self.filters = FilterCompiler(self)
         self.planner = IndexPlanner(self)
         self._subtypes: dict[str, tuple] = {}
@@ -103,6 +117,18 @@ class Directory:
                             for name, kinds in self._index_kinds.items()]
         self.supported_controls = []  # filled by the server: the controls it implements
         self.supported_extensions = []
+        from ..config import ConfigError
+
+        try:
+            rules = parse_rules(config.raw.get("access", DEFAULT_ACCESS), self)
+        except ACLConfigError as exc:
+            raise ConfigError("access", str(exc)) from None
+        self.acl = AccessControl(self, rules)
+        try:
+            self.policy = PasswordPolicy(PolicyConfig.from_raw(config.raw.get("password_policy")))
+        except ValueError as exc:
+            raise ConfigError("password_policy", str(exc)) from None
+        self.memberof = MemberOf(self)
 
     # ------------------------------------------------------------------ helpers
     def parse_dn(self, text: str) -> DN:
@@ -185,9 +211,12 @@ class Directory:
             parent = parent.parent()
         return ""
 
-    def require(self, text: str) -> Entry:
+    def require(self, text: str, tx=None) -> Entry:
+        """The entry at a DN, or noSuchObject with the matched DN. Inside a write
+        transaction pass `tx`: it reads the database, not the shared cache."""
         dn = DN.parse(text)
-        entry = self.store.get_by_ndn(self.dn.normalize(text)) if dn else None
+        ndn = self.dn.normalize(text) if dn else None
+        entry = (tx.get_by_ndn(ndn) if tx is not None else self.store.get_by_ndn(ndn)) if dn else None
         if entry is None:
             raise LDAPError(ResultCode.NO_SUCH_OBJECT, "", self._matched(dn) if dn else "")
         return entry
@@ -227,14 +256,63 @@ class Directory:
                 return stored
         return None
 
+    def account_status(self, entry) -> str:
+        return (entry.first("rollcallAccountStatus") or b"ENABLED").decode("ascii", "replace").upper()
+
+    def account_disabled(self, entry) -> bool:
+        """DISABLED, or past its expiry date (non-employees)."""
+        if self.account_status(entry) == "DISABLED":
+            return True
+        expiry = entry.first("rollcallExpiry")
+        if expiry is not None:
+            from .ppolicy import parse_gentime
+
+            t = parse_gentime(expiry)
+            if t is not None and t <= time.time():
+                return True
+        return False
+
+    def bind_refusal(self, entry) -> str | None:
+        """Why an entry may not bind (for the log only; the client hears invalidCredentials)."""
+        if entry is None:
+            return "no such entry"
+        if self.account_disabled(entry):
+            return "account disabled or expired"
+        if self.policy.locked(entry):
+            return "account locked"
+        if not self.acl.can_authenticate(entry):
+            return "no auth access"
+        return None
+
     def bind_complete(self, ndn: str, entry: Entry | None, matched: bytes | None, peer: str, tls: bool) -> Identity:
         """Phase 3: decide. The same refusal for every reason: no hint which part was wrong."""
-        if matched is None:
-            raise LDAPError(ResultCode.INVALID_CREDENTIALS, "")
-        if ndn == self.root_ndn:
+        if ndn == self.root_ndn and matched is not None:
             return Identity(self.root_dn, ndn, True, peer, tls)
-        self.acl.check_bind(entry)
-        return Identity(entry.dn, ndn, False, peer, tls, entry.id)
+        if matched is None or self.bind_refusal(entry) is not None:
+            raise LDAPError(ResultCode.INVALID_CREDENTIALS, "")
+        restricted = entry.first("pwdReset") == b"TRUE" or self.account_status(entry) == "PENDING"
+        return Identity(entry.dn, ndn, False, peer, tls, entry.id, restricted)
+
+    def record_bind(self, entry_id: int, ok: bool, peer: str):
+        """Lockout bookkeeping after a bind on an existing entry (writer thread)."""
+        with self.store.transaction() as tx:
+            entry = tx.get(entry_id)
+            if entry is None:
+                return
+            attrs = entry.copy_attrs()
+            if ok:
+                if not self.policy.after_success(attrs):
+                    return
+            else:
+                was_locked = "pwdAccountLockedTime" in attrs
+                self.policy.after_failure(attrs)
+                if "pwdAccountLockedTime" in attrs and not was_locked:
+                    tx.log("", peer, "lockout", entry.dn, entry.id, {"failures": len(attrs["pwdFailureTime"])})
+            tx.replace(Entry(entry.dn, entry.ndn, attrs, entry.id), self.index_rows(attrs))
+
+    def usable(self, ident: Identity):
+        if ident.restricted:
+            raise LDAPError(ResultCode.UNWILLING_TO_PERFORM, RESTRICTED_MESSAGE)
 
     def needs_rehash(self, matched: bytes) -> bool:
         return self.config.rehash_on_bind and self.hasher.needs_rehash(matched)
@@ -258,7 +336,12 @@ class Directory:
         if not password:
             raise LDAPError(ResultCode.UNWILLING_TO_PERFORM, "unauthenticated bind (DN with no password) disallowed")
         ndn, entry, hashes = self.bind_lookup(dn_text)
-        return self.bind_complete(ndn, entry, self.verify_any(password, hashes), peer, tls)
+        matched = self.verify_any(password, hashes)
+        try:
+            return self.bind_complete(ndn, entry, matched, peer, tls)
+        finally:
+            if entry is not None and (matched is None or "pwdFailureTime" in entry.attrs):
+                self.record_bind(entry.id, matched is not None, peer)
 
     # ------------------------------------------------------------------ search
     def root_dse(self) -> Entry:
@@ -288,6 +371,7 @@ class Directory:
                size_limit=0, time_limit=0, paged=False):
         """Start a search; returns a SearchCursor the caller drains in batches.
         A paged search (RFC 2696) is not held to the server's size limit."""
+        self.usable(ident)
         compiled = self.filters.compile(filter_ast)
         selector = AttributeSelector(self, attributes)
         server_size = 0 if ident.is_root or paged else self.config.size_limit
@@ -359,6 +443,7 @@ class Directory:
 
     # ------------------------------------------------------------------ compare
     def compare(self, ident: Identity, dn: str, attr: str, value: bytes) -> bool:
+        self.usable(ident)
         entry = self.require(dn)
         at = self.schema.attribute(attr)
         if at is None:
@@ -431,15 +516,18 @@ class Directory:
     def _hash_passwords(self, values: list) -> list:
         return [v if passwords.is_hashed(v) else self.hasher.hash(v) for v in values]
 
-    def _no_user_modification(self, attrs, opts):
+    def _no_user_modification(self, attrs, opts, deleting=False):
         if opts and opts.relax:
             return
         for name in attrs:
+            if deleting and name in ADMIN_CLEARABLE:
+                continue
             at = self.schema.attribute(name)
             if name in SERVER_MAINTAINED or (at is not None and at.no_user_modification):
                 raise LDAPError(ResultCode.CONSTRAINT_VIOLATION, f"{name}: no user modification allowed")
 
     def add(self, ident: Identity, dn_text: str, attrs, opts: WriteOptions | None = None) -> WriteResult:
+        self.usable(ident)
         dn = DN.parse(dn_text)
         if not dn:
             raise LDAPError(ResultCode.UNWILLING_TO_PERFORM, "cannot add the root DSE")
@@ -477,6 +565,7 @@ class Directory:
                 parent_id = parent.id
             self.acl.check_add(ident, entry)
             tx.add(entry, parent_id, self.dn.rdn_of(dn.rdn), self.index_rows(attrs))
+            self.memberof.after_add(tx, entry)
             tx.log(ident.ndn, ident.peer, "add", entry.dn, entry.id, {"attributes": sorted(attrs)})
         result = WriteResult(entry.dn)
         if opts and opts.post_read is not None:
@@ -484,23 +573,26 @@ class Directory:
         return result
 
     def delete(self, ident: Identity, dn_text: str, opts: WriteOptions | None = None) -> WriteResult:
+        self.usable(ident)
         with self.store.transaction() as tx:
-            entry = self.require(dn_text)
+            entry = self.require(dn_text, tx)
             self.acl.check(ident, entry, Level.WRITE, "entry")
             self._check_assertion(ident, entry, opts)
-            if self.store.has_children(entry.id):
+            if tx.has_children(entry.id):
                 raise LDAPError(ResultCode.NOT_ALLOWED_ON_NON_LEAF, "subordinate objects must be deleted first")
             result = WriteResult(entry.dn)
             if opts and opts.pre_read is not None:
                 result.pre_read = self._read_back(ident, entry, opts.pre_read)
             tx.delete(entry.id)
+            self.memberof.after_delete(tx, entry)
             tx.log(ident.ndn, ident.peer, "delete", entry.dn, entry.id, {})
         return result
 
     def modify(self, ident: Identity, dn_text: str, changes, opts: WriteOptions | None = None) -> WriteResult:
         """changes: [(op, attr, [values])] with op MOD_ADD/DELETE/REPLACE/INCREMENT."""
+        self.usable(ident)
         with self.store.transaction() as tx:
-            entry = self.require(dn_text)
+            entry = self.require(dn_text, tx)
             self._check_assertion(ident, entry, opts)
             attrs = entry.copy_attrs()
             rdn = {self.schema.canonical(t): self.schema.normalize(self.schema.canonical(t), v.encode())
@@ -511,8 +603,8 @@ class Directory:
                 if at is None:
                     raise LDAPError(ResultCode.UNDEFINED_ATTRIBUTE_TYPE, f"{name}: attribute type undefined")
                 name = at.name
-                if not (opts and opts.relax):
-                    self._no_user_modification({name: values}, opts)
+                deleting = op == MOD_DELETE or (op == MOD_REPLACE and not values)
+                self._no_user_modification({name: values}, opts, deleting)
                 self.acl.check(ident, entry, Level.WRITE, name)
                 values = list(values)
                 if name == "userPassword" and op in (MOD_ADD, MOD_REPLACE):
@@ -528,7 +620,12 @@ class Directory:
             attrs["modifiersName"] = [(ident.dn or "").encode()]
             attrs["modifyTimestamp"] = [now_generalized()]
             new = Entry(entry.dn, entry.ndn, attrs, entry.id)
+            # the changed entry must still be within the caller's rights (a school's
+            # administrator cannot move a student to a school they do not administer)
+            for _op, name, _values in changes:
+                self.acl.check(ident, new, Level.WRITE, self.schema.canonical(name.split(";")[0]))
             tx.replace(new, self.index_rows(attrs))
+            self.memberof.after_modify(tx, entry.attrs, new)
             tx.log(ident.ndn, ident.peer, "modify", entry.dn, entry.id, {"changes": summary})
         result = WriteResult(entry.dn)
         if opts and opts.pre_read is not None:
@@ -597,20 +694,21 @@ class Directory:
         rdn_dn = DN.parse(new_rdn)
         if len(rdn_dn) != 1:
             raise LDAPError(ResultCode.INVALID_DN_SYNTAX, f"invalid new RDN {new_rdn!r}")
+        self.usable(ident)
         with self.store.transaction() as tx:
-            entry = self.require(dn_text)
+            entry = self.require(dn_text, tx)
             if entry.ndn == self.suffix_ndn:
                 raise LDAPError(ResultCode.UNWILLING_TO_PERFORM, "cannot rename the naming context")
             self._check_assertion(ident, entry, opts)
             self.acl.check(ident, entry, Level.WRITE, "entry")
             old = DN.parse(entry.dn)
             if new_superior is not None:
-                parent = self.require(new_superior)
+                parent = self.require(new_superior, tx)
                 if parent.ndn == entry.ndn or parent.ndn.endswith("," + entry.ndn):
                     raise LDAPError(ResultCode.UNWILLING_TO_PERFORM, "new superior is the entry itself or below it")
                 self.acl.check(ident, parent, Level.WRITE, "children")
             else:
-                parent = self.store.get_by_ndn(self.dn.normalize(str(old.parent())))
+                parent = tx.get_by_ndn(self.dn.normalize(str(old.parent())))
             new_dn = DN((rdn_dn.rdn,) + DN.parse(parent.dn).rdns)
             new_ndn = self.dn.normalize(str(new_dn))
             if new_ndn != entry.ndn and tx.get_by_ndn(new_ndn) is not None:
@@ -640,8 +738,10 @@ class Directory:
             result = WriteResult(str(new_dn))
             if opts and opts.pre_read is not None:
                 result.pre_read = self._read_back(ident, entry, opts.pre_read)
-            tx.rename(entry.id, str(new_dn), new_ndn, parent.id, self.dn.rdn_of(rdn_dn.rdn))
+            self.acl.check(ident, new, Level.WRITE, "entry")
+            moved = tx.rename(entry.id, str(new_dn), new_ndn, parent.id, self.dn.rdn_of(rdn_dn.rdn))
             tx.replace(new, self.index_rows(attrs))
+            self.memberof.after_rename(tx, entry.ndn, new, moved)
             tx.log(ident.ndn, ident.peer, "modrdn", entry.dn, entry.id, {"newDN": str(new_dn)})
         if opts and opts.post_read is not None:
             result.post_read = self._read_back(ident, new, opts.post_read)
@@ -653,6 +753,8 @@ class Directory:
         if ident.anonymous:
             raise LDAPError(ResultCode.UNWILLING_TO_PERFORM, "only authenticated users may change passwords")
         target_dn = user if user else ident.dn
+        if ident.restricted and user and self.normalize_dn(user) != ident.ndn:
+            raise LDAPError(ResultCode.UNWILLING_TO_PERFORM, RESTRICTED_MESSAGE)
         if ident.is_root and not user:
             raise LDAPError(ResultCode.UNWILLING_TO_PERFORM, "the root DN's password is set in config.yaml")
         generated = None
@@ -660,14 +762,21 @@ class Directory:
             generated = passwords.generate_password()
             new = generated.encode()
         with self.store.transaction() as tx:
-            entry = self.require(target_dn)
+            entry = self.require(target_dn, tx)
             is_self = entry.ndn == ident.ndn
             self.acl.check_password_change(ident, entry, is_self)
+            status = self.account_status(entry)
+            if not is_self and not ident.is_root and status != "ENABLED":
+                raise LDAPError(ResultCode.UNWILLING_TO_PERFORM,
+                                f"the account is {status}: only an ENABLED account can have its password reset")
             if old is not None:
                 if self.verify_any(old, entry.attrs.get("userPassword", ())) is None:
                     raise LDAPError(ResultCode.INVALID_CREDENTIALS, "old password does not match")
-            self.acl.check_password_quality(entry, new)
+            self.policy.check_quality(entry, new)
             attrs = entry.copy_attrs()
+            history = self.policy.new_history(entry)
+            if history:
+                attrs["pwdHistory"] = history
             attrs["userPassword"] = [self.hasher.hash(new)]
             stamp = now_generalized()
             attrs["pwdChangedTime"] = [stamp]

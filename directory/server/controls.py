@@ -9,8 +9,9 @@ ASSERTION = "1.3.6.1.1.12"
 PRE_READ = "1.3.6.1.1.13.1"
 POST_READ = "1.3.6.1.1.13.2"
 MANAGE_DSA_IT = "2.16.840.1.113730.3.4.2"
+PPOLICY = "1.3.6.1.4.1.42.2.27.8.5.1"  # draft-behera password policy
 
-SUPPORTED_CONTROLS = [PAGED_RESULTS, ASSERTION, PRE_READ, POST_READ, MANAGE_DSA_IT]
+SUPPORTED_CONTROLS = [PAGED_RESULTS, ASSERTION, PRE_READ, POST_READ, MANAGE_DSA_IT, PPOLICY]
 
 
 def decode_paged(value: bytes | None) -> tuple[int, bytes]:
@@ -61,3 +62,10 @@ def encode_read_entry(oid: str, dn: str, attrs) -> ber.Control:
     start = inner.pos
     inner.read_tlv()
     return ber.Control(oid, False, bytes(content[start : inner.pos]))
+
+
+def ppolicy_response(error: int | None = None) -> ber.Control:
+    """PasswordPolicyResponseValue ::= SEQUENCE { warning [0] … OPTIONAL, error [1] ENUMERATED OPTIONAL };
+    error 2 is changeAfterReset."""
+    parts = [ber.encode_int(0x81, error)] if error is not None else []
+    return ber.Control(PPOLICY, False, ber.encode_seq(0x30, *parts))

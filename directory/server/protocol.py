@@ -17,8 +17,8 @@ from ..core.directory import ANONYMOUS, Identity, PartialResult, WriteOptions
 from ..core.errors import LDAPError, ResultCode
 from . import ber
 from .controls import (
-    ASSERTION, MANAGE_DSA_IT, PAGED_RESULTS, POST_READ, PRE_READ, SUPPORTED_CONTROLS,
-    decode_paged, decode_read_attrs, encode_paged, encode_read_entry,
+    ASSERTION, MANAGE_DSA_IT, PAGED_RESULTS, POST_READ, PPOLICY, PRE_READ, SUPPORTED_CONTROLS,
+    decode_paged, decode_read_attrs, encode_paged, encode_read_entry, ppolicy_response,
 )
 
 log = logging.getLogger("rollcall.ldap")
@@ -42,6 +42,7 @@ _CONTROL_OPS = {
     PRE_READ: {OP_MODIFY, OP_DELETE, OP_MODDN},
     POST_READ: {OP_ADD, OP_MODIFY, OP_MODDN},
     MANAGE_DSA_IT: {OP_SEARCH, OP_COMPARE, OP_MODIFY, OP_ADD, OP_DELETE, OP_MODDN},
+    PPOLICY: {OP_BIND, OP_SEARCH, OP_COMPARE, OP_MODIFY, OP_ADD, OP_DELETE, OP_MODDN, OP_EXTENDED},
 }
 
 _LDAPTOR_DECODER = BaseLDAPServer.berdecoder
@@ -114,6 +115,13 @@ class LDAPServerProtocol(protocol.Protocol):
         except ber.BERError as exc:
             self.protocol_error(str(exc))
             return
+        if self.paused_for_tls:
+            # StartTLS was answered in this read: whatever followed it in the same read
+            # was sent in clear before the handshake (command injection, RFC 4511 4.14.1)
+            if off < len(buf) and not self.closed:
+                self.protocol_error("data received after StartTLS before TLS negotiation")
+                return
+            self.paused_for_tls = False  # from now on data arrives through TLS
         del buf[:off]
 
     def protocol_error(self, why: str):
@@ -202,18 +210,35 @@ class LDAPServerProtocol(protocol.Protocol):
             raise LDAPError(ResultCode.UNWILLING_TO_PERFORM, "unauthenticated bind (DN with no password) disallowed")
         if self.config.require_tls_for_bind and not self.tls and not _is_loopback(self.peer_host):
             raise LDAPError(ResultCode.CONFIDENTIALITY_REQUIRED, "TLS confidentiality required for simple binds")
-        ndn, entry, hashes = self.directory.bind_lookup(req.name)
-        d = deferToThreadPool(reactor, self.server.hash_pool, self.directory.verify_any, req.password, hashes)
+        directory = self.directory
+        if directory.policy.source_blocked(self.peer_host):
+            raise LDAPError(ResultCode.UNWILLING_TO_PERFORM, "too many failed binds from this address; try again later")
+        wants_ppolicy = any(c.oid == PPOLICY for c in msg.controls)
+        ndn, entry, hashes = directory.bind_lookup(req.name)
+        d = deferToThreadPool(reactor, self.server.hash_pool, directory.verify_any, req.password, hashes)
+
+        def in_writer(fn, *args):
+            deferToThreadPool(reactor, self.server.write_pool, fn, *args).addErrback(
+                lambda f: log.warning("%s after bind of %s failed: %s", fn.__name__, req.name, f.getErrorMessage()))
 
         def done(matched):
-            ident = self.directory.bind_complete(ndn, entry, matched, self.peer, self.tls)
+            try:
+                ident = directory.bind_complete(ndn, entry, matched, self.peer, self.tls)
+            except LDAPError:
+                directory.policy.note_source_failure(self.peer_host)
+                if entry is not None and matched is None:
+                    in_writer(directory.record_bind, entry.id, False, self.peer)
+                log.info("bind refused dn=%r from %s: %s", req.name, self.peer,
+                         "wrong password" if matched is None else directory.bind_refusal(entry))
+                raise
             self.ident = ident
             self.server.audit_bind(self, ident, True)
-            self.result(msgid, OP_BIND, ResultCode.SUCCESS)
-            if entry is not None and self.directory.needs_rehash(matched):
-                deferToThreadPool(reactor, self.server.write_pool, self.directory.rehash_password,
-                                  entry.id, matched, req.password).addErrback(
-                    lambda f: log.warning("rehash of %s failed: %s", entry.dn, f.getErrorMessage()))
+            ctrls = [ppolicy_response(error=2)] if wants_ppolicy and ident.restricted else None
+            self.result(msgid, OP_BIND, ResultCode.SUCCESS, controls=ctrls)
+            if entry is not None and "pwdFailureTime" in entry.attrs:
+                in_writer(directory.record_bind, entry.id, True, self.peer)
+            if entry is not None and directory.needs_rehash(matched):
+                in_writer(directory.rehash_password, entry.id, matched, req.password)
 
         def failed(f):
             self.server.audit_bind(self, req.name, False)
@@ -306,41 +331,31 @@ class LDAPServerProtocol(protocol.Protocol):
             self.protocol_error(f"malformed {OP_NAMES.get(msg.op, msg.op)} request: {exc!r}")
             return
         op, msgid = msg.op, msg.msgid
+        try:
+            fields = _request_fields(op, request)
+        except (AttributeError, TypeError, ValueError, IndexError) as exc:
+            # ldaptor decodes leniently: a wrong structure (an INTEGER where a SEQUENCE
+            # belongs, invalid UTF-8 …) only shows when we read the fields
+            self.protocol_error(f"malformed {OP_NAMES.get(op, op)} request: {exc!r}")
+            return
         controls = {c.oid: c for c in msg.controls}
         if op == OP_EXTENDED:
-            self.do_extended(msgid, request, controls)
+            self.do_extended(msgid, fields, controls)
             return
         opts = self._write_options(controls)
         d = self.directory
         if op == OP_COMPARE:
             # a compare is a read: answered on the reactor thread like a search
-            dn = _text(request.entry)
-            attr = _text(request.ava.attributeDesc.value)
-            value = _bytes(request.ava.assertionValue.value)
+            dn, attr, value = fields
             if opts.assertion is not None and not d.assert_entry(self.ident, dn, opts.assertion):
                 raise LDAPError(ResultCode.ASSERTION_FAILED, "assertion control: filter did not match")
             ok = d.compare(self.ident, dn, attr, value)
             self.result(msgid, op, ResultCode.COMPARE_TRUE if ok else ResultCode.COMPARE_FALSE)
             return
-        if op == OP_ADD:
-            attrs = [(_text(a.value), [_bytes(v.value) for v in vals]) for a, vals in _pairs(request.attributes)]
-            call = (d.add, self.ident, _text(request.entry), attrs, opts)
-        elif op == OP_MODIFY:
-            changes = []
-            for item in request.modification:
-                mod_op, (desc, *rest) = item.data[0].value, item.data[1].data
-                values = [_bytes(v.value) for v in rest[0].data] if rest else []
-                changes.append((mod_op, _text(desc.value), values))
-            call = (d.modify, self.ident, _text(request.object), changes, opts)
-        elif op == OP_DELETE:
-            call = (d.delete, self.ident, _text(request.value), opts)
-        elif op == OP_MODDN:
-            sup = _text(request.newSuperior) if request.newSuperior is not None else None
-            call = (d.modify_dn, self.ident, _text(request.entry), _text(request.newrdn),
-                    bool(request.deleteoldrdn), sup, opts)
-        else:
+        write = {OP_ADD: d.add, OP_MODIFY: d.modify, OP_DELETE: d.delete, OP_MODDN: d.modify_dn}.get(op)
+        if write is None:
             raise LDAPError(ResultCode.PROTOCOL_ERROR, f"unsupported operation {op}")
-        self.run_write(msgid, op, call)
+        self.run_write(msgid, op, (write, self.ident, *fields, opts))
 
     def _write_options(self, controls) -> WriteOptions:
         opts = WriteOptions()
@@ -371,9 +386,8 @@ class LDAPServerProtocol(protocol.Protocol):
         return d
 
     # ------------------------------------------------------------------ extended
-    def do_extended(self, msgid, request, controls):
-        name = _text(request.requestName)
-        value = _bytes(request.requestValue) if request.requestValue is not None else None
+    def do_extended(self, msgid, fields, controls):
+        name, value = fields
         if name == STARTTLS:
             self.start_tls(msgid)
         elif name == WHOAMI:
@@ -396,6 +410,7 @@ class LDAPServerProtocol(protocol.Protocol):
         self.transport.startTLS(ctx)
         self.tls = True
         self.ident.tls = True
+        self.paused_for_tls = True  # until the end of this read (see dataReceived)
 
     def password_modify(self, msgid, value):
         user = old = new = None
@@ -428,6 +443,34 @@ class LDAPServerProtocol(protocol.Protocol):
             self.send(ber.encode_extended_response(msgid, ResultCode.SUCCESS, value=val))
 
         d.addCallbacks(ok, lambda f: self.error(msgid, OP_EXTENDED, f.value))
+
+
+def _request_fields(op, request) -> tuple:
+    """The fields of an ldaptor-decoded request as plain str/bytes, checked for shape:
+    extended (name, value), compare (dn, attr, value), add (dn, attrs),
+    modify (dn, changes), delete (dn,), modDN (dn, newrdn, deleteoldrdn, newSuperior)."""
+    if op == OP_EXTENDED:
+        value = _bytes(request.requestValue) if request.requestValue is not None else None
+        return _text(request.requestName), value
+    if op == OP_COMPARE:
+        return (_text(request.entry), _text(request.ava.attributeDesc.value),
+                _bytes(request.ava.assertionValue.value))
+    if op == OP_ADD:
+        attrs = [(_text(a.value), [_bytes(v.value) for v in vals]) for a, vals in _pairs(request.attributes)]
+        return _text(request.entry), attrs
+    if op == OP_MODIFY:
+        changes = []
+        for item in request.modification:
+            mod_op, (desc, *rest) = item.data[0].value, item.data[1].data
+            values = [_bytes(v.value) for v in rest[0].data] if rest else []
+            changes.append((mod_op, _text(desc.value), values))
+        return _text(request.object), changes
+    if op == OP_DELETE:
+        return (_text(request.value),)
+    if op == OP_MODDN:
+        sup = _text(request.newSuperior) if request.newSuperior is not None else None
+        return _text(request.entry), _text(request.newrdn), bool(request.deleteoldrdn), sup
+    return ()
 
 
 def _text(v) -> str:

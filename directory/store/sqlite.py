@@ -363,7 +363,13 @@ class Tx:
                 )
             self.touched.add(rid)
         self.renamed = True
-        return [r[0] for r in rows]
+        moved = []
+        for rid, ndn, dn, path in rows:
+            if rid == entry_id:
+                moved.append((ndn, new_ndn, new_dn))
+            else:
+                moved.append((ndn, ndn[: len(ndn) - len(old_ndn)] + new_ndn, dn[: len(dn) - len(old_dn)] + new_dn))
+        return moved
 
     def _write_index(self, entry_id, index_rows):
         eq, sub = [], []
@@ -416,6 +422,18 @@ class Tx:
     def set_meta(self, key, value):
         self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?,?)", (key, str(value)))
 
+    # Reads inside the transaction go to the connection, not the shared cache, so
+    # they see this transaction's own uncommitted changes.
     def get_by_ndn(self, ndn):
         row = self.conn.execute("SELECT id, dn, ndn, data FROM entries WHERE ndn=?", (ndn,)).fetchone()
         return Entry(row[1], row[2], decode_attrs(row[3]), id=row[0]) if row else None
+
+    def get(self, entry_id):
+        row = self.conn.execute("SELECT id, dn, ndn, data FROM entries WHERE id=?", (entry_id,)).fetchone()
+        return Entry(row[1], row[2], decode_attrs(row[3]), id=row[0]) if row else None
+
+    def index_eq(self, attr, key):
+        return [r[0] for r in self.conn.execute("SELECT id FROM idx WHERE attr=? AND key=?", (attr, key))]
+
+    def has_children(self, entry_id):
+        return self.conn.execute("SELECT 1 FROM entries WHERE parent=? LIMIT 1", (entry_id,)).fetchone() is not None

@@ -1,0 +1,135 @@
+"""memberOf and referential integrity, kept exact on write (like slapd's memberof and
+refint overlays, with nesting resolved when a group is written, not when read).
+
+memberOf(E) = every group that holds E as a member, directly or through groups that
+are members of groups. When a group's membership changes, every entry below it in
+the membership graph is recomputed; when an entry is deleted or renamed, every
+group that named it is updated. All inside the caller's transaction.
+"""
+from .entry import Entry
+
+MEMBER_ATTRS = ("member", "uniqueMember")
+GROUP_CLASSES = {"groupofnames", "groupofuniquenames"}
+
+
+class MemberOf:
+    def __init__(self, directory):
+        self.d = directory
+
+    def is_group(self, attrs) -> bool:
+        return any(v.decode("utf-8", "replace").lower() in GROUP_CLASSES for v in attrs.get("objectClass", ()))
+
+    def _member_ndns(self, attrs) -> set:
+        out = set()
+        for name in MEMBER_ATTRS:
+            for v in attrs.get(name, ()):
+                try:
+                    out.add(self.d.normalize_dn(v.decode("utf-8").split("#")[0]))
+                except Exception:
+                    continue
+        return out
+
+    def _groups_holding(self, tx, ndn) -> list:
+        """Groups with ndn as a direct member (the member/uniqueMember eq index)."""
+        ids = set()
+        for name in MEMBER_ATTRS:
+            if "eq" in self.d.index_kinds(name):
+                ids.update(tx.index_eq(name.lower(), ndn))
+        return [e for e in (tx.get(i) for i in sorted(ids)) if e is not None]
+
+    def _closure_up(self, tx, ndn) -> dict:
+        """{group ndn: group dn} of all groups holding ndn, transitively."""
+        seen, todo = {}, [ndn]
+        while todo:
+            current = todo.pop()
+            for g in self._groups_holding(tx, current):
+                if g.ndn not in seen and g.ndn != ndn:
+                    seen[g.ndn] = g.dn
+                    todo.append(g.ndn)
+        return seen
+
+    def _closure_down(self, tx, ndns) -> set:
+        """The given entries and, for groups among them, their members transitively."""
+        seen, todo = set(), list(ndns)
+        while todo:
+            ndn = todo.pop()
+            if ndn in seen:
+                continue
+            seen.add(ndn)
+            e = tx.get_by_ndn(ndn)
+            if e is not None and self.is_group(e.attrs):
+                todo.extend(self._member_ndns(e.attrs) - seen)
+        return seen
+
+    def refresh(self, tx, ndns):
+        """Recompute memberOf of these entries (and everything below groups among them)."""
+        for ndn in self._closure_down(tx, ndns):
+            entry = tx.get_by_ndn(ndn)
+            if entry is None:
+                continue  # a member DN that does not exist (allowed, as in slapd without refint)
+            groups = self._closure_up(tx, ndn)
+            new = sorted(v.encode() for v in groups.values())
+            if sorted(entry.attrs.get("memberOf", [])) == new:
+                continue
+            attrs = entry.copy_attrs()
+            if new:
+                attrs["memberOf"] = new
+            else:
+                attrs.pop("memberOf", None)
+            tx.replace(Entry(entry.dn, entry.ndn, attrs, entry.id), self.d.index_rows(attrs))
+
+    # -- hooks called by Directory inside the write transaction
+    def after_add(self, tx, entry):
+        if self.is_group(entry.attrs):
+            self.refresh(tx, self._member_ndns(entry.attrs))
+        if self._groups_holding(tx, entry.ndn):
+            self.refresh(tx, {entry.ndn})  # a group named it before it existed
+
+    def after_modify(self, tx, old_attrs, new_entry):
+        if self.is_group(old_attrs) or self.is_group(new_entry.attrs):
+            before = self._member_ndns(old_attrs)
+            after = self._member_ndns(new_entry.attrs)
+            if before != after:
+                self.refresh(tx, before ^ after)
+
+    def after_delete(self, tx, entry):
+        # refint: drop the DN from every group that named it, then fix memberOf below
+        affected = set()
+        for g in self._groups_holding(tx, entry.ndn):
+            attrs = g.copy_attrs()
+            for name in MEMBER_ATTRS:
+                if name in attrs:
+                    attrs[name] = [v for v in attrs[name] if self._norm(v) != entry.ndn]
+                    if not attrs[name]:
+                        del attrs[name]
+            tx.replace(Entry(g.dn, g.ndn, attrs, g.id), self.d.index_rows(attrs))
+        if self.is_group(entry.attrs):
+            affected |= self._member_ndns(entry.attrs)
+        if affected:
+            self.refresh(tx, affected)
+
+    def after_rename(self, tx, old_ndn, new_entry, moved):
+        """refint for renames: moved = [(old ndn, new ndn, new dn)] for the entry and its subtree."""
+        renamed = {old: (new, dn) for old, new, dn in moved}
+        touched_groups = set()
+        for old, (new, dn) in renamed.items():
+            for g in self._groups_holding(tx, old):
+                attrs = g.copy_attrs()
+                for name in MEMBER_ATTRS:
+                    if name in attrs:
+                        attrs[name] = [dn.encode() if self._norm(v) == old else v for v in attrs[name]]
+                tx.replace(Entry(g.dn, g.ndn, attrs, g.id), self.d.index_rows(attrs))
+                touched_groups.add(g.ndn)
+        # memberOf values naming a renamed group, and groups' own members
+        affected = {new for _, (new, _) in renamed.items()}
+        for old, (new, dn) in renamed.items():
+            e = tx.get_by_ndn(new)
+            if e is not None and self.is_group(e.attrs):
+                affected |= self._member_ndns(e.attrs)
+        self.refresh(tx, affected)
+
+    def _norm(self, value: bytes) -> str:
+        try:
+            return self.d.normalize_dn(value.decode("utf-8").split("#")[0])
+        except Exception:
+            return ""

@@ -1,0 +1,128 @@
+"""Password policy (in the spirit of OpenLDAP's ppolicy overlay, draft-behera):
+account state at bind, lockout after repeated failures, per-source throttling,
+must-change-after-reset, password quality and history.
+
+Lockout state lives in the entry (pwdFailureTime, pwdAccountLockedTime) so it holds
+across restarts and worker processes, and an administrator clears it by deleting
+pwdAccountLockedTime. Per-source throttling is in memory: it protects the process.
+"""
+import calendar
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass
+
+from .. import passwords
+from .errors import LDAPError, ResultCode
+
+
+@dataclass
+class PolicyConfig:
+    min_length: int = 8
+    history: int = 5
+    max_failures: int = 5
+    failure_window: int = 300  # seconds in which max_failures locks the account
+    lockout_duration: int = 900  # seconds; 0 = until an administrator clears it
+    source_max_failures: int = 50  # failed binds from one address …
+    source_window: int = 60  # … within this many seconds, then that address is refused
+
+    @classmethod
+    def from_raw(cls, raw):
+        raw = raw or {}
+        cfg = cls()
+        for key, value in raw.items():
+            if not hasattr(cfg, key):
+                raise ValueError(f"password_policy.{key}: unknown key")
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"password_policy.{key}: expected an integer >= 0")
+            setattr(cfg, key, value)
+        return cfg
+
+
+def gentime(t: float | None = None) -> bytes:
+    return time.strftime("%Y%m%d%H%M%SZ", time.gmtime(t if t is not None else time.time())).encode()
+
+
+def parse_gentime(value: bytes) -> float | None:
+    try:
+        text = value.decode("ascii").rstrip("Z").split(".")[0]
+        return float(calendar.timegm(time.strptime(text[:14], "%Y%m%d%H%M%S")))
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+class PasswordPolicy:
+    def __init__(self, config: PolicyConfig):
+        self.cfg = config
+        self._source_failures = defaultdict(deque)
+
+    # -- bind
+    def source_blocked(self, host: str) -> bool:
+        q = self._source_failures.get(host)
+        if not q:
+            return False
+        cutoff = time.monotonic() - self.cfg.source_window
+        while q and q[0] < cutoff:
+            q.popleft()
+        return self.cfg.source_max_failures > 0 and len(q) >= self.cfg.source_max_failures
+
+    def note_source_failure(self, host: str):
+        self._source_failures[host].append(time.monotonic())
+
+    def locked(self, entry, now=None) -> bool:
+        stamp = entry.first("pwdAccountLockedTime")
+        if stamp is None:
+            return False
+        if stamp == b"000001010000Z":  # ppolicy's "locked until an administrator unlocks"
+            return True
+        locked_at = parse_gentime(stamp)
+        if locked_at is None or self.cfg.lockout_duration == 0:
+            return True
+        return (now or time.time()) < locked_at + self.cfg.lockout_duration
+
+    def after_failure(self, attrs: dict, now=None):
+        """Record a failed bind in the entry's attributes; lock when over the limit."""
+        now = now or time.time()
+        cutoff = now - self.cfg.failure_window
+        recent = [v for v in attrs.get("pwdFailureTime", []) if (parse_gentime(v) or 0) >= cutoff]
+        recent.append(gentime(now))
+        attrs["pwdFailureTime"] = recent[-max(self.cfg.max_failures, 1):]
+        if self.cfg.max_failures and len(recent) >= self.cfg.max_failures:
+            attrs["pwdAccountLockedTime"] = [gentime(now)]
+
+    @staticmethod
+    def after_success(attrs: dict) -> bool:
+        """Forget failures after a successful bind; True if anything changed."""
+        changed = False
+        for name in ("pwdFailureTime", "pwdAccountLockedTime"):
+            if name in attrs:
+                del attrs[name]
+                changed = True
+        return changed
+
+    # -- changes
+    def check_quality(self, entry, new: bytes):
+        if len(new) < self.cfg.min_length:
+            raise LDAPError(ResultCode.CONSTRAINT_VIOLATION,
+                            f"password is too short (at least {self.cfg.min_length} characters)")
+        folded = new.decode("utf-8", "replace").casefold()
+        for attr in ("uid", "employeeNumber", "mail", "cn"):
+            for v in entry.attrs.get(attr, ()):
+                if v.decode("utf-8", "replace").casefold() == folded:
+                    raise LDAPError(ResultCode.CONSTRAINT_VIOLATION, f"password must not be the account's {attr}")
+        for old in entry.attrs.get("userPassword", ()) + entry.attrs.get("pwdHistory", []):
+            if passwords.verify(new, _history_hash(old)):
+                raise LDAPError(ResultCode.CONSTRAINT_VIOLATION, "password was used recently; choose another")
+
+    def new_history(self, entry) -> list:
+        """pwdHistory after a change: the current hash joins the last N."""
+        if not self.cfg.history:
+            return []
+        hist = list(entry.attrs.get("pwdHistory", ()))
+        for cur in entry.attrs.get("userPassword", ()):
+            hist.append(gentime() + b"#" + cur)
+        return hist[-self.cfg.history:]
+
+
+def _history_hash(value: bytes) -> bytes:
+    # pwdHistory values are "<time>#<hash>" (ppolicy stores time#syntax#len#hash; we keep it simple)
+    return value.split(b"#", 1)[1] if b"#" in value and value[:1].isdigit() else value
