@@ -93,6 +93,30 @@ def cmd_export(args):
         print(f"exported {n} entries to {args.output}", file=sys.stderr)
 
 
+def cmd_audit(args):
+    """The audit log (every write: who, from where, when, what; never a password)."""
+    cfg = _config(args)
+    import csv
+    import json
+
+    from .store.sqlite import SQLiteStore
+
+    if not cfg.store_path.exists():
+        print(f"rollcall audit: no store at {cfg.store_path}", file=sys.stderr)
+        sys.exit(1)
+    store = SQLiteStore(cfg.store_path, cache_entries=0)
+    rows = store.changes(since=args.since, dn_suffix=args.dn, who=args.who, limit=args.limit)
+    if args.format == "json":
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False))
+    else:
+        w = csv.writer(sys.stdout)
+        w.writerow(["seq", "time", "who", "peer", "op", "dn", "detail"])
+        for r in rows:
+            w.writerow([r["seq"], r["time"], r["who"], r["peer"], r["op"], r["dn"],
+                        json.dumps(r["detail"], ensure_ascii=False)])
+
+
 def cmd_hash_password(args):
     from . import passwords
 
@@ -130,6 +154,12 @@ def main(argv=None):
     p.add_argument("ldif")
     p = command("export", cmd_export, "write the whole directory as LDIF")
     p.add_argument("-o", "--output")
+    p = command("audit", cmd_audit, "print the audit log (filters: --since, --dn, --who)")
+    p.add_argument("--since", type=int, default=0, help="only entries after this sequence number")
+    p.add_argument("--dn", help="only changes at or below this DN")
+    p.add_argument("--who", help="only changes made by this (normalised) DN")
+    p.add_argument("--limit", type=int, default=100000)
+    p.add_argument("--format", choices=["csv", "json"], default="csv")
     p = command("hash-password", cmd_hash_password, "print a password hash for config.yaml")
     p.add_argument("--scheme", default="ARGON2")
     p.add_argument("--stdin", action="store_true", help="read the password from standard input")

@@ -113,6 +113,8 @@ class SQLiteStore:
             self._ndn_ids.pop(entry.ndn, None)
 
     def _remember(self, entry: Entry):
+        if self.cache_limit <= 0:
+            return
         if len(self._cache) >= self.cache_limit:
             old = self._cache.pop(next(iter(self._cache)))
             self._ndn_ids.pop(old.ndn, None)
