@@ -98,6 +98,18 @@ class BulkLoader:
             pool.terminate()
             pool.join()
 
+    def _compute_memberof(self, tx):
+        """memberOf is the server's to keep: compute it for every member of every group."""
+        memberof = self.d.memberof
+        members = set()
+        for cls in ("groupofnames", "groupofuniquenames"):
+            for gid in tx.index_eq("objectclass", cls):
+                group = tx.get(gid)
+                if group is not None:
+                    members |= memberof.member_ndns(group.attrs)
+        if members:
+            memberof.refresh(tx, members)
+
     def load(self, records, progress=None) -> int:
         store = self.d.store
         count = 0
@@ -127,5 +139,6 @@ class BulkLoader:
                     raise LoadError(*error)
                 if progress and count // 10000 != (count - len(rows)) // 10000:
                     progress(count)
+            self._compute_memberof(tx)
             tx.log(self.d.root_ndn, "load", "load", self.d.suffix, None, {"entries": count})
         return count

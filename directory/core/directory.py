@@ -42,7 +42,6 @@ DEFAULT_ACCESS = [
     {"to": {"attrs": ["userPassword", "pwdHistory"]}, "by": ["self write", "anonymous auth", "* none"]},
     {"to": "*", "by": ["self read", "users read", "* none"]},
 ]
-SECRET = {"userPassword", "pwdHistory"}
 
 
 @dataclass
@@ -201,24 +200,30 @@ class Directory:
     def lookup(self, ndn: str) -> Entry | None:
         return self.store.get_by_ndn(ndn)
 
-    def _matched(self, dn: DN) -> str:
-        """The closest existing ancestor, for noSuchObject's matchedDN."""
+    def visible(self, ident: Identity | None, entry: Entry) -> bool:
+        """May this identity know the entry exists? (slapd's 'disclose')"""
+        return ident is None or ident.is_root or self.acl.hidden_attrs(ident, entry) is not None
+
+    def _matched(self, dn: DN, ident: Identity | None = None) -> str:
+        """The closest existing ancestor the caller may see, for noSuchObject's matchedDN."""
         parent = dn.parent()
         while parent:
             entry = self.store.get_by_ndn(self.dn.normalize(str(parent)))
-            if entry is not None:
+            if entry is not None and self.visible(ident, entry):
                 return entry.dn
             parent = parent.parent()
         return ""
 
-    def require(self, text: str, tx=None) -> Entry:
+    def require(self, text: str, tx=None, ident: Identity | None = None) -> Entry:
         """The entry at a DN, or noSuchObject with the matched DN. Inside a write
-        transaction pass `tx`: it reads the database, not the shared cache."""
+        transaction pass `tx`: it reads the database, not the shared cache. With
+        `ident`, an entry the caller may not see is reported as not existing, so
+        error codes do not reveal what is in the directory."""
         dn = DN.parse(text)
         ndn = self.dn.normalize(text) if dn else None
         entry = (tx.get_by_ndn(ndn) if tx is not None else self.store.get_by_ndn(ndn)) if dn else None
-        if entry is None:
-            raise LDAPError(ResultCode.NO_SUCH_OBJECT, "", self._matched(dn) if dn else "")
+        if entry is None or not self.visible(ident, entry):
+            raise LDAPError(ResultCode.NO_SUCH_OBJECT, "", self._matched(dn, ident) if dn else "")
         return entry
 
     def in_naming_context(self, ndn: str) -> bool:
@@ -392,8 +397,8 @@ class Directory:
             if scope == SCOPE_ONE:
                 scope = SCOPE_BASE
         base_entry = self.store.get_by_ndn(base_ndn)
-        if base_entry is None:
-            raise LDAPError(ResultCode.NO_SUCH_OBJECT, "", self._matched(DN.parse(base)))
+        if base_entry is None or not self.visible(ident, base_entry):
+            raise LDAPError(ResultCode.NO_SUCH_OBJECT, "", self._matched(DN.parse(base), ident))
         if scope == SCOPE_BASE:
             ids = [base_entry.id]
         else:
@@ -444,7 +449,7 @@ class Directory:
     # ------------------------------------------------------------------ compare
     def compare(self, ident: Identity, dn: str, attr: str, value: bytes) -> bool:
         self.usable(ident)
-        entry = self.require(dn)
+        entry = self.require(dn, ident=ident)
         at = self.schema.attribute(attr)
         if at is None:
             raise LDAPError(ResultCode.UNDEFINED_ATTRIBUTE_TYPE, f"{attr}: attribute type undefined")
@@ -560,7 +565,7 @@ class Directory:
             if ndn != self.suffix_ndn:
                 parent = tx.get_by_ndn(self.dn.normalize(str(dn.parent())))
                 if parent is None:
-                    raise LDAPError(ResultCode.NO_SUCH_OBJECT, "", self._matched(dn))
+                    raise LDAPError(ResultCode.NO_SUCH_OBJECT, "", self._matched(dn, ident))
                 self.acl.check(ident, parent, Level.WRITE, "children")
                 parent_id = parent.id
             self.acl.check_add(ident, entry)
@@ -575,7 +580,7 @@ class Directory:
     def delete(self, ident: Identity, dn_text: str, opts: WriteOptions | None = None) -> WriteResult:
         self.usable(ident)
         with self.store.transaction() as tx:
-            entry = self.require(dn_text, tx)
+            entry = self.require(dn_text, tx, ident)
             self.acl.check(ident, entry, Level.WRITE, "entry")
             self._check_assertion(ident, entry, opts)
             if tx.has_children(entry.id):
@@ -592,7 +597,7 @@ class Directory:
         """changes: [(op, attr, [values])] with op MOD_ADD/DELETE/REPLACE/INCREMENT."""
         self.usable(ident)
         with self.store.transaction() as tx:
-            entry = self.require(dn_text, tx)
+            entry = self.require(dn_text, tx, ident)
             self._check_assertion(ident, entry, opts)
             attrs = entry.copy_attrs()
             rdn = {self.schema.canonical(t): self.schema.normalize(self.schema.canonical(t), v.encode())
@@ -696,14 +701,14 @@ class Directory:
             raise LDAPError(ResultCode.INVALID_DN_SYNTAX, f"invalid new RDN {new_rdn!r}")
         self.usable(ident)
         with self.store.transaction() as tx:
-            entry = self.require(dn_text, tx)
+            entry = self.require(dn_text, tx, ident)
             if entry.ndn == self.suffix_ndn:
                 raise LDAPError(ResultCode.UNWILLING_TO_PERFORM, "cannot rename the naming context")
             self._check_assertion(ident, entry, opts)
             self.acl.check(ident, entry, Level.WRITE, "entry")
             old = DN.parse(entry.dn)
             if new_superior is not None:
-                parent = self.require(new_superior, tx)
+                parent = self.require(new_superior, tx, ident)
                 if parent.ndn == entry.ndn or parent.ndn.endswith("," + entry.ndn):
                     raise LDAPError(ResultCode.UNWILLING_TO_PERFORM, "new superior is the entry itself or below it")
                 self.acl.check(ident, parent, Level.WRITE, "children")
@@ -762,7 +767,7 @@ class Directory:
             generated = passwords.generate_password()
             new = generated.encode()
         with self.store.transaction() as tx:
-            entry = self.require(target_dn, tx)
+            entry = self.require(target_dn, tx, ident)
             is_self = entry.ndn == ident.ndn
             self.acl.check_password_change(ident, entry, is_self)
             status = self.account_status(entry)

@@ -19,7 +19,7 @@ class MemberOf:
     def is_group(self, attrs) -> bool:
         return any(v.decode("utf-8", "replace").lower() in GROUP_CLASSES for v in attrs.get("objectClass", ()))
 
-    def _member_ndns(self, attrs) -> set:
+    def member_ndns(self, attrs) -> set:
         out = set()
         for name in MEMBER_ATTRS:
             for v in attrs.get(name, ()):
@@ -58,7 +58,7 @@ class MemberOf:
             seen.add(ndn)
             e = tx.get_by_ndn(ndn)
             if e is not None and self.is_group(e.attrs):
-                todo.extend(self._member_ndns(e.attrs) - seen)
+                todo.extend(self.member_ndns(e.attrs) - seen)
         return seen
 
     def refresh(self, tx, ndns):
@@ -81,14 +81,14 @@ class MemberOf:
     # -- hooks called by Directory inside the write transaction
     def after_add(self, tx, entry):
         if self.is_group(entry.attrs):
-            self.refresh(tx, self._member_ndns(entry.attrs))
+            self.refresh(tx, self.member_ndns(entry.attrs))
         if self._groups_holding(tx, entry.ndn):
             self.refresh(tx, {entry.ndn})  # a group named it before it existed
 
     def after_modify(self, tx, old_attrs, new_entry):
         if self.is_group(old_attrs) or self.is_group(new_entry.attrs):
-            before = self._member_ndns(old_attrs)
-            after = self._member_ndns(new_entry.attrs)
+            before = self.member_ndns(old_attrs)
+            after = self.member_ndns(new_entry.attrs)
             if before != after:
                 self.refresh(tx, before ^ after)
 
@@ -104,7 +104,7 @@ class MemberOf:
                         del attrs[name]
             tx.replace(Entry(g.dn, g.ndn, attrs, g.id), self.d.index_rows(attrs))
         if self.is_group(entry.attrs):
-            affected |= self._member_ndns(entry.attrs)
+            affected |= self.member_ndns(entry.attrs)
         if affected:
             self.refresh(tx, affected)
 
@@ -125,7 +125,7 @@ class MemberOf:
         for old, (new, dn) in renamed.items():
             e = tx.get_by_ndn(new)
             if e is not None and self.is_group(e.attrs):
-                affected |= self._member_ndns(e.attrs)
+                affected |= self.member_ndns(e.attrs)
         self.refresh(tx, affected)
 
     def _norm(self, value: bytes) -> str:

@@ -1,0 +1,443 @@
+"""Malformed input over raw sockets.
+
+For every kind of bad input: the offending connection gets a Notice of Disconnection
+(an ExtendedResponse with messageID 0 and resultCode protocolError) or is simply
+closed; a connection that was already open before keeps being answered; and a new
+client (ldapsearch) is served as usual.
+"""
+import socket
+import subprocess
+import time
+
+import pytest
+
+from tests.conftest import ROOT_DN, ROOT_PW, SUFFIX, requires_ldap_utils
+
+pytestmark = requires_ldap_utils
+
+NOTICE_OID = b"1.3.6.1.4.1.1466.20036"
+WHOAMI_OID = b"1.3.6.1.4.1.4203.1.11.3"
+DEFAULT_MAX_PDU = 10 * 1024 * 1024  # limits.max_pdu when the config does not set it
+JSMITH = f"uid=jsmith,ou=students,ou=people,{SUFFIX}"
+
+
+# ----------------------------------------------------------------------------- BER, written
+# independently of the server's codec
+
+
+def tlv(tag: int, content: bytes) -> bytes:
+    n = len(content)
+    if n < 0x80:
+        return bytes((tag, n)) + content
+    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes((tag, 0x80 | len(body))) + body + content
+
+
+def integer(tag: int, n: int) -> bytes:
+    return tlv(tag, n.to_bytes(max(1, (n.bit_length() + 8) // 8), "big", signed=True))
+
+
+def message(msgid: int, op: bytes) -> bytes:
+    return tlv(0x30, integer(0x02, msgid) + op)
+
+
+def bind_request(msgid, dn=b"", password=b""):
+    return message(msgid, tlv(0x60, integer(0x02, 3) + tlv(0x04, dn) + tlv(0x80, password)))
+
+
+def whoami_request(msgid):
+    return message(msgid, tlv(0x77, tlv(0x80, WHOAMI_OID)))
+
+
+def search_request(msgid, base: bytes, uid: bytes):
+    flt = tlv(0xA3, tlv(0x04, b"uid") + tlv(0x04, uid))
+    body = (tlv(0x04, base) + integer(0x0A, 2) + integer(0x0A, 0) + integer(0x02, 0) + integer(0x02, 0)
+            + tlv(0x01, b"\x00") + flt + tlv(0x30, tlv(0x04, b"1.1")))
+    return message(msgid, tlv(0x63, body))
+
+
+def read_tlv(buf: bytes, i: int):
+    """(tag, content, next offset) of the element at buf[i]; raises IndexError if incomplete."""
+    tag = buf[i]
+    n = buf[i + 1]
+    i += 2
+    if n & 0x80:
+        k = n & 0x7F
+        if i + k > len(buf):
+            raise IndexError
+        n = int.from_bytes(buf[i : i + k], "big")
+        i += k
+    if i + n > len(buf):
+        raise IndexError
+    return tag, buf[i : i + n], i + n
+
+
+def split_messages(data: bytes):
+    """[(msgid, op_tag, op_content)] for each complete LDAPMessage in data."""
+    out, i = [], 0
+    while i < len(data):
+        try:
+            tag, content, i = read_tlv(data, i)
+        except IndexError:
+            break
+        assert tag == 0x30, f"response is not an LDAPMessage: {data!r}"
+        _, mid, j = read_tlv(content, 0)
+        op_tag, op, _ = read_tlv(content, j)
+        out.append((int.from_bytes(mid, "big"), op_tag, op))
+    return out
+
+
+def ldap_result(op: bytes):
+    """(resultCode, matchedDN, message, [extra elements]) of an LDAPResult-shaped op."""
+    _, code, i = read_tlv(op, 0)
+    _, matched, i = read_tlv(op, i)
+    _, msg, i = read_tlv(op, i)
+    extra = []
+    while i < len(op):
+        t, c, i = read_tlv(op, i)
+        extra.append((t, c))
+    return int.from_bytes(code, "big"), matched, msg, extra
+
+
+def recv_until_closed(sock, timeout=5.0) -> tuple[bytes, bool]:
+    """Everything the server sends until it closes; (data, closed)."""
+    sock.settimeout(timeout)
+    data = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            return data, False
+        except ConnectionResetError:
+            return data, True
+        if not chunk:
+            return data, True
+        data += chunk
+    return data, False
+
+
+def recv_messages(sock, count, timeout=5.0):
+    sock.settimeout(timeout)
+    data = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        msgs = split_messages(data)
+        if len(msgs) >= count:
+            return msgs
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    raise AssertionError(f"expected {count} messages, got {split_messages(data)!r}")
+
+
+def connect(srv):
+    port = int(srv.url.rsplit(":", 1)[1])
+    return socket.create_connection(("127.0.0.1", port), timeout=5)
+
+
+def assert_disconnected(sock, require_notice=False):
+    """The server either sent a Notice of Disconnection (protocolError) and closed, or closed."""
+    data, closed = recv_until_closed(sock)
+    assert closed, f"the server kept the connection open after bad input (sent {data!r})"
+    msgs = split_messages(data)
+    if require_notice:
+        assert msgs, "no Notice of Disconnection"
+    for msgid, op_tag, op in msgs:
+        assert msgid == 0 and op_tag == 0x78, f"unexpected response {msgs!r}"
+        code, _, _, extra = ldap_result(op)
+        assert code == 2, f"notice resultCode {code}, expected protocolError (2)"
+        assert (0x8A, NOTICE_OID) in extra, f"notice without responseName {NOTICE_OID!r}: {extra!r}"
+    return msgs
+
+
+# ----------------------------------------------------------------------------- live checks
+
+
+class LiveConnections:
+    """Two connections opened before the bad one: ldap3 bound as the root DN, and a raw
+    socket bound as jsmith."""
+
+    def __init__(self, srv):
+        import ldap3
+
+        self.srv = srv
+        port = int(srv.url.rsplit(":", 1)[1])
+        self.ldap3 = ldap3.Connection(ldap3.Server("127.0.0.1", port=port, connect_timeout=5),
+                                      user=ROOT_DN, password=ROOT_PW, receive_timeout=10)
+        assert self.ldap3.bind(), self.ldap3.result
+        self.raw = connect(srv)
+        self.raw.sendall(bind_request(1, JSMITH.encode(), b"student-pw-1"))
+        [(msgid, op_tag, op)] = recv_messages(self.raw, 1)
+        assert (msgid, op_tag, ldap_result(op)[0]) == (1, 0x61, 0)
+        self.next_id = 2
+
+    def check(self):
+        # ldap3: a search
+        assert self.ldap3.search(f"ou=people,{SUFFIX}", "(uid=mgarcia)", attributes=["uid"])
+        assert [e.entry_dn for e in self.ldap3.entries] == [f"uid=mgarcia,ou=students,ou=people,{SUFFIX}"]
+        # raw: WhoAmI and a search, pipelined
+        a, b = self.next_id, self.next_id + 1
+        self.next_id += 2
+        self.raw.sendall(whoami_request(a) + search_request(b, f"ou=people,{SUFFIX}".encode(), b"teacher1"))
+        msgs = recv_messages(self.raw, 3)
+        who = [m for m in msgs if m[0] == a]
+        assert who and who[0][1] == 0x78
+        code, _, _, extra = ldap_result(who[0][2])
+        assert code == 0 and (0x8B, b"dn:" + JSMITH.encode()) in extra
+        found = [m for m in msgs if m[0] == b and m[1] == 0x64]
+        done = [m for m in msgs if m[0] == b and m[1] == 0x65]
+        assert len(found) == 1 and done and ldap_result(done[0][2])[0] == 0
+
+    def close(self):
+        self.ldap3.unbind()
+        self.raw.close()
+
+
+@pytest.fixture
+def live(server):
+    conns = LiveConnections(server)
+    yield conns
+    conns.close()
+
+
+def new_client_works(srv):
+    r = subprocess.run(["ldapsearch", "-x", "-LLL", "-H", srv.url, "-D", ROOT_DN, "-w", ROOT_PW,
+                        "-b", f"ou=people,{SUFFIX}", "(uid=jsmith)", "1.1"],
+                       capture_output=True, text=True, env=srv.env(), timeout=30)
+    assert r.returncode == 0, r
+    assert r.stdout.strip() == f"dn: {JSMITH}"
+
+
+def after_bad_input(srv, live):
+    live.check()
+    new_client_works(srv)
+
+
+# ----------------------------------------------------------------------------- the cases
+
+
+def test_garbage_bytes(server, live):
+    with connect(server) as s:
+        s.sendall(b"\xde\xad\xbe\xef garbage \x00\x01\x02" * 10)
+        assert_disconnected(s, require_notice=True)
+    after_bad_input(server, live)
+
+
+def test_http_request(server, live):
+    with connect(server) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        assert_disconnected(s)
+    after_bad_input(server, live)
+
+
+def test_truncated_pdu_then_close(server, live):
+    whole = bind_request(1, JSMITH.encode(), b"student-pw-1")
+    with connect(server) as s:
+        s.sendall(whole[: len(whole) // 2])
+        time.sleep(0.2)
+        live.check()  # a half-received PDU on one connection holds up no one else
+        s.shutdown(socket.SHUT_WR)  # and no more: the server must give up on it
+        data, closed = recv_until_closed(s)
+        assert closed
+        for msgid, op_tag, op in split_messages(data):
+            assert msgid == 0 and op_tag == 0x78 and ldap_result(op)[0] == 2
+    after_bad_input(server, live)
+
+
+def test_truncated_pdu_abrupt_close(server, live):
+    whole = search_request(7, SUFFIX.encode(), b"jsmith")
+    s = connect(server)
+    s.sendall(whole[:5])
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    s.close()  # RST
+    after_bad_input(server, live)
+
+
+def test_wrong_outer_tag(server, live):
+    good = bind_request(1)
+    with connect(server) as s:
+        s.sendall(b"\x31" + good[1:])  # SET instead of SEQUENCE
+        assert_disconnected(s, require_notice=True)
+    after_bad_input(server, live)
+
+
+def test_wrong_protocol_op_tag(server, live):
+    with connect(server) as s:
+        s.sendall(message(1, tlv(0x7F - 0x20, b"\x00")))  # [APPLICATION 31] primitive
+        assert_disconnected(s, require_notice=True)
+    after_bad_input(server, live)
+
+
+def test_indefinite_length(server, live):
+    with connect(server) as s:
+        body = integer(0x02, 1) + tlv(0x60, integer(0x02, 3) + tlv(0x04, b"") + tlv(0x80, b""))
+        s.sendall(b"\x30\x80" + body + b"\x00\x00")
+        assert_disconnected(s, require_notice=True)
+    after_bad_input(server, live)
+
+
+def test_oversized_declared_length(server, live):
+    with connect(server) as s:
+        n = DEFAULT_MAX_PDU + 1
+        s.sendall(b"\x30\x84" + n.to_bytes(4, "big") + b"\x02\x01\x01")
+        assert_disconnected(s, require_notice=True)
+    after_bad_input(server, live)
+
+
+def test_huge_length_field(server, live):
+    with connect(server) as s:
+        s.sendall(b"\x30\x88" + b"\xff" * 8)  # a length of 8 octets
+        assert_disconnected(s, require_notice=True)
+    after_bad_input(server, live)
+
+
+def test_valid_bind_then_garbage(server, live):
+    with connect(server) as s:
+        s.sendall(bind_request(1, JSMITH.encode(), b"student-pw-1"))
+        [(msgid, op_tag, op)] = recv_messages(s, 1)
+        assert (msgid, op_tag, ldap_result(op)[0]) == (1, 0x61, 0)
+        s.sendall(b"\x30\x03\x02\x01")  # a message whose content is cut short inside
+        s.sendall(b"\x05" + b"\xff" * 20)
+        assert_disconnected(s, require_notice=True)
+    after_bad_input(server, live)
+
+
+_S = SUFFIX.encode()
+_JS = JSMITH.encode()
+MALFORMED_REQUESTS = {
+    # the LDAPMessage framing is right, the protocolOp inside is not
+    "add-attributes-not-a-sequence": tlv(0x68, tlv(0x04, b"cn=x," + _S) + integer(0x02, 5)),
+    "add-attribute-without-values": tlv(0x68, tlv(0x04, b"cn=x," + _S) + tlv(0x30, tlv(0x30, tlv(0x04, b"cn")))),
+    "add-dn-invalid-utf8": tlv(0x68, tlv(0x04, b"cn=\xff," + _S) + tlv(0x30, b"")),
+    "add-type-invalid-utf8": tlv(0x68, tlv(0x04, b"cn=x," + _S) + tlv(0x30, tlv(0x30, tlv(0x04, b"c\xffn")
+                                                                                + tlv(0x31, tlv(0x04, b"x"))))),
+    "modify-changes-not-a-sequence": tlv(0x66, tlv(0x04, _JS) + integer(0x02, 5)),
+    "modify-change-without-modification": tlv(0x66, tlv(0x04, _JS) + tlv(0x30, tlv(0x30, integer(0x0A, 0)))),
+    "delete-dn-invalid-utf8": tlv(0x4A, b"cn=\xff," + _S),
+    "compare-without-ava": tlv(0x6E, tlv(0x04, _JS)),
+    "moddn-without-newrdn": tlv(0x6C, tlv(0x04, _JS)),
+    "extended-without-name": tlv(0x77, b""),
+    "extended-name-invalid-utf8": tlv(0x77, tlv(0x80, b"\xff\xfe")),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MALFORMED_REQUESTS))
+def test_valid_pdu_with_malformed_content(server, live, name):
+    with connect(server) as s:
+        s.sendall(bind_request(1, ROOT_DN.encode(), ROOT_PW.encode()))
+        [(_, _, op)] = recv_messages(s, 1)
+        assert ldap_result(op)[0] == 0
+        s.sendall(message(2, MALFORMED_REQUESTS[name]))
+        data, closed = recv_until_closed(s)
+        msgs = split_messages(data)
+        # a protocolError answer to the request, or a notice and the connection closed;
+        # never "internal server error", never success
+        assert msgs or closed, "no answer and the connection left open"
+        for msgid, op_tag, op in msgs:
+            assert msgid in (0, 2), msgs
+            assert ldap_result(op)[0] == 2, msgs
+    after_bad_input(server, live)
+    # and nothing was written
+    assert live.ldap3.search(SUFFIX, "(|(cn=x)(uid=jsmith))", attributes=["sn"])
+    assert [e.entry_dn for e in live.ldap3.entries] == [JSMITH]
+    assert live.ldap3.entries[0].sn.value == "Smith"
+
+
+def test_bad_filter_in_search(server, live):
+    with connect(server) as s:
+        bad = (tlv(0x04, SUFFIX.encode()) + integer(0x0A, 2) + integer(0x0A, 0) + integer(0x02, 0)
+               + integer(0x02, 0) + tlv(0x01, b"\x00") + tlv(0xAF, b"\x04\x01x") + tlv(0x30, b""))
+        s.sendall(message(3, tlv(0x63, bad)))
+        assert_disconnected(s, require_notice=True)
+    after_bad_input(server, live)
+
+
+def test_invalid_utf8_dn(server, live):
+    with connect(server) as s:
+        s.sendall(bind_request(1, b"cn=\xff\xfe," + SUFFIX.encode(), b"x"))
+        data, closed = recv_until_closed(s)
+        msgs = split_messages(data)
+        for msgid, op_tag, op in msgs:
+            assert (msgid, op_tag) in ((1, 0x61), (0, 0x78)), msgs
+            assert ldap_result(op)[0] in (2, 34, 49), msgs
+        assert closed or msgs
+    after_bad_input(server, live)
+
+
+def test_many_bad_connections(server, live):
+    """A burst of bad clients does not wear the server down."""
+    socks = [connect(server) for _ in range(30)]
+    for i, s in enumerate(socks):
+        s.sendall([b"\xff" * 4, b"\x30\x80\x00\x00", b"\x30\x84\x7f\xff\xff\xff"][i % 3])
+    for s in socks:
+        assert_disconnected(s)
+        s.close()
+    after_bad_input(server, live)
+
+
+# ----------------------------------------------------------------------------- StartTLS injection
+
+STARTTLS_OID = b"1.3.6.1.4.1.1466.20037"
+
+
+def _starttls(srv, trailing: bytes):
+    """Send StartTLS with `trailing` in clear right behind it, in one segment; do the
+    handshake; send a WhoAmI (msgid 9) over TLS. Returns the messages received over TLS."""
+    import ssl
+
+    s = connect(srv)
+    s.sendall(message(1, tlv(0x77, tlv(0x80, STARTTLS_OID))) + trailing)
+    data = b""
+    while not split_messages(data):
+        chunk = s.recv(4096)
+        assert chunk, "closed before the StartTLS response"
+        data += chunk
+    [(msgid, op_tag, op)] = split_messages(data)
+    code, _, _, extra = ldap_result(op)
+    assert (msgid, op_tag, code) == (1, 0x78, 0) and (0x8A, STARTTLS_OID) in extra
+    ctx = ssl.create_default_context(cafile=str(srv.ca_file))
+    ctx.check_hostname = False
+    t = ctx.wrap_socket(s, server_hostname="127.0.0.1")
+    got = b""
+    try:
+        t.settimeout(3)
+        t.sendall(whoami_request(9))
+        while True:
+            chunk = t.recv(4096)
+            if not chunk:
+                break
+            got += chunk
+            if any(m[0] == 9 for m in split_messages(got)):
+                break
+    except (OSError, ssl.SSLError):
+        pass
+    finally:
+        t.close()
+    return split_messages(got)
+
+
+def test_starttls_then_tls_works(server, live):
+    msgs = _starttls(server, b"")
+    assert [(m[0], m[1]) for m in msgs] == [(9, 0x78)]
+    code, _, _, extra = ldap_result(msgs[0][2])
+    assert code == 0 and (0x8B, b"") in extra  # anonymous
+    after_bad_input(server, live)
+
+
+@pytest.mark.parametrize("injected", ["whole-pdu", "bind-pdu", "partial-pdu"])
+def test_starttls_command_injection(server, live, injected):
+    """Bytes sent in clear right after StartTLS (before the handshake) must not be
+    executed inside the TLS session (RFC 4511 4.14.1; cf. CVE-2011-0411)."""
+    trailing = {
+        "whole-pdu": whoami_request(2),
+        "bind-pdu": bind_request(2, JSMITH.encode(), b"student-pw-1"),
+        "partial-pdu": whoami_request(2)[:6],
+    }[injected]
+    msgs = _starttls(server, trailing)
+    assert not [m for m in msgs if m[0] == 2], f"the injected request was answered: {msgs!r}"
+    assert not [m for m in msgs if m[0] == 9 and ldap_result(m[2])[3] == [(0x8B, b"dn:" + JSMITH.encode())]]
+    for msgid, op_tag, op in msgs:
+        assert msgid == 0 and ldap_result(op)[0] == 2, msgs  # only a Notice of Disconnection
+    after_bad_input(server, live)

@@ -1,0 +1,251 @@
+"""The demo district (directory.demo): it loads through the real loader (`rollcall load`)
+into a fresh store with schema/rollcall.schema, and the directory it makes is coherent."""
+import io
+import re
+import subprocess
+
+import pytest
+
+from directory import passwords
+from directory.app import open_directory
+from directory.config import load_config
+from directory.core.directory import SCOPE_BASE, SCOPE_ONE, SCOPE_SUB, Identity
+from directory.demo import PASSWORDS, credential_table, credentials, demo_accounts, demo_ldif
+from directory.ldif import records
+from tests.conftest import ROOT, ROOT_DN, SUFFIX, ServerProcess
+
+SCHEMA = [str(ROOT / "schema" / f"{name}.schema")
+          for name in ("core", "cosine", "inetorgperson", "nis", "eduperson", "rollcall")]
+DISTRICT_ID = re.compile(r"[0-9]{6}[0-9A-Za-z][0-9]{3}\Z")
+
+# entries strictly beneath each branch
+EXPECTED = {
+    "ou=students,ou=people": 60,
+    "ou=staff,ou=people": 13,
+    "ou=nonemployees,ou=people": 2,
+    "ou=sites": 3 + 3 * 4,          # 3 sites, 4 role groups each
+    "ou=groups": 5,                 # district-admins, ou=welligent and its 3 role groups
+    "ou=services": 2,
+    "ou=sis": 60 + 3,               # every student, and 3 enrollees without an account
+    "ou=requests": 0,
+}
+TOTAL = 1 + 6 + 3 + sum(EXPECTED.values())  # suffix, its 6 branches, the 3 people branches
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory):
+    """A fresh store loaded with the demo LDIF by `rollcall load`, opened as a Directory."""
+    try:
+        srv = ServerProcess(tmp_path_factory.mktemp("demo"), extra_config={"schema": SCHEMA},
+                            ldif=demo_ldif(SUFFIX))
+    except subprocess.CalledProcessError as exc:
+        pytest.fail(f"rollcall load refused the demo LDIF:\n{exc.stderr}")
+    d = open_directory(load_config(srv.config_path))
+    yield d
+    close = getattr(d.store, "close", None)
+    if close:
+        close()
+
+
+def root(d):
+    return Identity(ROOT_DN, d.normalize_dn(ROOT_DN), is_root=True)
+
+
+def search(d, base, flt=("present", "objectClass"), scope=SCOPE_SUB, attrs=()):
+    """[(dn, {attr: [bytes]})] as the root DN sees them."""
+    cursor = d.search(root(d), f"{base},{SUFFIX}" if base else SUFFIX, scope, flt, list(attrs))
+    out = []
+    while not cursor.done:
+        out.extend(cursor.next_batch())
+    return [(dn, dict(attrs)) for dn, attrs in out]
+
+
+def eq(attr, value):
+    return ("eq", attr, value.encode())
+
+
+def text(values):
+    return [v.decode("utf-8") for v in values]
+
+
+# -- loading and shape -----------------------------------------------------------
+
+
+def test_counts_per_branch(loaded):
+    assert len(search(loaded, "")) == TOTAL
+    for branch, n in EXPECTED.items():
+        below = [dn for dn, _ in search(loaded, branch) if loaded.normalize_dn(dn) != loaded.normalize_dn(f"{branch},{SUFFIX}")]
+        assert len(below) == n, branch
+    assert len(search(loaded, "", eq("objectClass", "rollcallStudent"))) == 60
+    assert len(search(loaded, "", eq("objectClass", "rollcallNonEmployee"))) == 2
+    assert len(search(loaded, "", eq("objectClass", "rollcallSisRecord"))) == 63
+    assert len(search(loaded, "ou=sites", eq("objectClass", "rollcallSite"), SCOPE_ONE)) == 3
+    assert len(search(loaded, "ou=groups", eq("objectClass", "rollcallApplication"))) == 1
+
+
+def test_sites_and_their_role_groups(loaded):
+    sites = {text(a["rollcallCostCenter"])[0]: a for _, a in
+             search(loaded, "ou=sites", eq("objectClass", "rollcallSite"), SCOPE_ONE)}
+    assert {code: text(a["rollcallSiteName"])[0] for code, a in sites.items()} == {
+        "1234": "Lincoln Elementary", "5678": "Roosevelt Middle", "9012": "Washington High"}
+    for code in sites:
+        groups = search(loaded, f"ou={code},ou=sites", eq("objectClass", "groupOfNames"), SCOPE_ONE)
+        assert sorted(text(a["cn"])[0] for _, a in groups) == [
+            "photo-designees", "photo-vendors", "principals", "student-email-admins"]
+
+
+def test_district_ids_valid_and_unique(loaded):
+    people = search(loaded, "ou=people", ("present", "uid"))
+    assert len(people) == 75
+    ids = [text(a["employeeNumber"]) for _, a in people]
+    assert all(len(v) == 1 and DISTRICT_ID.match(v[0]) for v in ids)
+    assert len({v[0] for v in ids}) == len(ids)
+
+    sis = search(loaded, "ou=sis", eq("objectClass", "rollcallSisRecord"))
+    sis_ids = [text(a["employeeNumber"])[0] for _, a in sis]
+    assert all(DISTRICT_ID.match(v) for v in sis_ids) and len(set(sis_ids)) == len(sis_ids)
+    assert len({text(a["rollcallSisSourceId"])[0] for _, a in sis}) == 63
+
+
+def test_uids_unique(loaded):
+    uids = [text(a["uid"]) for _, a in search(loaded, "", ("present", "uid"))]
+    assert all(len(u) == 1 for u in uids)
+    folded = [u[0].lower() for u in uids]
+    assert len(set(folded)) == len(folded) == 75
+
+
+def test_every_group_member_exists(loaded):
+    groups = search(loaded, "", eq("objectClass", "groupOfNames"))
+    assert len(groups) == 12 + 4
+    for dn, attrs in groups:
+        assert attrs.get("member"), dn
+        for member in text(attrs["member"]):
+            assert loaded.lookup(loaded.normalize_dn(member)) is not None, (dn, member)
+
+
+def test_every_dn_valued_reference_exists(loaded):
+    refs = ("rollcallSponsor", "rollcallDeactivatedBy", "rollcallLinkedAccount", "rollcallApprovers", "owner")
+    seen = 0
+    for dn, attrs in search(loaded, ""):
+        for name in refs:
+            for value in text(attrs.get(name, [])):
+                seen += 1
+                assert loaded.lookup(loaded.normalize_dn(value)) is not None, (dn, name, value)
+    assert seen >= 60
+
+
+def test_school_codes_are_sites(loaded):
+    codes = {text(a["rollcallCostCenter"])[0]
+             for _, a in search(loaded, "ou=sites", eq("objectClass", "rollcallSite"))}
+    people = search(loaded, "ou=people", ("present", "uid"))
+    multi = [dn for dn, a in people if len(a.get("departmentNumber", [])) == 2 and "ou=students" in dn]
+    assert 2 <= len(multi) <= 3
+    for dn, attrs in people + search(loaded, "ou=sis", eq("objectClass", "rollcallSisRecord")):
+        assert set(text(attrs.get("departmentNumber", []))) <= codes, dn
+    students = search(loaded, "ou=students,ou=people", eq("objectClass", "rollcallStudent"))
+    assert all(a.get("departmentNumber") for _, a in students)
+
+
+def test_names_with_apostrophes_hyphens_and_non_ascii(loaded):
+    cns = {text(a["cn"])[0] for _, a in search(loaded, "ou=students,ou=people", ("present", "uid"))}
+    assert any("'" in cn for cn in cns)
+    assert any("-" in cn for cn in cns)
+    assert any(not cn.isascii() for cn in cns)
+    assert {"Liam O'Brien", "Thảo Nguyễn", "Sofía García-López", "John Smith"} <= cns
+    # the equality index folds case and Unicode the same way for lookups
+    found = search(loaded, "ou=people", eq("sn", "NGUYỄN"))
+    assert "Thảo Nguyễn" in {text(a["cn"])[0] for _, a in found}
+    assert all(text(a["sn"]) == ["Nguyễn"] for _, a in found)
+
+
+def test_statuses(loaded):
+    students = search(loaded, "ou=students,ou=people", eq("objectClass", "rollcallStudent"))
+    by_status = {}
+    for dn, a in students:
+        by_status.setdefault(text(a["rollcallAccountStatus"])[0], []).append((dn, a))
+    assert {k: len(v) for k, v in by_status.items()} == {"ENABLED": 56, "PENDING": 3, "DISABLED": 1}
+    (dn, disabled), = by_status["DISABLED"]
+    assert disabled["rollcallDeactivationReason"] and disabled["rollcallDeactivationReference"]
+    assert text(disabled["rollcallStatusSource"]) == ["ADMIN"]
+    for dn, a in by_status["PENDING"]:
+        assert "userPassword" not in a and a["rollcallActivationCodeHash"]
+        assert text(a["rollcallActivationState"]) == ["NOT_ACTIVATED"]
+
+    staff = search(loaded, "ou=staff,ou=people", ("present", "uid"))
+    assert [text(a["uid"])[0] for _, a in staff if text(a["rollcallAccountStatus"]) == ["DISABLED"]] == ["bcarter"]
+    for _, a in search(loaded, "ou=nonemployees,ou=people", ("present", "uid")):
+        assert a["rollcallSponsor"] and a["rollcallExpiry"] and a["rollcallNonEmployeeKind"]
+
+
+def test_sub_administrators(loaded):
+    def groups_of(uid):
+        dn = loaded.normalize_dn(f"uid={uid},ou=staff,ou=people,{SUFFIX}")
+        return sorted(loaded.normalize_dn(g) for g, a in search(loaded, "ou=sites", eq("objectClass", "groupOfNames"))
+                      if dn in {loaded.normalize_dn(m) for m in text(a["member"])}
+                      and g.startswith("cn=student-email-admins"))
+
+    assert [g.split(",")[1] for g in groups_of("rjohnson")] == ["ou=5678", "ou=9012"]
+    assert [g.split(",")[1] for g in groups_of("tnguyen")] == ["ou=1234"]
+    assert groups_of("bcarter") and groups_of("ewilson") == []
+
+
+def test_sis_records(loaded):
+    sis = search(loaded, "ou=sis", eq("objectClass", "rollcallSisRecord"))
+    linked = [a for _, a in sis if "rollcallLinkedAccount" in a]
+    assert len(linked) == 60
+    for a in linked:
+        account = loaded.lookup(loaded.normalize_dn(text(a["rollcallLinkedAccount"])[0]))
+        assert account.attrs["employeeNumber"] == a["employeeNumber"]
+        assert account.attrs["rollcallSisSourceId"] == a["rollcallSisSourceId"]
+    orphans = [a for _, a in sis if "rollcallLinkedAccount" not in a]
+    assert len(orphans) == 3
+    ids = {text(a["employeeNumber"])[0] for a in orphans}
+    assert not any(search(loaded, "ou=people", eq("employeeNumber", i)) for i in ids)
+
+
+def test_passwords_hashed_and_credentials_verify(loaded):
+    for dn, attrs in search(loaded, "", ("present", "userPassword")):
+        assert all(v.startswith(b"{ARGON2}") for v in attrs["userPassword"]), dn
+    creds = credentials(SUFFIX)
+    assert {pw for _, pw in creds} == set(PASSWORDS.values())
+    for dn, pw in creds:
+        entry = loaded.lookup(loaded.normalize_dn(dn))
+        assert entry is not None, dn
+        assert text(entry.attrs["rollcallAccountStatus"]) == ["ENABLED"], dn
+        assert any(passwords.verify(pw.encode(), h) for h in entry.attrs["userPassword"]), dn
+
+
+def test_demo_accounts_and_activation_codes(loaded):
+    accounts = demo_accounts(SUFFIX)
+    assert {a.role for a in accounts} == set(PASSWORDS)
+    for a in accounts:
+        entry = loaded.lookup(loaded.normalize_dn(a.dn))
+        assert text(entry.attrs["rollcallAccountStatus"]) == [a.status]
+        if a.status == "PENDING":
+            code = a.note.rsplit(" ", 1)[1]
+            assert passwords.verify(code.encode(), entry.attrs["rollcallActivationCodeHash"][0])
+    table = credential_table(SUFFIX)
+    for a in accounts:
+        assert a.dn in table
+
+
+def test_photos(loaded):
+    students = search(loaded, "ou=students,ou=people", eq("objectClass", "rollcallStudent"))
+    published = [a for _, a in students if text(a["rollcallPhotoStatus"]) == ["PUBLISHED"]]
+    assert published and all(a["jpegPhoto"][0][:3] == b"\xff\xd8\xff" for a in published)
+    assert all("jpegPhoto" not in a for _, a in students if text(a["rollcallPhotoStatus"]) != ["PUBLISHED"])
+
+
+def test_ldif_is_deterministic_and_has_no_memberof():
+    a, b = demo_ldif(SUFFIX), demo_ldif(SUFFIX)
+    assert a == b
+    assert not re.search(r"(?im)^memberOf:", a)
+    parsed = list(records(io.BytesIO(a.encode()), "demo"))
+    assert len(parsed) == TOTAL
+    other = demo_ldif("dc=other,dc=example")
+    assert "dc=district" not in other and other.count("\ndn: ") == a.count("\ndn: ")
+
+
+def test_scope_base_on_a_site(loaded):
+    (dn, attrs), = search(loaded, "ou=1234,ou=sites", scope=SCOPE_BASE)
+    assert text(attrs["objectClass"]) == ["top", "rollcallSite"]
