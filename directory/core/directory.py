@@ -128,6 +128,8 @@ class Directory:
         except ValueError as exc:
             raise ConfigError("password_policy", str(exc)) from None
         self.memberof = MemberOf(self)
+        # business rules run inside each write's transaction, in this order
+        self.overlays = [self.memberof]
 
     # ------------------------------------------------------------------ helpers
     def parse_dn(self, text: str) -> DN:
@@ -569,8 +571,11 @@ class Directory:
                 self.acl.check(ident, parent, Level.WRITE, "children")
                 parent_id = parent.id
             self.acl.check_add(ident, entry)
+            for ov in self.overlays:
+                ov.before_add(tx, ident, entry)
             tx.add(entry, parent_id, self.dn.rdn_of(dn.rdn), self.index_rows(attrs))
-            self.memberof.after_add(tx, entry)
+            for ov in self.overlays:
+                ov.after_add(tx, ident, entry)
             tx.log(ident.ndn, ident.peer, "add", entry.dn, entry.id, {"attributes": sorted(attrs)})
         result = WriteResult(entry.dn)
         if opts and opts.post_read is not None:
@@ -588,8 +593,11 @@ class Directory:
             result = WriteResult(entry.dn)
             if opts and opts.pre_read is not None:
                 result.pre_read = self._read_back(ident, entry, opts.pre_read)
+            for ov in self.overlays:
+                ov.before_delete(tx, ident, entry)
             tx.delete(entry.id)
-            self.memberof.after_delete(tx, entry)
+            for ov in self.overlays:
+                ov.after_delete(tx, ident, entry)
             tx.log(ident.ndn, ident.peer, "delete", entry.dn, entry.id, {})
         return result
 
@@ -629,8 +637,12 @@ class Directory:
             # administrator cannot move a student to a school they do not administer)
             for _op, name, _values in changes:
                 self.acl.check(ident, new, Level.WRITE, self.schema.canonical(name.split(";")[0]))
-            tx.replace(new, self.index_rows(attrs))
-            self.memberof.after_modify(tx, entry.attrs, new)
+            self.acl.check_site_change(ident, entry, new)
+            for ov in self.overlays:
+                ov.before_modify(tx, ident, entry, new)
+            tx.replace(new, self.index_rows(new.attrs))
+            for ov in self.overlays:
+                ov.after_modify(tx, ident, entry, new)
             tx.log(ident.ndn, ident.peer, "modify", entry.dn, entry.id, {"changes": summary})
         result = WriteResult(entry.dn)
         if opts and opts.pre_read is not None:
@@ -746,7 +758,8 @@ class Directory:
             self.acl.check(ident, new, Level.WRITE, "entry")
             moved = tx.rename(entry.id, str(new_dn), new_ndn, parent.id, self.dn.rdn_of(rdn_dn.rdn))
             tx.replace(new, self.index_rows(attrs))
-            self.memberof.after_rename(tx, entry.ndn, new, moved)
+            for ov in self.overlays:
+                ov.after_rename(tx, ident, entry, new, moved)
             tx.log(ident.ndn, ident.peer, "modrdn", entry.dn, entry.id, {"newDN": str(new_dn)})
         if opts and opts.post_read is not None:
             result.post_read = self._read_back(ident, new, opts.post_read)

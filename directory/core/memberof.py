@@ -7,15 +7,13 @@ the membership graph is recomputed; when an entry is deleted or renamed, every
 group that named it is updated. All inside the caller's transaction.
 """
 from .entry import Entry
+from .overlay import Overlay
 
 MEMBER_ATTRS = ("member", "uniqueMember")
 GROUP_CLASSES = {"groupofnames", "groupofuniquenames"}
 
 
-class MemberOf:
-    def __init__(self, directory):
-        self.d = directory
-
+class MemberOf(Overlay):
     def is_group(self, attrs) -> bool:
         return any(v.decode("utf-8", "replace").lower() in GROUP_CLASSES for v in attrs.get("objectClass", ()))
 
@@ -79,20 +77,21 @@ class MemberOf:
             tx.replace(Entry(entry.dn, entry.ndn, attrs, entry.id), self.d.index_rows(attrs))
 
     # -- hooks called by Directory inside the write transaction
-    def after_add(self, tx, entry):
+    def after_add(self, tx, ident, entry):
         if self.is_group(entry.attrs):
             self.refresh(tx, self.member_ndns(entry.attrs))
         if self._groups_holding(tx, entry.ndn):
             self.refresh(tx, {entry.ndn})  # a group named it before it existed
 
-    def after_modify(self, tx, old_attrs, new_entry):
+    def after_modify(self, tx, ident, old, new_entry):
+        old_attrs = old.attrs
         if self.is_group(old_attrs) or self.is_group(new_entry.attrs):
             before = self.member_ndns(old_attrs)
             after = self.member_ndns(new_entry.attrs)
             if before != after:
                 self.refresh(tx, before ^ after)
 
-    def after_delete(self, tx, entry):
+    def after_delete(self, tx, ident, entry):
         # refint: drop the DN from every group that named it, then fix memberOf below
         affected = set()
         for g in self._groups_holding(tx, entry.ndn):
@@ -108,7 +107,7 @@ class MemberOf:
         if affected:
             self.refresh(tx, affected)
 
-    def after_rename(self, tx, old_ndn, new_entry, moved):
+    def after_rename(self, tx, ident, old, new_entry, moved):
         """refint for renames: moved = [(old ndn, new ndn, new dn)] for the entry and its subtree."""
         renamed = {old: (new, dn) for old, new, dn in moved}
         touched_groups = set()
