@@ -24,6 +24,7 @@ matches gives the level; no matching clause means none. Subjects:
 Levels: none < auth < compare < search < read < write < manage. The root DN is
 never subject to the rules. `{suffix}` in a DN is replaced by the configured suffix.
 """
+import time
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -164,6 +165,24 @@ class AccessControl:
             return None
         return self.d.store.get(ident.entry_id)
 
+    def inactive(self, ident) -> bool:
+        """A bound account that has since been DISABLED, has expired or was deleted:
+        on a connection still open it holds no rights beyond an anonymous one's."""
+        if ident.entry_id is None:
+            return False
+        entry = self._ident_entry(ident)
+        if entry is None:
+            return True
+        got = entry.keys.get("\0inactive")
+        if got is None:
+            from .ppolicy import parse_gentime
+
+            expiry = entry.first("rollcallExpiry")
+            stamp = parse_gentime(expiry) if expiry is not None else None
+            got = entry.keys["\0inactive"] = (self.d.account_status(entry) == "DISABLED", stamp)
+        disabled, expiry = got
+        return disabled or (expiry is not None and expiry <= time.time())
+
     def memberships(self, ident) -> frozenset:
         """Normalised DNs of the groups the identity belongs to (memberOf is kept
         transitively closed on write, so this is one attribute read)."""
@@ -235,7 +254,7 @@ class AccessControl:
             return True
         if kind == "anonymous":
             return ident.anonymous
-        if ident.anonymous:
+        if ident.anonymous or self.inactive(ident):
             return False
         if kind == "users":
             return True
@@ -282,6 +301,23 @@ class AccessControl:
 
     def check_add(self, ident, entry):
         self.check(ident, entry, Level.WRITE, "entry")
+
+    def check_site_change(self, ident, old, new):
+        """A change of an entry's school codes (departmentNumber) needs write access at
+        each school added or removed, judged as if the entry belonged to that school
+        only: an administrator of 1111 may not add 2222 to (or remove it from) a
+        student of 1111 and 2222, which a check of the changed entry as a whole allows."""
+        if ident.is_root:
+            return
+        from .entry import Entry
+
+        for code in sorted(self.site_codes(old) ^ self.site_codes(new)):
+            attrs = dict(new.attrs)
+            attrs["departmentNumber"] = [code.encode()]
+            probe = Entry(new.dn, new.ndn, attrs, new.id)
+            if self.level(ident, probe, "departmentNumber") < Level.WRITE:
+                raise LDAPError(ResultCode.INSUFFICIENT_ACCESS_RIGHTS,
+                                f"no write access to school {code} for {new.dn!r}")
 
     def hidden_attrs(self, ident, entry):
         """Attributes of `entry` the identity may not read, or None when the entry is

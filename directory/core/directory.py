@@ -807,6 +807,10 @@ class Directory:
             tx.replace(Entry(entry.dn, entry.ndn, attrs, entry.id), self.index_rows(attrs))
             tx.log(ident.ndn, ident.peer, "passwordModify", entry.dn, entry.id,
                    {"generated": generated is not None, "self": is_self})
+        if is_self and ident.restricted:
+            # the password an administrator set is replaced: the session that changed it
+            # is restricted no longer (like slapd's ppolicy), unless the account is PENDING
+            ident.restricted = status == "PENDING"
         return WriteResult(entry.dn, generated_password=generated)
 
     def whoami(self, ident: Identity) -> str:

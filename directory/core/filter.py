@@ -334,7 +334,7 @@ class IndexPlanner:
             return None  # trigrams need three characters
 
         def esc(s):
-            return s.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            return s  # see SQLiteStore.index_substring: wildcards inside pieces only widen
 
         ini, *mids, fin = pieces
         pattern = (esc(ini) if ini is not None else "%") + "%".join(

@@ -42,6 +42,12 @@ def gentime(t: float | None = None) -> bytes:
     return time.strftime("%Y%m%d%H%M%SZ", time.gmtime(t if t is not None else time.time())).encode()
 
 
+def gentime_micro(t: float) -> bytes:
+    """Generalized Time with microseconds, as slapd writes pwdFailureTime: failures
+    within one second are distinct values (an attribute holds no duplicate values)."""
+    return time.strftime("%Y%m%d%H%M%S", time.gmtime(t)).encode() + b".%06dZ" % (int(t * 1_000_000) % 1_000_000)
+
+
 def parse_gentime(value: bytes) -> float | None:
     try:
         text = value.decode("ascii").rstrip("Z").split(".")[0]
@@ -83,8 +89,12 @@ class PasswordPolicy:
         """Record a failed bind in the entry's attributes; lock when over the limit."""
         now = now or time.time()
         cutoff = now - self.cfg.failure_window
-        recent = [v for v in attrs.get("pwdFailureTime", []) if (parse_gentime(v) or 0) >= cutoff]
-        recent.append(gentime(now))
+        recent = [v for v in dict.fromkeys(attrs.get("pwdFailureTime", [])) if (parse_gentime(v) or 0) >= cutoff]
+        stamp = gentime_micro(now)
+        while stamp in recent:
+            now += 0.000001
+            stamp = gentime_micro(now)
+        recent.append(stamp)
         attrs["pwdFailureTime"] = recent[-max(self.cfg.max_failures, 1):]
         if self.cfg.max_failures and len(recent) >= self.cfg.max_failures:
             attrs["pwdAccountLockedTime"] = [gentime(now)]

@@ -34,7 +34,9 @@ def _run_worker(cfg, sockets):
 
     signal.signal(signal.SIGTERM, lambda *_: reactor.callFromThread(reactor.stop))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    factory = LDAPServerFactory(open_directory(cfg), cfg)
+    directory = open_directory(cfg)
+    directory.store.refresh_interval = 0  # siblings write too: look before every operation
+    factory = LDAPServerFactory(directory, cfg)
     for listener, sock in sockets:
         f = factory
         if listener.scheme == "ldaps":

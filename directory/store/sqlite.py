@@ -63,6 +63,8 @@ class SQLiteStore:
         self._ndn_ids: dict[str, int] = {}
         self._local = threading.local()
         self._write_lock = threading.Lock()
+        self.refresh_interval = 1.0
+        self._last_refresh = 0.0
         conn = self._conn()
         conn.executescript(SCHEMA)
         row = conn.execute("SELECT max(seq) FROM changelog").fetchone()
@@ -88,7 +90,14 @@ class SQLiteStore:
             self._local.conn = None
 
     def refresh(self):
-        """Drop cached entries another process (or connection) changed since we last looked."""
+        """Drop cached entries another process (or connection) changed since we last looked.
+        With one server process the only other writers are offline tools, so a check
+        per `refresh_interval` seconds is enough; worker processes set it to 0 (every call)."""
+        if self.refresh_interval:
+            now = time.monotonic()
+            if now - self._last_refresh < self.refresh_interval:
+                return
+            self._last_refresh = now
         conn = self._conn()
         version = conn.execute("PRAGMA data_version").fetchone()[0]
         if version == self._local.data_version:
@@ -224,11 +233,13 @@ class SQLiteStore:
         return [r[0] for r in self._conn().execute("SELECT DISTINCT id FROM idx WHERE attr=?", (attr,))]
 
     def index_substring(self, attr: str, like_pattern: str) -> list:
-        """Trigram-indexed LIKE; the pattern must hold a run of >= 3 characters."""
+        """Trigram-indexed LIKE; the pattern must hold a run of >= 3 characters.
+        No ESCAPE clause: it turns the trigram index off. A literal % or _ then acts
+        as a wildcard, which only widens the candidates the core re-checks."""
         return [
             r[0]
             for r in self._conn().execute(
-                "SELECT DISTINCT id FROM idx_sub WHERE key LIKE ? ESCAPE '\\' AND attr=?", (like_pattern, attr)
+                "SELECT DISTINCT id FROM idx_sub WHERE key LIKE ? AND attr=?", (like_pattern, attr)
             )
         ]
 
