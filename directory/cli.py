@@ -166,6 +166,10 @@ def main(argv=None):
     p = command("tls-selfsigned", cmd_tls_selfsigned, "generate a self-signed certificate for tls.cert/tls.key")
     p.add_argument("--host", action="append")
     p.add_argument("--force", action="store_true")
+    from .requests_cli import add_request_parser
+
+    add_request_parser(command("request", None, "access requests: submit, list, show, approve, deny, "
+                                                "withdraw; expire (the nightly job)"))
 
     args = parser.parse_args(argv)
     args.fn(args)

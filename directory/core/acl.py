@@ -300,7 +300,12 @@ class AccessControl:
                             f"no {needed.name.lower()} access to {attr or 'entry'} of {entry.dn!r}")
 
     def check_add(self, ident, entry):
-        self.check(ident, entry, Level.WRITE, "entry")
+        # the new entry has no id yet, and level() takes an id-less entry for the root
+        # DSE (readable by all, writable by none): judge a stand-in with a dummy id
+        from .entry import Entry
+
+        probe = entry if entry.id is not None else Entry(entry.dn, entry.ndn, entry.attrs, 0)
+        self.check(ident, probe, Level.WRITE, "entry")
 
     def check_site_change(self, ident, old, new):
         """A change of an entry's school codes (departmentNumber) needs write access at

@@ -130,6 +130,8 @@ class Directory:
         self.memberof = MemberOf(self)
         # business rules run inside each write's transaction, in this order
         self.overlays = [self.memberof]
+        from .requests import RequestsOverlay  # access requests and grants (ou=requests)
+        self.overlays.append(RequestsOverlay(self))
 
     # ------------------------------------------------------------------ helpers
     def parse_dn(self, text: str) -> DN:
@@ -251,9 +253,18 @@ class Directory:
         if ndn == self.root_ndn:
             return ndn, None, [self.config.root_password]
         entry = self.store.get_by_ndn(ndn)
-        if entry is None:
-            return ndn, None, []
-        return ndn, entry, list(entry.attrs.get("userPassword", ()))
+        hashes = list(entry.attrs.get("userPassword", ())) if entry is not None else []
+        # no such entry (or no password): verify against a decoy hash of the configured
+        # scheme, so the answer takes as long as for a wrong password (no enumeration)
+        return ndn, entry, hashes or [self._decoy_hash()]
+
+    def _decoy_hash(self) -> bytes:
+        decoy = getattr(self, "_decoy", None)
+        if decoy is None:
+            import secrets
+
+            decoy = self._decoy = self.hasher.hash(secrets.token_urlsafe(24).encode())
+        return decoy
 
     @staticmethod
     def verify_any(password: bytes, hashes) -> bytes | None:
@@ -374,6 +385,12 @@ class Directory:
     def subschema(self) -> Entry:
         return Entry(SUBSCHEMA_DN, "cn=subschema", self.schema.subschema_entry(), id=None)
 
+    def search_deadline(self, ident: Identity, time_limit=0):
+        """When a search request must end: the client's time limit and, except for the
+        root DN, limits.time. Each page of a paged search is a request of its own."""
+        tlimits = [x for x in (time_limit, 0 if ident.is_root else self.config.time_limit) if x]
+        return time.monotonic() + min(tlimits) if tlimits else None
+
     def search(self, ident: Identity, base: str, scope: int, filter_ast, attributes, types_only=False,
                size_limit=0, time_limit=0, paged=False):
         """Start a search; returns a SearchCursor the caller drains in batches.
@@ -384,8 +401,7 @@ class Directory:
         server_size = 0 if ident.is_root or paged else self.config.size_limit
         limits = [x for x in (size_limit, server_size) if x]
         size = min(limits) if limits else 0
-        tlimits = [x for x in (time_limit, 0 if ident.is_root else self.config.time_limit) if x]
-        deadline = time.monotonic() + min(tlimits) if tlimits else None
+        deadline = self.search_deadline(ident, time_limit)
 
         base_ndn = self.dn.normalize(base) if base else ""
         if scope == SCOPE_BASE and base_ndn in ("", "cn=subschema"):
@@ -611,6 +627,7 @@ class Directory:
             rdn = {self.schema.canonical(t): self.schema.normalize(self.schema.canonical(t), v.encode())
                    for t, v in DN.parse(entry.dn).rdn}
             summary = []
+            new_password = False
             for op, name, values in changes:
                 at = self.schema.attribute(name.split(";")[0])
                 if at is None:
@@ -621,9 +638,14 @@ class Directory:
                 self.acl.check(ident, entry, Level.WRITE, name)
                 values = list(values)
                 if name == "userPassword" and op in (MOD_ADD, MOD_REPLACE):
+                    if values and not ident.is_root and not (opts and opts.relax):
+                        self._check_password_write(ident, entry, values)
+                        new_password = True
                     values = self._hash_passwords(values)
                 self._apply_change(attrs, op, at, values, rdn)
                 summary.append(f"{('add', 'delete', 'replace', 'increment')[op]}:{name}")
+            if new_password:
+                self._password_changed(ident, entry, attrs)
             if [v.lower() for v in attrs.get("objectClass", [])] != [v.lower() for v in entry.attrs.get("objectClass", [])]:
                 old_sc = entry.first("structuralObjectClass", b"").decode()
                 if attrs.get("objectClass") and self.schema.structural_class(attrs["objectClass"]).lower() != old_sc.lower():
@@ -650,6 +672,32 @@ class Directory:
         if opts and opts.post_read is not None:
             result.post_read = self._read_back(ident, new, opts.post_read)
         return result
+
+    def _check_password_write(self, ident, entry, values):
+        """The password policy for userPassword written by a plain modify, as for
+        Password Modify: quality and history of each clear value, and an administrator
+        sets passwords of ENABLED accounts only. The root DN is exempt (like slapd)."""
+        if entry.ndn != ident.ndn:
+            status = self.account_status(entry)
+            if status != "ENABLED":
+                raise LDAPError(ResultCode.UNWILLING_TO_PERFORM,
+                                f"the account is {status}: only an ENABLED account can have its password reset")
+        for v in values:
+            if passwords.is_hashed(v):
+                raise LDAPError(ResultCode.CONSTRAINT_VIOLATION,
+                                "userPassword: a hashed value cannot be checked against the password policy")
+            self.policy.check_quality(entry, v)
+
+    def _password_changed(self, ident, entry, attrs):
+        """History, change time and must-change flag after a password change by modify."""
+        history = self.policy.new_history(entry)
+        if history:
+            attrs["pwdHistory"] = history
+        attrs["pwdChangedTime"] = [now_generalized()]
+        if entry.ndn != ident.ndn:
+            attrs["pwdReset"] = [b"TRUE"]  # set by someone else: must change at next login
+        else:
+            attrs.pop("pwdReset", None)
 
     def _apply_change(self, attrs, op, at, values, rdn):
         name = at.name

@@ -242,8 +242,8 @@ class LDAPServerProtocol(protocol.Protocol):
                     recorded.addErrback(lambda f: log.warning("record_bind after bind of %s failed: %s",
                                                               req.name, f.getErrorMessage()))
 
-                    def refuse(_):
-                        raise exc
+                    def refuse(_, error=exc):
+                        raise error
 
                     return recorded.addCallback(refuse)
                 raise
@@ -280,6 +280,8 @@ class LDAPServerProtocol(protocol.Protocol):
                     self.result(msgid, OP_SEARCH, ResultCode.SUCCESS, controls=[encode_paged(0, b"")])
                     return
                 state.msgid, state.page_size, state.abandoned = msgid, size, False
+                # the time limit bounds this page's request, not the whole paged search
+                state.cursor.deadline = self.directory.search_deadline(self.ident, req.time_limit)
             else:
                 cursor = self.directory.search(self.ident, req.base, req.scope, req.filter, req.attributes,
                                                req.types_only, req.size_limit, req.time_limit, paged=True)
@@ -396,10 +398,20 @@ class LDAPServerProtocol(protocol.Protocol):
                 ctrls.append(encode_read_entry(PRE_READ, *result.pre_read))
             if result.post_read is not None:
                 ctrls.append(encode_read_entry(POST_READ, *result.post_read))
-            self.result(msgid, op, ResultCode.SUCCESS, controls=ctrls or None)
+            message = ""
+            if op == OP_ADD and result.dn != args[1] and self._renamed(args[1], result.dn):
+                # the server named the entry (an access request gets its number): say where
+                message = f"added as {result.dn}"
+            self.result(msgid, op, ResultCode.SUCCESS, message, controls=ctrls or None)
 
         d.addCallbacks(ok, lambda f: self.error(msgid, op, f.value))
         return d
+
+    def _renamed(self, asked: str, got: str) -> bool:
+        try:
+            return self.directory.normalize_dn(asked) != self.directory.normalize_dn(got)
+        except LDAPError:
+            return True
 
     # ------------------------------------------------------------------ extended
     def do_extended(self, msgid, fields, controls):

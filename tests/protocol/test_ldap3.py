@@ -178,6 +178,10 @@ def test_root_dse_and_schema(server):
     assert "uidNumber" in schema.attribute_types
     assert schema.attribute_types["displayName"].single_value
     assert "posixAccount" in schema.object_classes
+    # the operational attributes the server maintains are published, NO-USER-MODIFICATION
+    for name in ("entryUUID", "createTimestamp", "modifyTimestamp", "creatorsName", "modifiersName",
+                 "entryDN", "hasSubordinates", "structuralObjectClass", "subschemaSubentry"):
+        assert schema.attribute_types[name].no_user_modification, name
     conn.unbind()
 
 
@@ -214,6 +218,35 @@ def test_bind_wrong_password_and_unknown_user_look_the_same(server):
     # no hint which part was wrong: same diagnostic, no matchedDN
     assert len({r["message"] for r in results}) == 1
     assert {r["dn"] for r in results} == {""}
+
+
+def test_unknown_user_bind_takes_as_long_as_a_wrong_password(tmp_path):
+    """No timing hint either: with production-strength argon2 a wrong password costs a
+    hash verification, so an unknown DN (or one without a password) must cost one too."""
+    srv = ServerProcess(tmp_path, extra_config={
+        "passwords": {"argon2": {"time_cost": 2, "memory_cost": 65536, "parallelism": 1}}}).start()
+
+    def timed(dn):
+        conn = Connection(Server(srv.url), dn, "wrong-password")
+        conn.open()
+        started = time.perf_counter()
+        assert not conn.bind()
+        elapsed = time.perf_counter() - started
+        assert conn.result["result"] == 49
+        conn.unbind()
+        return elapsed
+
+    try:
+        timed(f"uid=warmup,{STUDENTS}")
+        known = sorted(timed(dn) for dn in (MGARCIA, TEACHER1, MGARCIA, TEACHER1))  # argon2 hashes
+        unknown = sorted(timed(f"uid=nobody{i},{STUDENTS}") for i in range(4))
+        no_password = sorted(timed(STUDENTS) for _ in range(2))
+    finally:
+        srv.stop()
+    typical = known[len(known) // 2]
+    assert typical > 0.02  # the hash really is expensive here
+    assert unknown[0] > 0.3 * typical, (known, unknown)
+    assert no_password[0] > 0.3 * typical, (known, no_password)
 
 
 def test_root_bind_wrong_password(server):
@@ -489,6 +522,27 @@ def test_size_limit_and_paging_past_it(big):
     assert root.result["result"] == 0 and len(root.response) == BULK_COUNT
 
 
+def test_paged_search_time_limit_is_per_page(tmp_path):
+    """limits.time bounds each search request; a paged search whose client takes longer
+    than that between pages (a sync job working through a large directory) goes on."""
+    srv = ServerProcess(tmp_path, extra_config={"limits": {"time": 1}}).start()
+    try:
+        conn = connect(srv, JSMITH, USERS[JSMITH])
+        conn.search(PEOPLE, "(objectClass=*)", SUBTREE, attributes=["1.1"], paged_size=2)
+        assert conn.result["result"] == 0
+        seen = dns(conn)
+        cookie = conn.result["controls"][PAGED]["value"]["cookie"]
+        time.sleep(1.3)
+        while cookie:
+            conn.search(PEOPLE, "(objectClass=*)", SUBTREE, attributes=["1.1"], paged_size=2, paged_cookie=cookie)
+            assert conn.result["result"] == 0, conn.result
+            seen += dns(conn)
+            cookie = conn.result["controls"][PAGED]["value"]["cookie"]
+        assert len(set(seen)) == 6
+    finally:
+        srv.stop()
+
+
 def test_unindexed_search_limit(server, admin, student):
     # description is not indexed; ou=unindexed holds 61 entries > limits.unindexed (50)
     student.search(UNINDEXED, "(description=row 1*)", SUBTREE, attributes=["uid"])
@@ -746,6 +800,26 @@ def test_schema_structural_class_change(server, admin):
     assert admin.response[0]["raw_attributes"]["structuralObjectClass"] == [b"inetOrgPerson"]
 
 
+def test_schema_object_class_chains(server, admin):
+    dn = f"uid=chain,{WORK}"
+    assert admin.add(dn, ["inetOrgPerson"], {"uid": "chain", "cn": "c", "sn": "c"}), admin.result
+    # a second, unrelated structural class
+    assert not admin.modify(dn, {"objectClass": [(MODIFY_ADD, ["account"])]})
+    assert admin.result["result"] == 65
+    assert not admin.add(f"uid=chain2,{WORK}", ["inetOrgPerson", "account"], {"uid": "chain2", "cn": "c", "sn": "c"})
+    assert admin.result["result"] == 65
+    # no structural class at all
+    assert not admin.add(f"uid=chain3,{WORK}", ["posixAccount"], {
+        "uid": "chain3", "cn": "c", "uidNumber": "1", "gidNumber": "1", "homeDirectory": "/h"})
+    assert admin.result["result"] == 65
+    # the superclass chain spelled out is the same structural class
+    assert admin.modify(dn, {"objectClass": [(MODIFY_REPLACE, ["top", "person", "organizationalPerson",
+                                                               "inetOrgPerson"])]}), admin.result
+    # a superclass as the only class is a structural class change
+    assert not admin.modify(dn, {"objectClass": [(MODIFY_REPLACE, ["person"])]})
+    assert admin.result["result"] == 69
+
+
 def test_schema_syntax_errors(server, admin):
     conn = connect(server, check_names=False)
     base = {"uid": "syntax", "cn": "s", "sn": "s", "gidNumber": "1", "homeDirectory": "/h"}
@@ -807,6 +881,47 @@ def test_escaped_dns(server, admin, rdn, attrs, flt):
     conn.search(dn, "(objectClass=*)", BASE)
     assert conn.result["result"] == 32
     conn.unbind()
+
+
+def test_unicode_normalisation(server, admin):
+    import unicodedata
+
+    nfc = "Zoë Ångström-Çelik"
+    nfd = unicodedata.normalize("NFD", nfc)
+    assert nfc != nfd
+    conn = connect(server, check_names=False)
+    dn = f"cn={nfc},{WORK}"
+    assert conn.add(dn, ["person"], {"cn": nfc, "sn": "Ångström"}), conn.result
+    for base in (f"cn={nfd},{WORK}", f"CN={nfc.upper()},{WORK}"):
+        conn.search(base, "(objectClass=*)", BASE, attributes=["1.1"])
+        assert conn.result["result"] == 0 and len(conn.response) == 1, base
+    for flt in (f"(cn={nfd})", f"(cn={nfc.lower()})", f"(cn={nfd[:4]}*)", f"(sn={unicodedata.normalize('NFD', 'ÅNGSTRÖM')})"):
+        conn.search(WORK, flt, LEVEL, attributes=["cn"])
+        assert [e["raw_attributes"]["cn"] for e in conn.response] == [[nfc.encode()]], flt
+    assert conn.compare(dn, "cn", nfd) is True
+    # the same name in the other normal form is the same DN
+    assert not conn.add(f"cn={nfd},{WORK}", ["person"], {"cn": nfd, "sn": "x"})
+    assert conn.result["result"] == 68
+    assert conn.delete(f"cn={nfd},{WORK}"), conn.result
+    conn.unbind()
+
+
+@pytest.mark.xfail(reason="attribute options (RFC 4512 2.5) are not supported: the core drops ';lang-en' "
+                          "from add/modify/filter attribute descriptions instead of treating the description "
+                          "as unrecognized, so a tagged value is silently stored as an untagged one", strict=True)
+def test_attribute_options_are_not_silently_dropped(server, admin):
+    conn = connect(server, check_names=False)
+    dn = f"uid=tagged,{WORK}"
+    ok = conn.add(dn, ["inetOrgPerson"], {"uid": "tagged", "cn": "Base", "sn": "T", "description;lang-en": "English"})
+    if ok:
+        # stored: it must come back tagged, and an untagged filter must not see it as plain description
+        conn.search(dn, "(objectClass=*)", BASE, attributes=["description"])
+        assert "description;lang-en" in conn.response[0]["raw_attributes"], conn.response[0]["raw_attributes"]
+    else:
+        assert conn.result["result"] == 17
+    # a filter on a tagged description must not match untagged values (jsmith's cn has no tag)
+    conn.search(PEOPLE, "(cn;lang-en=John Smith)", SUBTREE, attributes=["1.1"])
+    assert dns(conn) == []
 
 
 def test_multi_valued_rdn(server, admin):

@@ -164,6 +164,22 @@ def test_bind(d):
     assert d.whoami(anon) == "" and d.whoami(s) == f"dn:{JSMITH}"
 
 
+def test_bind_unknown_dn_still_verifies_a_hash(d, monkeypatch):
+    """An unknown DN, or an entry without userPassword, costs a hash verification like a
+    wrong password does (no timing hint), and is refused the same way."""
+    calls = []
+    real = passwords.verify
+    monkeypatch.setattr(passwords, "verify", lambda pw, stored: calls.append(stored) or real(pw, stored))
+    for dn in (JSMITH, f"uid=ghost,{STUDENTS}", STUDENTS):
+        calls.clear()
+        e = refused(ResultCode.INVALID_CREDENTIALS, d.bind, dn, b"wrong-password")
+        assert e.message == "" and e.matched_dn == ""
+        assert len(calls) == 1, dn
+    calls.clear()
+    refused(ResultCode.INVALID_CREDENTIALS, d.bind, f"uid=ghost,{STUDENTS}", b"another-password")
+    assert calls and calls[0].startswith(b"{ARGON2}")  # the configured scheme's cost
+
+
 def test_passwords_given_in_clear_are_stored_as_argon2(d, root):
     dn = f"uid=hashed,{PEOPLE}"
     d.add(root, dn, person("hashed", userPassword=CLEAR))
