@@ -100,7 +100,9 @@ class MemberOf(Overlay):
                 if name in attrs:
                     attrs[name] = [v for v in attrs[name] if self._norm(v) != entry.ndn]
                     if not attrs[name]:
-                        del attrs[name]
+                        # groupOfNames must keep a member: like slapd's olcRefintNothing,
+                        # the root DN stands in for the last one removed
+                        attrs[name] = [self.d.root_dn.encode()]
             tx.replace(Entry(g.dn, g.ndn, attrs, g.id), self.d.index_rows(attrs))
         if self.is_group(entry.attrs):
             affected |= self.member_ndns(entry.attrs)
