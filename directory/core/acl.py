@@ -43,6 +43,12 @@ class Level(IntEnum):
 
 SCOPES = ("base", "one", "subtree", "children")
 _EMPTY = frozenset()
+_INTERNED: dict = {}
+
+
+def _intern(hidden: frozenset) -> frozenset:
+    """Most entries hide the same few attributes: share one set per distinct answer."""
+    return _INTERNED.setdefault(hidden, hidden)
 
 
 class ACLConfigError(ValueError):
@@ -329,6 +335,20 @@ class AccessControl:
         invisible (left out of search results, as if it did not exist)."""
         if ident.is_root or entry.id is None:
             return _EMPTY
+        # Memoised on the (immutable, cached) target entry per identity. The answer
+        # depends only on the rules, the target and the identity's own entry, and a
+        # change to either replaces that entry object; an expiring identity is not memoised.
+        me = self._ident_entry(ident)
+        key = ("\0acl", ident.ndn)
+        memo = entry.keys.get(key)
+        if memo is not None and memo[0] is me:
+            return memo[1]
+        hidden = self._hidden_attrs(ident, entry)
+        if me is None or "rollcallExpiry" not in me.attrs:
+            entry.keys[key] = (me, hidden)
+        return hidden
+
+    def _hidden_attrs(self, ident, entry):
         rules = self._applicable(ident, entry)
         decided = {}
 
@@ -351,7 +371,7 @@ class AccessControl:
         for name in ("entryDN", "hasSubordinates", "subschemaSubentry"):
             if level_for(name) < Level.READ:
                 hidden.add(name)
-        return frozenset(hidden)
+        return _intern(frozenset(hidden))
 
     def can_authenticate(self, entry) -> bool:
         """Binding is 'auth' access to userPassword for an anonymous connection."""
