@@ -12,6 +12,7 @@ from ldaptor.protocols import pureber, pureldap
 from ldaptor.protocols.ldap.ldapserver import BaseLDAPServer
 from twisted.internet import defer, protocol, reactor
 from twisted.internet.threads import deferToThreadPool
+from twisted.protocols.policies import TimeoutMixin
 
 from .. import passwords
 from ..core.directory import ANONYMOUS, Identity, PartialResult, WriteOptions
@@ -34,7 +35,8 @@ OP_NAMES = {OP_BIND: "bind", OP_SEARCH: "search", OP_MODIFY: "modify", OP_ADD: "
 STARTTLS = "1.3.6.1.4.1.1466.20037"
 WHOAMI = "1.3.6.1.4.1.4203.1.11.3"
 PASSWD_MODIFY = "1.3.6.1.4.1.4203.1.11.1"
-SUPPORTED_EXTENSIONS = [STARTTLS, WHOAMI, PASSWD_MODIFY]
+ACCOUNT_OP = "2.25.69814933526364736177629039217756273497.4.1"  # RollcallExop.1, directory/core/accounts.py
+SUPPORTED_EXTENSIONS = [STARTTLS, WHOAMI, PASSWD_MODIFY, ACCOUNT_OP]
 
 # Which controls make sense on which operation.
 _CONTROL_OPS = {
@@ -48,6 +50,7 @@ _CONTROL_OPS = {
 
 _LDAPTOR_DECODER = BaseLDAPServer.berdecoder
 SEARCH_BATCH = 256  # candidates examined per reactor turn
+MAX_PAGED_SEARCHES = 16  # paged searches a connection may leave open
 
 
 def _is_loopback(host: str) -> bool:
@@ -70,7 +73,7 @@ class _Search:
         self.page_size = page_size
 
 
-class LDAPServerProtocol(protocol.Protocol):
+class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
     def __init__(self, server):
         self.server = server  # the LDAPServerFactory: directory, pools, TLS context, config
         self.directory = server.directory
@@ -93,8 +96,21 @@ class LDAPServerProtocol(protocol.Protocol):
         self.tls = self.server.is_tls_listener(self.transport)
         self.ident = Identity(peer=self.peer, tls=self.tls)
         self.server.connections.add(self)
+        if self.config.idle_timeout:
+            self.setTimeout(self.config.idle_timeout)
+
+    def timeoutConnection(self):
+        """limits.idle_timeout passed with no request (and no search running)."""
+        if self.searches:
+            self.resetTimeout()
+            return
+        log.info("closing idle connection from %s", self.peer)
+        self.send(ber.encode_notice_of_disconnection(ResultCode.UNAVAILABLE, "idle connection closed"))
+        self.closed = True
+        self.transport.loseConnection()
 
     def connectionLost(self, reason=protocol.connectionDone):
+        self.setTimeout(None)
         self.closed = True
         for s in self.searches.values():
             s.abandoned = True
@@ -103,6 +119,7 @@ class LDAPServerProtocol(protocol.Protocol):
         self.server.connections.discard(self)
 
     def dataReceived(self, data):
+        self.resetTimeout()
         self.buffer += data
         buf, off, max_pdu = self.buffer, 0, self.config.max_pdu
         try:
@@ -334,6 +351,9 @@ class LDAPServerProtocol(protocol.Protocol):
         self.page_counter += 1
         cookie = b"%d" % self.page_counter
         self.pages[cookie] = state
+        if len(self.pages) > MAX_PAGED_SEARCHES:
+            # a client that never finishes its paged searches must not hold memory forever
+            self.pages.pop(next(iter(self.pages)))
         self.result(state.msgid, OP_SEARCH, ResultCode.SUCCESS, controls=[encode_paged(0, cookie)])
 
     def _send_entries(self, msgid, entries):
@@ -423,6 +443,15 @@ class LDAPServerProtocol(protocol.Protocol):
             self.send(ber.encode_extended_response(msgid, ResultCode.SUCCESS, value=authz))
         elif name == PASSWD_MODIFY:
             self.password_modify(msgid, value)
+        elif name == ACCOUNT_OP:
+            # create for a new enrollee, issue activation codes, activate: JSON in, JSON out
+            from ..core.accounts import accounts_of
+
+            d = deferToThreadPool(reactor, self.server.write_pool, accounts_of(self.directory).extended,
+                                  self.ident, value)
+            d.addCallbacks(lambda out: self.send(ber.encode_extended_response(
+                msgid, ResultCode.SUCCESS, name=ACCOUNT_OP, value=out)),
+                lambda f: self.error(msgid, OP_EXTENDED, f.value))
         else:
             raise LDAPError(ResultCode.PROTOCOL_ERROR, f"{name}: extended operation not supported")
 

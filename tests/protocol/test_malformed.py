@@ -9,6 +9,7 @@ import socket
 import subprocess
 import time
 
+import ldap3
 import pytest
 
 from tests.conftest import ROOT_DN, ROOT_PW, SUFFIX, requires_ldap_utils
@@ -441,3 +442,24 @@ def test_starttls_command_injection(server, live, injected):
     for msgid, op_tag, op in msgs:
         assert msgid == 0 and ldap_result(op)[0] == 2, msgs  # only a Notice of Disconnection
     after_bad_input(server, live)
+
+
+def test_idle_connections_are_closed(tmp_path):
+    """limits.idle_timeout: a connection that sends nothing is told and closed; an
+    active one is not."""
+    from tests.conftest import ServerProcess
+
+    srv = ServerProcess(tmp_path, extra_config={"limits": {"idle_timeout": 1}}).start()
+    try:
+        idle = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+        busy = ldap3.Connection(ldap3.Server(srv.url), auto_bind=True)
+        deadline = time.monotonic() + 2.5
+        while time.monotonic() < deadline:
+            busy.search("", "(objectClass=*)", search_scope=ldap3.BASE)
+            time.sleep(0.3)
+        data = idle.recv(4096)
+        assert b"1.3.6.1.4.1.1466.20036" in data  # Notice of Disconnection
+        assert idle.recv(4096) == b""  # then closed
+        assert busy.search("", "(objectClass=*)", search_scope=ldap3.BASE)
+    finally:
+        srv.stop()
