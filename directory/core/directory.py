@@ -128,10 +128,17 @@ class Directory:
         except ValueError as exc:
             raise ConfigError("password_policy", str(exc)) from None
         self.memberof = MemberOf(self)
+        import secrets
+
+        self._decoy = self.hasher.hash(secrets.token_urlsafe(24).encode())
         # business rules run inside each write's transaction, in this order
         self.overlays = [self.memberof]
         from .requests import RequestsOverlay  # access requests and grants (ou=requests)
         self.overlays.append(RequestsOverlay(self))
+        from .accounts import AccountsOverlay  # account status rules, activation (directory/core/accounts.py)
+        self.overlays.append(AccountsOverlay(self))
+        from ..photos import PhotoOverlay  # staged student photos (ou=staged-photos)
+        self.overlays.append(PhotoOverlay(self))
 
     # ------------------------------------------------------------------ helpers
     def parse_dn(self, text: str) -> DN:
@@ -259,12 +266,10 @@ class Directory:
         return ndn, entry, hashes or [self._decoy_hash()]
 
     def _decoy_hash(self) -> bytes:
-        decoy = getattr(self, "_decoy", None)
-        if decoy is None:
-            import secrets
-
-            decoy = self._decoy = self.hasher.hash(secrets.token_urlsafe(24).encode())
-        return decoy
+        """A hash of the configured scheme that matches nothing: an unknown DN costs a
+        bind as much as a wrong password, so timing does not tell which accounts exist.
+        Made when the directory opens, not on the reactor during a bind."""
+        return self._decoy
 
     @staticmethod
     def verify_any(password: bytes, hashes) -> bytes | None:
