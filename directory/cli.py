@@ -57,8 +57,8 @@ def cmd_serve(args):
 def cmd_load(args):
     cfg = _config(args)
     from .app import open_directory
-    from .core.bulk import LoadError
-    from .ldif import LDIFError, records
+    from .core.bulk import BulkLoader, LoadError
+    from .ldif import LDIFError
 
     directory = open_directory(cfg)
     started = time.perf_counter()
@@ -68,7 +68,7 @@ def cmd_load(args):
 
     try:
         with open(args.ldif, "rb") as fh:
-            count = directory.load_entries(records(fh, args.ldif), progress=progress)
+            count = BulkLoader(directory).load_ldif(fh, args.ldif, progress=progress)
     except (LDIFError, LoadError) as exc:
         print(f"\nrollcall load: {args.ldif}: {exc} — nothing was loaded", file=sys.stderr)
         sys.exit(1)
@@ -170,6 +170,14 @@ def main(argv=None):
 
     add_request_parser(command("request", None, "access requests: submit, list, show, approve, deny, "
                                                 "withdraw; expire (the nightly job)"))
+
+    from .admin_cli import register as register_admin  # roster, account … (LDAP clients)
+    register_admin(sub)
+    from .photos_cli import register as register_photos  # photos upload | publish | roster | setup
+    register_photos(sub)
+
+    from sync.cli import register as register_sync  # `rollcall sync sis|oneroster …`
+    register_sync(sub)
 
     args = parser.parse_args(argv)
     args.fn(args)

@@ -13,9 +13,9 @@ class LDIFError(Exception):
         self.source, self.line, self.reason = source, line, reason
 
 
-def read_ldif(stream, source="<ldif>"):
+def read_ldif(stream, source="<ldif>", first_line=1):
     """Yield (line_number, dn, [(attr, [values])]) per record; stream yields bytes lines."""
-    record, start, lineno = [], 0, 0
+    record, lineno = [], first_line - 1
     logical, logical_line = None, 0
 
     def flush_logical():
@@ -88,10 +88,39 @@ def _record(lines, source):
     return dn_line, dn, [attrs[k] for k in order]
 
 
-def records(stream, source="<ldif>"):
-    for rec in read_ldif(stream, source):
+def records(stream, source="<ldif>", first_line=1):
+    for rec in read_ldif(stream, source, first_line):
         if rec is not None:
             yield rec
+
+
+_BLOCK = 1 << 22
+
+
+def raw_chunks(fh, min_bytes=256 * 1024):
+    """Split an LDIF file into (first line number, bytes) pieces at record
+    boundaries (a blank line), so records can be parsed in parallel."""
+    line, pending = 1, b""
+    while True:
+        block = fh.read(_BLOCK)
+        data = pending + block
+        if not block:
+            if data.strip():
+                yield line, data
+            return
+        cut = max(data.rfind(b"\n\n"), data.rfind(b"\n\r\n"))
+        if cut < 0 or cut < min_bytes and len(block) == _BLOCK:
+            pending = data
+            continue
+        piece, pending = data[: cut + 1], data[cut + 1 :]
+        # hand out pieces of about min_bytes so every worker gets work early
+        start = 0
+        while start < len(piece):
+            end = piece.find(b"\n\n", start + min_bytes)
+            end = len(piece) if end < 0 else end + 1
+            yield line, piece[start:end]
+            line += piece.count(b"\n", start, end)
+            start = end
 
 
 def _line(name: str, value: bytes) -> str:

@@ -9,7 +9,7 @@ import os
 import signal
 import uuid
 
-from .dn import DN
+from .dn import DN, parent_ndn
 from .errors import LDAPError, ResultCode
 from .entry import encode_attrs
 
@@ -37,6 +37,25 @@ def _prepare_chunk(chunk):
             out.append(_loader.prepare(lineno, dn_text, raw_attrs))
         except LDAPError as exc:
             return out, (lineno, dn_text, exc.message or str(exc))
+    return out, None
+
+
+def _prepare_raw(job):
+    """A piece of LDIF text: parse and prepare its records (in a worker)."""
+    import io
+
+    from ..ldif import LDIFError, records
+
+    first_line, data, source = job
+    out = []
+    try:
+        for lineno, dn_text, raw_attrs in records(io.BytesIO(data), source, first_line):
+            try:
+                out.append(_loader.prepare(lineno, dn_text, raw_attrs))
+            except LDAPError as exc:
+                return out, (lineno, dn_text, exc.message or str(exc))
+    except LDIFError as exc:
+        return out, (exc.line, "", exc.reason)
     return out, None
 
 
@@ -79,24 +98,35 @@ class BulkLoader:
         attrs.setdefault("modifiersName", [actor])
         attrs.setdefault("modifyTimestamp", [stamp])
         attrs.setdefault("structuralObjectClass", [d.schema.structural_class(attrs["objectClass"]).encode()])
-        parent_ndn = d.dn.normalize(str(dn.parent())) if ndn != d.suffix_ndn else None
-        return (lineno, str(dn), ndn, parent_ndn, d.dn.rdn_of(dn.rdn), encode_attrs(attrs), d.index_rows(attrs))
+        parent = parent_ndn(ndn) if ndn != d.suffix_ndn else None
+        return (lineno, str(dn), ndn, parent, d.dn.rdn_of(dn.rdn), encode_attrs(attrs), d.index_rows(attrs))
 
-    def _prepared(self, records):
+    def _prepared(self, fn, jobs):
         global _loader
         _loader = self
         if self.workers <= 1:
-            for chunk in _chunks(records):
-                yield _prepare_chunk(chunk)
+            for job in jobs:
+                yield fn(job)
             return
         ctx = multiprocessing.get_context("fork")
         pool = ctx.Pool(self.workers, initializer=_worker_init)
         try:
-            yield from pool.imap(_prepare_chunk, _chunks(records), chunksize=1)
+            yield from pool.imap(fn, jobs, chunksize=1)
             pool.close()
         finally:
             pool.terminate()
             pool.join()
+
+    def load(self, records, progress=None) -> int:
+        """Load (line, dn, attrs) records."""
+        return self._load(self._prepared(_prepare_chunk, _chunks(records)), progress)
+
+    def load_ldif(self, fh, source="<ldif>", progress=None) -> int:
+        """Load an LDIF file: parsing happens in the workers too."""
+        from ..ldif import raw_chunks
+
+        jobs = ((line, data, source) for line, data in raw_chunks(fh))
+        return self._load(self._prepared(_prepare_raw, jobs), progress)
 
     def _compute_memberof(self, tx):
         """memberOf is the server's to keep: compute it for every member of every group."""
@@ -110,22 +140,22 @@ class BulkLoader:
         if members:
             memberof.refresh(tx, members)
 
-    def load(self, records, progress=None) -> int:
+    def _load(self, prepared_chunks, progress=None) -> int:
         store = self.d.store
         count = 0
         with store.bulk() as tx:
             was_empty = tx.conn.execute("SELECT 1 FROM entries LIMIT 1").fetchone() is None
             next_id = (tx.conn.execute("SELECT max(id) FROM entries").fetchone()[0] or 0) + 1
             known = {}  # ndn -> (id, path) of entries loaded in this run
-            for prepared, error in self._prepared(records):
+            for prepared, error in prepared_chunks:
                 rows = []
-                for lineno, dn, ndn, parent_ndn, rdn_key, data, index_rows in prepared:
+                for lineno, dn, ndn, pndn, rdn_key, data, index_rows in prepared:
                     if ndn in known or (not was_empty and tx.get_by_ndn(ndn) is not None):
                         raise LoadError(lineno, dn, "entry already exists")
-                    if parent_ndn is None:
+                    if pndn is None:
                         parent_id, path = None, rdn_key + "\x01"
                     else:
-                        parent = known.get(parent_ndn) or (None if was_empty else tx.id_path(parent_ndn))
+                        parent = known.get(pndn) or (None if was_empty else tx.id_path(pndn))
                         if parent is None:
                             raise LoadError(lineno, dn, f"parent {str(DN.parse(dn).parent())!r} does not exist "
                                             "(parents must come before their children)")

@@ -80,8 +80,26 @@ def _invalid(text, why):
     return LDAPError(ResultCode.INVALID_DN_SYNTAX, f"invalid DN {text!r}: {why}")
 
 
+_PLAIN_TYPE = re.compile(r"^[A-Za-z][A-Za-z0-9-]*$")
+
+
 @lru_cache(maxsize=65536)
 def _parse(text: str) -> DN:
+    # Fast path for the common DN with no escapes, quotes, '#' values, multi-valued
+    # RDNs or odd spacing: plain splitting gives the same result as the full parser.
+    if not any(c in text for c in '\\"+#;<> '):
+        rdns = []
+        for part in text.split(","):
+            attr, eq, value = part.partition("=")
+            if not eq or not value or not _PLAIN_TYPE.match(attr):
+                break
+            rdns.append(((attr, value),))
+        else:
+            return DN(rdns)
+    return _parse_full(text)
+
+
+def _parse_full(text: str) -> DN:
     rdns, rdn = [], []
     i, n = 0, len(text)
     if not text.strip():
@@ -167,6 +185,14 @@ def _ber_string(data: bytes, text: str) -> str:
         return data[2:].decode("utf-8")
     except UnicodeDecodeError:
         raise _invalid(text, "#BER value is not UTF-8") from None
+
+
+def parent_ndn(ndn: str) -> str:
+    """The parent of a normalised DN (its first unescaped comma ends the RDN)."""
+    i = ndn.find(",")
+    while i > 0 and ndn[i - 1] == "\\":
+        i = ndn.find(",", i + 1)
+    return ndn[i + 1 :] if i >= 0 else ""
 
 
 class DNNormalizer:
