@@ -126,7 +126,7 @@ def _gentime(text):
 
 class Session:
     def __init__(self, args):
-        from ldap3 import Connection, Server, Tls
+        from ldap3 import NONE, Connection, Server, Tls
 
         self.cfg = _config(args)
         self.suffix = self.cfg.suffix
@@ -150,7 +150,7 @@ class Session:
         self.me = args.bind_dn
         if self.me and not password:
             raise CLIError("-D needs a password (-w, --password-file or $ROLLCALL_PASSWORD)")
-        self.conn = Connection(Server(url, tls=tls), user=self.me, password=password if self.me else None,
+        self.conn = Connection(Server(url, tls=tls, get_info=NONE), user=self.me, password=password if self.me else None,
                                raise_exceptions=False, receive_timeout=30)
         if not self.conn.bind():
             raise CLIError(f"bind failed: {self.conn.result.get('description')} {self.conn.result.get('message')}")

@@ -119,7 +119,7 @@ class PasswordPolicy:
             for v in entry.attrs.get(attr, ()):
                 if v.decode("utf-8", "replace").casefold() == folded:
                     raise LDAPError(ResultCode.CONSTRAINT_VIOLATION, f"password must not be the account's {attr}")
-        for old in entry.attrs.get("userPassword", ()) + entry.attrs.get("pwdHistory", []):
+        for old in list(entry.attrs.get("userPassword", ())) + list(entry.attrs.get("pwdHistory", ())):
             if passwords.verify(new, _history_hash(old)):
                 raise LDAPError(ResultCode.CONSTRAINT_VIOLATION, "password was used recently; choose another")
 

@@ -216,7 +216,7 @@ class RequestsOverlay(Overlay):
         self.nonemployees_dn = f"ou=nonemployees,ou=people,{suffix}"
         self._anon: dict[str, deque] = {}
         self._lock = threading.Lock()
-        self._plans = {}  # (id(tx), entry id) -> what after_modify must grant
+        self._plans = {}  # id(new entry) -> (new entry, what after_modify must grant)
 
     # -- helpers ---------------------------------------------------------------
     def is_request(self, entry) -> bool:
@@ -527,7 +527,8 @@ class RequestsOverlay(Overlay):
             target = self.resolve(tx, old.attrs) if status == "APPROVED" else self._resolve_loose(tx, old.attrs)
             self.check_approver(tx, ident, old.attrs, target)
             if status == "APPROVED":
-                self._plans[(id(tx), old.id)] = self._plan(tx, ident, old, new, target)
+                # handed to after_modify with the very entry object (never a stale plan)
+                self._plans[id(new)] = (new, self._plan(tx, ident, old, new, target))
         stamp = gentime(time.time())
         new.attrs["rollcallDecidedBy"] = [(ident.dn or "").encode()]
         new.attrs["rollcallDecidedAt"] = [stamp]
@@ -609,7 +610,8 @@ class RequestsOverlay(Overlay):
             uid = f"{base}{n}"
 
     def after_modify(self, tx, ident, old, new):
-        plan = self._plans.pop((id(tx), old.id), None)
+        held = self._plans.pop(id(new), None)
+        plan = held[1] if held is not None and held[0] is new else None
         if not self.is_request(new):
             return
         before = _text(old.attrs, "rollcallRequestStatus", "").upper()

@@ -430,7 +430,7 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
     def _renamed(self, asked: str, got: str) -> bool:
         try:
             return self.directory.normalize_dn(asked) != self.directory.normalize_dn(got)
-        except LDAPError:
+        except Exception:  # never fail the (already committed) write's response
             return True
 
     # ------------------------------------------------------------------ extended
