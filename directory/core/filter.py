@@ -266,6 +266,17 @@ _RULES = {k: fn for keys, fn in _RULE_TABLE.items() for k in keys}
 SUPPORTED_RULES = sorted({keys[0] for keys in _RULE_TABLE})
 
 
+SMALL_ENOUGH = 64  # candidates below which further AND terms are not worth an index read
+
+
+def _selectivity(ast) -> int:
+    """Rough order in which AND terms narrow the candidates best."""
+    kind = ast[0]
+    if kind == "eq":
+        return 3 if ast[1].lower() in ("objectclass", "2.5.4.0") else 0
+    return {"sub": 1, "and": 1, "or": 2, "present": 4}.get(kind, 5)
+
+
 class IndexPlanner:
     """Candidate entry ids for a filter from the configured indexes; None means
     the filter (or this part of it) cannot be answered from an index."""
@@ -278,8 +289,13 @@ class IndexPlanner:
     def candidates(self, ast):
         kind = ast[0]
         if kind == "and":
+            # Most selective terms first; once the candidates are few, stop: every
+            # candidate is checked against the whole filter anyway, and a term like
+            # (objectClass=inetOrgPerson) would read an index row per person.
             best = None
-            for f in ast[1]:
+            for f in sorted(ast[1], key=_selectivity):
+                if best is not None and len(best) <= SMALL_ENOUGH:
+                    break
                 ids = self.candidates(f)
                 if ids is None:
                     continue
