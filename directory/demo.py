@@ -68,6 +68,7 @@ PASSWORDS = {
     "photo vendor": "demo-vendor-pw",
     "SSO service": "demo-sso-service-pw",
     "sync service": "demo-sync-service-pw",
+    "photo publisher": "demo-photo-publisher-pw",
 }
 
 # code, name, kind, grades, city, street, phone
@@ -321,6 +322,7 @@ class _Builder:
         self.services()
         self.sis(students, sis_only)
         self.ou("ou=requests", "requests", "Access requests: kind, requester, target, status, decision")
+        self.ou("ou=staged-photos", "staged-photos", "Uploaded student photos waiting for the nightly publish")
 
     def person(self, rel, given, sn, uid, mail_domain, district_id, schools, extra_classes,
                affiliations, primary, password, status, *extra):
@@ -492,7 +494,8 @@ class _Builder:
         owner = self.dn("uid=aroberts,ou=staff,ou=people")
         for cn, kind, role, description in (
                 ("sso-portal", "SSO", "SSO service", "Single sign-on portal: looks up and authenticates users"),
-                ("sis-sync", "SYNC", "sync service", "SIS sync: imports SIS records, creates and updates accounts")):
+                ("sis-sync", "SYNC", "sync service", "SIS sync: imports SIS records, creates and updates accounts"),
+                ("photo-publisher", "SYNC", "photo publisher", "Nightly job: publishes staged student photos")):
             rel = f"cn={cn},ou=services"
             password = PASSWORDS[role]
             self.add(rel, ("objectClass", ["top", "applicationProcess", "rollcallService", "rollcallAccount"]),

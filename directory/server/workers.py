@@ -34,9 +34,7 @@ def _run_worker(cfg, sockets):
 
     signal.signal(signal.SIGTERM, lambda *_: reactor.callFromThread(reactor.stop))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    directory = open_directory(cfg)
-    directory.store.refresh_interval = 0  # siblings write too: look before every operation
-    factory = LDAPServerFactory(directory, cfg)
+    factory = LDAPServerFactory(open_directory(cfg), cfg)
     for listener, sock in sockets:
         f = factory
         if listener.scheme == "ldaps":

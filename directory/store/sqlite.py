@@ -63,7 +63,7 @@ class SQLiteStore:
         self._ndn_ids: dict[str, int] = {}
         self._local = threading.local()
         self._write_lock = threading.Lock()
-        self.refresh_interval = 1.0
+        self.refresh_interval = 0.0
         self._last_refresh = 0.0
         conn = self._conn()
         conn.executescript(SCHEMA)
@@ -90,9 +90,9 @@ class SQLiteStore:
             self._local.conn = None
 
     def refresh(self):
-        """Drop cached entries another process (or connection) changed since we last looked.
-        With one server process the only other writers are offline tools, so a check
-        per `refresh_interval` seconds is enough; worker processes set it to 0 (every call)."""
+        """Drop cached entries another process (or connection) changed since we last looked:
+        sibling workers and offline jobs (e.g. `rollcall request expire`). Called before
+        every operation; `refresh_interval` > 0 trades that freshness for a few µs."""
         if self.refresh_interval:
             now = time.monotonic()
             if now - self._last_refresh < self.refresh_interval:

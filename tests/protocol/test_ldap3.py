@@ -81,12 +81,6 @@ def encode_filter(text):
     return ber_encoder.encode(compile_filter(parse_filter(text, None, True, True, None, False).elements[0]))
 
 
-def person(uid, **extra):
-    attrs = {"objectClass": ["inetOrgPerson"], "uid": uid, "cn": f"Test {uid}", "sn": uid}
-    attrs.update(extra)
-    return attrs
-
-
 def add_ou(conn, dn):
     ou = dn.split(",")[0].split("=")[1]
     assert conn.add(dn, ["organizationalUnit"], {"ou": ou}), conn.result
@@ -1187,3 +1181,14 @@ def test_pipelined_async_paged_and_plain(server, admin):
     assert sorted(e["attributes"]["uid"][0] for e in r2) == ["jsmith", "mgarcia"]
     assert sorted(e["attributes"]["uid"][0] for e in r3) == ["bob", "carol", "dave"]
     conn.unbind()
+
+
+def test_server_log_never_holds_a_password(server):
+    """Runs last in this module: nothing above left a clear password in the server's log."""
+    used = [ROOT_PW, *USERS.values(), "not-the-password", "stamps-pw-1", "stamps-pw-2", "first-password",
+            "second-password", "third-password", "fourth-password", "hijacked-password", "anon-password",
+            "wrong-old", "readpw-secret"]
+    text = server.log_path.read_text(errors="replace")
+    assert "bind ok" in text  # the log is there and in use
+    for pw in used:
+        assert pw not in text, pw

@@ -111,10 +111,11 @@ def search(d, ident, base, text="(objectClass=*)", scope=SCOPE_SUB, attrs=(), **
 
 
 def get(d, dn, *attrs):
-    """An entry as root sees it, or None."""
-    got = search(d, Identity(ROOT_DN, d.root_ndn, True), dn, scope=SCOPE_BASE, attrs=attrs or ("*", "+")) \
-        if d.lookup(d.normalize_dn(dn)) else {}
-    return next(iter(got.values()), None)
+    """An entry's attributes as root sees them, or None if there is no such entry."""
+    if d.lookup(d.normalize_dn(dn)) is None:
+        return None
+    got = search(d, Identity(ROOT_DN, d.root_ndn, True), dn, scope=SCOPE_BASE, attrs=attrs or ("*", "+"))
+    return next(iter(got.values()))
 
 
 def refused(code, fn, *args, **kw):

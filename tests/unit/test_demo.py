@@ -25,11 +25,12 @@ EXPECTED = {
     "ou=nonemployees,ou=people": 2,
     "ou=sites": 3 + 3 * 4,          # 3 sites, 4 role groups each
     "ou=groups": 5,                 # district-admins, ou=welligent and its 3 role groups
-    "ou=services": 2,
+    "ou=services": 3,               # SSO portal, SIS sync, photo publisher
     "ou=sis": 60 + 3,               # every student, and 3 enrollees without an account
     "ou=requests": 0,
+    "ou=staged-photos": 0,
 }
-TOTAL = 1 + 6 + 3 + sum(EXPECTED.values())  # suffix, its 6 branches, the 3 people branches
+TOTAL = 1 + 7 + 3 + sum(EXPECTED.values())  # suffix, its 7 branches, the 3 people branches
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,488 @@
+"""Delegated account administration: what a school's email sub-administrator does
+every week, as functions over an ldap3 connection bound as the caller. The
+`rollcall roster` / `rollcall account …` commands call them, and so will the web
+console. They are LDAP clients: the rules (who may act on which student, ENABLED-only
+resets and deactivations, reason + reference, sync never re-enabling) are the
+directory's, so `ldappasswd` and `ldapmodify` obey exactly the same ones; a check
+made here too is only there to phrase the refusal well.
+
+    roster(conn, code, ids=None, issue_codes=True) -> Roster   (.rows, .missing, .zip_bytes())
+    find_students(conn, text)                 district ID, mail, first or last name (substring)
+    resolve_student(conn, target)             username, district ID or DN -> one student
+    create_account(conn, district_id)         RollcallAccountOp "create" (new enrollee)
+    reset_password(conn, target)              Password Modify without a new password
+    deactivate(conn, target, reason, reference)
+    reactivate(conn, target)
+    issue_codes(conn, [uid, …])               new one-time activation codes (PENDING accounts)
+    activate(conn, uid, code, new_password)   self-service, anonymous connection
+    change_password(conn, old, new)           the must-change-after-reset flow (bound as the user)
+
+Every function raises AdminError (message, LDAP result code) when the directory
+refuses; the message is fit to show to the sub-administrator.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import time
+import zipfile
+from dataclasses import dataclass, field
+
+from ldap3 import BASE, MODIFY_REPLACE, SUBTREE
+from ldap3.utils.conv import escape_filter_chars
+
+ACCOUNT_OP = "2.25.69814933526364736177629039217756273497.4.1"
+DISTRICT_ID = re.compile(r"^[0-9]{6}[0-9A-Za-z][0-9]{3}$")
+SUBADMIN_ROLE = "student-email-admins"
+STUDENT_ATTRS = ["uid", "cn", "givenName", "sn", "mail", "employeeNumber", "departmentNumber",
+                 "rollcallGrade", "rollcallAccountStatus", "rollcallActivationState", "rollcallPhotoStatus",
+                 "rollcallDeactivationReason", "rollcallDeactivationReference", "rollcallDeactivatedBy",
+                 "rollcallDeactivatedAt", "rollcallStatusSource", "rollcallActivationCodeExpiry"]
+SIS_ATTRS = ["employeeNumber", "givenName", "sn", "rollcallGrade", "departmentNumber",
+             "rollcallSisImportedAt", "rollcallLinkedAccount"]
+ROSTER_STUDENT_ATTRS = ["uid", "givenName", "sn", "mail", "employeeNumber", "departmentNumber", "rollcallGrade",
+                        "rollcallAccountStatus", "rollcallActivationState", "rollcallPhotoStatus"]
+ROSTER_COLUMNS = ["district_id", "last_name", "first_name", "grade", "school_code", "school", "username",
+                  "email", "account_status", "activation_state", "activation_code", "activation_code_expires",
+                  "photo_status", "sis_record_date", "all_schools"]
+MISSING_COLUMNS = ["district_id", "reason"]
+PAGE = 1000
+
+
+class AdminError(Exception):
+    def __init__(self, message: str, code: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _suffix(conn) -> str:
+    """The naming context (from the root DSE), cached on the connection."""
+    got = getattr(conn, "_rollcall_suffix", None)
+    if got is None:
+        conn.search("", "(objectClass=*)", BASE, attributes=["namingContexts"])
+        entries = conn.response or []
+        vals = entries[0]["attributes"].get("namingContexts", []) if entries and "attributes" in entries[0] else []
+        if not vals:
+            raise AdminError("cannot read the directory's naming context from the root DSE")
+        got = vals[0]
+        conn._rollcall_suffix = got
+    return got
+
+
+def _fail(conn, what: str):
+    r = conn.result or {}
+    message = r.get("message") or r.get("description") or "failed"
+    raise AdminError(f"{what}: {message}", r.get("result"))
+
+
+def _one(v):
+    if isinstance(v, list):
+        return v[0] if v else None
+    return v
+
+
+def _str(v) -> str:
+    v = _one(v)
+    if v is None:
+        return ""
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    return str(v)
+
+
+def _entries(conn):
+    return [e for e in (conn.response or []) if e.get("type") == "searchResEntry"]
+
+
+def paged_search(conn, base, flt, attributes, page=PAGE) -> list:
+    """All entries of a search, RFC 2696 pages of `page` entries: [(dn, attrs)]."""
+    out, cookie = [], None
+    # only raw values are used: ldap3's per-value formatting (check_names) would double the time
+    check_names = conn.check_names
+    conn.check_names = False
+    try:
+        while True:
+            ok = conn.search(base, flt, SUBTREE, attributes=attributes, paged_size=page, paged_cookie=cookie)
+            if not ok and (conn.result or {}).get("result") not in (0, None):
+                if (conn.result or {}).get("result") == 32:  # base invisible/absent: nothing in scope
+                    return out
+                _fail(conn, f"search of {base}")
+            out.extend((e["dn"], {k.lower(): v for k, v in e["raw_attributes"].items()}) for e in _entries(conn))
+            ctrl = ((conn.result or {}).get("controls") or {}).get("1.2.840.113556.1.4.319")
+            cookie = ctrl["value"]["cookie"] if ctrl else None
+            if not cookie:
+                return out
+    finally:
+        conn.check_names = check_names
+
+
+def _raw(attrs, name) -> str:
+    """First value of an attribute from ldap3 raw_attributes (case-insensitive name)."""
+    v = attrs.get(name.lower())
+    if v is None:
+        v = attrs.get(name)
+    if not v:
+        return ""
+    return v[0].decode("utf-8", "replace") if isinstance(v[0], bytes) else str(v[0])
+
+
+def _raw_all(attrs, name) -> list:
+    vals = attrs.get(name.lower())
+    if vals is None:
+        vals = next((v for k, v in attrs.items() if k.lower() == name.lower()), [])
+    return [x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x) for x in vals]
+
+
+def whoami(conn) -> str:
+    """The caller's DN ('' when anonymous)."""
+    got = conn.extend.standard.who_am_i()
+    got = got.decode() if isinstance(got, bytes) else (got or "")
+    return got[3:] if got.startswith("dn:") else got
+
+
+@dataclass
+class Scope:
+    dn: str
+    root: bool
+    district_admin: bool
+    cost_centers: set
+
+
+def my_scope(conn) -> Scope:
+    """Which cost centers the caller administers (student-email-admins of the site),
+    read from the caller's memberOf (kept transitively by the server)."""
+    me = whoami(conn)
+    suffix = _suffix(conn)
+    if not me:
+        return Scope("", False, False, set())
+    conn.search(me, "(objectClass=*)", BASE, attributes=["memberOf"])
+    entries = _entries(conn)
+    if not entries:
+        # the root DN has no entry: it administers everything
+        return Scope(me, True, True, set())
+    groups = [g.lower().replace(" ", "") for g in _raw_all(entries[0]["raw_attributes"], "memberOf")]
+    sites = f",ou=sites,{suffix}".lower().replace(" ", "")
+    codes = set()
+    for g in groups:
+        if g.startswith(f"cn={SUBADMIN_ROLE},ou=") and g.endswith(sites):
+            codes.add(g[len(f"cn={SUBADMIN_ROLE},ou="):-len(sites)])
+    district = f"cn=district-admins,ou=groups,{suffix}".lower().replace(" ", "") in groups
+    return Scope(me, False, district, codes)
+
+
+def check_cost_center(conn, code: str) -> dict:
+    """The site of a cost center, if the caller administers its students; else AdminError."""
+    code = code.strip()
+    if not re.match(r"^[0-9A-Za-z_-]{1,32}$", code):
+        raise AdminError(f"{code!r} is not a cost center code")
+    suffix = _suffix(conn)
+    scope = my_scope(conn)
+    if not (scope.root or scope.district_admin or code.lower() in scope.cost_centers):
+        mine = ", ".join(sorted(scope.cost_centers)) or "none"
+        raise AdminError(f"you are not a student email administrator of cost center {code} "
+                         f"(your cost centers: {mine})", 50)
+    conn.search(f"ou={code},ou=sites,{suffix}", "(objectClass=*)", BASE,
+                attributes=["rollcallSiteName", "rollcallCostCenter"])
+    entries = _entries(conn)
+    if not entries:
+        raise AdminError(f"no cost center {code} in the directory", 32)
+    a = entries[0]["raw_attributes"]
+    return {"code": _raw(a, "rollcallCostCenter") or code, "name": _raw(a, "rollcallSiteName") or code}
+
+
+def _student(dn, attrs) -> dict:
+    return {
+        "dn": dn, "uid": _raw(attrs, "uid"), "name": _raw(attrs, "cn"), "given": _raw(attrs, "givenName"),
+        "sn": _raw(attrs, "sn"), "mail": _raw(attrs, "mail"), "district_id": _raw(attrs, "employeeNumber"),
+        "schools": _raw_all(attrs, "departmentNumber"), "grade": _raw(attrs, "rollcallGrade"),
+        "status": (_raw(attrs, "rollcallAccountStatus") or "ENABLED").upper(),
+        "activation_state": _raw(attrs, "rollcallActivationState"),
+        "photo_status": _raw(attrs, "rollcallPhotoStatus"),
+        "deactivation_reason": _raw(attrs, "rollcallDeactivationReason"),
+        "deactivation_reference": _raw(attrs, "rollcallDeactivationReference"),
+        "deactivated_by": _raw(attrs, "rollcallDeactivatedBy"),
+        "deactivated_at": _raw(attrs, "rollcallDeactivatedAt"),
+        "status_source": _raw(attrs, "rollcallStatusSource"),
+    }
+
+
+def _students_base(conn) -> str:
+    return f"ou=students,ou=people,{_suffix(conn)}"
+
+
+def find_students(conn, text: str, limit: int = 200) -> list:
+    """Students in the caller's scope matching a district ID, an e-mail address, a
+    username, or a first or last name (substring, at least 3 characters)."""
+    t = text.strip()
+    if not t:
+        raise AdminError("search for a district ID, an e-mail address or a name")
+    e = escape_filter_chars(t)
+    if DISTRICT_ID.match(t):
+        flt = f"(employeeNumber={e})"
+    elif "@" in t:
+        flt = f"(mail={e})"
+    elif len(t) < 3:
+        flt = f"(|(uid={e})(givenName={e})(sn={e}))"
+    else:
+        flt = f"(|(uid={e})(mail=*{e}*)(givenName=*{e}*)(sn=*{e}*))"
+    found = paged_search(conn, _students_base(conn), flt, STUDENT_ATTRS)
+    out = [_student(dn, a) for dn, a in found]
+    out.sort(key=lambda s: (s["sn"].casefold(), s["given"].casefold(), s["uid"]))
+    return out[:limit]
+
+
+def resolve_student(conn, target: str) -> dict:
+    """One student by username, district ID or DN, within the caller's scope."""
+    t = target.strip()
+    base = _students_base(conn)
+    if "=" in t and "," in t:
+        conn.search(t, "(objectClass=*)", BASE, attributes=STUDENT_ATTRS)
+        found = [(x["dn"], x["raw_attributes"]) for x in _entries(conn)]
+    else:
+        e = escape_filter_chars(t)
+        flt = f"(employeeNumber={e})" if DISTRICT_ID.match(t) else f"(uid={e})"
+        found = paged_search(conn, base, flt, STUDENT_ATTRS)
+    if not found:
+        raise AdminError(f"no student {t!r} in your scope (unknown, or a student of a school you do "
+                         "not administer)", 32)
+    if len(found) > 1:
+        raise AdminError(f"{t!r} matches {len(found)} students; use the username", 53)
+    return _student(*found[0])
+
+
+def _show(s: dict) -> dict:
+    return {"name": s["name"], "username": s["uid"], "email": s["mail"], "district_id": s["district_id"],
+            "dn": s["dn"]}
+
+
+# --------------------------------------------------------------------------- actions
+
+
+def account_op(conn, request: dict) -> dict:
+    """Call the RollcallAccountOp extended operation; returns its JSON answer."""
+    conn.extended(ACCOUNT_OP, json.dumps(request).encode("utf-8"))
+    r = conn.result or {}
+    if r.get("result") != 0:
+        raise AdminError(r.get("message") or r.get("description") or "refused", r.get("result"))
+    value = r.get("responseValue") or b"{}"
+    return json.loads(value.decode("utf-8") if isinstance(value, bytes) else value)
+
+
+def create_account(conn, district_id: str) -> dict:
+    """The account of a new enrollee (SIS record, no account yet): PENDING, with a
+    one-time activation code. Returns name, username, email, dn, activation code."""
+    out = account_op(conn, {"action": "create", "employeeNumber": district_id.strip()})
+    out["name"] = out.get("cn", "")
+    out["username"] = out.get("uid", "")
+    out["email"] = out.get("mail", "")
+    return out
+
+
+def issue_codes(conn, accounts: list) -> list:
+    if not accounts:
+        return []
+    return account_op(conn, {"action": "issue-codes", "accounts": list(accounts)})["codes"]
+
+
+def reset_password(conn, target: str) -> dict:
+    """A generated password for an ENABLED student of the caller's scope (RFC 3062 with
+    no new password: exactly what `ldappasswd -D <subadmin> uid=…` does). The student
+    must change it at the next login. Returns name, username, email, password."""
+    s = resolve_student(conn, target)
+    if s["status"] != "ENABLED":
+        raise AdminError(f"{s['uid']} is {s['status']}: only an ENABLED account can have its password reset"
+                         + (" (a PENDING account is activated with its activation code)"
+                            if s["status"] == "PENDING" else ""), 53)
+    ok = conn.extend.standard.modify_password(user=s["dn"])
+    if not ok or not isinstance(ok, (str, bytes)):
+        _fail(conn, f"password reset of {s['uid']}")
+    password = ok.decode() if isinstance(ok, bytes) else ok
+    return {**_show(s), "password": password}
+
+
+def deactivate(conn, target: str, reason: str, reference: str) -> dict:
+    """ENABLED -> DISABLED with a reason and a reference (the server records who and
+    when, and keeps sync from re-enabling it). Returns name, username, email."""
+    if not (reason or "").strip():
+        raise AdminError("a deactivation needs a reason (e.g. parent-refusal)")
+    if not (reference or "").strip():
+        raise AdminError("a deactivation needs a reference (e.g. the signed form's number)")
+    s = resolve_student(conn, target)
+    if s["status"] != "ENABLED":
+        raise AdminError(f"{s['uid']} is {s['status']}: only an ENABLED account can be deactivated", 53)
+    ok = conn.modify(s["dn"], {"rollcallAccountStatus": [(MODIFY_REPLACE, ["DISABLED"])],
+                               "rollcallDeactivationReason": [(MODIFY_REPLACE, [reason.strip()])],
+                               "rollcallDeactivationReference": [(MODIFY_REPLACE, [reference.strip()])]})
+    if not ok:
+        _fail(conn, f"deactivation of {s['uid']}")
+    after = resolve_student(conn, s["dn"])
+    return {**_show(after), "status": after["status"], "reason": after["deactivation_reason"],
+            "reference": after["deactivation_reference"], "by": after["deactivated_by"],
+            "at": after["deactivated_at"]}
+
+
+def reactivate(conn, target: str) -> dict:
+    """DISABLED -> ENABLED (audited by the server with the earlier reason and reference)."""
+    s = resolve_student(conn, target)
+    if s["status"] != "DISABLED":
+        raise AdminError(f"{s['uid']} is {s['status']}: only a DISABLED account can be re-activated", 53)
+    if not conn.modify(s["dn"], {"rollcallAccountStatus": [(MODIFY_REPLACE, ["ENABLED"])]}):
+        _fail(conn, f"re-activation of {s['uid']}")
+    return {**_show(s), "status": "ENABLED", "previous_reason": s["deactivation_reason"],
+            "previous_reference": s["deactivation_reference"]}
+
+
+def activate(conn, uid: str, code: str, new_password: str) -> dict:
+    """Self-service activation of a PENDING account (anonymous connection)."""
+    return account_op(conn, {"action": "activate", "uid": uid.strip(), "code": code.strip(),
+                             "newPassword": new_password})
+
+
+def change_password(conn, old: str, new: str):
+    """The bound user changes their own password (e.g. the must-change after a reset)."""
+    ok = conn.extend.standard.modify_password(old_password=old, new_password=new)
+    if not ok:
+        _fail(conn, "password change")
+    return True
+
+
+# --------------------------------------------------------------------------- roster
+
+
+@dataclass
+class Roster:
+    code: str
+    site_name: str
+    rows: list = field(default_factory=list)  # dicts with ROSTER_COLUMNS keys
+    missing: list = field(default_factory=list)  # dicts with MISSING_COLUMNS keys
+    generated_at: float = field(default_factory=time.time)
+    codes_issued: int = 0
+    code_errors: list = field(default_factory=list)
+
+    @property
+    def stamp(self) -> str:
+        return time.strftime("%Y%m%d-%H%M", time.localtime(self.generated_at))
+
+    def zip_bytes(self) -> bytes:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr(f"roster-{self.code}-{self.stamp}.csv", csv_bytes(ROSTER_COLUMNS, self.rows))
+            if self.missing:
+                z.writestr(f"not-found-{self.code}-{self.stamp}.csv", csv_bytes(MISSING_COLUMNS, self.missing))
+        return buf.getvalue()
+
+
+_DANGEROUS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(value) -> str:
+    """A cell a spreadsheet shows as text: a leading = + - @ (tab, CR) would start a
+    formula (CSV injection), so such cells get a leading apostrophe (OWASP advice)."""
+    s = "" if value is None else str(value)
+    return "'" + s if s.startswith(_DANGEROUS) else s
+
+
+def csv_bytes(columns, rows) -> bytes:
+    """UTF-8 with a byte-order mark (Excel then reads accents right), CRLF line ends,
+    every field quoted when needed (RFC 4180), cells neutralised against formulas."""
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\r\n")
+    w.writerow(columns)
+    for r in rows:
+        w.writerow([safe_cell(r.get(c, "")) for c in columns])
+    return b"\xef\xbb\xbf" + out.getvalue().encode("utf-8")
+
+
+def _date(gentime: str) -> str:
+    return f"{gentime[0:4]}-{gentime[4:6]}-{gentime[6:8]}" if len(gentime) >= 8 else gentime
+
+
+def roster(conn, code: str, ids=None, issue_activation_codes: bool = True) -> Roster:
+    """The roster of a cost center (or only the listed district IDs): one row per
+    student whose SIS record or account carries the code, including SIS records with
+    no account yet. Unknown or out-of-scope IDs go to `missing`. PENDING accounts get
+    a fresh one-time activation code (replacing any earlier one) unless disabled."""
+    site = check_cost_center(conn, code)
+    code = site["code"]
+    suffix = _suffix(conn)
+    e = escape_filter_chars(code)
+    # from the suffix: sub-administrators may read SIS records but not the ou=sis entry itself
+    sis = paged_search(conn, suffix, f"(&(objectClass=rollcallSisRecord)(departmentNumber={e}))", SIS_ATTRS)
+    accounts = paged_search(conn, _students_base(conn), f"(departmentNumber={e})", ROSTER_STUDENT_ATTRS)
+    by_id = {}
+    by_dn = {}
+    for dn, a in accounts:
+        s = _student(dn, a)
+        by_dn[dn.lower().replace(" ", "")] = s
+        if s["district_id"]:
+            by_id.setdefault(s["district_id"].lower(), s)
+    rows = {}
+    for dn, a in sis:
+        did = _raw(a, "employeeNumber")
+        linked = _raw(a, "rollcallLinkedAccount")
+        acc = by_id.get(did.lower()) or (by_dn.get(linked.lower().replace(" ", "")) if linked else None)
+        rows[did.lower()] = _row(site, did, a, acc)
+    for s in by_id.values():
+        if s["district_id"].lower() not in rows:
+            rows[s["district_id"].lower()] = _row(site, s["district_id"], None, s)
+    report = Roster(code, site["name"])
+    if ids is not None:
+        wanted = []
+        seen = set()
+        for raw in ids:
+            t = raw.strip()
+            if not t or t.lower() in seen:
+                continue
+            seen.add(t.lower())
+            if not DISTRICT_ID.match(t):
+                report.missing.append({"district_id": t, "reason": "not a district ID (10 characters, e.g. "
+                                                                   "000123s456)"})
+            elif t.lower() in rows:
+                wanted.append(rows[t.lower()])
+            else:
+                report.missing.append({"district_id": t, "reason": f"not a student of cost center {code} "
+                                                                   "(unknown district ID, or another school)"})
+        selected = wanted
+    else:
+        selected = list(rows.values())
+    selected.sort(key=lambda r: (r["last_name"].casefold(), r["first_name"].casefold(), r["district_id"]))
+    if issue_activation_codes:
+        pending = [r["username"] for r in selected if r["account_status"] == "PENDING" and r["username"]]
+        if pending:
+            by_uid = {r["username"]: r for r in selected}
+            for item in issue_codes(conn, pending):
+                if "code" in item:
+                    r = by_uid.get(item["uid"])
+                    if r is not None:
+                        r["activation_code"] = item["code"]
+                        r["activation_code_expires"] = _date(item["expiry"])
+                        report.codes_issued += 1
+                else:
+                    report.code_errors.append(item)
+    report.rows = selected
+    return report
+
+
+def _row(site, did, sis_attrs, acc) -> dict:
+    a = sis_attrs or {}
+    return {
+        "district_id": did,
+        "last_name": (_raw(a, "sn") if sis_attrs else "") or (acc["sn"] if acc else ""),
+        "first_name": (_raw(a, "givenName") if sis_attrs else "") or (acc["given"] if acc else ""),
+        "grade": (_raw(a, "rollcallGrade") if sis_attrs else "") or (acc["grade"] if acc else ""),
+        "school_code": site["code"], "school": site["name"],
+        "username": acc["uid"] if acc else "",
+        "email": acc["mail"] if acc else "",
+        "account_status": acc["status"] if acc else "NO ACCOUNT",
+        "activation_state": acc["activation_state"] if acc else "",
+        "activation_code": "", "activation_code_expires": "",
+        "photo_status": (acc["photo_status"] or "NONE") if acc else "",
+        "sis_record_date": _date(_raw(a, "rollcallSisImportedAt")) if sis_attrs else "",
+        "all_schools": " ".join(acc["schools"] if acc else _raw_all(a, "departmentNumber")),
+    }

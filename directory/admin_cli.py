@@ -1,0 +1,259 @@
+"""`rollcall roster` and `rollcall account …`: LDAP clients (ldap3) that bind as the
+caller, so the directory's rules apply to them as to ldapmodify/ldappasswd.
+
+Connection options (every command):
+    --url URL            ldap:// or ldaps:// (env ROLLCALL_URL; default ldap://127.0.0.1:3389)
+    --bind-dn DN / -D    who you are (env ROLLCALL_BIND_DN)
+    -W                   prompt for the password (the default when no -y / env is given)
+    -y FILE              read the password from FILE (first line), like ldapsearch -y
+    env ROLLCALL_BIND_PASSWORD   the password (for scripts)
+    --starttls / -Z, --ca-file FILE   TLS (ldaps:// or StartTLS) and the CA to trust
+A password is never taken on the command line in clear.
+
+    rollcall roster --cost-center CODE [--ids ID,ID,…] [-o FILE.zip] [--no-codes]
+    rollcall account find TEXT
+    rollcall account create DISTRICT_ID
+    rollcall account reset USERNAME|DISTRICT_ID
+    rollcall account deactivate USERNAME|DISTRICT_ID --reason REASON --reference FORM-NUMBER
+    rollcall account reactivate USERNAME|DISTRICT_ID
+    rollcall account activate USERNAME [--code CODE] [--new-password-file FILE]   (anonymous)
+    rollcall account change-password [--new-password-file FILE]   (bound as the account)
+"""
+import getpass
+import os
+import ssl
+import sys
+import time
+
+from . import admin
+
+
+def _password(args, prompt="Password: "):
+    if args.password_file:
+        with open(args.password_file, encoding="utf-8") as fh:
+            return fh.readline().rstrip("\r\n")
+    env = os.environ.get("ROLLCALL_BIND_PASSWORD")
+    if env is not None and not args.prompt:
+        return env
+    return getpass.getpass(prompt)
+
+
+def _new_password(args):
+    if getattr(args, "new_password_file", None):
+        with open(args.new_password_file, encoding="utf-8") as fh:
+            return fh.readline().rstrip("\r\n")
+    env = os.environ.get("ROLLCALL_NEW_PASSWORD")
+    if env is not None:
+        return env
+    first = getpass.getpass("New password: ")
+    if getpass.getpass("New password again: ") != first:
+        _die(args, "the two passwords differ")
+    return first
+
+
+def _die(args, message, code=1):
+    print(f"rollcall {args.command_name}: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def connect(args, anonymous=False):
+    from ldap3 import NONE, Connection, Server, Tls
+
+    tls = None
+    if args.url.startswith("ldaps://") or args.starttls:
+        tls = Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=args.ca_file) if args.ca_file else \
+            Tls(validate=ssl.CERT_REQUIRED)
+    server = Server(args.url, get_info=NONE, tls=tls, connect_timeout=10)
+    if anonymous:
+        conn = Connection(server, auto_bind=False, receive_timeout=60)
+        conn.open()
+        if args.starttls:
+            conn.start_tls()
+        return conn
+    if not args.bind_dn:
+        _die(args, "--bind-dn (or ROLLCALL_BIND_DN) is required", 2)
+    password = _password(args)
+    conn = Connection(server, user=args.bind_dn, password=password, auto_bind=False, receive_timeout=60)
+    conn.open()
+    if args.starttls:
+        conn.start_tls()
+    if not conn.bind():
+        r = conn.result or {}
+        _die(args, f"cannot bind as {args.bind_dn}: {r.get('description')} {r.get('message') or ''}".strip())
+    return conn
+
+
+def _run(args, fn):
+    try:
+        fn()
+    except admin.AdminError as exc:
+        _die(args, f"refused: {exc.message}")
+    except OSError as exc:
+        _die(args, f"cannot reach {args.url}: {exc}")
+
+
+def _print_person(d, extra=()):
+    print(f"  name:     {d.get('name', '')}")
+    print(f"  username: {d.get('username', '')}")
+    print(f"  email:    {d.get('email', '')}")
+    for label, value in extra:
+        print(f"  {label + ':':<9} {value}")
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_roster(args):
+    def go():
+        conn = connect(args)
+        ids = [x for x in args.ids.split(",")] if args.ids else None
+        started = time.perf_counter()
+        report = admin.roster(conn, args.cost_center, ids, issue_activation_codes=not args.no_codes)
+        data = report.zip_bytes()
+        elapsed = time.perf_counter() - started
+        out = args.output or f"roster-{report.code}-{report.stamp}.zip"
+        with open(out, "wb") as fh:
+            fh.write(data)
+        print(f"{out}: {len(report.rows)} students of {report.code} {report.site_name}"
+              + (f", {len(report.missing)} IDs not found (see not-found CSV)" if report.missing else "")
+              + f" ({elapsed:.2f} s)")
+        if report.codes_issued:
+            print(f"{report.codes_issued} one-time activation codes issued for PENDING accounts "
+                  "(they replace codes printed earlier for these students)")
+        for item in report.code_errors:
+            print(f"  no activation code for {item.get('account')}: {item.get('error')}", file=sys.stderr)
+
+    _run(args, go)
+
+
+def cmd_find(args):
+    def go():
+        conn = connect(args)
+        found = admin.find_students(conn, args.text)
+        if not found:
+            print("no student in your scope matches")
+            return
+        for s in found:
+            print(f"{s['district_id']:<11} {s['uid']:<20} {s['status']:<9} {s['name']:<30} {s['mail']}"
+                  f"  [{' '.join(s['schools'])}]")
+
+    _run(args, go)
+
+
+def cmd_create(args):
+    def go():
+        conn = connect(args)
+        out = admin.create_account(conn, args.district_id)
+        print(f"created {out['dn']} (PENDING)")
+        _print_person(out, [("status", "PENDING"),
+                            ("activation code", out.get("activationCode", "")),
+                            ("code expires", out.get("activationCodeExpiry", ""))])
+        print("Hand the username and the activation code to the student: they choose their password "
+              "with `rollcall account activate` or in the web console.")
+
+    _run(args, go)
+
+
+def cmd_reset(args):
+    def go():
+        conn = connect(args)
+        out = admin.reset_password(conn, args.target)
+        print("password reset; the student must change it at the next login")
+        _print_person(out, [("password", out["password"])])
+
+    _run(args, go)
+
+
+def cmd_deactivate(args):
+    def go():
+        conn = connect(args)
+        out = admin.deactivate(conn, args.target, args.reason, args.reference)
+        print("account deactivated (DISABLED); sync will not re-enable it")
+        _print_person(out, [("reason", out["reason"]), ("reference", out["reference"]),
+                            ("by", out["by"]), ("at", out["at"])])
+
+    _run(args, go)
+
+
+def cmd_reactivate(args):
+    def go():
+        conn = connect(args)
+        out = admin.reactivate(conn, args.target)
+        print("account re-activated (ENABLED)")
+        _print_person(out, [("was", f"{out['previous_reason']} ({out['previous_reference']})")])
+
+    _run(args, go)
+
+
+def cmd_activate(args):
+    def go():
+        conn = connect(args, anonymous=True)
+        code = args.code or os.environ.get("ROLLCALL_ACTIVATION_CODE") or getpass.getpass("Activation code: ")
+        new = _new_password(args)
+        out = admin.activate(conn, args.username, code, new)
+        print(f"account {out['uid']} activated: sign in with your new password")
+
+    _run(args, go)
+
+
+def cmd_change_password(args):
+    def go():
+        conn = connect(args)
+        current = _password(args, "Current password: ")
+        new = _new_password(args)
+        admin.change_password(conn, current, new)
+        print("password changed")
+
+    _run(args, go)
+
+
+# --------------------------------------------------------------------------- registration
+
+
+def _connection_options(p):
+    p.add_argument("--url", default=os.environ.get("ROLLCALL_URL", "ldap://127.0.0.1:3389"))
+    p.add_argument("-D", "--bind-dn", default=os.environ.get("ROLLCALL_BIND_DN"))
+    p.add_argument("-W", dest="prompt", action="store_true", help="prompt for the bind password")
+    p.add_argument("-y", "--password-file", help="read the bind password from this file")
+    p.add_argument("-Z", "--starttls", action="store_true")
+    p.add_argument("--ca-file", help="CA certificate(s) to trust for TLS")
+
+
+def register(sub):
+    """Add `roster` and `account …` to the `rollcall` command's subparsers."""
+    p = sub.add_parser("roster", help="roster of a cost center's students as a zip of CSV files")
+    _connection_options(p)
+    p.add_argument("--cost-center", required=True)
+    p.add_argument("--ids", help="only these district IDs (comma-separated)")
+    p.add_argument("-o", "--output", help="zip file to write (default roster-CODE-DATE.zip)")
+    p.add_argument("--no-codes", action="store_true",
+                   help="do not issue activation codes for PENDING accounts (earlier codes stay valid)")
+    p.set_defaults(fn=cmd_roster, command_name="roster")
+
+    acc = sub.add_parser("account", help="delegated account administration (sub-administrators)")
+    asub = acc.add_subparsers(dest="account_command", required=True)
+
+    def command(name, fn, help):
+        q = asub.add_parser(name, help=help)
+        _connection_options(q)
+        q.set_defaults(fn=fn, command_name=f"account {name}")
+        return q
+
+    q = command("find", cmd_find, "find students in your scope by district ID, e-mail or name")
+    q.add_argument("text")
+    q = command("create", cmd_create, "create the account of a new enrollee (SIS record, no account)")
+    q.add_argument("district_id")
+    q = command("reset", cmd_reset, "reset an ENABLED student's password (generated, shown once)")
+    q.add_argument("target", metavar="USERNAME|ID")
+    q = command("deactivate", cmd_deactivate, "deactivate an ENABLED account with a reason and a reference")
+    q.add_argument("target", metavar="USERNAME|ID")
+    q.add_argument("--reason", required=True, help="e.g. parent-refusal")
+    q.add_argument("--reference", required=True, help="e.g. the signed form's number")
+    q = command("reactivate", cmd_reactivate, "re-activate a DISABLED account")
+    q.add_argument("target", metavar="USERNAME|ID")
+    q = command("activate", cmd_activate, "activate a PENDING account with its one-time code (students)")
+    q.add_argument("username")
+    q.add_argument("--code", help="the activation code from the school (prompted when absent)")
+    q.add_argument("--new-password-file", help="read the new password from this file")
+    q = command("change-password", cmd_change_password, "change your own password (e.g. after a reset)")
+    q.add_argument("--new-password-file", help="read the new password from this file")

@@ -1,0 +1,552 @@
+"""Account rules (rollcallAccount), as an overlay, and the Rollcall account extended
+operation. Every front end obeys the same rules: ldapmodify, the `rollcall account`
+commands, the web console and the sync jobs.
+
+Status changes (rollcallAccountStatus: ENABLED | DISABLED | PENDING), checked in
+every modify by anyone but the root DN:
+
+  ENABLED -> DISABLED   deactivation. Needs rollcallDeactivationReason and (from a
+                        person; a service such as the SIS sync may omit it)
+                        rollcallDeactivationReference in the same modify. The server
+                        sets rollcallStatusSource (ADMIN, or SYNC for identities under
+                        ou=services), rollcallDeactivatedBy and rollcallDeactivatedAt.
+                        Only an ENABLED account can be deactivated by a person (a
+                        service may also disable a PENDING one, e.g. a withdrawal).
+  DISABLED -> ENABLED   re-activation: a separate, audited action of the same
+                        administrators. A service never re-enables an account a person
+                        disabled (rollcallStatusSource ADMIN, or none recorded): sync
+                        cannot undo a sub-administrator's decision. The deactivation
+                        fields are cleared from the entry; the audit log keeps them
+                        (op accountReactivated).
+  PENDING -> ENABLED    only by the holder's activation (below), never by a modify.
+  anything -> PENDING   refused.
+  The deactivation fields and rollcallStatusSource change only with the status.
+
+Extended operation RollcallAccountOp, OID RollcallExop.1
+(2.25.69814933526364736177629039217756273497.4.1). The request value is a UTF-8 JSON
+object with an "action"; the response value is a JSON object (and the responseName is
+the OID). Errors are ordinary LDAP result codes with a diagnostic message.
+
+  {"action": "create", "employeeNumber": "000123s123"}
+        A site's sub-administrator creates the account of a new enrollee whose SIS
+        record (ou=sis) exists but has no account yet. Refused when there is no SIS
+        record (noSuchObject), the student is not in the caller's cost centers
+        (insufficientAccessRights: the caller must be able to read the SIS record and
+        write an account carrying its school codes), or an account exists
+        (entryAlreadyExists). The account is PENDING; its uid comes from the sync's
+        username rules (sync/names.py over sync/usernames.py; config.yaml
+        sync.username.pattern / max_length) and is added to the sync's record of
+        issued names (ou=usernames,ou=sis: never given to anyone else); the SIS
+        record's rollcallLinkedAccount names it, and a one-time activation code is
+        issued. Answer: {"dn", "uid", "mail", "cn", "status", "activationCode",
+        "activationCodeExpiry"}.
+  {"action": "issue-codes", "accounts": [uid or DN, ...]}
+        New one-time activation codes for PENDING accounts the caller may write
+        (rollcallActivationCodeHash); each replaces the account's earlier code.
+        Answer: {"codes": [{"uid", "dn", "code", "expiry"} | {"account", "error"}]}.
+  {"action": "activate", "uid": "...", "code": "XXXX-XXXX", "newPassword": "..."}
+        Anonymous: a PENDING account's holder proves who they are with the code
+        handed out by the school and chooses a password: the account becomes ENABLED
+        and ACTIVATED, the code is deleted. Rate-limited per source address and per
+        account; an account's code is revoked after `activation_max_failures` wrong
+        attempts (the school prints a new one). Answer: {"dn", "uid", "status"}.
+
+Codes are 8 symbols from an alphabet without look-alikes (XXXX-XXXX, 40 bits), stored
+only as a hash (the configured password scheme) in rollcallActivationCodeHash, with
+rollcallActivationCodeExpiry (`accounts.activation_code_days`, default 30).
+
+Config (optional `accounts:` section in config.yaml; the username pattern, max length
+and student mail domain are read from the `sync:` section first, so both agree):
+    username_pattern: "{first:1}{last}"     student_mail_domain: students.<suffix's dc parts>
+    activation_code_days: 30                activation_max_failures: 5
+    activation_source_limit: 20             activation_source_window: 3600
+"""
+import json
+import re
+import secrets
+import threading
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+
+from .acl import Level
+from .dn import escape_value
+from .entry import Entry
+from .errors import LDAPError, ResultCode
+from .overlay import Overlay
+from .requests import gentime, parse_time, system_add, system_replace
+
+ACCOUNT_EXOP = "2.25.69814933526364736177629039217756273497.4.1"
+STATUSES = ("ENABLED", "DISABLED", "PENDING")
+DEACTIVATION = ("rollcallDeactivationReason", "rollcallDeactivationReference",
+                "rollcallDeactivatedBy", "rollcallDeactivatedAt")
+STATUS_FIELDS = DEACTIVATION + ("rollcallStatusSource",)
+DISTRICT_ID = re.compile(r"^[0-9]{6}[0-9A-Za-z][0-9]{3}$")
+CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I
+CODE_RE = re.compile(r"^[A-Z2-9]{4}-?[A-Z2-9]{4}$")
+ACTIVATION_FAILED = ("activation failed: wrong username or activation code, or the code was used, "
+                     "revoked or has expired; ask your school for a new code")
+
+
+def _text(entry_or_attrs, name, default=None):
+    attrs = entry_or_attrs.attrs if isinstance(entry_or_attrs, Entry) else entry_or_attrs
+    values = attrs.get(name)
+    return values[0].decode("utf-8", "replace") if values else default
+
+
+def _refuse(message, code=ResultCode.UNWILLING_TO_PERFORM):
+    raise LDAPError(code, message)
+
+
+def new_code() -> str:
+    raw = "".join(secrets.choice(CODE_ALPHABET) for _ in range(8))
+    return f"{raw[:4]}-{raw[4:]}"
+
+
+def normalize_code(code: str) -> str | None:
+    c = re.sub(r"\s", "", str(code or "")).upper()
+    if not CODE_RE.match(c):
+        return None
+    return c if "-" in c else f"{c[:4]}-{c[4:]}"
+
+
+def accounts_of(directory) -> "AccountsOverlay":
+    ov = next((o for o in directory.overlays if isinstance(o, AccountsOverlay)), None)
+    if ov is None:
+        _refuse("account operations are not enabled on this server")
+    return ov
+
+
+class AccountsOverlay(Overlay):
+    def __init__(self, directory):
+        super().__init__(directory)
+        d = directory
+        raw = d.config.raw.get("accounts") or {}
+        sync = d.config.raw.get("sync") or {}
+        uname = sync.get("username") or {}
+        suffix = d.suffix
+        # the sync's username rules (config.yaml sync.username), so both make the same names
+        self.pattern = str(uname.get("pattern") or raw.get("username_pattern") or "{first:1}{last}")
+        self.max_length = int(uname.get("max_length") or raw.get("username_max_length") or 20)
+        from sync.usernames import check_pattern
+
+        check_pattern(self.pattern)
+        dcs = [v for t, v in (p.split("=", 1) for p in suffix.split(",")) if t.strip().lower() == "dc"]
+        self.mail_domain = str(sync.get("student_mail_domain") or raw.get("student_mail_domain")
+                               or "students." + ".".join(dcs))
+        self.usernames_dn = f"ou=usernames,ou=sis,{suffix}"  # the sync's record of issued names
+        self.code_days = float(raw.get("activation_code_days", 30))
+        self.max_failures = int(raw.get("activation_max_failures", 5))
+        self.source_limit = int(raw.get("activation_source_limit", 20))
+        self.source_window = float(raw.get("activation_source_window", 3600))
+        self.people_ndn = d.normalize_dn(f"ou=people,{suffix}")
+        self.students_dn = f"ou=students,ou=people,{suffix}"
+        self.sis_ndn = d.normalize_dn(f"ou=sis,{suffix}")
+        self.services_ndn = d.normalize_dn(f"ou=services,{suffix}")
+        self._lock = threading.Lock()
+        self._source_failures: dict[str, deque] = {}
+        self._account_failures: dict[str, deque] = {}
+        self._activating = set()  # (id(tx), entry id): the activation's own status change
+
+    # ------------------------------------------------------------------ helpers
+    def is_account(self, entry) -> bool:
+        return "rollcallaccount" in self.d.objectclass_closure(entry) or "rollcallAccountStatus" in entry.attrs
+
+    def is_service(self, ident) -> bool:
+        return ident.ndn.endswith("," + self.services_ndn)
+
+    @staticmethod
+    def _status(attrs) -> str:
+        return (_text(attrs, "rollcallAccountStatus") or "ENABLED").strip().upper()
+
+    def _key(self, attr, value: str) -> str:
+        return self.d.index_key(self.d.schema.normalize(attr, value.encode()))
+
+    def _find_in(self, tx, attr, value, under_ndn) -> list:
+        if "eq" not in self.d.index_kinds(attr):
+            _refuse(f"{attr} is not indexed (config.yaml indexes)", ResultCode.UNWILLING_TO_PERFORM)
+        out = []
+        for i in sorted(tx.index_eq(attr.lower(), self._key(attr, value))):
+            e = tx.get(i)
+            if e is not None and e.ndn.endswith("," + under_ndn):
+                out.append(e)
+        return out
+
+    # ------------------------------------------------------------------ overlay hooks
+    def before_add(self, tx, ident, entry):
+        if "rollcallAccountStatus" not in entry.attrs:
+            return
+        status = self._status(entry.attrs)
+        if status not in STATUSES:
+            _refuse(f"rollcallAccountStatus must be one of {', '.join(STATUSES)}", ResultCode.CONSTRAINT_VIOLATION)
+        entry.attrs["rollcallAccountStatus"] = [status.encode()]
+
+    def before_modify(self, tx, ident, old, new):
+        if not self.is_account(old) and not self.is_account(new):
+            return
+        key = (id(tx), old.id)
+        if key in self._activating:
+            self._activating.discard(key)
+            return
+        attrs = new.attrs
+        if "rollcallAccountStatus" in attrs:
+            status = self._status(attrs)
+            if status not in STATUSES:
+                _refuse(f"rollcallAccountStatus must be one of {', '.join(STATUSES)}",
+                        ResultCode.CONSTRAINT_VIOLATION)
+            attrs["rollcallAccountStatus"] = [status.encode()]
+        if ident.is_root:
+            return  # the root DN bypasses the rules, as in slapd
+        old_status, status = self._status(old.attrs), self._status(attrs)
+        if old_status == status:
+            changed = [n for n in STATUS_FIELDS if old.attrs.get(n) != attrs.get(n)]
+            if changed:
+                _refuse(f"{', '.join(changed)}: written by the server together with a change of "
+                        "rollcallAccountStatus (deactivate: status DISABLED with a reason and a reference)",
+                        ResultCode.CONSTRAINT_VIOLATION)
+            return
+        service = self.is_service(ident)
+        who = ident.dn.encode()
+        now = gentime(time.time())
+        if status == "DISABLED":
+            if old_status != "ENABLED" and not (service and old_status == "PENDING"):
+                _refuse(f"the account {old.dn} is {old_status}: only an ENABLED account can be deactivated")
+            reason = (_text(attrs, "rollcallDeactivationReason") or "").strip()
+            reference = (_text(attrs, "rollcallDeactivationReference") or "").strip()
+            if not reason:
+                _refuse("deactivation needs a reason (rollcallDeactivationReason)", ResultCode.CONSTRAINT_VIOLATION)
+            if not reference and not service:
+                _refuse("deactivation needs a reference, e.g. the signed form's number "
+                        "(rollcallDeactivationReference)", ResultCode.CONSTRAINT_VIOLATION)
+            attrs["rollcallStatusSource"] = [b"SYNC" if service else b"ADMIN"]
+            attrs["rollcallDeactivatedBy"] = [who]
+            attrs["rollcallDeactivatedAt"] = [now]
+            tx.log(ident.ndn, ident.peer, "accountDeactivated", old.dn, old.id,
+                   {"reason": reason, "reference": reference, "previous": old_status})
+        elif status == "ENABLED":
+            if old_status == "PENDING":
+                _refuse(f"the account {old.dn} is PENDING: it becomes ENABLED when its holder activates it "
+                        "(activation code from the school)")
+            source = (_text(old.attrs, "rollcallStatusSource") or "ADMIN").upper()
+            if service and source != "SYNC":
+                _refuse(f"the account {old.dn} was disabled by an administrator "
+                        f"({_text(old.attrs, 'rollcallDeactivationReason', 'no reason recorded')}, "
+                        f"{_text(old.attrs, 'rollcallDeactivationReference', 'no reference')}): "
+                        "a sync never re-enables it; its school's administrators re-activate it")
+            detail = {n: _text(old.attrs, n) for n in DEACTIVATION if old.attrs.get(n)}
+            for n in DEACTIVATION:
+                attrs.pop(n, None)
+            attrs["rollcallStatusSource"] = [b"SYNC" if service else b"ADMIN"]
+            tx.log(ident.ndn, ident.peer, "accountReactivated", old.dn, old.id,
+                   {"previous": old_status, "previousSource": source, **detail})
+        else:
+            _refuse(f"an account cannot go back to PENDING (it is {old_status})")
+
+    # ------------------------------------------------------------------ extended operation
+    def extended(self, ident, value: bytes | None) -> bytes:
+        try:
+            req = json.loads((value or b"").decode("utf-8"))
+            if not isinstance(req, dict):
+                raise ValueError("not an object")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise LDAPError(ResultCode.PROTOCOL_ERROR, f"account operation: the request value must be a "
+                                                       f"JSON object ({exc})") from None
+        action = str(req.get("action", ""))
+        if action == "activate":
+            out = self.activate(ident, str(req.get("uid", "")), str(req.get("code", "")),
+                                str(req.get("newPassword", "")).encode())
+        else:
+            self.d.usable(ident)
+            if ident.anonymous:
+                _refuse(f"account operation {action!r}: bind first", ResultCode.INSUFFICIENT_ACCESS_RIGHTS)
+            if action == "create":
+                out = self.create(ident, str(req.get("employeeNumber", "")))
+            elif action == "issue-codes":
+                targets = req.get("accounts")
+                if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
+                    raise LDAPError(ResultCode.PROTOCOL_ERROR, "issue-codes: 'accounts' is a list of uids or DNs")
+                out = self.issue_codes(ident, targets)
+            else:
+                raise LDAPError(ResultCode.PROTOCOL_ERROR,
+                                f"account operation: unknown action {action!r} (create, issue-codes, activate)")
+        return json.dumps(out, ensure_ascii=False).encode("utf-8")
+
+    def _hash_codes(self, n: int) -> list:
+        """n fresh (code, hash) pairs; hashing runs in parallel (argon2 releases the GIL)."""
+        codes = [new_code() for _ in range(n)]
+        if n <= 1:
+            return [(c, self.d.hasher.hash(c.encode())) for c in codes]
+        threads = max(1, min(n, int(getattr(self.d.config, "hash_threads", 4) or 4)))
+        with ThreadPoolExecutor(threads) as pool:
+            hashes = list(pool.map(lambda c: self.d.hasher.hash(c.encode()), codes))
+        return list(zip(codes, hashes))
+
+    def _code_expiry(self) -> bytes:
+        return gentime(time.time() + self.code_days * 86400)
+
+    # -- create the account of a new enrollee
+    def create(self, ident, district_id: str) -> dict:
+        did = district_id.strip()
+        if not DISTRICT_ID.match(did):
+            _refuse(f"{did!r} is not a district ID (10 characters, e.g. 000123s456)",
+                    ResultCode.INVALID_ATTRIBUTE_SYNTAX)
+        [(code, code_hash)] = self._hash_codes(1)
+        d = self.d
+        with d.store.transaction() as tx:
+            records = self._find_in(tx, "employeeNumber", did, self.sis_ndn)
+            if not records:
+                _refuse(f"no SIS record for district ID {did}: the student must be enrolled in the SIS "
+                        "first (the next import brings the record)", ResultCode.NO_SUCH_OBJECT)
+            rec = records[0]
+            codes = [v.decode() for v in rec.attrs.get("departmentNumber", [])]
+            given, sn = _text(rec, "givenName", ""), _text(rec, "sn", "")
+            # scope: the caller reads the SIS record and may write an account of its schools
+            probe_attrs = {"objectClass": [b"top", b"inetOrgPerson", b"rollcallAccount", b"rollcallStudent"],
+                           "departmentNumber": rec.attrs.get("departmentNumber", []),
+                           "employeeNumber": [did.encode()]}
+            probe = Entry(f"uid=new,{self.students_dn}", d.normalize_dn(f"uid=new,{self.students_dn}"),
+                          probe_attrs, 0)
+            if not ident.is_root and (d.acl.level(ident, rec, "entry") < Level.READ
+                                      or d.acl.level(ident, probe, "entry") < Level.WRITE):
+                mine = sorted(d.acl.site_roles(ident).get("student-email-admins", ()))
+                _refuse(f"district ID {did} is not a student of your cost centers"
+                        f" ({', '.join(mine) or 'none'})", ResultCode.INSUFFICIENT_ACCESS_RIGHTS)
+            existing = self._find_in(tx, "employeeNumber", did, self.people_ndn)
+            linked = _text(rec, "rollcallLinkedAccount")
+            if not existing and linked:
+                e = tx.get_by_ndn(d.normalize_dn(linked))
+                existing = [e] if e is not None else []
+            if existing:
+                e = existing[0]
+                _refuse(f"district ID {did} already has an account: {_text(e, 'uid') or e.dn} "
+                        f"({d.account_status(e)})", ResultCode.ENTRY_ALREADY_EXISTS)
+
+            sid = _text(rec, "rollcallSisSourceId", "")
+            uid, reserved = self._allocate(tx, given, sn, did, sid)
+            dn = f"uid={escape_value(uid)},{self.students_dn}"
+            mail = f"{uid}@{self.mail_domain}"
+            classes = [b"top", b"person", b"organizationalPerson", b"inetOrgPerson"]
+            eduperson = d.schema.objectclass("eduPerson") is not None
+            if eduperson:
+                classes.append(b"eduPerson")
+            classes += [b"rollcallAccount", b"rollcallStudent"]
+            expiry = self._code_expiry()
+            attrs = {
+                "objectClass": classes, "uid": [uid.encode()],
+                "cn": rec.attrs.get("cn") or [f"{given} {sn}".strip().encode()],
+                "sn": [sn.encode()] if sn else [uid.encode()], "mail": [mail.encode()],
+                "employeeNumber": [did.encode()], "departmentNumber": rec.attrs.get("departmentNumber", []),
+                "rollcallAccountStatus": [b"PENDING"], "rollcallStatusSource": [b"ADMIN"],
+                "rollcallActivationState": [b"NOT_ACTIVATED"], "rollcallMustChangePassword": [b"TRUE"],
+                "rollcallActivationCodeHash": [code_hash], "rollcallActivationCodeExpiry": [expiry],
+                "rollcallPhotoStatus": [b"NONE"],
+            }
+            if given:
+                attrs["givenName"] = [given.encode()]
+            for name in ("rollcallGrade", "rollcallBirthDate", "rollcallSisSourceId", "rollcallEnrollmentStatus",
+                         "rollcallEnrollmentDate"):
+                if rec.attrs.get(name):
+                    attrs[name] = list(rec.attrs[name])
+            if eduperson:
+                attrs["eduPersonAffiliation"] = [b"student"]  # as the sync writes it
+                attrs["eduPersonPrimaryAffiliation"] = [b"student"]
+            attrs = {k: v for k, v in attrs.items() if v}
+            system_add(d, tx, ident, dn, attrs, {"action": "createAccount", "sisRecord": rec.dn,
+                                                 "employeeNumber": did, "activationCode": "issued"})
+            if not reserved:
+                self._record_name(tx, ident, uid, sid, dn)
+            rec_attrs = rec.copy_attrs()
+            rec_attrs["rollcallLinkedAccount"] = [dn.encode()]
+            system_replace(d, tx, ident, rec, rec_attrs, {"changes": ["replace:rollcallLinkedAccount"],
+                                                          "action": "createAccount"})
+        return {"dn": dn, "uid": uid, "mail": mail, "cn": _text(attrs, "cn"), "status": "PENDING",
+                "schools": codes, "activationCode": code, "activationCodeExpiry": expiry.decode()}
+
+    def _allocate(self, tx, given, sn, did, sid):
+        """(uid, already reserved for this SIS person) by the sync's rules: the pattern,
+        then base2, base3 … within max_length, skipping every uid in use and every name
+        the sync has issued (a username is never given to another person)."""
+        from sync.names import base_name, candidates
+
+        d = self.d
+        base = base_name(self.pattern, given, sn, "", did, self.max_length)
+        for cand in candidates(base, self.max_length):
+            if "eq" in d.index_kinds("uid"):
+                in_use = bool(tx.index_eq("uid", self._key("uid", cand)))
+            else:
+                in_use = tx.get_by_ndn(d.normalize_dn(f"uid={escape_value(cand)},{self.students_dn}")) is not None
+            if in_use:
+                continue
+            issued = tx.get_by_ndn(d.normalize_dn(f"uid={escape_value(cand)},{self.usernames_dn}"))
+            if issued is None:
+                return cand, False
+            if sid and _text(issued, "description", "") == f"sis:{sid}":
+                return cand, True  # reserved for this very person by an earlier run
+        raise AssertionError("unreachable")
+
+    def _record_name(self, tx, ident, uid, sid, dn):
+        """Add the name to the sync's issued-names record (ou=usernames,ou=sis)."""
+        d = self.d
+        if d.schema.objectclass("account") is None:
+            return
+        if tx.get_by_ndn(d.normalize_dn(self.usernames_dn)) is None:
+            if tx.get_by_ndn(self.sis_ndn) is None:
+                return
+            system_add(d, tx, ident, self.usernames_dn,
+                       {"objectClass": [b"top", b"organizationalUnit"], "ou": [b"usernames"],
+                        "description": [b"SIS sync: issued usernames (never reused)"]}, {"action": "createAccount"})
+        attrs = {"objectClass": [b"top", b"account"], "uid": [uid.encode()], "seeAlso": [dn.encode()]}
+        if sid:
+            attrs["description"] = [f"sis:{sid}".encode()]
+        system_add(d, tx, ident, f"uid={escape_value(uid)},{self.usernames_dn}", attrs, {"action": "createAccount"})
+
+    # -- (re)issue activation codes
+    def _resolve_account(self, tx, ident, target: str):
+        d = self.d
+        if "=" in target:
+            try:
+                e = tx.get_by_ndn(d.normalize_dn(target))
+            except LDAPError:
+                e = None
+            found = [e] if e is not None and e.ndn.endswith("," + self.people_ndn) else []
+        else:
+            found = self._find_in(tx, "uid", target, self.people_ndn)
+        found = [e for e in found if d.visible(ident, e)]
+        if len(found) != 1:
+            raise LDAPError(ResultCode.NO_SUCH_OBJECT, f"no account {target!r} in your scope")
+        return found[0]
+
+    def issue_codes(self, ident, targets: list) -> dict:
+        d = self.d
+        pairs = self._hash_codes(len(targets))
+        out = []
+        with d.store.transaction() as tx:
+            for target, (code, code_hash) in zip(targets, pairs):
+                try:
+                    e = self._resolve_account(tx, ident, target)
+                    d.acl.check(ident, e, Level.WRITE, "rollcallActivationCodeHash")
+                    status = d.account_status(e)
+                    if status != "PENDING":
+                        _refuse(f"the account is {status}: activation codes are for PENDING accounts")
+                    expiry = self._code_expiry()
+                    attrs = e.copy_attrs()
+                    attrs["rollcallActivationCodeHash"] = [code_hash]
+                    attrs["rollcallActivationCodeExpiry"] = [expiry]
+                    system_replace(d, tx, ident, e, attrs,
+                                   {"changes": ["replace:rollcallActivationCodeHash",
+                                                "replace:rollcallActivationCodeExpiry"],
+                                    "action": "issueActivationCode"})
+                    out.append({"uid": _text(e, "uid"), "dn": e.dn, "code": code, "expiry": expiry.decode()})
+                except LDAPError as exc:
+                    out.append({"account": target, "error": exc.message or str(exc), "result": exc.code})
+        return {"codes": out}
+
+    # -- self-service activation
+    def _host(self, ident) -> str:
+        peer = ident.peer or "internal"
+        return peer.rsplit(":", 1)[0] if ":" in peer else peer
+
+    def _recent(self, table, key, window) -> deque:
+        q = table.setdefault(key, deque())
+        cutoff = time.monotonic() - window
+        while q and q[0] < cutoff:
+            q.popleft()
+        return q
+
+    def activate(self, ident, uid: str, code: str, new_password: bytes) -> dict:
+        d = self.d
+        host = self._host(ident)
+        with self._lock:
+            if self.source_limit and len(self._recent(self._source_failures, host, self.source_window)) \
+                    >= self.source_limit:
+                _refuse("too many failed activation attempts from this address; try again later", ResultCode.BUSY)
+        uid = uid.strip()
+        norm = normalize_code(code)
+        if not uid or not new_password:
+            raise LDAPError(ResultCode.PROTOCOL_ERROR, "activate needs uid, code and newPassword")
+        entry = None
+        ok = False
+        try:
+            candidates = [e for e in (d.store.get(i) for i in d.store.index_eq("uid", self._key("uid", uid)))
+                          if e is not None and e.ndn.endswith("," + self.people_ndn)] \
+                if "eq" in d.index_kinds("uid") else []
+            entry = candidates[0] if len(candidates) == 1 else None
+            hashes = entry.attrs.get("rollcallActivationCodeHash", []) if entry is not None else []
+            # verify even when there is nothing to verify against: no timing hint
+            matched = d.verify_any((norm or "-").encode(), hashes or [d._decoy_hash()])
+            if entry is None or not hashes or norm is None or matched is None:
+                raise LDAPError(ResultCode.INVALID_CREDENTIALS, ACTIVATION_FAILED)
+            if d.account_status(entry) != "PENDING":
+                raise LDAPError(ResultCode.INVALID_CREDENTIALS, ACTIVATION_FAILED)
+            ok = True  # the code was right: what follows is not guessing
+            expiry = parse_time(entry.first("rollcallActivationCodeExpiry"))
+            if expiry is not None and expiry <= time.time():
+                _refuse("this activation code has expired; ask your school for a new one")
+            result = self._complete_activation(ident, entry, hashes[0], new_password)
+        except LDAPError:
+            if not ok:
+                self._activation_failed(host, entry, ident)
+            raise
+        with self._lock:
+            self._account_failures.pop(entry.ndn, None)
+        return result
+
+    def _complete_activation(self, ident, entry, code_hash, new_password: bytes) -> dict:
+        from .directory import Identity, now_generalized
+
+        d = self.d
+        new_hash = d.hasher.hash(new_password)
+        actor = Identity(entry.dn, entry.ndn, False, ident.peer, ident.tls, entry.id)
+        with d.store.transaction() as tx:
+            e = tx.get(entry.id)
+            if e is None or d.account_status(e) != "PENDING" or code_hash not in e.attrs.get(
+                    "rollcallActivationCodeHash", []):
+                raise LDAPError(ResultCode.INVALID_CREDENTIALS, ACTIVATION_FAILED)  # used meanwhile
+            d.policy.check_quality(e, new_password)
+            attrs = e.copy_attrs()
+            for name in ("rollcallActivationCodeHash", "rollcallActivationCodeExpiry", "pwdReset",
+                         "pwdFailureTime", "pwdAccountLockedTime"):
+                attrs.pop(name, None)
+            history = d.policy.new_history(e)
+            if history:
+                attrs["pwdHistory"] = history
+            attrs["userPassword"] = [new_hash]
+            attrs["pwdChangedTime"] = [now_generalized()]
+            attrs["rollcallAccountStatus"] = [b"ENABLED"]
+            attrs["rollcallActivationState"] = [b"ACTIVATED"]
+            attrs["rollcallMustChangePassword"] = [b"FALSE"]
+            self._activating.add((id(tx), e.id))
+            try:
+                system_replace(d, tx, actor, e, attrs, {"changes": ["replace:userPassword",
+                                                                    "replace:rollcallAccountStatus"],
+                                                        "action": "activate"})
+            finally:
+                self._activating.discard((id(tx), e.id))
+            tx.log(actor.ndn, actor.peer, "accountActivated", e.dn, e.id, {"method": "activation code"})
+        return {"dn": entry.dn, "uid": _text(entry, "uid"), "status": "ENABLED"}
+
+    def _activation_failed(self, host, entry, ident):
+        revoke = False
+        with self._lock:
+            self._recent(self._source_failures, host, self.source_window).append(time.monotonic())
+            if len(self._source_failures) > 10000:
+                for h in [h for h, q in self._source_failures.items() if not q]:
+                    del self._source_failures[h]
+            if entry is not None:
+                q = self._recent(self._account_failures, entry.ndn, 86400)
+                q.append(time.monotonic())
+                if self.max_failures and len(q) >= self.max_failures:
+                    revoke = True
+                    q.clear()
+        if revoke and entry.attrs.get("rollcallActivationCodeHash"):
+            # too many wrong codes for this account: the code is burnt, the school prints a new one
+            with self.d.store.transaction() as tx:
+                e = tx.get(entry.id)
+                if e is not None and e.attrs.get("rollcallActivationCodeHash"):
+                    attrs = e.copy_attrs()
+                    attrs.pop("rollcallActivationCodeHash", None)
+                    attrs.pop("rollcallActivationCodeExpiry", None)
+                    system_replace(self.d, tx, ident, e, attrs,
+                                   {"changes": ["delete:rollcallActivationCodeHash"],
+                                    "action": "activationCodeRevoked",
+                                    "reason": f"{self.max_failures} wrong activation attempts"})

@@ -1,0 +1,166 @@
+"""`rollcall sync sis FILE | oneroster ZIP [--dry-run] [--force] [--every 1h] …`
+
+Exit codes: 0 done; 1 done, but rows were rejected or operations failed (see the
+report); 2 unusable input, configuration or connection (nothing applied); 3 refused by
+a safety rule (threshold, empty file) — nothing applied; `--force` overrides a
+threshold (never an empty file) and leaves an audit entry in the directory.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import fcntl
+import re
+import sys
+import time
+from pathlib import Path
+
+from .engine import EXIT_ERRORS, EXIT_INPUT, EXIT_OK, EXIT_REFUSED
+
+
+def register(sub):
+    """Add `sync` to the `rollcall` command line (called from directory/cli.py)."""
+    p = sub.add_parser("sync", help="import SIS enrollments (district CSV, OneRoster) into the directory")
+    kinds = p.add_subparsers(dest="sync_kind", required=True)
+    for kind, what in (("sis", "the district SIS CSV export (one row per enrollment)"),
+                       ("oneroster", "a OneRoster 1.1/1.2 CSV package (zip or directory)")):
+        k = kinds.add_parser(kind, help=f"sync {what}")
+        k.add_argument("input", metavar="ZIP" if kind == "oneroster" else "FILE")
+        k.add_argument("--config", default="config.yaml", help="configuration file (default: config.yaml)")
+        k.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
+        k.add_argument("--force", action="store_true",
+                       help="apply even above the safety thresholds (recorded in the directory's audit log)")
+        k.add_argument("--source", help="source name recorded on SIS records (default: sync.source"
+                       + (", or 'oneroster'" if kind == "oneroster" else "") + ")")
+        k.add_argument("--full", action="store_true",
+                       help="compare every account, not only those whose SIS record changed")
+        k.add_argument("--today", help="run as of this date (YYYY-MM-DD): back-dated imports and tests")
+        k.add_argument("--every", help="repeat: run, wait this long (e.g. 30m, 1h, 1d), run again …")
+        k.add_argument("--progress", action="store_true", default=None, help="always show the progress bar")
+        k.add_argument("--quiet", action="store_true", help="only the summary")
+        k.set_defaults(fn=main_args)
+    return p
+
+
+def _interval(text: str) -> int:
+    m = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", text or "")
+    if not m:
+        raise ValueError(f"--every {text!r}: use e.g. 90s, 30m, 1h, 1d")
+    return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+
+
+def main_args(args):
+    if args.every:
+        try:
+            interval = _interval(args.every)
+        except ValueError as exc:
+            print(f"rollcall sync: {exc}", file=sys.stderr)
+            sys.exit(EXIT_INPUT)
+        while True:
+            started = time.monotonic()
+            code = run(args)
+            print(f"rollcall sync: exit {code}; next run in {args.every}", file=sys.stderr, flush=True)
+            time.sleep(max(0, interval - (time.monotonic() - started)))
+    sys.exit(run(args))
+
+
+def run(args, out=None) -> int:
+    out = out or sys.stdout
+    from .config import SyncConfigError, load
+    from .engine import Sync
+    from .model import InputError, parse_date
+    from .report import Report
+
+    def err(msg):
+        print(f"rollcall sync: {msg}", file=sys.stderr)
+
+    try:
+        cfg = load(args.config)
+    except SyncConfigError as exc:
+        err(f"configuration error: {exc}")
+        return EXIT_INPUT
+    today = _dt.date.today().strftime("%Y%m%d")
+    if args.today:
+        today = parse_date(args.today)
+        if today is None:
+            err(f"--today {args.today!r}: not a date")
+            return EXIT_INPUT
+    kind = args.sync_kind
+    source = args.source or (cfg.source if kind == "sis" else "oneroster")
+    t0 = time.monotonic()
+    sync = Sync(cfg, source, today, progress=args.progress)
+    sync.prefetch()   # read ou=sis while the file is parsed
+    try:
+        if kind == "sis":
+            from .sources import district
+
+            inp = district.parse(args.input, today)
+        else:
+            from .sources import oneroster
+
+            inp = oneroster.parse(args.input, today)
+    except InputError as exc:
+        err(f"input error: {exc} — nothing was applied")
+        return EXIT_INPUT
+    except OSError as exc:
+        err(f"{args.input}: {exc.strerror or exc} — nothing was applied")
+        return EXIT_INPUT
+    report = Report(source=source, input_kind=inp.kind, input_path=str(args.input), dry_run=args.dry_run,
+                    rows=inp.rows, people=len(inp.people))
+    report.rejected = inp.rejected
+    report.timings["parse"] = time.monotonic() - t0
+
+    def finish(code):
+        try:
+            jpath, cpath = report.write(cfg.report_dir)
+            where = f"\n  report: {jpath} and {cpath.name}"
+        except OSError as exc:
+            where = f"\n  report not written: {exc}"
+        print(report.summary() + where, file=out, flush=True)
+        return code
+
+    if inp.rows == 0 or (inp.bulk_kinds and not inp.people and not inp.rejected):
+        report.refused = ("the input has no data rows: an empty or header-only file never means that everyone "
+                          "left (nothing applied; --force does not override this)")
+        return finish(EXIT_REFUSED)
+
+    cfg.report_dir.mkdir(parents=True, exist_ok=True)
+    lock = open(cfg.report_dir / f".lock-{source.replace('/', '_')}", "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        err(f"another sync of source {source!r} is running (lock {lock.name})")
+        return EXIT_INPUT
+    try:
+        work, records = sync.plan(inp, report, full=args.full)
+    except (OSError, ConnectionError) as exc:
+        err(f"cannot read the directory at {cfg.server}: {exc}")
+        return EXIT_INPUT
+    except Exception as exc:  # LDAPReadError (bind refused, no ou=sis …)
+        err(f"cannot read the directory at {cfg.server}: {exc}")
+        return EXIT_INPUT
+    report.timings.update(sync.timings)
+    refusal = sync.check_thresholds(work, records)
+    if args.dry_run:
+        if not args.quiet and report.actions:
+            print(report.plan_text(limit=None if len(report.actions) <= 5000 else 5000), file=out)
+        if refusal:
+            report.refused = refusal + (" (--force would apply it)" if not args.force else " (--force given)")
+        return finish(EXIT_REFUSED if refusal and not args.force else
+                      EXIT_ERRORS if report.rejected else EXIT_OK)
+    if refusal and not args.force:
+        report.refused = refusal + " — nothing applied; check the input, then rerun with --force if it is right"
+        return finish(EXIT_REFUSED)
+    if refusal:
+        report.forced = refusal
+    t = time.monotonic()
+    try:
+        sync.apply(work, report, forced_reason=refusal)
+    except (OSError, ConnectionError) as exc:
+        err(f"apply interrupted: {exc} (rerun: the sync resumes where it stopped)")
+        report.timings.update(sync.timings)
+        finish(EXIT_ERRORS)
+        return EXIT_ERRORS
+    report.timings.update(sync.timings)
+    report.timings["apply"] = time.monotonic() - t
+    report.timings["total"] = time.monotonic() - t0
+    return finish(EXIT_ERRORS if report.rejected or report.failures else EXIT_OK)

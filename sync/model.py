@@ -1,0 +1,100 @@
+"""What a source file says, normalised: people (students and staff), sites, rejected rows."""
+from __future__ import annotations
+
+import datetime as _dt
+import re
+from dataclasses import dataclass, field
+
+DISTRICT_ID = re.compile(r"^[0-9]{6}[0-9A-Za-z][0-9]{3}$")
+SITE_CODE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z_-]{0,31}$")
+ACTIVE = ("ENROLLED", "PRE_ENROLLED")
+ENDED = ("WITHDRAWN", "GRADUATED", "TRANSFERRED", "INACTIVE")
+STATUSES = ACTIVE + ENDED
+
+
+class InputError(Exception):
+    """The file as a whole is unusable (missing column, bad manifest …): nothing is applied."""
+
+
+@dataclass
+class Person:
+    source_id: str
+    district_id: str
+    kind: str                     # "student" | "staff"
+    given: str
+    family: str
+    middle: str = ""
+    birth: str = ""               # YYYYMMDD
+    grade: str = ""
+    schools: tuple = ()           # site codes, sorted
+    status: str = "ENROLLED"      # rollcallEnrollmentStatus
+    entry: str = ""               # YYYYMMDD
+    leave: str = ""               # YYYYMMDD
+    email: str = ""
+    title: str = ""               # staff: role
+    origin: str = ""              # file:line
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE and bool(self.schools)
+
+
+@dataclass
+class Rejected:
+    file: str
+    line: int
+    column: str
+    reason: str
+    key: str = ""                 # district ID / sourcedId when readable
+
+
+@dataclass
+class Input:
+    kind: str                                         # "district-csv" | "oneroster-1.1" | "oneroster-1.2"
+    people: dict = field(default_factory=dict)        # source_id -> Person
+    rejected: list = field(default_factory=list)
+    protected: set = field(default_factory=set)       # source ids in rejected rows: never "absent"
+    bulk_kinds: set = field(default_factory=set)      # kinds for which absence means withdrawal
+    deleted: dict = field(default_factory=dict)       # source_id -> YYYYMMDD (delta tobedeleted)
+    sites: dict = field(default_factory=dict)         # code -> (name, kind)
+    rows: int = 0
+    skipped: int = 0                                  # rows deliberately ignored (guardians …)
+
+
+def parse_date(text: str) -> str | None:
+    """YYYY-MM-DD, YYYYMMDD, MM/DD/YYYY or an ISO timestamp -> YYYYMMDD; None if invalid."""
+    t = (text or "").strip()
+    if not t:
+        return None
+    if "T" in t:
+        t = t.split("T", 1)[0]
+    for fmt in ("%Y-%m-%d", "%Y%m%d", "%m/%d/%Y"):
+        try:
+            return _dt.datetime.strptime(t, fmt).strftime("%Y%m%d")
+        except ValueError:
+            continue
+    return None
+
+
+def gentime(yyyymmdd: str) -> str:
+    return yyyymmdd + "000000Z" if yyyymmdd else ""
+
+
+def days_between(a: str, b: str) -> int:
+    """b - a in days (YYYYMMDD)."""
+    da = _dt.date(int(a[:4]), int(a[4:6]), int(a[6:8]))
+    db = _dt.date(int(b[:4]), int(b[4:6]), int(b[6:8]))
+    return (db - da).days
+
+
+def open_text(path_or_bytes, name="input"):
+    """UTF-8 text with or without a BOM; a decoding error names the file."""
+    import io
+
+    data = path_or_bytes if isinstance(path_or_bytes, bytes) else open(path_or_bytes, "rb").read()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise InputError(f"{name}: line {line}: not UTF-8 ({exc.reason})") from None
+    return io.StringIO(text, newline="")
