@@ -4,7 +4,6 @@ import getpass
 import logging
 import sys
 import time
-from pathlib import Path
 
 from .config import ConfigError, load_config
 

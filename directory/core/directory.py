@@ -16,7 +16,7 @@ from .ppolicy import PasswordPolicy, PolicyConfig
 from .dn import DN, DNNormalizer
 from .entry import Entry
 from .errors import LDAPError, ResultCode
-from .filter import FilterCompiler, IndexPlanner, SUPPORTED_RULES
+from .filter import FilterCompiler, IndexPlanner
 
 SCOPE_BASE, SCOPE_ONE, SCOPE_SUB, SCOPE_CHILDREN = 0, 1, 2, 3
 MOD_ADD, MOD_DELETE, MOD_REPLACE, MOD_INCREMENT = 0, 1, 2, 3

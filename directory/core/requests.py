@@ -507,10 +507,9 @@ class RequestsOverlay(Overlay):
         if old_status != "PENDING":
             _refuse(f"request {n} is {old_status}: only a PENDING request can change")
         if status not in STATUSES or status == "PENDING":
-            _refuse(f"rollcallRequestStatus: one of APPROVED, DENIED, WITHDRAWN", ResultCode.CONSTRAINT_VIOLATION)
+            _refuse("rollcallRequestStatus: one of APPROVED, DENIED, WITHDRAWN", ResultCode.CONSTRAINT_VIOLATION)
         new.attrs["rollcallRequestStatus"] = [status.encode()]
         reason = _text(new.attrs, "rollcallDecisionReason")
-        kind = _text(old.attrs, "rollcallRequestKind", "").upper()
         _, requester = self._dn_value(old.attrs, "rollcallRequester")
         if "rollcallExpiry" in changed and status != "APPROVED" and not ident.is_root:
             _refuse("rollcallExpiry can only be set when approving", ResultCode.CONSTRAINT_VIOLATION)

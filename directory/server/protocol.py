@@ -8,7 +8,7 @@ writes in the single writer thread, so the reactor never waits on a hash or an f
 import ipaddress
 import logging
 
-from ldaptor.protocols import pureber, pureldap
+from ldaptor.protocols import pureber
 from ldaptor.protocols.ldap.ldapserver import BaseLDAPServer
 from twisted.internet import defer, protocol, reactor
 from twisted.internet.threads import deferToThreadPool
@@ -19,8 +19,7 @@ from ..core.directory import ANONYMOUS, Identity, PartialResult, WriteOptions
 from ..core.errors import LDAPError, ResultCode
 from . import ber
 from .controls import (
-    ASSERTION, MANAGE_DSA_IT, PAGED_RESULTS, POST_READ, PPOLICY, PRE_READ, SUPPORTED_CONTROLS,
-    decode_paged, decode_read_attrs, encode_paged, encode_read_entry, ppolicy_response,
+    ASSERTION, MANAGE_DSA_IT, PAGED_RESULTS, POST_READ, PPOLICY, PRE_READ, decode_paged, decode_read_attrs, encode_paged, encode_read_entry, ppolicy_response,
 )
 
 log = logging.getLogger("rollcall.ldap")

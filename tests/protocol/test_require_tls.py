@@ -48,7 +48,6 @@ def test_host():
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, test_host):
-    import time
 
     import yaml
 
@@ -80,7 +79,6 @@ def test_clear_bind_from_a_remote_host_is_refused(test_host, server):
 
 
 def test_starttls_and_ldaps_from_a_remote_host_work(test_host, server):
-    env_ok = ["-o", "TLS_REQCERT=allow"]
     r = whoami(test_host, server, "-ZZ", "-H", f"ldap://{HOST_IP}:{server.port}")
     assert r.returncode == 0 and r.stdout.strip() == f"dn:{ROOT_DN}", r
     r = whoami(test_host, server, "-H", f"ldaps://{HOST_IP}:{server.tls_port}")
