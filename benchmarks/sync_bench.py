@@ -157,7 +157,10 @@ def main(argv=None):
         results["reports"] = [{"file": str(p), **{k: json.loads(p.read_text())[k] for k in ("counts", "timings_s")}}
                               for p in reports]
     finally:
-        srv.stop()
+        try:
+            srv.stop()
+        except subprocess.TimeoutExpired:   # a 600k store can take a while to close
+            srv.kill()
     out_dir = ROOT / "bench-out"
     out_dir.mkdir(exist_ok=True)
     dest = out_dir / f"sync-{n}-{time.strftime('%Y%m%d-%H%M%S')}.json"

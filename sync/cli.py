@@ -12,7 +12,6 @@ import fcntl
 import re
 import sys
 import time
-from pathlib import Path
 
 from .engine import EXIT_ERRORS, EXIT_INPUT, EXIT_OK, EXIT_REFUSED
 

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 
 from . import ldapread
-from .ldapread import SCOPE_BASE, SCOPE_ONE, SCOPE_SUB, f_and, f_eq, f_or
+from .ldapread import SCOPE_BASE, SCOPE_ONE, SCOPE_SUB, f_eq, f_or
 from .model import ACTIVE, Input, Person, days_between, gentime
 from .names import base_name, candidates
 from .report import Action, Progress, Report
@@ -283,7 +283,6 @@ class Sync:
         self._prefetch_thread.start()
 
     def plan(self, inp: Input, report: Report, full=False):
-        cfg = self.cfg
         work = Work()
         t0 = time.monotonic()
         gc_was = gc.isenabled()
@@ -546,7 +545,7 @@ class Sync:
     def _depart(self, sid, did, acc, withdrawal, work, act, p, why):
         """An account whose person left: grace (unchanged) -> DISABLED -> purged."""
         stage = self._stage(withdrawal)
-        status, src = acc.get("rollcallAccountStatus").upper(), acc.get("rollcallStatusSource").upper()
+        status = acc.get("rollcallAccountStatus").upper()
         if stage == "purge":
             # a person the SIS still lists (as ended) keeps the record; one it dropped loses it
             work.purges.append((sid, acc.dn, acc.get("uid"), None if p is not None else self.record_dn(sid)))

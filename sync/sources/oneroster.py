@@ -17,7 +17,6 @@ tobedeleted (or enabledUser false) means the user left; absent users are untouch
 from __future__ import annotations
 
 import csv
-import io
 import zipfile
 from pathlib import Path
 
