@@ -131,14 +131,15 @@ class Directory:
         import secrets
 
         self._decoy = self.hasher.hash(secrets.token_urlsafe(24).encode())
-        # business rules run inside each write's transaction, in this order
-        self.overlays = [self.memberof]
-        from .requests import RequestsOverlay  # access requests and grants (ou=requests)
-        self.overlays.append(RequestsOverlay(self))
-        from .accounts import AccountsOverlay  # account status rules, activation (directory/core/accounts.py)
-        self.overlays.append(AccountsOverlay(self))
+        # Business rules run inside each write's transaction, in this order.
+        # (Imported here: some of them import this module.)
         from ..photos import PhotoOverlay  # staged student photos (ou=staged-photos)
-        self.overlays.append(PhotoOverlay(self))
+        from .accounts import AccountsOverlay  # account status rules, activation
+        from .requests import RequestsOverlay  # access requests and grants (ou=requests)
+        from .unique import UniqueIdentifiers  # district IDs and usernames below ou=people
+
+        self.overlays = [UniqueIdentifiers(self), self.memberof, RequestsOverlay(self),
+                         AccountsOverlay(self), PhotoOverlay(self)]
 
     # ------------------------------------------------------------------ helpers
     def parse_dn(self, text: str) -> DN:
