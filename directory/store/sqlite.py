@@ -268,14 +268,22 @@ class SQLiteStore:
 
     @contextmanager
     def bulk(self):
-        """Offline bulk load: one transaction, no fsync until the end (like slapadd -q)."""
+        """Offline bulk load: one transaction, no fsync until the end (like slapadd -q).
+        Into an empty store the pages go straight to the database file (a rollback
+        journal in memory instead of the WAL: a failed load still rolls back, but a
+        crash mid-load leaves a store to delete and load again, as with slapadd -q)."""
         conn = self._conn()
+        empty = conn.execute("SELECT 1 FROM entries LIMIT 1").fetchone() is None
+        if empty:
+            conn.execute("PRAGMA journal_mode=MEMORY")
         conn.execute("PRAGMA synchronous=OFF")
         try:
             with self.transaction() as tx:
                 yield tx
         finally:
             conn.execute("PRAGMA synchronous=FULL")
+            if empty:
+                conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     # -- audit ---------------------------------------------------------------
