@@ -328,13 +328,15 @@ def deactivate(conn, target: str, reason: str, reference: str) -> dict:
 
 
 def reactivate(conn, target: str) -> dict:
-    """DISABLED -> ENABLED (audited by the server with the earlier reason and reference)."""
+    """DISABLED -> ENABLED, or PENDING for a never-activated account (it has no password);
+    audited by the server with the earlier reason and reference."""
     s = resolve_student(conn, target)
     if s["status"] != "DISABLED":
         raise AdminError(f"{s['uid']} is {s['status']}: only a DISABLED account can be re-activated", 53)
-    if not conn.modify(s["dn"], {"rollcallAccountStatus": [(MODIFY_REPLACE, ["ENABLED"])]}):
+    new = "PENDING" if (s["activation_state"] or "").upper() == "NOT_ACTIVATED" else "ENABLED"
+    if not conn.modify(s["dn"], {"rollcallAccountStatus": [(MODIFY_REPLACE, [new])]}):
         _fail(conn, f"re-activation of {s['uid']}")
-    return {**_show(s), "status": "ENABLED", "previous_reason": s["deactivation_reason"],
+    return {**_show(s), "status": new, "previous_reason": s["deactivation_reason"],
             "previous_reference": s["deactivation_reference"]}
 
 

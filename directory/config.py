@@ -23,6 +23,17 @@ class Listener:
 
 
 @dataclass
+class WebConfig:
+    listen: str                 # https://host:port
+    idle_minutes: float
+    signin_max_failures: int    # per browser address / account name within signin_window
+    signin_window: int
+    max_upload_mb: int
+    threads: int                # page handlers' thread pool (their LDAP calls block)
+    ldap_url: str | None        # how the console reaches this server (default: its first listener)
+
+
+@dataclass
 class Config:
     path: Path
     base_dir: Path
@@ -40,6 +51,7 @@ class Config:
     size_limit: int
     time_limit: int
     unindexed_limit: int
+    sort_limit: int  # entries a server-side sorted search may collect (RFC 2891)
     max_pdu: int
     idle_timeout: int
     indexes: dict  # canonical-ish attribute name -> set of kinds
@@ -49,6 +61,7 @@ class Config:
     hash_threads: int
     workers: int
     log_level: str
+    web: "WebConfig | None" = None  # the `web:` section (web console), None when absent
     raw: dict = field(default_factory=dict)  # the whole document, for later sections (acl, sync)
 
 
@@ -169,6 +182,8 @@ def parse_config(doc: dict, path: Path) -> Config:
     if level not in _LEVELS:
         raise ConfigError("log.level", f"must be one of {sorted(_LEVELS)}", path)
 
+    web = _web_config(doc, path, tls_cert and tls_key)
+
     return Config(
         path=path,
         base_dir=base,
@@ -186,6 +201,7 @@ def parse_config(doc: dict, path: Path) -> Config:
         size_limit=_int(doc, "limits.size", 500, path),
         time_limit=_int(doc, "limits.time", 60, path),
         unindexed_limit=_int(doc, "limits.unindexed", 5000, path),
+        sort_limit=_int(doc, "limits.sort", 100000, path),
         max_pdu=_int(doc, "limits.max_pdu", 10 * 1024 * 1024, path, minimum=1024),
         idle_timeout=_int(doc, "limits.idle_timeout", 0, path),
         indexes=indexes,
@@ -195,5 +211,40 @@ def parse_config(doc: dict, path: Path) -> Config:
         hash_threads=_int(doc, "passwords.hash_threads", 4, path, minimum=1),
         workers=_int(doc, "server.workers", 1, path, minimum=1),
         log_level=level,
+        web=web,
         raw=doc,
     )
+
+
+def _web_config(doc, path, have_tls):
+    """The web console (`web:`): HTTPS only (its session cookie is Secure)."""
+    raw = _get(doc, "web", None, dict, path)
+    if raw is None:
+        return None
+    known = {"listen", "session_idle_minutes", "signin_max_failures", "signin_window", "max_upload_mb",
+             "threads", "ldap_url"}
+    for k in raw:
+        if k not in known:
+            raise ConfigError(f"web.{k}", f"unknown key (known: {', '.join(sorted(known))})", path)
+    listen = _get(doc, "web.listen", kind=str, path=path)
+    u = urlparse(listen)
+    if u.scheme != "https":
+        raise ConfigError("web.listen", "must be an https:// URL (the session cookie is Secure)", path)
+    try:
+        u.port
+    except ValueError:
+        raise ConfigError("web.listen", "bad port", path) from None
+    if not have_tls:
+        raise ConfigError("web.listen", "https needs tls.cert and tls.key", path)
+    idle = _get(doc, "web.session_idle_minutes", 15, (int, float), path)
+    if isinstance(idle, bool) or idle <= 0:
+        raise ConfigError("web.session_idle_minutes", "must be a number of minutes > 0", path)
+    _int(doc, "web.signin_max_failures", 5, path)
+    _int(doc, "web.signin_window", 300, path, minimum=1)
+    _int(doc, "web.max_upload_mb", 50, path, minimum=1)
+    _int(doc, "web.threads", 8, path, minimum=1)
+    ldap_url = _get(doc, "web.ldap_url", None, str, path)
+    if ldap_url is not None and urlparse(ldap_url).scheme not in ("ldap", "ldaps"):
+        raise ConfigError("web.ldap_url", "must be an ldap:// or ldaps:// URL", path)
+    return WebConfig(listen, raw.get("session_idle_minutes", 15), raw.get("signin_max_failures", 5),
+                     raw.get("signin_window", 300), raw.get("max_upload_mb", 50), raw.get("threads", 8), ldap_url)

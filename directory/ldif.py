@@ -94,6 +94,76 @@ def records(stream, source="<ldif>", first_line=1):
             yield rec
 
 
+_NAMES: dict[bytes, tuple] = {}  # attribute name as written -> (name, lowercase name)
+
+
+def _plain_record(rec, line):
+    """A record with no folding, comments, base64, URLs or CRs (the caller checked):
+    (line, dn, [(attr, [values])]) as _record gives, or None to leave it to _record."""
+    attrs = {}
+    dn = None
+    for text in rec.split(b"\n"):
+        colon = text.find(b":")
+        if colon <= 0:
+            return None
+        raw = text[:colon]
+        names = _NAMES.get(raw)
+        if names is None:
+            name = raw.decode("ascii", "replace").strip()
+            names = (name, name.lower())
+            if len(_NAMES) < 4096:
+                _NAMES[raw] = names
+        value = text[colon + 1 :].lstrip(b" ")
+        if dn is None:
+            if names[1] != "dn":
+                return None
+            try:
+                dn = value.decode("utf-8")
+            except UnicodeDecodeError:
+                return None
+            continue
+        got = attrs.get(names[1])
+        if got is None:
+            if names[1] in ("changetype", "control"):
+                return None
+            attrs[names[1]] = (names[0], [value])
+        else:
+            got[1].append(value)
+    return line, dn, list(attrs.values())
+
+
+def records_in(data: bytes, source="<ldif>", first_line=1):
+    """records() of an in-memory piece. Plain records (the bulk of a slapcat file)
+    take a quick path; anything else goes through the general reader."""
+    import io
+
+    n = len(data)
+    pos, line = 0, first_line
+    while True:
+        while pos < n and data[pos] == 0x0A:  # blank lines
+            pos += 1
+            line += 1
+        if pos >= n:
+            return
+        end = data.find(b"\n\n", pos)
+        if end < 0:
+            end = n
+        rec = data[pos:end]
+        if rec.endswith(b"\n"):
+            rec = rec[:-1]
+        got = None
+        if not (b"\r" in rec or b"\n " in rec or b"\n#" in rec or b"::" in rec or b":<" in rec
+                or rec[0] in b" #"):
+            got = _plain_record(rec, line)
+        if got is not None:
+            yield got
+        else:
+            # a blank line ends a record, so the general reader starts fresh here
+            yield from records(io.BytesIO(rec + b"\n"), source, line)
+        line += rec.count(b"\n") + 1
+        pos = end + 1
+
+
 _BLOCK = 1 << 22
 
 

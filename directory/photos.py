@@ -404,6 +404,13 @@ def _items(path: str):
     except OSError as exc:
         yield name, PhotoError(f"cannot read: {exc.strerror}")
         return
+    yield from expand(name, data)
+
+
+def expand(name: str, data: bytes):
+    """(display name, bytes or PhotoError) for one uploaded file: itself when it is not
+    a zip, else every member ("batch.zip:000001s001.jpg"). Shared by the command line
+    and the web console."""
     if not zipfile.is_zipfile(io.BytesIO(data)):
         yield name, data
         return

@@ -25,23 +25,11 @@ Examples:
     rollcall request withdraw 17 -D … -w …
 """
 import argparse
-import datetime
 import os
 import sys
 
+from . import requests_client as rc
 from .config import ConfigError, load_config
-
-KIND_ALIASES = {
-    "nonemployee": "NON_EMPLOYEE_ACCOUNT", "non-employee": "NON_EMPLOYEE_ACCOUNT",
-    "role": "APPLICATION_ROLE", "application-role": "APPLICATION_ROLE",
-    "subadmin": "SUBADMIN", "sub-admin": "SUBADMIN",
-    "photo-vendor": "PHOTO_VENDOR", "photovendor": "PHOTO_VENDOR",
-}
-SHOW_ATTRS = ["rollcallRequestNumber", "rollcallRequestKind", "rollcallRequestStatus", "rollcallRequester",
-              "rollcallRequestTarget", "rollcallGrantee", "rollcallJustification", "givenName", "sn", "cn",
-              "mail", "telephoneNumber", "rollcallOrganization", "rollcallNonEmployeeKind", "rollcallSponsor",
-              "rollcallExpiry", "description", "rollcallDecidedBy", "rollcallDecidedAt",
-              "rollcallDecisionReason", "rollcallLinkedAccount", "createTimestamp"]
 
 
 class CLIError(Exception):
@@ -114,14 +102,10 @@ def _config(args):
 
 
 def _gentime(text):
-    if text is None:
-        return None
-    if len(text) == 10 and text[4] == "-":
-        d = datetime.date.fromisoformat(text)
-        return d.strftime("%Y%m%d") + "235959Z"
-    if text.endswith("Z") and len(text) == 15 and text[:14].isdigit():
-        return text
-    raise CLIError(f"expected YYYY-MM-DD or YYYYMMDDHHMMSSZ, not {text!r}")
+    try:
+        return rc.gentime(text)
+    except rc.RequestError as exc:
+        raise CLIError(exc.message) from None
 
 
 class Session:
@@ -154,122 +138,51 @@ class Session:
                                raise_exceptions=False, receive_timeout=30)
         if not self.conn.bind():
             raise CLIError(f"bind failed: {self.conn.result.get('description')} {self.conn.result.get('message')}")
-
-    def dn(self, n):
-        return f"rollcallRequestNumber={int(n)},ou=requests,{self.suffix}"
-
-    def check(self, ok, what):
-        if not ok:
-            r = self.conn.result
-            raise CLIError(f"{what}: {r.get('description')} ({r.get('result')}): {r.get('message')}")
-
-    def get(self, dn, attrs=None):
-        from ldap3 import BASE
-
-        ok = self.conn.search(dn, "(objectClass=*)", BASE, attributes=attrs or ["*", "createTimestamp"])
-        self.check(ok, f"read {dn}")
-        return self.conn.entries[0] if self.conn.entries else None
-
-    def find_one(self, base, flt, what):
-        from ldap3 import LEVEL
-
-        ok = self.conn.search(base, flt, LEVEL, attributes=["cn"])
-        if not ok or not self.conn.entries:
-            raise CLIError(f"{what}: not found under {base}")
-        return self.conn.entries[0].entry_dn
-
-
-def _values(entry, name):
-    if entry is None or name not in entry.entry_attributes:
-        return []
-    return [str(v) for v in entry[name].values]
+        self.conn._rollcall_suffix = self.suffix
 
 
 def cmd_submit(args):
-    from ldap3.utils.conv import escape_filter_chars
-
     s = Session(args)
-    kind = KIND_ALIASES.get(args.kind.lower(), args.kind.upper())
-    attrs = {"objectClass": ["top", "rollcallRequest"], "rollcallRequestNumber": "0",
-             "rollcallRequestKind": kind, "rollcallRequestStatus": "PENDING"}
+    kind = rc.KIND_ALIASES.get(args.kind.lower(), args.kind.upper())
     site = f"ou={args.site},ou=sites,{s.suffix}" if args.site else None
     target = args.target
+    fields = {}
     if kind == "NON_EMPLOYEE_ACCOUNT":
         target = target or site
-        for name, value in (("givenName", args.given), ("sn", args.sn), ("mail", args.mail),
-                            ("telephoneNumber", args.phone), ("rollcallOrganization", args.organization),
-                            ("rollcallNonEmployeeKind", args.ne_kind and args.ne_kind.upper()),
-                            ("rollcallSponsor", args.sponsor)):
-            if value:
-                attrs[name] = value
+        fields = rc.nonemployee_attrs(s.suffix, args.given, args.sn, args.mail, args.organization, args.ne_kind,
+                                      None, args.phone, args.sponsor)
     elif kind == "APPLICATION_ROLE" and not target:
         if not (args.application and args.role):
             raise CLIError("--kind role needs --application and --role (or --target)")
-        app = f"ou={args.application},ou=groups,{s.suffix}"
-        r, a = escape_filter_chars(args.role), escape_filter_chars(args.application)
-        target = s.find_one(app, f"(&(objectClass=groupOfNames)(|(cn={r})(cn={a}-{r})))",
-                            f"role {args.role} of {args.application}")
+        target = rc.application_role_dn(s.conn, args.application, args.role)
     elif kind == "SUBADMIN" and not target:
         if not (site and args.role):
             raise CLIError("--kind subadmin needs --site and --role (student-email-admins | photo-designees)")
-        target = f"cn={args.role},{site}"
+        target = rc.site_role_dn(s.conn, args.site, args.role)
     elif kind == "PHOTO_VENDOR" and not target:
         target = f"cn=photo-vendors,{site}" if site else None
     if not target:
         raise CLIError("which site / role? (--site, --application/--role or --target)")
-    attrs["rollcallRequestTarget"] = target
-    if args.grantee:
-        attrs["rollcallGrantee"] = args.grantee
-    if args.justification:
-        attrs["rollcallJustification"] = args.justification
-    if args.expiry:
-        attrs["rollcallExpiry"] = _gentime(args.expiry)
-    ok = s.conn.add(s.dn(0), attributes=attrs)
-    s.check(ok, "submit")
-    message = s.conn.result.get("message") or ""
-    dn = message[len("added as "):] if message.startswith("added as ") else s.dn(0)
-    number = dn.split(",", 1)[0].split("=", 1)[1]
+    number = rc.submit(s.conn, kind, target, grantee=args.grantee, justification=args.justification,
+                       expiry=_gentime(args.expiry), **fields)
+    dn = rc.request_dn(s.suffix, number)
     print(f"request {number} submitted: {dn}")
-    entry = s.get(dn, ["rollcallRequestStatus", "description"]) if s.me else None
-    for flag in _values(entry, "description"):
-        if flag.lower().startswith("flag:"):
-            print(f"  {flag}")
+    got = rc.get(s.conn, number) if s.me else None
+    for flag in got.flags if got else ():
+        print(f"  {flag}")
     print(f"follow it with: rollcall request show {number}")
 
 
 def cmd_list(args):
-    from ldap3 import LEVEL
-    from ldap3.utils.conv import escape_filter_chars
-
     s = Session(args)
-    status = args.status.upper()
-    parts = ["(objectClass=rollcallRequest)"]
-    if status != "ALL":
-        parts.append(f"(rollcallRequestStatus={escape_filter_chars(status)})")
-    if args.mine:
-        if not s.me:
-            raise CLIError("--mine needs -D")
-        me = escape_filter_chars(s.me)
-        parts.append(f"(|(rollcallRequester={me})(rollcallGrantee={me}))")
-    flt = "(&" + "".join(parts) + ")"
-    entries = s.conn.extend.standard.paged_search(
-        f"ou=requests,{s.suffix}", flt, LEVEL, attributes=["*", "createTimestamp"], paged_size=200, generator=False)
-    s.check(s.conn.result.get("result") == 0, "list")
+    if args.mine and not s.me:
+        raise CLIError("--mine needs -D")
     rows = []
-    for e in entries:
-        if e.get("type") != "searchResEntry":
-            continue
-        a = e["attributes"]
-
-        def one(name, a=a):
-            v = a.get(name)
-            return str(v[0] if isinstance(v, list) and v else v or "")
-        who = one("rollcallRequester") or one("mail") or "(anonymous)"
-        rows.append((int(one("rollcallRequestNumber") or 0), one("rollcallRequestKind"),
-                     one("rollcallRequestStatus"), one("rollcallRequestTarget").split(",")[0]
-                     + ("," + one("rollcallRequestTarget").split(",")[1] if "," in one("rollcallRequestTarget") else ""),
-                     (one("rollcallGrantee") or who).split(",")[0], one("createTimestamp")[:8]))
-    rows.sort()
+    for r in rc.list_requests(s.conn, args.status, s.me if args.mine else None):
+        who = r.requester or r.one("mail") or "(anonymous)"
+        target = ",".join(r.target.split(",")[:2])
+        rows.append((r.number, r.kind, r.status, target, (r.grantee or who).split(",")[0],
+                     r.one("createTimestamp")[:8]))
     print(f"{'number':>6}  {'kind':<20}  {'status':<9}  {'target':<40}  {'for':<24}  filed")
     for n, kind, st, target, who, created in rows:
         print(f"{n:>6}  {kind:<20}  {st:<9}  {target:<40}  {who:<24}  {created}")
@@ -278,30 +191,21 @@ def cmd_list(args):
 
 def cmd_show(args):
     s = Session(args)
-    entry = s.get(s.dn(args.number))
-    if entry is None:
+    r = rc.get(s.conn, args.number)
+    if r is None:
         raise CLIError(f"request {args.number}: not found")
-    print(f"dn: {entry.entry_dn}")
-    for name in SHOW_ATTRS:
-        for v in _values(entry, name):
+    print(f"dn: {r.dn}")
+    for name in rc.SHOW_ATTRS:
+        for v in r.all(name):
             print(f"{name}: {v}")
 
 
 def _decide(args, status, reason=None, expiry=None):
-    from ldap3 import MODIFY_REPLACE
-
     s = Session(args)
-    changes = {"rollcallRequestStatus": [(MODIFY_REPLACE, [status])]}
-    if reason:
-        changes["rollcallDecisionReason"] = [(MODIFY_REPLACE, [reason])]
-    if expiry:
-        changes["rollcallExpiry"] = [(MODIFY_REPLACE, [expiry])]
-    ok = s.conn.modify(s.dn(args.number), changes)
-    s.check(ok, f"request {args.number}")
-    entry = s.get(s.dn(args.number))
+    r = rc.decide(s.conn, args.number, status, reason, expiry)
     print(f"request {args.number}: {status}")
     for name in ("rollcallLinkedAccount", "rollcallExpiry"):
-        for v in _values(entry, name) if status == "APPROVED" else ():
+        for v in r.all(name) if r is not None and status == "APPROVED" else ():
             print(f"  {name}: {v}")
 
 
@@ -349,4 +253,7 @@ def run(fn, args):
         fn(args)
     except CLIError as exc:
         print(f"rollcall request: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except rc.RequestError as exc:
+        print(f"rollcall request: {exc.detail()}", file=sys.stderr)
         sys.exit(1)

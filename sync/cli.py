@@ -1,4 +1,4 @@
-"""`rollcall sync sis FILE | oneroster ZIP [--dry-run] [--force] [--every 1h] …`
+"""`rollcall sync sis FILE | hr FILE | oneroster ZIP [--dry-run] [--force] [--every 1h] …`
 
 Exit codes: 0 done; 1 done, but rows were rejected or operations failed (see the
 report); 2 unusable input, configuration or connection (nothing applied); 3 refused by
@@ -21,6 +21,7 @@ def register(sub):
     p = sub.add_parser("sync", help="import SIS enrollments (district CSV, OneRoster) into the directory")
     kinds = p.add_subparsers(dest="sync_kind", required=True)
     for kind, what in (("sis", "the district SIS CSV export (one row per enrollment)"),
+                       ("hr", "the district HR CSV export of employees (one row per assignment)"),
                        ("oneroster", "a OneRoster 1.1/1.2 CSV package (zip or directory)")):
         k = kinds.add_parser(kind, help=f"sync {what}")
         k.add_argument("input", metavar="ZIP" if kind == "oneroster" else "FILE")
@@ -28,8 +29,8 @@ def register(sub):
         k.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
         k.add_argument("--force", action="store_true",
                        help="apply even above the safety thresholds (recorded in the directory's audit log)")
-        k.add_argument("--source", help="source name recorded on SIS records (default: sync.source"
-                       + (", or 'oneroster'" if kind == "oneroster" else "") + ")")
+        k.add_argument("--source", help="source name recorded on SIS records (default: "
+                       + {"sis": "sync.source", "hr": "sync.hr_source", "oneroster": "'oneroster'"}[kind] + ")")
         k.add_argument("--full", action="store_true",
                        help="compare every account, not only those whose SIS record changed")
         k.add_argument("--today", help="run as of this date (YYYY-MM-DD): back-dated imports and tests")
@@ -84,7 +85,7 @@ def run(args, out=None) -> int:
             err(f"--today {args.today!r}: not a date")
             return EXIT_INPUT
     kind = args.sync_kind
-    source = args.source or (cfg.source if kind == "sis" else "oneroster")
+    source = args.source or {"sis": cfg.source, "hr": cfg.hr_source}.get(kind, "oneroster")
     t0 = time.monotonic()
     sync = Sync(cfg, source, today, progress=args.progress)
     sync.prefetch()   # read ou=sis while the file is parsed
@@ -93,6 +94,10 @@ def run(args, out=None) -> int:
             from .sources import district
 
             inp = district.parse(args.input, today)
+        elif kind == "hr":
+            from .sources import hr
+
+            inp = hr.parse(args.input, today)
         else:
             from .sources import oneroster
 

@@ -27,6 +27,7 @@ class SyncConfig:
     ca_file: str | None = None
     start_tls: bool = False
     source: str = "district-sis"
+    hr_source: str = "district-hr"     # `sync hr`: its employees' records say "<hr_source>/staff"
     username_pattern: str = "{first:1}{last}"
     username_max_length: int = 20
     student_mail_domain: str | None = None
@@ -140,7 +141,7 @@ def from_raw(raw: dict, base_dir: Path, env=None) -> SyncConfig:
     cfg = SyncConfig(
         suffix=suffix, server=fmt(server), bind_dn=fmt(s.get("bind_dn", "cn=sis-sync,ou=services,{suffix}")),
         password=password, ca_file=ca, start_tls=bool(s.get("start_tls", False)),
-        source=str(s.get("source", "district-sis")),
+        source=str(s.get("source", "district-sis")), hr_source=str(s.get("hr_source", "district-hr")),
         username_pattern=str(uname.get("pattern", "{first:1}{last}")),
         username_max_length=int(uname.get("max_length", 20)),
         student_mail_domain=s.get("student_mail_domain"), staff_mail_domain=s.get("staff_mail_domain"),

@@ -30,12 +30,13 @@ from .report import Action, Progress, Report
 
 REC_ATTRS = ["rollcallSisSourceId", "employeeNumber", "givenName", "sn", "cn", "rollcallBirthDate",
              "rollcallGrade", "departmentNumber", "rollcallEnrollmentStatus", "rollcallEnrollmentDate",
-             "rollcallWithdrawalDate", "mail", "rollcallSisSource", "rollcallLinkedAccount"]
+             "rollcallWithdrawalDate", "mail", "rollcallSisSource", "rollcallLinkedAccount",
+             "rollcallMiddleName", "title"]   # new ones at the end: code indexes the tuple
 _REC_LOWER = [a.lower() for a in REC_ATTRS]
 ACC_ATTRS = ["uid", "objectClass", "employeeNumber", "rollcallSisSourceId", "givenName", "sn", "cn",
              "departmentNumber", "rollcallGrade", "rollcallBirthDate", "rollcallEnrollmentStatus",
              "rollcallEnrollmentDate", "rollcallWithdrawalDate", "mail", "eduPersonAffiliation", "title",
-             "rollcallAccountStatus", "rollcallStatusSource", "rollcallActivationState"]
+             "rollcallAccountStatus", "rollcallStatusSource", "rollcallActivationState", "rollcallMiddleName"]
 STUDENT_CLASSES = ["top", "person", "organizationalPerson", "inetOrgPerson", "eduPerson", "rollcallAccount",
                    "rollcallStudent"]
 STAFF_CLASSES = ["top", "person", "organizationalPerson", "inetOrgPerson", "eduPerson", "rollcallAccount"]
@@ -244,11 +245,12 @@ class Sync:
     def desired_record(self, p: Person, source: str, link: str, withdrawal: str) -> tuple:
         return (p.source_id, p.district_id, p.given, p.family, f"{p.given} {p.family}", p.birth,
                 p.grade, "\n".join(sorted(p.schools)), p.status, gentime(p.entry), gentime(withdrawal),
-                p.email, source, link)
+                p.email, source, link, p.middle, p.title if p.kind == "staff" else "")
 
     def desired_account(self, p: Person, withdrawal: str) -> dict:
         d = {"givenName": [p.given], "sn": [p.family], "cn": [f"{p.given} {p.family}"],
-             "employeeNumber": [p.district_id], "departmentNumber": sorted(p.schools)}
+             "employeeNumber": [p.district_id], "departmentNumber": sorted(p.schools),
+             "rollcallMiddleName": [p.middle] if p.middle else []}
         if p.kind == "student":
             d.update({"rollcallSisSourceId": [p.source_id], "rollcallGrade": [p.grade] if p.grade else [],
                       "rollcallBirthDate": [p.birth] if p.birth else [],
@@ -449,7 +451,7 @@ class Sync:
                 if acc is not None:
                     link = acc.dn
                     self._depart(p.source_id, p.district_id, acc, withdrawal, work, act, p,
-                                 f"{p.status.lower()} in the SIS")
+                                 f"{p.status.lower()} in the SIS", newly=rec is not None and rec[8] in ACTIVE)
                     if self._stage(withdrawal) == "purge":
                         link = ""
             want = self.desired_record(p, src, link, withdrawal)
@@ -463,7 +465,7 @@ class Sync:
             if rec[8] in ACTIVE:
                 work.deactivations += 1
             if acc is not None:
-                self._depart(sid, rec[1], acc, withdrawal, work, act, None, reason)
+                self._depart(sid, rec[1], acc, withdrawal, work, act, None, reason, newly=rec[8] in ACTIVE)
                 link = acc.dn
             elif self._stage(withdrawal) == "purge":
                 work.purges.append((sid, None, "", self.record_dn(sid)))
@@ -523,8 +525,9 @@ class Sync:
                            "disabled by an administrator: sync never re-enables it"))
             else:
                 # the server clears the deactivation fields and records the source (SYNC);
-                # it refuses this for an account an administrator disabled, whatever we send
-                new = "ENABLED"
+                # it refuses this for an account an administrator disabled, whatever we send.
+                # Never activated: no password yet, so back to PENDING (needs activation)
+                new = "PENDING" if acc.get("rollcallActivationState").upper() == "NOT_ACTIVATED" else "ENABLED"
                 changes.update({"rollcallAccountStatus": [new]})
                 act(Action("enable", p.source_id, p.district_id, acc.dn, "re-enrolled within the retention period",
                            f"status {new}"))
@@ -542,7 +545,7 @@ class Sync:
         # between the account and the groups), and only what is missing is written
         work.memberships.append((p.source_id, p.kind, acc.dn, old_codes, tuple(sorted(p.schools))))
 
-    def _depart(self, sid, did, acc, withdrawal, work, act, p, why):
+    def _depart(self, sid, did, acc, withdrawal, work, act, p, why, newly=False):
         """An account whose person left: grace (unchanged) -> DISABLED -> purged."""
         stage = self._stage(withdrawal)
         status = acc.get("rollcallAccountStatus").upper()
@@ -574,7 +577,7 @@ class Sync:
                                                            f"grace period of {self.cfg.grace_days} days over"]})
             act(Action("disable", sid, did, acc.dn, f"{why}; grace period over", f"left {withdrawal}"))
             work.deactivations += 1
-        elif stage == "grace" and changes:
+        elif stage == "grace" and (changes or newly):   # staff accounts may not change in grace
             act(Action("withdraw", sid, did, acc.dn, why, f"left {withdrawal}; stays {status} until "
                        f"{_iso(_plus(withdrawal, self.cfg.grace_days))}"))
         elif changes:

@@ -18,8 +18,12 @@ every modify by anyone but the root DN:
                         cannot undo a sub-administrator's decision. The deactivation
                         fields are cleared from the entry; the audit log keeps them
                         (op accountReactivated).
+  DISABLED -> PENDING   re-activation (same rules) of an account that was never
+                        activated (rollcallActivationState NOT_ACTIVATED): it has no
+                        password, so it returns to PENDING; DISABLED -> ENABLED is
+                        refused for it.
   PENDING -> ENABLED    only by the holder's activation (below), never by a modify.
-  anything -> PENDING   refused.
+  anything else -> PENDING   refused.
   The deactivation fields and rollcallStatusSource change only with the status.
 
 Extended operation RollcallAccountOp, OID RollcallExop.1
@@ -208,6 +212,7 @@ class AccountsOverlay(Overlay):
         service = self.is_service(ident)
         who = ident.dn.encode()
         now = gentime(time.time())
+        never_activated = (_text(old.attrs, "rollcallActivationState") or "").upper() == "NOT_ACTIVATED"
         if status == "DISABLED":
             if old_status != "ENABLED" and not (service and old_status == "PENDING"):
                 _refuse(f"the account {old.dn} is {old_status}: only an ENABLED account can be deactivated")
@@ -223,10 +228,14 @@ class AccountsOverlay(Overlay):
             attrs["rollcallDeactivatedAt"] = [now]
             tx.log(ident.ndn, ident.peer, "accountDeactivated", old.dn, old.id,
                    {"reason": reason, "reference": reference, "previous": old_status})
-        elif status == "ENABLED":
+        elif status == "ENABLED" or (status == "PENDING" and old_status == "DISABLED" and never_activated):
             if old_status == "PENDING":
                 _refuse(f"the account {old.dn} is PENDING: it becomes ENABLED when its holder activates it "
                         "(activation code from the school)")
+            if status == "ENABLED" and never_activated:
+                # it has no password yet: ENABLED would be an account nobody can use
+                _refuse(f"the account {old.dn} was never activated: it is re-activated as PENDING "
+                        "(a new activation code from the school), not ENABLED")
             source = (_text(old.attrs, "rollcallStatusSource") or "ADMIN").upper()
             if service and source != "SYNC":
                 _refuse(f"the account {old.dn} was disabled by an administrator "

@@ -27,6 +27,7 @@ never subject to the rules. `{suffix}` in a DN is replaced by the configured suf
 import time
 from dataclasses import dataclass, field
 from enum import IntEnum
+from functools import cached_property
 
 from .errors import LDAPError, ResultCode
 
@@ -73,6 +74,11 @@ class Rule:
     filter_text: str
     attrs: frozenset | None  # None: every attribute
     by: list = field(default_factory=list)  # [(Subject, Level)]
+
+    @cached_property
+    def site_subject(self) -> bool:
+        """Whether a decision depends on the target's school codes."""
+        return any(subject.kind == "site-group" for subject, _level in self.by)
 
 
 def parse_rules(raw, directory) -> list:
@@ -164,6 +170,7 @@ class AccessControl:
         self.rules = rules if rules is not None else []
         self.sites_ndn = directory.normalize_dn("ou=sites," + directory.suffix)
         self.secret_attrs = frozenset({"userPassword", "pwdHistory", "rollcallActivationCodeHash"})
+        self._shapes_of, self._shapes = None, {}   # _hidden_attrs by entry shape
 
     # -- facts about identities and entries (cached on the shared, immutable entries)
     def _ident_entry(self, ident):
@@ -343,13 +350,33 @@ class AccessControl:
         memo = entry.keys.get(key)
         if memo is not None and memo[0] is me:
             return memo[1]
-        hidden = self._hidden_attrs(ident, entry)
-        if me is None or "rollcallExpiry" not in me.attrs:
+        cacheable = me is None or "rollcallExpiry" not in me.attrs
+        hidden = self._hidden_attrs(ident, entry, me, cacheable)
+        if cacheable:
             entry.keys[key] = (me, hidden)
         return hidden
 
-    def _hidden_attrs(self, ident, entry):
+    def _hidden_attrs(self, ident, entry, me=None, cacheable=False):
         rules = self._applicable(ident, entry)
+        # Beyond the applicable rules, the answer depends on the entry only through its
+        # attribute names, whether it is the identity's own entry and (site-group
+        # subjects) its school codes: entries of one shape share it. A large search
+        # meets mostly uncached entries, so the per-entry memo above rarely helps there.
+        if cacheable:
+            if self._shapes_of is not self.rules or len(self._shapes) > 4096:
+                self._shapes_of, self._shapes = self.rules, {}
+            shape = (ident.ndn, ident.entry_id, ident.anonymous, tuple([r.index for r in rules]),
+                     tuple(entry.attrs), ident.ndn == entry.ndn,
+                     self.site_codes(entry) if any(r.site_subject for r in rules) else None)
+            got = self._shapes.get(shape)
+            if got is not None and got[0] is me:
+                return got[1]
+            hidden = self._hidden_attrs_of(ident, entry, rules)
+            self._shapes[shape] = (me, hidden)
+            return hidden
+        return self._hidden_attrs_of(ident, entry, rules)
+
+    def _hidden_attrs_of(self, ident, entry, rules):
         decided = {}
 
         def level_for(attr):

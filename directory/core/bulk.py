@@ -4,16 +4,22 @@ Checking an entry (DN normalisation, schema, index keys, JSON) is pure CPU, so i
 runs in worker processes; the parent assigns ids and paths and inserts in large
 batches inside one transaction, so a bad record anywhere loads nothing.
 """
+import gc
 import multiprocessing
 import os
+import re
 import signal
+import time
 import uuid
 
-from .dn import DN, parent_ndn
+from .dn import DN
 from .errors import LDAPError, ResultCode
 from .entry import encode_attrs
 
 CHUNK = 500
+# a DN that str(DN.parse(dn)) gives back unchanged: nothing to escape or unfold
+_PLAIN_DN = re.compile(r'[A-Za-z][A-Za-z0-9-]*=[^\s,=+"\\<>;#\x00-\x1f\x7f]+'
+                       r'(?:,[A-Za-z][A-Za-z0-9-]*=[^\s,=+"\\<>;#\x00-\x1f\x7f]+)*\Z')
 _loader = None  # the BulkLoader, inherited by forked workers
 
 
@@ -42,14 +48,12 @@ def _prepare_chunk(chunk):
 
 def _prepare_raw(job):
     """A piece of LDIF text: parse and prepare its records (in a worker)."""
-    import io
-
-    from ..ldif import LDIFError, records
+    from ..ldif import LDIFError, records_in
 
     first_line, data, source = job
     out = []
     try:
-        for lineno, dn_text, raw_attrs in records(io.BytesIO(data), source, first_line):
+        for lineno, dn_text, raw_attrs in records_in(data, source, first_line):
             try:
                 out.append(_loader.prepare(lineno, dn_text, raw_attrs))
             except LDAPError as exc:
@@ -78,28 +82,56 @@ class BulkLoader:
 
         self.stamp = now_generalized()
         self.actor = directory.root_dn.encode()
+        self._class_memo, self._index_memo = {}, {}  # objectClass sets recur: work them out once
+        self._names = {}
+        self.memberof_stats = None  # (member entries, seconds) of the last load
+
+    def _canonical_attrs(self, raw_attrs):
+        """Directory.canonical_attrs, remembering each name as written."""
+        names, schema = self._names, self.d.schema
+        out = {}
+        for name, values in raw_attrs.items() if isinstance(raw_attrs, dict) else raw_attrs:
+            canon = names.get(name)
+            if canon is None:
+                canon = schema.canonical(name)
+                if len(names) < 4096:
+                    names[name] = canon
+            got = out.get(canon)
+            if got is None:
+                out[canon] = list(values)
+            else:
+                got.extend(values)
+        return out
 
     def prepare(self, lineno, dn_text, raw_attrs):
         """One record to (line, dn, ndn, parent ndn, rdn key, JSON, index rows)."""
         d = self.d
         dn = DN.parse(dn_text)
-        ndn = d.dn.normalize(dn_text)
+        # d.dn.normalize(), without its cache (every DN is new) and sharing the RDN keys
+        rdn_keys = [d.dn.rdn_of(r) for r in dn.rdns]
+        ndn = ",".join(rdn_keys)
         if not d.in_naming_context(ndn):
             raise LDAPError(ResultCode.NO_SUCH_OBJECT, f"outside the naming context {d.suffix}")
-        attrs = d.canonical_attrs(raw_attrs)
+        attrs = self._canonical_attrs(raw_attrs)
         if "userPassword" in attrs:
             attrs["userPassword"] = d._hash_passwords(attrs["userPassword"])
         d.check_naming(dn, attrs)
-        d.schema.check_entry(attrs)
+        if len(self._class_memo) > 4096:
+            self._class_memo.clear()
+            self._index_memo.clear()
+        eq_keys = {}
+        structural = d.schema.check_entry(attrs, keys=eq_keys, memo=self._class_memo)
         stamp, actor = self.stamp, self.actor
         attrs.setdefault("entryUUID", [str(uuid.uuid4()).encode()])
         attrs.setdefault("creatorsName", [actor])
         attrs.setdefault("createTimestamp", [stamp])
         attrs.setdefault("modifiersName", [actor])
         attrs.setdefault("modifyTimestamp", [stamp])
-        attrs.setdefault("structuralObjectClass", [d.schema.structural_class(attrs["objectClass"]).encode()])
-        parent = parent_ndn(ndn) if ndn != d.suffix_ndn else None
-        return (lineno, str(dn), ndn, parent, d.dn.rdn_of(dn.rdn), encode_attrs(attrs), d.index_rows(attrs))
+        attrs.setdefault("structuralObjectClass", [structural.name.encode()])
+        parent = ",".join(rdn_keys[1:]) if ndn != d.suffix_ndn else None
+        dn_str = dn_text if _PLAIN_DN.match(dn_text) else str(dn)
+        return (lineno, dn_str, ndn, parent, rdn_keys[0], encode_attrs(attrs),
+                d.index_rows(attrs, eq_keys, self._index_memo))
 
     def _prepared(self, fn, jobs):
         global _loader
@@ -128,25 +160,83 @@ class BulkLoader:
         jobs = ((line, data, source) for line, data in raw_chunks(fh))
         return self._load(self._prepared(_prepare_raw, jobs), progress)
 
-    def _compute_memberof(self, tx):
-        """memberOf is the server's to keep: compute it for every member of every group."""
-        memberof = self.d.memberof
-        members = set()
-        for cls in ("groupofnames", "groupofuniquenames"):
-            for gid in tx.index_eq("objectclass", cls):
-                group = tx.get(gid)
-                if group is not None:
-                    members |= memberof.member_ndns(group.attrs)
-        if members:
-            memberof.refresh(tx, members)
+    def _compute_memberof(self, tx, known=None, has_memberof=()):
+        """memberOf is the server's to keep: compute it for every member of every group.
+        known: {ndn: (id, path)} of the entries this load added; has_memberof: the ids
+        among them that came with memberOf values (the others need no look-up)."""
+        from .memberof import MEMBER_ATTRS
+
+        d, memberof = self.d, self.d.memberof
+        # who names whom, read once: refresh() would otherwise decode every group
+        # again for each of its members (groups of thousands of students)
+        holders, members, unindexed = {}, set(), []
+        for name in MEMBER_ATTRS:
+            if "eq" not in d.index_kinds(name):
+                unindexed.append(name)
+                continue
+            at = d.schema.attribute(name)
+            # a DN-syntax key is the member's ndn: no need to normalise every value again
+            as_ndn = at is not None and (at.equality or "").lower() == "distinguishednamematch"
+            if not as_ndn:
+                unindexed.append(name)
+            for key, holder_id in tx.index_pairs(name.lower()):
+                got = holders.get(key)
+                if got is None:
+                    holders[key] = got = set()
+                    if as_ndn:
+                        members.add(key)
+                got.add(holder_id)
+        if unindexed:
+            for cls in ("groupofnames", "groupofuniquenames"):
+                for gid in tx.index_eq("objectclass", cls):
+                    group = tx.get(gid)
+                    if group is not None:
+                        members |= memberof.member_ndns(group.attrs, unindexed)
+        if not members:
+            return 0
+        held_by = {}
+
+        def holding(tx, ndn):
+            out = []
+            for holder_id in sorted(holders.get(ndn, ())):
+                if holder_id not in held_by:
+                    held_by[holder_id] = tx.get(holder_id)  # only its ndn and dn are used
+                if held_by[holder_id] is not None:
+                    out.append(held_by[holder_id])
+            return out
+
+        known = known or {}
+
+        def locate(ndn):
+            got = known.get(ndn)
+            if got is not None and got[0] not in has_memberof:
+                return got[0], None
+            return tx.attr_json(ndn, "memberOf")
+
+        # members holds every member of every group, so nothing below them to walk
+        memberof.refresh_bulk(tx, members, holding, locate)
+        return len(members)
 
     def _load(self, prepared_chunks, progress=None) -> int:
+        # millions of long-lived objects and no cycles: collections would only rescan them
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return self._load_all(prepared_chunks, progress)
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+
+    def _load_all(self, prepared_chunks, progress=None) -> int:
         store = self.d.store
         count = 0
         with store.bulk() as tx:
             was_empty = tx.conn.execute("SELECT 1 FROM entries LIMIT 1").fetchone() is None
             next_id = (tx.conn.execute("SELECT max(id) FROM entries").fetchone()[0] or 0) + 1
             known = {}  # ndn -> (id, path) of entries loaded in this run
+            has_memberof = set()
+            if was_empty:
+                tx.defer_id_index()
             for prepared, error in prepared_chunks:
                 rows = []
                 for lineno, dn, ndn, pndn, rdn_key, data, index_rows in prepared:
@@ -161,6 +251,8 @@ class BulkLoader:
                                             "(parents must come before their children)")
                         parent_id, path = parent[0], parent[1] + rdn_key + "\x01"
                     known[ndn] = (next_id, path)
+                    if '"memberOf":' in data:  # the key itself: inside a JSON string '"' is escaped
+                        has_memberof.add(next_id)
                     rows.append((next_id, ndn, dn, parent_id, path, data, index_rows))
                     next_id += 1
                 tx.insert_prepared(rows)
@@ -169,6 +261,10 @@ class BulkLoader:
                     raise LoadError(*error)
                 if progress and count // 10000 != (count - len(rows)) // 10000:
                     progress(count)
-            self._compute_memberof(tx)
+            started = time.perf_counter()
+            members = self._compute_memberof(tx, known, has_memberof)
+            self.memberof_stats = (members, time.perf_counter() - started)
+            if was_empty:
+                tx.build_id_index()  # after memberOf: its rows go in without maintaining it
             tx.log(self.d.root_ndn, "load", "load", self.d.suffix, None, {"entries": count})
         return count

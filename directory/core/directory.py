@@ -245,7 +245,7 @@ class Directory:
         """Attribute names to canonical form, merging 'CN' and 'commonName'."""
         out: dict[str, list] = {}
         for name, values in attrs.items() if isinstance(attrs, dict) else attrs:
-            canon = self.schema.canonical(name.split(";")[0])
+            canon = self.schema.canonical(name)
             out.setdefault(canon, []).extend(values)
         return out
 
@@ -491,8 +491,10 @@ class Directory:
         return any(key in self.keys_of(entry, n) for n in present)
 
     # ------------------------------------------------------------------ writes
-    def index_rows(self, attrs: dict) -> list:
-        """(attr, kind, key) rows for the configured indexes of an entry's attributes."""
+    def index_rows(self, attrs: dict, eq_keys=None, memo=None) -> list:
+        """(attr, kind, key) rows for the configured indexes of an entry's attributes.
+        Bulk load: eq_keys are the keys Schema.check_entry(keys=) computed; memo, a
+        dict kept across entries, remembers objectClass keys."""
         rows = []
         index_key = self.index_key
         for name, lname, kinds, at in self._index_plan:
@@ -501,16 +503,22 @@ class Directory:
                 continue
             if "eq" in kinds:
                 if name == "objectClass":
-                    keys = set()
-                    for v in values:
-                        oc = self.schema.objectclass(v.decode("utf-8", "replace"))
-                        if oc is not None:
-                            keys.update(n.lower() for n in self.schema.superclasses(oc.name))
+                    keys = memo.get(tuple(values)) if memo is not None else None
+                    if keys is None:
+                        keys = set()
+                        for v in values:
+                            oc = self.schema.objectclass(v.decode("utf-8", "replace"))
+                            if oc is not None:
+                                keys.update(n.lower() for n in self.schema.superclasses(oc.name))
+                        if memo is not None:
+                            memo[tuple(values)] = keys
                     rows.extend((lname, "eq", k) for k in keys)
                 else:
-                    norm = at.normalize_or_none
-                    keys = {norm(v) for v in values}
-                    keys.discard(None)
+                    keys = eq_keys.get(name) if eq_keys is not None else None
+                    if keys is None:
+                        norm = at.normalize_or_none
+                        keys = {norm(v) for v in values}
+                        keys.discard(None)
                     rows.extend((lname, "eq", index_key(k)) for k in keys)
             elif "pres" in kinds:
                 rows.append((lname, "pres", ""))
@@ -635,7 +643,7 @@ class Directory:
             summary = []
             new_password = False
             for op, name, values in changes:
-                at = self.schema.attribute(name.split(";")[0])
+                at = self.schema.attribute(name)
                 if at is None:
                     raise LDAPError(ResultCode.UNDEFINED_ATTRIBUTE_TYPE, f"{name}: attribute type undefined")
                 name = at.name
@@ -664,7 +672,7 @@ class Directory:
             # the changed entry must still be within the caller's rights (a school's
             # administrator cannot move a student to a school they do not administer)
             for _op, name, _values in changes:
-                self.acl.check(ident, new, Level.WRITE, self.schema.canonical(name.split(";")[0]))
+                self.acl.check(ident, new, Level.WRITE, self.schema.canonical(name))
             self.acl.check_site_change(ident, entry, new)
             for ov in self.overlays:
                 ov.before_modify(tx, ident, entry, new)
@@ -911,7 +919,7 @@ class AttributeSelector:
                         c = schema.objectclass(cls)
                         self.explicit.extend(c.must + c.may)
             else:
-                at = schema.attribute(name.split(";")[0])
+                at = schema.attribute(name)
                 if at is not None:
                     self.explicit.extend(directory.subtypes(at.name))
         self._explicit_set = set(self.explicit)
@@ -953,6 +961,7 @@ class SearchCursor:
         self.scope = scope
         self.returned = 0
         self.done = False
+        self.key_of = None  # (entry, hidden) -> sort key, for server-side sorting
 
     def _in_scope(self, entry):
         if self.scope == SCOPE_BASE:
@@ -963,7 +972,11 @@ class SearchCursor:
         if self.scope == SCOPE_CHILDREN:
             return entry.ndn.endswith("," + b)
         # one level: the entry's parent is the base
-        return entry.ndn.endswith("," + b) and self.d.dn.normalize(str(DN.parse(entry.dn).parent())) == b
+        if not entry.ndn.endswith("," + b):
+            return False
+        if "," not in entry.ndn[: -len(b) - 1]:
+            return True  # a single RDN before the base: no need to parse the DN
+        return self.d.dn.normalize(str(DN.parse(entry.dn).parent())) == b
 
     def next_batch(self, max_candidates=256, max_results=None):
         """Up to max_candidates candidates examined; returns [(dn, [(attr, values)])].
@@ -992,7 +1005,11 @@ class SearchCursor:
                 self.done = True
                 raise PartialResult(out, LDAPError(ResultCode.SIZE_LIMIT_EXCEEDED, ""))
             self.returned += 1
-            out.append((entry.dn, self.d.render(self.ident, entry, self.selector, self.types_only, hidden)))
+            rendered = self.d.render(self.ident, entry, self.selector, self.types_only, hidden)
+            if self.key_of is None:
+                out.append((entry.dn, rendered))
+            else:  # server-side sorting: the sort key travels with the entry
+                out.append((entry.dn, rendered, self.key_of(entry, hidden)))
             if max_results is not None and len(out) >= max_results:
                 break  # a full page: the rest waits for the next cookie
         if self.deadline is not None and time.monotonic() > self.deadline:

@@ -35,22 +35,40 @@ class Entry:
         return f"Entry({self.dn!r})"
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # json.dumps would make one per call
+
+
+def _values(values) -> list:
+    vals = []
+    for v in values:
+        try:
+            vals.append(v.decode("utf-8"))
+        except UnicodeDecodeError:
+            vals.append({"b64": base64.b64encode(v).decode("ascii")})
+    return vals
+
+
 def encode_attrs(attrs: dict) -> str:
     """JSON with text values as strings and binary values as {"b64": …}."""
     out = {}
     for name, values in attrs.items():
-        vals = []
-        for v in values:
-            try:
-                vals.append(v.decode("utf-8"))
-            except UnicodeDecodeError:
-                vals.append({"b64": base64.b64encode(v).decode("ascii")})
-        out[name] = vals
-    return json.dumps(out, ensure_ascii=False, separators=(",", ":"))
+        try:
+            out[name] = [v.decode("utf-8") for v in values]
+        except UnicodeDecodeError:
+            out[name] = _values(values)
+    return _ENCODER.encode(out)
+
+
+_DECODER = json.JSONDecoder()
 
 
 def decode_attrs(data: str) -> dict:
-    out = {}
-    for name, values in json.loads(data).items():
-        out[name] = [v.encode("utf-8") if type(v) is str else base64.b64decode(v["b64"]) for v in values]
+    # hot in large searches of uncached entries: reuse the dict, special-case one value
+    out = _DECODER.decode(data)
+    for name, values in out.items():
+        if len(values) == 1:
+            v = values[0]
+            out[name] = [v.encode() if type(v) is str else base64.b64decode(v["b64"])]
+        else:
+            out[name] = [v.encode() if type(v) is str else base64.b64decode(v["b64"]) for v in values]
     return out

@@ -6,7 +6,9 @@ are members of groups. When a group's membership changes, every entry below it i
 the membership graph is recomputed; when an entry is deleted or renamed, every
 group that named it is updated. All inside the caller's transaction.
 """
-from .entry import Entry
+import json
+
+from .entry import Entry, decode_attrs
 from .overlay import Overlay
 
 MEMBER_ATTRS = ("member", "uniqueMember")
@@ -17,9 +19,9 @@ class MemberOf(Overlay):
     def is_group(self, attrs) -> bool:
         return any(v.decode("utf-8", "replace").lower() in GROUP_CLASSES for v in attrs.get("objectClass", ()))
 
-    def member_ndns(self, attrs) -> set:
+    def member_ndns(self, attrs, names=MEMBER_ATTRS) -> set:
         out = set()
-        for name in MEMBER_ATTRS:
+        for name in names:
             for v in attrs.get(name, ()):
                 try:
                     out.add(self.d.normalize_dn(v.decode("utf-8").split("#")[0]))
@@ -35,12 +37,13 @@ class MemberOf(Overlay):
                 ids.update(tx.index_eq(name.lower(), ndn))
         return [e for e in (tx.get(i) for i in sorted(ids)) if e is not None]
 
-    def _closure_up(self, tx, ndn) -> dict:
+    def _closure_up(self, tx, ndn, holding=None) -> dict:
         """{group ndn: group dn} of all groups holding ndn, transitively."""
+        holding = holding or self._groups_holding
         seen, todo = {}, [ndn]
         while todo:
             current = todo.pop()
-            for g in self._groups_holding(tx, current):
+            for g in holding(tx, current):
                 if g.ndn not in seen and g.ndn != ndn:
                     seen[g.ndn] = g.dn
                     todo.append(g.ndn)
@@ -59,13 +62,15 @@ class MemberOf(Overlay):
                 todo.extend(self.member_ndns(e.attrs) - seen)
         return seen
 
-    def refresh(self, tx, ndns):
-        """Recompute memberOf of these entries (and everything below groups among them)."""
-        for ndn in self._closure_down(tx, ndns):
+    def refresh(self, tx, ndns, holding=None):
+        """Recompute memberOf of these entries (and everything below groups among them).
+        Bulk load: ndns are all members of all groups, and holding(tx, ndn) answers
+        as _groups_holding does from the membership read once."""
+        for ndn in self._closure_down(tx, ndns) if holding is None else ndns:
             entry = tx.get_by_ndn(ndn)
             if entry is None:
                 continue  # a member DN that does not exist (allowed, as in slapd without refint)
-            groups = self._closure_up(tx, ndn)
+            groups = self._closure_up(tx, ndn, holding)
             new = sorted(v.encode() for v in groups.values())
             if sorted(entry.attrs.get("memberOf", [])) == new:
                 continue
@@ -75,6 +80,65 @@ class MemberOf(Overlay):
             else:
                 attrs.pop("memberOf", None)
             tx.replace(Entry(entry.dn, entry.ndn, attrs, entry.id), self.d.index_rows(attrs))
+
+    def refresh_bulk(self, tx, ndns, holding, locate, batch=20000) -> None:
+        """refresh() for a bulk load: ndns are all members of all groups (nothing below
+        them to walk), holding(tx, ndn) answers from the membership read once and
+        locate(ndn) gives (id, memberOf as JSON text or None), or None. Only memberOf
+        changes, so only it and its index rows are written, not the whole entry:
+        members of one group share one closure and one set of index rows."""
+        reach, rows_of, todo = {}, {}, []
+
+        def index_rows(values):
+            got = rows_of.get(values)
+            if got is None:
+                got = rows_of[values] = frozenset(self.d.index_rows({"memberOf": list(values)}))
+            return got
+
+        def flush():
+            full = set(tx.change_index([(i, old_rows - new_rows, new_rows - old_rows)
+                                        for i, _, old_rows, new_rows, _ in todo]))
+            tx.set_attr_json("memberOf", [(i, text) for i, text, _, _, _ in todo if i not in full])
+            if full:
+                tx.build_id_index()  # replace() drops rows by id: the load may have deferred it
+            for i, _, _, _, new in todo:
+                if i in full:
+                    entry = tx.get(i)
+                    attrs = entry.copy_attrs()
+                    attrs["memberOf"] = list(new)  # never empty: only additions run out of slots
+                    tx.replace(Entry(entry.dn, entry.ndn, attrs, i), self.d.index_rows(attrs))
+            todo.clear()
+
+        located = []
+        for ndn in ndns:
+            got = locate(ndn)
+            if got is not None:  # else a member DN that does not exist (allowed, as in slapd without refint)
+                located.append((got[0], ndn, got[1]))
+        located.sort()  # in id order, rows are updated and index rows added page by page
+        for entry_id, ndn, old_json in located:
+            direct = holding(tx, ndn)
+            key = tuple(g.ndn for g in direct)
+            got = reach.get(key)
+            if got is None:
+                # every group reachable in one step or more, as _closure_up walks it
+                groups, stack = {}, list(direct)
+                while stack:
+                    g = stack.pop()
+                    if g.ndn not in groups:
+                        groups[g.ndn] = g.dn
+                        stack.extend(holding(tx, g.ndn))
+                got = reach[key] = (groups, tuple(sorted(v.encode() for v in groups.values())))
+            groups, new = got
+            if ndn in groups:  # a group in a cycle is not its own member
+                new = tuple(sorted(v.encode() for k, v in groups.items() if k != ndn))
+            old = tuple(sorted(decode_attrs(f'{{"v":{old_json}}}')["v"])) if old_json else ()
+            if old == new:
+                continue
+            text = json.dumps([v.decode() for v in new], ensure_ascii=False) if new else None
+            todo.append((entry_id, text, index_rows(old) if old else frozenset(), index_rows(new), new))
+            if len(todo) >= batch:
+                flush()
+        flush()
 
     # -- hooks called by Directory inside the write transaction
     def after_add(self, tx, ident, entry):

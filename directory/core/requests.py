@@ -612,6 +612,7 @@ class RequestsOverlay(Overlay):
         held = self._plans.pop(id(new), None)
         plan = held[1] if held is not None and held[0] is new else None
         if not self.is_request(new):
+            self._drop_grants_of_removed_members(tx, ident, old, new)
             return
         before = _text(old.attrs, "rollcallRequestStatus", "").upper()
         status = _text(new.attrs, "rollcallRequestStatus", "").upper()
@@ -634,6 +635,34 @@ class RequestsOverlay(Overlay):
         else:
             _, grantee, target, expiry = plan
             self.grant(tx, ident, grantee, target.group, request_dn, expiry, now, detail)
+
+    def _drop_grants_of_removed_members(self, tx, ident, old, new):
+        """A member taken out of a role group by hand (a principal revoking a photo
+        vendor, an administrator with ldapmodify) loses its grant record beneath the
+        group in the same transaction: a stale record would outlive the grant, and an
+        expired one would refuse the person if they were added again later."""
+        before = old.attrs.get("member")
+        if not before or not any(c.lower() == b"groupofnames" for c in old.attrs.get("objectClass", ())):
+            return
+        norm = self.d.memberof._norm
+        kept = {norm(v) for v in new.attrs.get("member", ())}
+        from .dn import escape_value
+
+        for value in before:
+            gone = norm(value)
+            if gone in kept:
+                continue
+            try:
+                rdn_value = DN.parse(value.decode("utf-8")).rdn[0][1]
+            except (LDAPError, ValueError, IndexError):
+                continue
+            grant = tx.get_by_ndn(self.d.normalize_dn(f"cn={escape_value(rdn_value)},{new.dn}"))
+            if grant is None or norm(grant.first("rollcallGrantee") or b"") != gone:
+                continue
+            detail = {"reason": "member removed from the group", "grantee": value.decode("utf-8", "replace"),
+                      "group": new.dn, "request": _text(grant.attrs, "rollcallGrantRequest")}
+            system_delete(self.d, tx, ident, grant, detail)
+            tx.log(ident.ndn, ident.peer, "grantRevoked", grant.dn, grant.id, detail)
 
     def _create_account(self, tx, ident, old, new, dn, uid, target, expiry, now, detail):
         a = old.attrs

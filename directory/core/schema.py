@@ -1254,12 +1254,17 @@ class Schema:
     # -- lookups -----------------------------------------------------------
 
     def attribute(self, name_or_oid: str) -> AttributeType | None:
-        """Case-insensitive; attribute options (';binary', ';lang-en') are ignored."""
+        """Case-insensitive. The transfer option ';binary' is ignored; a description with
+        any other option (';lang-en', tagging, RFC 4512 2.5) is not recognised: tagged
+        values are not supported, and treating 'description;lang-en' as 'description'
+        would store or match a tagged value as an untagged one."""
         at = self._at.get(name_or_oid)
         if at is None:
             key = name_or_oid.lower()
             if ";" in key:
-                key = key.partition(";")[0]
+                key, *options = key.split(";")
+                if any(o != "binary" for o in options):
+                    return None
             at = self._at.get(key)
         return at
 
@@ -1276,7 +1281,7 @@ class Schema:
         return at
 
     def canonical(self, name: str) -> str:
-        """The first NAME of the attribute type (options dropped)."""
+        """The first NAME of the attribute type (';binary' dropped)."""
         return self._require(name).name
 
     def superclasses(self, oc_name) -> list[str]:
@@ -1355,12 +1360,16 @@ class Schema:
         """The most specific structural class among objectClass values (for structuralObjectClass)."""
         return self._most_specific(self._classes(objectclasses)).name
 
-    def check_entry(self, attrs: dict, rdn_attrs=()) -> None:
+    def check_entry(self, attrs: dict, rdn_attrs=(), keys=None, memo=None):
         """Check a complete entry against the schema, raising LDAPError like slapd.
 
         attrs maps attribute names (canonical or not) to lists of values.
         rdn_attrs are the entry's RDN (name, value) pairs, or bare names: like
         slapd, an RDN value missing from attrs counts as present.
+        For a bulk load: `keys` (a dict) receives each attribute's equality keys
+        (canonical name -> list), so indexing need not normalise again; `memo` (a
+        dict kept across entries) remembers what each objectClass set implies.
+        Returns the most specific structural class.
         """
         entry: dict[AttributeType, list] = {}
         for name, values in attrs.items():
@@ -1377,8 +1386,18 @@ class Schema:
             elif not self._has_value(at, values, value):
                 values.append(value)
 
+        oc_at = self._objectclass_at
         # Values: syntax, then duplicates by the equality rule (slapd reports the first of a pair).
         for at, values in entry.items():
+            if at is oc_at and memo is not None:
+                try:
+                    known = memo.get(tuple(values))
+                except TypeError:
+                    known = None
+                if known is not None:  # these very values passed before
+                    if keys is not None:
+                        keys[at.name] = known[3]
+                    continue
             seen = {}
             for i, v in enumerate(values):
                 if not at.is_valid(v):
@@ -1393,12 +1412,30 @@ class Schema:
             if at.single_value and len(values) > 1:
                 raise LDAPError(ResultCode.CONSTRAINT_VIOLATION,
                                 f"attribute '{at.name}' cannot have multiple values")
+            if keys is not None and at.equality:
+                keys[at.name] = list(seen)
 
-        oc_values = entry.get(self._objectclass_at) if self._objectclass_at else None
+        oc_values = entry.get(oc_at) if oc_at else None
         if not oc_values:
             raise LDAPError(_OCV, "no objectClass attribute")
-        classes = self._classes(oc_values)
-        self._most_specific(classes)
+        info = None
+        if memo is not None:
+            try:
+                memo_key = tuple(oc_values)
+                info = memo.get(memo_key)
+            except TypeError:  # unhashable values: no memo
+                memo = None
+        if info is None:
+            classes = self._classes(oc_values)
+            best = self._most_specific(classes)
+            if self._extensible is not None and self._extensible in classes:
+                allowed = None
+            else:
+                allowed = frozenset().union(*(oc.allowed for oc in classes))
+            info = (classes, best, allowed, [oc_at.normalize_or_none(v) for v in oc_values])
+            if memo is not None:
+                memo[memo_key] = info
+        classes, best, allowed = info[:3]
 
         present = {at.name for at in entry}
         for oc in classes:
@@ -1406,12 +1443,12 @@ class Schema:
                 if name not in present:
                     raise LDAPError(_OCV, f"object class '{oc.name}' requires attribute '{name}'")
 
-        if self._extensible is not None and self._extensible in classes:
-            return
-        allowed = frozenset().union(*(oc.allowed for oc in classes))
+        if allowed is None:
+            return best
         for at in entry:
             if at.name not in allowed and not at.is_operational:
                 raise LDAPError(_OCV, f"attribute '{at.name}' not allowed")
+        return best
 
     # -- publication ---------------------------------------------------------
 

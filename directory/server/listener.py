@@ -1,9 +1,12 @@
 """Listeners, TLS and the shared state of all connections of one server process."""
 import logging
 
-from twisted.internet import protocol, reactor, ssl
+from twisted.internet import defer, protocol, reactor, ssl
+from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
+from .. import passwords
+from ..core.errors import LDAPError, ResultCode
 from .controls import SUPPORTED_CONTROLS
 from .protocol import SUPPORTED_EXTENSIONS, LDAPServerProtocol
 
@@ -51,6 +54,57 @@ class LDAPServerFactory(protocol.ServerFactory):
     def is_tls_listener(self, transport) -> bool:
         host = transport.getHost()
         return getattr(host, "port", None) in self.tls_ports
+
+    def authenticate(self, name: str, password: bytes, peer_host: str, peer: str, tls: bool):
+        """A simple bind with a DN and a password, for LDAP connections and the web
+        console alike: per-address throttling, lockout bookkeeping, rehash on success.
+        Returns a Deferred firing the Identity, or failing with LDAPError."""
+        directory = self.directory
+        if directory.policy.source_blocked(peer_host):
+            return defer.fail(LDAPError(ResultCode.UNWILLING_TO_PERFORM,
+                                        "too many failed binds from this address; try again later"))
+        try:
+            ndn, entry, hashes = directory.bind_lookup(name)
+        except LDAPError as exc:
+            return defer.fail(exc)
+        if hashes and not any(passwords.is_slow(h) for h in hashes):
+            # salted SHA (as migrated from OpenLDAP) costs about a microsecond: less than
+            # the hand-off to a thread; only slow schemes (argon2, PBKDF2, crypt) go to the pool
+            d = defer.succeed(directory.verify_any(password, hashes))
+        else:
+            d = deferToThreadPool(reactor, self.hash_pool, directory.verify_any, password, hashes)
+
+        def in_writer(fn, *args):
+            deferToThreadPool(reactor, self.write_pool, fn, *args).addErrback(
+                lambda f: log.warning("%s after bind of %s failed: %s", fn.__name__, name, f.getErrorMessage()))
+
+        def done(matched):
+            try:
+                ident = directory.bind_complete(ndn, entry, matched, peer, tls)
+            except LDAPError as exc:
+                directory.policy.note_source_failure(peer_host)
+                log.info("bind refused dn=%r from %s: %s", name, peer,
+                         "wrong password" if matched is None else directory.bind_refusal(entry))
+                if entry is not None and matched is None:
+                    # answer only once the failure is recorded: the bind after the
+                    # max_failures-th wrong one must find the account locked
+                    recorded = deferToThreadPool(reactor, self.write_pool, directory.record_bind,
+                                                 entry.id, False, peer)
+                    recorded.addErrback(lambda f: log.warning("record_bind after bind of %s failed: %s",
+                                                              name, f.getErrorMessage()))
+
+                    def refuse(_, error=exc):
+                        raise error
+
+                    return recorded.addCallback(refuse)
+                raise
+            if entry is not None and "pwdFailureTime" in entry.attrs:
+                in_writer(directory.record_bind, entry.id, True, peer)
+            if entry is not None and directory.needs_rehash(matched):
+                in_writer(directory.rehash_password, entry.id, matched, password)
+            return ident
+
+        return d.addCallback(done)
 
     def audit_bind(self, conn, who, ok: bool):
         name = who.dn if hasattr(who, "dn") else who

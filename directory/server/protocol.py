@@ -5,21 +5,24 @@ the rarer operations by ldaptor's. Reads run on the reactor thread (they are
 index-driven and stream in batches); password checks run in the hashing pool and
 writes in the single writer thread, so the reactor never waits on a hash or an fsync.
 """
+import functools
 import ipaddress
 import logging
 
 from ldaptor.protocols import pureber
 from ldaptor.protocols.ldap.ldapserver import BaseLDAPServer
-from twisted.internet import defer, protocol, reactor
+from twisted.internet import protocol, reactor
 from twisted.internet.threads import deferToThreadPool
 from twisted.protocols.policies import TimeoutMixin
 
-from .. import passwords
 from ..core.directory import ANONYMOUS, Identity, PartialResult, WriteOptions
+from ..core import sorting
 from ..core.errors import LDAPError, ResultCode
+from ..core.sorting import SortedCursor
 from . import ber
 from .controls import (
-    ASSERTION, MANAGE_DSA_IT, PAGED_RESULTS, POST_READ, PPOLICY, PRE_READ, decode_paged, decode_read_attrs, encode_paged, encode_read_entry, ppolicy_response,
+    ASSERTION, MANAGE_DSA_IT, PAGED_RESULTS, POST_READ, PPOLICY, PRE_READ, SORT_REQUEST, decode_paged, decode_read_attrs,
+    decode_sort, encode_paged, encode_read_entry, encode_sort_result, ppolicy_response,
 )
 
 log = logging.getLogger("rollcall.ldap")
@@ -40,6 +43,7 @@ SUPPORTED_EXTENSIONS = [STARTTLS, WHOAMI, PASSWD_MODIFY, ACCOUNT_OP]
 # Which controls make sense on which operation.
 _CONTROL_OPS = {
     PAGED_RESULTS: {OP_SEARCH},
+    SORT_REQUEST: {OP_SEARCH},
     ASSERTION: {OP_SEARCH, OP_COMPARE, OP_MODIFY, OP_DELETE, OP_MODDN},
     PRE_READ: {OP_MODIFY, OP_DELETE, OP_MODDN},
     POST_READ: {OP_ADD, OP_MODIFY, OP_MODDN},
@@ -62,7 +66,7 @@ def _is_loopback(host: str) -> bool:
 class _Search:
     """A running search on this connection (so abandon can stop it)."""
 
-    __slots__ = ("msgid", "cursor", "abandoned", "paged", "page_size")
+    __slots__ = ("msgid", "cursor", "abandoned", "paged", "page_size", "sort_keys", "collected", "sort_result")
 
     def __init__(self, msgid, cursor, paged=False, page_size=0):
         self.msgid = msgid
@@ -70,6 +74,9 @@ class _Search:
         self.abandoned = False
         self.paged = paged
         self.page_size = page_size
+        self.sort_keys = None     # server-side sorting: collecting the whole result first
+        self.collected = None
+        self.sort_result = None   # the sort response control for the searchResultDone
 
 
 class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
@@ -227,55 +234,19 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
             raise LDAPError(ResultCode.UNWILLING_TO_PERFORM, "unauthenticated bind (DN with no password) disallowed")
         if self.config.require_tls_for_bind and not self.tls and not _is_loopback(self.peer_host):
             raise LDAPError(ResultCode.CONFIDENTIALITY_REQUIRED, "TLS confidentiality required for simple binds")
-        directory = self.directory
-        if directory.policy.source_blocked(self.peer_host):
-            raise LDAPError(ResultCode.UNWILLING_TO_PERFORM, "too many failed binds from this address; try again later")
         wants_ppolicy = any(c.oid == PPOLICY for c in msg.controls)
-        ndn, entry, hashes = directory.bind_lookup(req.name)
-        if hashes and not any(passwords.is_slow(h) for h in hashes):
-            # salted SHA (as migrated from OpenLDAP) costs about a microsecond: less than
-            # the hand-off to a thread; only slow schemes (argon2, PBKDF2, crypt) go to the pool
-            d = defer.succeed(directory.verify_any(req.password, hashes))
-        else:
-            d = deferToThreadPool(reactor, self.server.hash_pool, directory.verify_any, req.password, hashes)
 
-        def in_writer(fn, *args):
-            deferToThreadPool(reactor, self.server.write_pool, fn, *args).addErrback(
-                lambda f: log.warning("%s after bind of %s failed: %s", fn.__name__, req.name, f.getErrorMessage()))
-
-        def done(matched):
-            try:
-                ident = directory.bind_complete(ndn, entry, matched, self.peer, self.tls)
-            except LDAPError as exc:
-                directory.policy.note_source_failure(self.peer_host)
-                log.info("bind refused dn=%r from %s: %s", req.name, self.peer,
-                         "wrong password" if matched is None else directory.bind_refusal(entry))
-                if entry is not None and matched is None:
-                    # answer only once the failure is recorded: the bind after the
-                    # max_failures-th wrong one must find the account locked
-                    recorded = deferToThreadPool(reactor, self.server.write_pool, directory.record_bind,
-                                                 entry.id, False, self.peer)
-                    recorded.addErrback(lambda f: log.warning("record_bind after bind of %s failed: %s",
-                                                              req.name, f.getErrorMessage()))
-
-                    def refuse(_, error=exc):
-                        raise error
-
-                    return recorded.addCallback(refuse)
-                raise
+        def done(ident):
             self.ident = ident
             self.server.audit_bind(self, ident, True)
             ctrls = [ppolicy_response(error=2)] if wants_ppolicy and ident.restricted else None
             self.result(msgid, OP_BIND, ResultCode.SUCCESS, controls=ctrls)
-            if entry is not None and "pwdFailureTime" in entry.attrs:
-                in_writer(directory.record_bind, entry.id, True, self.peer)
-            if entry is not None and directory.needs_rehash(matched):
-                in_writer(directory.rehash_password, entry.id, matched, req.password)
 
         def failed(f):
             self.server.audit_bind(self, req.name, False)
             self.error(msgid, OP_BIND, f.value)
 
+        d = self.server.authenticate(req.name, req.password, self.peer_host, self.peer, self.tls)
         d.addCallback(done)
         d.addErrback(failed)
 
@@ -306,8 +277,48 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
             cursor = self.directory.search(self.ident, req.base, req.scope, req.filter, req.attributes,
                                            req.types_only, req.size_limit, req.time_limit)
             state = _Search(msgid, cursor)
+        sort = controls.get(SORT_REQUEST)
+        # a later page of a sorted paged search was sorted (or refused) on its first page
+        if sort is not None and state.sort_result is None and not isinstance(state.cursor, SortedCursor):
+            if not self._start_sort(state, sort):
+                return
         self.searches[msgid] = state
         self._continue_search(state)
+
+    def _start_sort(self, state, control) -> bool:
+        """RFC 2891: collect, then sort. A sort that cannot be done ends a search whose
+        control is critical (unavailableCriticalExtension); otherwise the entries come
+        unsorted. Either way the sort response control says why. False: search ended."""
+        keys = decode_sort(control.value)  # malformed: protocolError, like any bad control
+        try:
+            state.sort_keys = sorting.sort_keys(self.directory, keys)
+        except LDAPError as exc:
+            state.sort_result = encode_sort_result(exc.code, keys[0][0] if keys else None)
+            if control.critical:
+                self.result(state.msgid, OP_SEARCH, ResultCode.UNAVAILABLE_CRITICAL_EXTENSION, exc.message,
+                            controls=[state.sort_result])
+                return False
+            return True
+        state.collected = []
+        state.cursor.key_of = functools.partial(sorting.entry_key, self.directory, state.sort_keys)
+        return True
+
+    def _sorted(self, state, entries, error=None):
+        """Entries collected so far (with their keys); at the end, sort and serve them."""
+        state.collected.extend(entries)
+        if len(state.collected) > self.config.sort_limit:
+            self.searches.pop(state.msgid, None)
+            self.result(state.msgid, OP_SEARCH, ResultCode.ADMIN_LIMIT_EXCEEDED,
+                        f"server-side sort: more than {self.config.sort_limit} entries; narrow the search",
+                        controls=[encode_sort_result(ResultCode.ADMIN_LIMIT_EXCEEDED)])
+            return False
+        if error is None and not state.cursor.done:
+            return False
+        sorted_cursor = SortedCursor(sorting.sort_entries(state.collected, state.sort_keys))
+        sorted_cursor.deadline = state.cursor.deadline
+        state.cursor, state.sort_keys, state.collected = sorted_cursor, None, None
+        state.sort_result = encode_sort_result(ResultCode.SUCCESS)
+        return True
 
     def _search_assertion(self, req, control):
         """RFC 4528 on search: the assertion applies to the base object."""
@@ -320,6 +331,26 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
         if state.abandoned or self.closed:
             self.searches.pop(msgid, None)
             return
+        if state.sort_keys is not None:
+            # collecting a result to sort: everything first, nothing sent yet
+            try:
+                entries = cursor.next_batch(SEARCH_BATCH)
+            except PartialResult as partial:
+                if self._sorted(state, partial.entries, partial.error):
+                    self._send_entries(msgid, state.cursor.entries)
+                    self.searches.pop(msgid, None)
+                    self.result(msgid, OP_SEARCH, partial.error.code, partial.error.message,
+                                controls=[state.sort_result])
+                return
+            except Exception as exc:
+                self.searches.pop(msgid, None)
+                self.error(msgid, OP_SEARCH, exc)
+                return
+            if not self._sorted(state, entries):
+                if state.sort_keys is not None:  # more to collect (not refused)
+                    reactor.callLater(0, self._continue_search, state)
+                return
+            cursor = state.cursor
         try:
             entries = cursor.next_batch(SEARCH_BATCH, state.page_size if state.paged else None)
         except PartialResult as partial:
@@ -334,8 +365,10 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
         self._send_entries(msgid, entries)
         if cursor.done:
             self.searches.pop(msgid, None)
-            ctrls = [encode_paged(0, b"")] if state.paged else None
-            self.result(msgid, OP_SEARCH, ResultCode.SUCCESS, controls=ctrls)
+            ctrls = [encode_paged(0, b"")] if state.paged else []
+            if state.sort_result is not None:
+                ctrls.append(state.sort_result)
+            self.result(msgid, OP_SEARCH, ResultCode.SUCCESS, controls=ctrls or None)
             return
         if state.paged:
             state.page_size -= len(entries)
@@ -353,7 +386,8 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
         if len(self.pages) > MAX_PAGED_SEARCHES:
             # a client that never finishes its paged searches must not hold memory forever
             self.pages.pop(next(iter(self.pages)))
-        self.result(state.msgid, OP_SEARCH, ResultCode.SUCCESS, controls=[encode_paged(0, cookie)])
+        ctrls = [encode_paged(0, cookie)] + ([state.sort_result] if state.sort_result is not None else [])
+        self.result(state.msgid, OP_SEARCH, ResultCode.SUCCESS, controls=ctrls)
 
     def _send_entries(self, msgid, entries):
         if entries and not self.closed:

@@ -2,7 +2,8 @@
 
 The parent binds every listener, forks the workers and supervises them; each worker
 opens its own store connections (after the fork) and runs its own reactor. The
-kernel spreads new connections over the workers. Caches stay coherent through the
+kernel spreads new connections over the workers. The web console, whose sessions are
+in memory, runs in the first worker. Caches stay coherent through the
 store's changelog (see SQLiteStore.refresh).
 """
 import logging
@@ -25,7 +26,7 @@ def _bind(listener):
     return s
 
 
-def _run_worker(cfg, sockets):
+def _run_worker(cfg, sockets, slot=0):
     from twisted.internet import reactor
     from twisted.protocols.tls import TLSMemoryBIOFactory
 
@@ -42,6 +43,11 @@ def _run_worker(cfg, sockets):
             factory.tls_ports.add(sock.getsockname()[1])
         reactor.adoptStreamPort(sock.fileno(), sock.family, f)
         sock.close()  # the reactor holds its own duplicate
+    if slot == 0 and cfg.web is not None:
+        # the web console keeps its sessions in memory: it lives in the first worker only
+        from ..web.server import listen as listen_web
+
+        listen_web(factory, cfg)
     reactor.run(installSignalHandlers=False)
 
 
@@ -54,7 +60,7 @@ def serve_workers(cfg, on_ready=None):
         if pid == 0:
             code = 0
             try:
-                _run_worker(cfg, sockets)
+                _run_worker(cfg, sockets, slot)
             except Exception:
                 log.exception("worker %d failed", slot)
                 code = 1

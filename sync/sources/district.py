@@ -130,7 +130,9 @@ def parse(path, today: str, data: bytes | None = None) -> Input:
             status = latest[3] if latest[3] in ENDED else "WITHDRAWN"
             schools = (latest[4],)
             entry = latest[1]
-            leave = latest[2] or today
+            # no date: the engine keeps the day it first saw the departure (else "today"
+            # would move the withdrawal date on every run and the grace period never end)
+            leave = latest[2]
         _, _, _, _, _, first, last, middle, birth, grade, email, origin = latest
         out.people[did] = Person(source_id=did, district_id=did, kind="student", given=first, family=last,
                                  middle=middle, birth=birth, grade=grade, schools=schools, status=status,

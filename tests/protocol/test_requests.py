@@ -9,7 +9,7 @@ import time
 
 import pytest
 import yaml
-from ldap3 import BASE, LEVEL, MODIFY_REPLACE, NONE, SUBTREE, Connection, Server
+from ldap3 import BASE, LEVEL, MODIFY_ADD, MODIFY_DELETE, MODIFY_REPLACE, NONE, SUBTREE, Connection, Server
 
 from directory.demo import PASSWORDS, demo_ldif
 from tests.conftest import ROOT, ROOT_DN, ROOT_PW, SUFFIX, ServerProcess, requires_ldap_utils
@@ -29,6 +29,7 @@ CONSTRAINT, SYNTAX, EXISTS = 19, 21, 20
 # who is who in the demo district (directory/demo.py)
 ROLE_OF = {"pwong": "principal", "dokafor": "principal", "lmartinez": "principal",
            "tnguyen": "sub-administrator", "rjohnson": "sub-administrator", "kpatel": "photo designee",
+           "gsantos": "photo designee",
            "ewilson": "teacher", "sjones": "therapist", "hkim": "case manager",
            "aroberts": "district administrator", "jreyes": "contractor", "mdubois": "photo vendor",
            "jsmith": "student", "sso-portal": "SSO service"}
@@ -445,6 +446,28 @@ def test_photo_vendor_granted_by_the_principal_only(srv):
     assert code == SUCCESS
     assert decide(connect(srv, "lmartinez"), dn, "DENIED", reason="Picture day is booked") == SUCCESS
     assert dn_of("jreyes").lower() not in members(srv, role_group("photo-vendors", "9012"))
+
+
+def test_removing_a_member_by_hand_removes_the_grant_record(srv):
+    """A principal revokes a vendor by editing the group (as the web console does): the
+    grant record beneath the group goes in the same transaction, with its audit entry,
+    so a later re-admission is not refused by an old, expired record."""
+    group = role_group("photo-vendors", "5678")
+    code, dn, _ = submit(connect(srv, "gsantos"), "PHOTO_VENDOR", rollcallRequestTarget=group,
+                         rollcallGrantee=dn_of("jreyes"))
+    assert code == SUCCESS
+    assert decide(connect(srv, "dokafor"), dn, "APPROVED", expiry=gentime(30)) == SUCCESS
+    grant_dn = f"cn=jreyes,{group}"
+    assert read(srv, grant_dn) is not None
+    principal = connect(srv, "dokafor")
+    assert principal.modify(group, {"member": [(MODIFY_DELETE, [dn_of("jreyes")])]}), principal.result
+    assert dn_of("jreyes").lower() not in members(srv, group)
+    assert read(srv, grant_dn) is None
+    revoked = [a for a in audit(srv, grant_dn) if a.get("op") == "grantRevoked"]
+    assert revoked and revoked[-1]["who"].lower() == dn_of("dokafor").lower()
+    # another member's removal leaves other grants alone; a group without grants is untouched
+    assert principal.modify(group, {"member": [(MODIFY_ADD, [dn_of("jreyes")])]}), principal.result
+    assert read(srv, grant_dn) is None
 
 
 def test_photo_vendor_needs_an_active_account(srv):

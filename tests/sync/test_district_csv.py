@@ -98,9 +98,72 @@ def test_reenrollment_within_retention_reenables_same_account(sync):
     assert sync("sis", sync.csv("d1.csv", ROWS), today="2025-10-05") == 0
     a = sync.accounts()["100002s002"]
     assert a.entry_dn == dn
-    assert a.rollcallAccountStatus.value == "ENABLED"
+    # never activated (no password): back to PENDING, not ENABLED
+    assert a.rollcallAccountStatus.value == "PENDING"
+    assert a.rollcallActivationState.value == "NOT_ACTIVATED"
+    assert "rollcallDeactivationReason" not in a.entry_attributes_as_dict
     assert a.rollcallEnrollmentStatus.value == "ENROLLED"
     assert sync.report()["counts"].get("enable") == 1
+    assert sync("sis", sync.csv("d1.csv", ROWS), today="2025-10-06") == 0 and sync.report()["counts"] == {}
+
+
+def test_reenrollment_of_an_activated_account_reenables_it(sync):
+    assert sync("sis", sync.csv("d1.csv", ROWS), today="2025-09-01") == 0
+    dn = sync.accounts()["100002s002"].entry_dn
+    c = sync.admin()   # as if the student had activated it (root DN: no account rules)
+    assert c.modify(dn, {"rollcallAccountStatus": [("MODIFY_REPLACE", ["ENABLED"])],
+                         "rollcallActivationState": [("MODIFY_REPLACE", ["ACTIVATED"])]}), c.result
+    rest = [r for r in ROWS if not r.startswith("100002")]
+    assert sync("sis", sync.csv("d2.csv", rest), today="2025-09-02") == 0
+    assert sync("sis", sync.csv("d2.csv", rest), today="2025-10-01") == 0
+    assert sync.accounts()["100002s002"].rollcallAccountStatus.value == "DISABLED"
+    assert sync("sis", sync.csv("d1.csv", ROWS), today="2025-10-05") == 0
+    assert sync.accounts()["100002s002"].rollcallAccountStatus.value == "ENABLED"
+
+
+def test_server_refuses_enabling_a_never_activated_account(sync):
+    from ldap3 import Connection, Server
+
+    from .conftest import SYNC_PW
+    assert sync("sis", sync.csv("d1.csv", ROWS), today="2025-09-01") == 0
+    dn = sync.accounts()["100002s002"].entry_dn
+    c = Connection(Server(sync.srv.url), f"cn=sis-sync,ou=services,{SUFFIX}", SYNC_PW, auto_bind=True)
+    assert c.modify(dn, {"rollcallAccountStatus": [("MODIFY_REPLACE", ["DISABLED"])],
+                         "rollcallDeactivationReason": [("MODIFY_REPLACE", ["left"])]}), c.result
+    assert not c.modify(dn, {"rollcallAccountStatus": [("MODIFY_REPLACE", ["ENABLED"])]})
+    assert c.result["result"] == 53 and "never activated" in c.result["message"]
+    assert c.modify(dn, {"rollcallAccountStatus": [("MODIFY_REPLACE", ["PENDING"])]}), c.result
+    # PENDING again: only its holder's activation enables it; it cannot be forced back to PENDING later
+    assert not c.modify(dn, {"rollcallAccountStatus": [("MODIFY_REPLACE", ["ENABLED"])]})
+    c.unbind()
+
+
+def test_middle_names_stored_and_a_change_is_an_update(sync):
+    f = sync.csv("d1.csv", ROWS)
+    assert sync("sis", f) == 0, sync.last_output
+    accs, recs = sync.accounts(), sync.records()
+    assert accs["100002s002"].rollcallMiddleName.value == "Q"
+    assert recs["100002s002"]["rollcallMiddleName"] == ["Q"]
+    assert "rollcallMiddleName" not in accs["100001s001"].entry_attributes_as_dict
+    assert "rollcallMiddleName" not in recs["100001s001"]
+    rows = [ROWS[0].replace("John,Smith,,", "John,Smith,Paul Émile,"), ROWS[1].replace(",Q,", ",Quinn,")] + ROWS[2:]
+    f2 = sync.csv("d2.csv", rows)
+    assert sync("sis", f2) == 0, sync.last_output
+    counts = sync.report()["counts"]
+    assert counts.get("update") == 2 and counts.get("update-record") == 2, counts
+    accs, recs = sync.accounts(), sync.records()
+    assert accs["100001s001"].rollcallMiddleName.value == "Paul Émile"
+    assert accs["100002s002"].rollcallMiddleName.value == "Quinn"
+    assert recs["100001s001"]["rollcallMiddleName"] == ["Paul Émile"]
+    assert accs["100001s001"].uid.value == "jsmith"        # the username does not change
+    assert sync("sis", f2) == 0 and sync.report()["counts"] == {}
+    # dropped from the SIS: removed
+    assert sync("sis", f) == 0
+    accs, recs = sync.accounts(), sync.records()
+    assert "rollcallMiddleName" not in accs["100001s001"].entry_attributes_as_dict
+    assert "rollcallMiddleName" not in recs["100001s001"]
+    assert accs["100002s002"].rollcallMiddleName.value == "Q"
+    assert sync("sis", f) == 0 and sync.report()["counts"] == {}
 
 
 def test_admin_disabled_student_stays_disabled(sync):
@@ -218,3 +281,15 @@ def test_bom_quotes_and_multiple_enrollments(sync):
     assert sorted(a.departmentNumber.values) == ["1111", "2222"]
     assert accs["300002s002"].departmentNumber.values == ["3333"]
     assert accs["300002s002"].rollcallGrade.value == "06"
+
+
+def test_withdrawn_without_leave_date_keeps_the_first_day_seen(sync):
+    assert sync("sis", sync.csv("d1.csv", ROWS), today="2025-09-01") == 0
+    rows = [ROWS[0].replace(",ENROLLED,", ",WITHDRAWN,")] + ROWS[1:]
+    f = sync.csv("d2.csv", rows)
+    assert sync("sis", f, today="2025-09-02") == 0
+    v = sync.records()["100001s001"]["rollcallWithdrawalDate"][0]
+    assert (v.strftime("%Y%m%d") if hasattr(v, "strftime") else v[:8]) == "20250902"
+    assert sync("sis", f, today="2025-09-05") == 0 and sync.report()["counts"] == {}, sync.report()["counts"]
+    assert sync("sis", f, today="2025-09-20") == 0
+    assert sync.accounts()["100001s001"].rollcallAccountStatus.value == "DISABLED"

@@ -1,0 +1,238 @@
+"""Signing in and out, the home page, changing one's password, activating an account."""
+from __future__ import annotations
+
+import json
+import logging
+
+from ldap3 import BASE, SUBTREE
+from twisted.internet import reactor
+from twisted.internet.threads import deferToThreadPool
+
+from ... import admin
+from ...core.accounts import accounts_of
+from ...core.directory import Identity
+from ...core.dn import escape_value as escape_rdn_value
+from ...core.errors import LDAPError, ResultCode
+from ..forms import redirect
+from ..routes import route
+
+log = logging.getLogger("rollcall.web")
+
+PEOPLE_OUS = ("students", "staff", "nonemployees")
+SIGNIN_FAILED = "The username or password is not correct."
+SITE_ROLES = {"student-email-admins": "subadmin_sites", "principals": "principal_sites",
+              "photo-designees": "designee_sites", "photo-vendors": "vendor_sites"}
+
+
+def safe_next(value: str) -> str:
+    """Only a path of this site (no //host, no scheme) may follow a sign-in."""
+    if value.startswith("/") and not value.startswith("//") and "\\" not in value:
+        return value
+    return "/"
+
+
+@route("GET", "/", allow="public")
+def home(ctx):
+    if not ctx.session.signed_in:
+        return ctx.console.render_page(ctx, "welcome.html")
+    return ctx.console.render_page(ctx, "home.html")
+
+
+@route("GET", "/signin", allow="public")
+def signin_form(ctx):
+    if ctx.session.signed_in:
+        return redirect("/")
+    return ctx.console.render_page(ctx, "signin.html", next=safe_next(ctx.arg("next", "/")), username="", error="")
+
+
+def resolve_login(console, login: str) -> str | None:
+    """The DN a sign-in name stands for: a username under ou=people (students, staff,
+    non-employees), or a full DN. Looked up in the core on the reactor (an index read)."""
+    d = console.directory
+    if "=" in login:
+        return login
+    for ou in PEOPLE_OUS:
+        dn = f"uid={escape_rdn_value(login)},ou={ou},ou=people,{console.suffix}"
+        try:
+            if d.lookup(d.normalize_dn(dn)) is not None:
+                return dn
+        except LDAPError:
+            return None
+    return None
+
+
+@route("POST", "/signin", allow="public", on_reactor=True)
+def signin(ctx):
+    console = ctx.console
+    login = ctx.arg("username").strip()
+    password = ctx.arg("password")
+    nxt = safe_next(ctx.arg("next", "/"))
+
+    def again(message, status=200):
+        return console.render_page(ctx, "signin.html", status=status, next=nxt, username=login, error=message)
+
+    if not login or not password:
+        return again("Enter your username and your password.")
+    user_key = "user:" + login.lower()
+    if console.throttle.blocked(ctx.client, user_key):
+        return again("Too many failed sign-ins. Wait a few minutes and try again.", 429)
+    dn = resolve_login(console, login) or f"uid={escape_rdn_value(login)},ou=people,{console.suffix}"
+    d = console.factory.authenticate(dn, password.encode("utf-8"), ctx.client, f"{ctx.client}:web", True)
+
+    def bound(ident):
+        return deferToThreadPool(reactor, console.pool, _open_session, ctx, ident, password, nxt)
+
+    def refused(f):
+        f.trap(LDAPError)
+        console.throttle.failed(ctx.client, user_key)
+        log.info("console sign-in refused for %r from %s", login, ctx.client)
+        if f.value.code == ResultCode.UNWILLING_TO_PERFORM:
+            return again("Too many failed sign-ins from your address. Wait a few minutes and try again.", 429)
+        return again(SIGNIN_FAILED)
+
+    return d.addCallbacks(bound, refused)
+
+
+def _open_session(ctx, ident, password, nxt):
+    console = ctx.console
+    conn = console.connect(ident.dn, password)
+    old = ctx.session
+    s = console.start_session(ctx, old)
+    s.conn = conn
+    s.dn = ident.dn
+    s.must_change = ident.restricted
+    try:
+        read_roles(console, s)
+    except Exception:
+        s.close()
+        console.sessions.drop(s)
+        raise
+    console.throttle.succeeded("user:" + (s.uid or ident.dn).lower())
+    ctx.session = ctx.set_session = s
+    return redirect("/password" if s.must_change else nxt)
+
+
+def read_roles(console, s):
+    """Name, username and what the console offers, from the person's own entry."""
+    conn, suffix = s.conn, console.suffix
+    r = s.roles
+    low = s.dn.lower().replace(" ", "")
+    if low == console.config.root_dn.lower().replace(" ", ""):
+        r.kind, r.district_admin, s.name = "root", True, "Directory manager"
+        return
+    for kind, ou in (("student", "ou=students"), ("staff", "ou=staff"), ("nonemployee", "ou=nonemployees"),
+                     ("service", "ou=services")):
+        if f",{ou}," in low:
+            r.kind = kind
+    conn.search(s.dn, "(objectClass=*)", BASE, attributes=["cn", "uid", "memberOf"])
+    entries = [e for e in conn.response or [] if e.get("type") == "searchResEntry"]
+    if not entries:
+        return
+    a = entries[0]["raw_attributes"]
+    s.name = admin._raw(a, "cn")
+    s.uid = admin._raw(a, "uid")
+    groups = [g.lower().replace(" ", "") for g in admin._raw_all(a, "memberOf")]
+    sites = f",ou=sites,{suffix}".lower().replace(" ", "")
+    for g in groups:
+        if g == f"cn=district-admins,ou=groups,{suffix}".lower().replace(" ", ""):
+            r.district_admin = True
+        if g.endswith(sites) and g.startswith("cn="):
+            role, _, code = g[len("cn="):-len(sites)].partition(",ou=")
+            if role in SITE_ROLES and code:
+                getattr(r, SITE_ROLES[role]).append(code)
+    for attr in SITE_ROLES.values():
+        getattr(r, attr).sort()
+    # application approvers: groups named by an application's rollcallApprovers
+    conn.search(f"ou=groups,{suffix}", "(objectClass=rollcallApplication)", SUBTREE,
+                attributes=["rollcallApprovers"])
+    for e in conn.response or []:
+        if e.get("type") != "searchResEntry":
+            continue
+        for g in admin._raw_all(e["raw_attributes"], "rollcallApprovers"):
+            if g.lower().replace(" ", "") in groups:
+                r.approver_groups.append(g)
+
+
+@route("POST", "/signout", allow="public")
+def signout(ctx):
+    if ctx.session is not None:
+        ctx.console.sessions.drop(ctx.session)
+    ctx.clear_session = True
+    return redirect("/signin")
+
+
+@route("GET", "/password")
+def password_form(ctx):
+    return ctx.console.render_page(ctx, "password.html", error="", done=False)
+
+
+@route("POST", "/password")
+def password_change(ctx):
+    old, new, again = ctx.arg("current"), ctx.arg("new"), ctx.arg("again")
+    if not old or not new:
+        error = "Enter your current password and a new one."
+    elif new != again:
+        error = "The two new passwords are not the same."
+    else:
+        try:
+            admin.change_password(ctx.conn, old, new)
+        except admin.AdminError as exc:
+            error = _password_refusal(exc)
+        else:
+            s = ctx.session
+            s.must_change = False
+            # the connection's identity was restricted until now: bind again with the new password
+            s.close()
+            s.conn = ctx.console.connect(s.dn, new)
+            return ctx.console.render_page(ctx, "password.html", error="", done=True)
+    return ctx.console.render_page(ctx, "password.html", status=400, error=error, done=False)
+
+
+def _password_refusal(exc) -> str:
+    m = exc.message or ""
+    if exc.code == ResultCode.INVALID_CREDENTIALS or "old password" in m.lower():
+        return "Your current password is not correct."
+    return m[0].upper() + m[1:] if m else "The directory refused the new password."
+
+
+# ---------------------------------------------------------------------- activation
+@route("GET", "/activate", allow="public")
+def activate_form(ctx):
+    return ctx.console.render_page(ctx, "activate.html", username=ctx.arg("username"), error="", done=None)
+
+
+@route("POST", "/activate", allow="public", on_reactor=True)
+def activate(ctx):
+    """Self-service activation of a PENDING account with its one-time code. Runs the
+    account overlay in the core's writer thread with the browser's address (so its
+    per-address limit counts this browser, not the console)."""
+    console = ctx.console
+    uid, code = ctx.arg("username").strip(), ctx.arg("code").strip()
+    new, again = ctx.arg("new"), ctx.arg("again")
+
+    def form(error, status=400, done=None):
+        return console.render_page(ctx, "activate.html", status=status, username=uid, error=error, done=done)
+
+    if not uid or not code or not new:
+        return form("Enter your username, your activation code and a new password.")
+    if new != again:
+        return form("The two new passwords are not the same.")
+    key = "activate:" + uid.lower()
+    if console.throttle.blocked(ctx.client, key):
+        return form("Too many failed attempts. Wait a few minutes and try again.", 429)
+    ident = Identity(peer=f"{ctx.client}:web", tls=True)
+    value = json.dumps({"action": "activate", "uid": uid, "code": code, "newPassword": new}).encode()
+    d = deferToThreadPool(reactor, console.factory.write_pool, accounts_of(console.directory).extended,
+                          ident, value)
+
+    def ok(out):
+        answer = json.loads(out.decode("utf-8")) if isinstance(out, bytes) else out
+        return form("", 200, done=answer.get("uid") or uid)
+
+    def refused(f):
+        f.trap(LDAPError)
+        console.throttle.failed(ctx.client, key)
+        m = f.value.message or "activation failed"
+        return form(m[0].upper() + m[1:].rstrip(".") + ".")
+
+    return d.addCallbacks(ok, refused)

@@ -1,0 +1,319 @@
+"""Access requests: a non-employee account request (public) and its tracking by number;
+an application role or sub-administrator rights (signed in); the approvers' queue,
+approve / deny with a reason, withdraw.
+
+Everything goes through directory/requests_client.py over the person's own connection
+(the server's requests overlay decides who may file and decide what); the queue and the
+decision buttons are only the console's guess from the person's roles.
+
+One exception: an anonymous submission is written through the core with the browser's
+address (as /activate does), because the overlay limits anonymous requests per source
+address and over LDAP every browser would share the console's loopback address."""
+from __future__ import annotations
+
+import re
+
+from twisted.internet import reactor
+from twisted.internet.threads import blockingCallFromThread, deferToThreadPool
+
+from ... import requests_client as rc
+from ...core.directory import Identity
+from ...core.errors import LDAPError
+from ..forms import PageError, redirect
+from ..routes import route
+from ..server import sentence
+
+NOT_STUDENT = (lambda r: r.kind != "student", "Students cannot file or decide access requests.")
+NE_KINDS = {"CONTRACTOR": "Contractor", "CHARTER": "Charter school", "NON_PUBLIC_SCHOOL": "Non-public school",
+            "AGENCY": "Agency"}
+KIND_NAMES = {"NON_EMPLOYEE_ACCOUNT": "Non-employee account", "APPLICATION_ROLE": "Application role",
+              "SUBADMIN": "Sub-administrator", "PHOTO_VENDOR": "Photo vendor"}
+SUBADMIN_ROLES = {"student-email-admins": "Student e-mail administrator",
+                  "photo-designees": "Photo designee"}
+SITE_CODE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z_-]{0,15}$")
+NUMBER = re.compile(r"^[0-9]{1,9}$")
+PHONE = re.compile(r"^[0-9+()./ -]{3,32}$")
+LIMIT = {"given": 64, "sn": 64, "mail": 254, "phone": 32, "organization": 128, "justification": 2000,
+         "reason": 1000}
+
+
+def _too_long(values: dict) -> str:
+    for k, v in values.items():
+        if len(v) > LIMIT.get(k, 256):
+            return f"That text is too long (at most {LIMIT.get(k, 256)} characters)."
+    return ""
+
+
+def _refusal(exc: rc.RequestError) -> str:
+    return sentence(exc.message)
+
+
+# ---------------------------------------------------------------------- public: account request
+ACCOUNT_FIELDS = ("given", "sn", "mail", "phone", "organization", "ne_kind", "site", "justification")
+NEW_FIELDS = ("what", "role", "site", "site_role", "justification")
+
+
+def _account_form(ctx, status=200, error="", values=None, number=None):
+    v = {k: (values or {}).get(k, "") for k in ACCOUNT_FIELDS}
+    return ctx.console.render_page(ctx, "requests_account.html", status=status, error=error,
+                                   v=v, ne_kinds=NE_KINDS, number=number)
+
+
+@route("GET", "/request-account", allow="public")
+def account_form(ctx):
+    return _account_form(ctx)
+
+
+@route("POST", "/request-account", allow="public")
+def account_submit(ctx):
+    v = {k: ctx.arg(k).strip() for k in ACCOUNT_FIELDS}
+    error = _too_long(v)
+    if not error:
+        if not (v["given"] and v["sn"]):
+            error = "Enter your given name and your family name."
+        elif not rc.MAIL_RE.match(v["mail"]) or ".." in v["mail"]:
+            error = "Enter a valid e-mail address, e.g. ana.lopez@example.org."
+        elif v["phone"] and not PHONE.match(v["phone"]):
+            error = "A phone number has digits, spaces and + ( ) - only."
+        elif not v["organization"]:
+            error = "Enter the organization you work for."
+        elif v["ne_kind"] not in NE_KINDS:
+            error = "Choose what kind of organization it is."
+        elif not SITE_CODE.match(v["site"]):
+            error = "Enter the code of the school or office that sponsors you (e.g. 1234)."
+        elif not v["justification"]:
+            error = "Say why you need an account."
+    if error:
+        return _account_form(ctx, 400, error, v)
+    suffix = ctx.console.suffix
+    fields = rc.nonemployee_attrs(suffix, v["given"], v["sn"], v["mail"], v["organization"], v["ne_kind"],
+                                  v["site"], v["phone"] or None)
+    try:
+        attrs = rc.request_entry("NON_EMPLOYEE_ACCOUNT", justification=v["justification"], **fields)
+        if ctx.session.signed_in:
+            # filed by the signed-in person (they are the requester and see it under Requests)
+            number = rc.submit(ctx.conn, "NON_EMPLOYEE_ACCOUNT", justification=v["justification"], **fields)
+        else:
+            number = _submit_anonymous(ctx, attrs)
+    except rc.RequestError as exc:
+        return _account_form(ctx, 403 if exc.code == 50 else 400, _submit_refusal(exc.message, v["site"]), v)
+    except LDAPError as exc:
+        return _account_form(ctx, 403 if exc.code == 50 else 400, _submit_refusal(exc.message or "", v["site"]), v)
+    return _account_form(ctx, 200, "", {}, number)
+
+
+def _submit_anonymous(ctx, attrs) -> int:
+    console = ctx.console
+    ident = Identity(peer=f"{ctx.client}:web", tls=True)
+    raw = {k: [x.encode("utf-8") for x in (vs if isinstance(vs, list) else [vs])] for k, vs in attrs.items()}
+    result = blockingCallFromThread(reactor, deferToThreadPool, reactor, console.factory.write_pool,
+                                    console.directory.add, ident, rc.request_dn(console.suffix, 0), raw)
+    return rc.number_of(result.dn)
+
+
+def _submit_refusal(message: str, site: str) -> str:
+    low = message.lower()
+    if "rollcallrequesttarget" in low and ("does not exist" in low or "sponsoring site" in low):
+        return f"There is no school or office with the code {site}."
+    if "too many anonymous requests" in low:
+        return "Too many requests from your address. Try again later."
+    if low.startswith("mail "):
+        return "Enter a valid e-mail address, e.g. ana.lopez@example.org."
+    return sentence(message)
+
+
+# ---------------------------------------------------------------------- public: tracking
+@route("GET", "/track", allow="public")
+def track(ctx):
+    number = ctx.arg("number").strip().lstrip("#")
+    req, error, status = None, "", 200
+    if number:
+        if not NUMBER.match(number):
+            error, status = "A request number is a whole number, e.g. 17.", 400
+        else:
+            # what anonymous may see, whoever asks: the page promises nothing more
+            conn = ctx.console.connect()
+            try:
+                req = rc.get(conn, int(number))
+            except rc.RequestError as exc:
+                error, status = _refusal(exc), 400
+            finally:
+                conn.unbind()
+            if req is None and not error:
+                error, status = (f"There is no account request number {number}. Other requests are followed "
+                                 "under Requests after signing in."), 404
+    return ctx.console.render_page(ctx, "requests_track.html", status=status, number=number, req=req,
+                                   error=error)
+
+
+# ---------------------------------------------------------------------- signed in
+def _approver_groups(roles) -> set:
+    return {rc.norm_dn(g) for g in roles.approver_groups}
+
+
+def _apps_by_dn(apps) -> dict:
+    return {rc.norm_dn(a.dn): a for a in apps}
+
+
+def may_decide(session, req, apps_by_dn) -> bool:
+    """The console's guess of who may decide (the overlay still decides)."""
+    roles = session.roles
+    if req.status != "PENDING" or req.involves(session.dn):
+        return False
+    if roles.kind == "root":
+        return True
+    if req.kind in ("NON_EMPLOYEE_ACCOUNT", "SUBADMIN") and roles.district_admin:
+        return True
+    if req.kind in ("NON_EMPLOYEE_ACCOUNT", "SUBADMIN", "PHOTO_VENDOR"):
+        return bool(req.site_code) and req.site_code in roles.principal_sites
+    if req.kind == "APPLICATION_ROLE":
+        app = apps_by_dn.get(rc.norm_dn(req.application))
+        return app is not None and rc.norm_dn(app.approvers) in _approver_groups(roles)
+    return False
+
+
+def deciders(req, apps_by_dn) -> str:
+    """Who decides this request, as a sentence."""
+    if req.kind == "APPLICATION_ROLE":
+        app = apps_by_dn.get(rc.norm_dn(req.application))
+        return f"The approvers of {app.name if app else 'the application'} decide this request."
+    site = f"site {req.site_code}" if req.site_code else "the site"
+    if req.kind == "PHOTO_VENDOR":
+        return f"The principals of {site} decide this request."
+    return f"The principals of {site} or a district administrator decide this request."
+
+
+@route("GET", "/requests", allow=NOT_STUDENT)
+def overview(ctx):
+    s = ctx.session
+    mine = rc.list_requests(ctx.conn, "ALL", s.dn) if s.dn else []
+    queue = []
+    if s.roles.approver:
+        apps = _apps_by_dn(rc.applications(ctx.conn)) if s.roles.approver_groups else {}
+        queue = [r for r in rc.list_requests(ctx.conn, "PENDING") if may_decide(s, r, apps)]
+    return ctx.console.render_page(ctx, "requests_list.html", mine=mine, queue=queue, kinds=KIND_NAMES)
+
+
+def _new_form(ctx, status=200, error="", values=None):
+    conn = ctx.conn
+    v = {k: (values or {}).get(k, "") for k in NEW_FIELDS}
+    return ctx.console.render_page(ctx, "requests_new.html", status=status, error=error, v=v,
+                                   apps=rc.applications(conn), sites=rc.sites(conn), subadmin_roles=SUBADMIN_ROLES)
+
+
+@route("GET", "/requests/new", allow=NOT_STUDENT)
+def new_form(ctx):
+    return _new_form(ctx, values={"what": ctx.arg("what") or "role"})
+
+
+@route("POST", "/requests/new", allow=NOT_STUDENT)
+def new_submit(ctx):
+    v = {k: ctx.arg(k).strip() for k in NEW_FIELDS}
+    error = _too_long({"justification": v["justification"]})
+    target, kind = None, None
+    if not error and v["what"] == "role":
+        roles = {rc.norm_dn(r.dn): r.dn for a in rc.applications(ctx.conn) for r in a.roles}
+        target, kind = roles.get(rc.norm_dn(v["role"])), "APPLICATION_ROLE"
+        if not v["role"] or target is None:
+            error = "Choose the application role you need."
+    elif not error and v["what"] == "subadmin":
+        codes = {code for code, _ in rc.sites(ctx.conn)}
+        if v["site"] not in codes:
+            error = "Choose the school or office."
+        elif v["site_role"] not in SUBADMIN_ROLES:
+            error = "Choose the administrator role you need."
+        else:
+            target, kind = rc.site_role_dn(ctx.conn, v["site"], v["site_role"]), "SUBADMIN"
+    elif not error:
+        error = "Choose what you are asking for."
+    if not error and not v["justification"]:
+        error = "Say why you need it: the approver reads it."
+    if error:
+        return _new_form(ctx, 400, error, v)
+    try:
+        number = rc.submit(ctx.conn, kind, target, justification=v["justification"])
+    except rc.RequestError as exc:
+        message = exc.message
+        if exc.code == 20 or "already holds" in message:
+            message = "You already have that role."
+        return _new_form(ctx, 403 if exc.code == 50 else 400, sentence(message), v)
+    ctx.session.flash.append(f"Request {number} submitted. Its approvers see it in their queue.")
+    return redirect(f"/requests/{number}")
+
+
+def _load(ctx):
+    req = rc.get(ctx.conn, int(ctx.params["n"]))
+    if req is None:
+        raise PageError(f"There is no request number {int(ctx.params['n'])} you may see.", 404)
+    return req
+
+
+def _detail(ctx, req, status=200, error="", reason="", expiry=""):
+    s = ctx.session
+    apps = _apps_by_dn(rc.applications(ctx.conn)) if req.kind == "APPLICATION_ROLE" else {}
+    app = apps.get(rc.norm_dn(req.application))
+    return ctx.console.render_page(
+        ctx, "requests_detail.html", status=status, req=req, error=error, reason=reason, expiry=expiry,
+        kinds=KIND_NAMES, ne_kinds=NE_KINDS, app=app, can_decide=may_decide(s, req, apps),
+        can_withdraw=req.status == "PENDING" and rc.norm_dn(req.requester) == rc.norm_dn(s.dn),
+        deciders=deciders(req, apps), mine=req.involves(s.dn))
+
+
+@route("GET", "/requests/(?P<n>[0-9]{1,9})", allow=NOT_STUDENT)
+def detail(ctx):
+    return _detail(ctx, _load(ctx))
+
+
+@route("POST", "/requests/(?P<n>[0-9]{1,9})/decide", allow=NOT_STUDENT)
+def decide(ctx):
+    req = _load(ctx)
+    decision, reason, expiry = ctx.arg("decision"), ctx.arg("reason").strip(), ctx.arg("expiry").strip()
+
+    def again(error, status=400):
+        return _detail(ctx, req, status, error, reason, expiry)
+
+    if decision not in ("approve", "deny"):
+        return again("Choose approve or deny.")
+    if len(reason) > LIMIT["reason"]:
+        return again(f"The reason is too long (at most {LIMIT['reason']} characters).")
+    if decision == "deny" and not reason:
+        return again("A denial needs a reason: the requester sees it.")
+    if decision == "deny" and expiry:
+        return again("An end date goes with an approval only.")
+    if expiry and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", expiry):
+        return again("Enter the end date as a date, e.g. 2026-06-30.")
+    status = "APPROVED" if decision == "approve" else "DENIED"
+    try:
+        rc.decide(ctx.conn, req.number, status, reason or None, expiry or None)
+    except rc.RequestError as exc:
+        return again(_decision_refusal(exc, req, ctx), 403 if exc.code == 50 else 400)
+    ctx.session.flash.append(f"Request {req.number} {status.lower()}.")
+    return redirect(f"/requests/{req.number}")
+
+
+def _decision_refusal(exc, req, ctx) -> str:
+    low = exc.message.lower()
+    if exc.code == 50 and "own request" in low:
+        return "Nobody decides their own request."
+    if exc.code == 50:
+        apps = _apps_by_dn(rc.applications(ctx.conn)) if req.kind == "APPLICATION_ROLE" else {}
+        return f"You may not decide request {req.number}. {deciders(req, apps)}"
+    if "only a pending request" in low:
+        return f"Request {req.number} has already been decided."
+    if "must be in the future" in low:
+        return "The end date must be in the future."
+    return sentence(exc.message)
+
+
+@route("POST", "/requests/(?P<n>[0-9]{1,9})/withdraw", allow=NOT_STUDENT)
+def withdraw(ctx):
+    req = _load(ctx)
+    try:
+        rc.decide(ctx.conn, req.number, "WITHDRAWN")
+    except rc.RequestError as exc:
+        message = ("Only the person who filed a request may withdraw it." if exc.code == 50
+                   else f"Request {req.number} has already been decided."
+                   if "only a pending request" in exc.message.lower() else sentence(exc.message))
+        return _detail(ctx, req, 403 if exc.code == 50 else 400, message)
+    ctx.session.flash.append(f"Request {req.number} withdrawn.")
+    return redirect(f"/requests/{req.number}")

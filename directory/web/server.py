@@ -1,0 +1,341 @@
+"""The console's twisted.web resource: routing, sessions, CSRF, headers, errors.
+
+Every request: find the route, find the session (cookie), refuse a POST whose CSRF
+token or Origin does not match, check the route's audience, then run the page handler
+in the console's thread pool (its LDAP calls block) and write what it returns. Errors
+become plain sentences; anything unexpected is logged with a reference the person can
+quote, never shown as a stack trace.
+"""
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+import ssl
+from pathlib import Path
+
+import jinja2
+from ldap3 import NONE, Connection, Server, Tls
+from ldap3.core.exceptions import LDAPException
+from twisted.internet import defer, reactor, task
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.threadpool import ThreadPool
+from twisted.web import resource, server
+
+from ..admin import AdminError
+from ..photos import PhotoError
+from . import routes
+from .forms import Ctx, PageError, Response, parse_body
+from .session import SessionStore, SignInThrottle
+
+log = logging.getLogger("rollcall.web")
+
+HERE = Path(__file__).parent
+COOKIE = "rollcall_session"
+STATIC_TYPES = {".css": "text/css; charset=utf-8", ".svg": "image/svg+xml", ".js": "text/javascript"}
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+                               "script-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    # passwords and activation codes are shown once: never cached, never restored from history
+    "Cache-Control": "no-store",
+    "Strict-Transport-Security": "max-age=31536000",
+}
+
+
+def local_ldap_url(config) -> tuple[str, object]:
+    """How the console reaches this same server: its first ldap:// listener on loopback
+    (or ldaps://, trusting our own certificate). Returns (url, ldap3 Tls or None)."""
+    web = config.web
+    if web.ldap_url:
+        return web.ldap_url, (Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=str(config.tls_cert))
+                              if web.ldap_url.startswith("ldaps") else None)
+    ordered = sorted(config.listeners, key=lambda lst: lst.scheme != "ldap")
+    lst = ordered[0]
+    host = "127.0.0.1" if lst.host in ("0.0.0.0", "", "localhost") else ("::1" if lst.host == "::" else lst.host)
+    if ":" in host:
+        host = f"[{host}]"
+    if lst.scheme == "ldap":
+        return f"ldap://{host}:{lst.port}", None
+    # our own certificate over loopback: checked against the configured file, not a hostname
+    return f"ldaps://{host}:{lst.port}", Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=str(config.tls_cert),
+                                             valid_names=None)
+
+
+class Console(resource.Resource):
+    isLeaf = True
+
+    def __init__(self, factory, config):
+        super().__init__()
+        from . import pages  # noqa: F401 - registers the routes
+
+        self.factory = factory
+        self.directory = factory.directory
+        self.config = config
+        self.web = config.web
+        self.suffix = config.suffix
+        self.sessions = SessionStore(self.web.idle_minutes * 60)
+        self.throttle = SignInThrottle(self.web.signin_max_failures, self.web.signin_window)
+        self.ldap_url, self.ldap_tls = local_ldap_url(config)
+        self.pool = ThreadPool(1, self.web.threads, name="rollcall-web")
+        self.pool.start()
+        reactor.addSystemEventTrigger("during", "shutdown", self._shutdown)
+        self.templates = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(HERE / "templates")),
+            autoescape=jinja2.select_autoescape(["html"], default=True),
+            undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+        self.sweeper = task.LoopingCall(self._sweep)
+        # with limits.idle_timeout, sweep often enough to keep session connections alive
+        interval = min(30, config.idle_timeout / 4) if config.idle_timeout else 30
+        self.sweeper.start(max(interval, 0.2), now=False)
+
+    # ------------------------------------------------------------------ LDAP
+    def connect(self, dn: str | None = None, password: str | None = None):
+        """A new ldap3 connection to this server: bound as `dn`, or anonymous."""
+        conn = Connection(Server(self.ldap_url, tls=self.ldap_tls, get_info=NONE, connect_timeout=10),
+                          user=dn, password=password, raise_exceptions=False, receive_timeout=60,
+                          auto_referrals=False)
+        if not conn.bind():
+            r = conn.result or {}
+            raise PageError(f"the directory refused the sign-in ({r.get('description')})", 401)
+        conn._rollcall_suffix = self.suffix
+        return conn
+
+    # ------------------------------------------------------------------ pages
+    def render_page(self, ctx, template: str, status: int = 200, **values) -> Response:
+        s = ctx.session
+        flash = []
+        if s is not None:
+            flash, s.flash = s.flash, []
+        html = self.templates.get_template(template).render(
+            session=s, roles=s.roles if s is not None else None, csrf=s.csrf if s is not None else "",
+            flash=flash, path=ctx.path, suffix=self.suffix, **values)
+        return Response(status=status, body=html.encode("utf-8"))
+
+    def error_page(self, ctx, message: str, status: int) -> Response:
+        try:
+            return self.render_page(ctx, "error.html", status=status, message=message)
+        except Exception:  # noqa: BLE001 - a broken template must not hide the error
+            log.exception("error page")
+            body = f"<!doctype html><title>Error</title><p>{jinja2.escape(message)}</p>"
+            return Response(status=status, body=body.encode())
+
+    # ------------------------------------------------------------------ HTTP
+    def render(self, request):
+        d = defer.maybeDeferred(self._dispatch, request)
+        d.addErrback(self._failed, request)
+        d.addCallback(self._write, request)
+        d.addErrback(self._write_failed, request)
+        return server.NOT_DONE_YET
+
+    def _write_failed(self, failure, request):
+        log.error("writing the response to %s failed: %s", request.path, failure.getTraceback())
+        if not request.finished and not getattr(request, "_disconnected", False):
+            request.setResponseCode(500)
+            request.write(b"Something went wrong on our side; the error was logged.")
+            request.finish()
+
+    def _client(self, request) -> str:
+        peer = request.getClientAddress()
+        return getattr(peer, "host", "") or "unknown"
+
+    def _dispatch(self, request):
+        method = request.method.decode("ascii", "replace").upper()
+        path = request.path.decode("utf-8", "replace") or "/"
+        request._rollcall = ctx = Ctx(method, path, {}, {}, {}, [], None, self._client(request), self)
+        if path.startswith("/static/"):
+            return self._static(path)
+        ctx.query = {k.decode("utf-8", "replace"): [v.decode("utf-8", "replace") for v in vs]
+                     for k, vs in request.args.items()} if method == "GET" else {}
+        ctx.session = self.sessions.get((request.getCookie(COOKIE.encode()) or b"").decode("ascii", "replace"))
+        r, params = routes.match(method, path)
+        if r is None:
+            if params:
+                return self.error_page(ctx, "That page does not take this kind of request.", 405)
+            return self.error_page(ctx, "There is no such page.", 404)
+        ctx.params = params
+        if method == "POST":
+            body = request.content.read() if request.content is not None else b""
+            if len(body) > self.web.max_upload_mb * 1024 * 1024:
+                return self.error_page(ctx, f"That upload is too large (at most {self.web.max_upload_mb} MB).", 413)
+            refusal = self._csrf_refusal(request, ctx, body)
+            if refusal:
+                log.warning("refused a POST to %s from %s: %s", path, ctx.client, refusal)
+                return self.error_page(ctx, "This form has expired or did not come from this site. "
+                                            "Go back, reload the page and try again.", 403)
+        if ctx.session is None:
+            # every page may carry a form: give it a session for the CSRF token
+            ctx.session = ctx.set_session = self.sessions.new()
+        ctx.session.touch()
+        refusal = self._audience_refusal(r, ctx)
+        if refusal is not None:
+            return refusal
+        if r.on_reactor:
+            return r.handler(ctx)
+        return deferToThreadPool(reactor, self.pool, self._run, r.handler, ctx)
+
+    def _csrf_refusal(self, request, ctx, body) -> str | None:
+        origin = request.getHeader("origin")
+        host = request.getHeader("host") or ""
+        if origin and origin != "null" and origin.split("://", 1)[-1] != host:
+            return f"cross-site Origin {origin}"
+        if ctx.session is None:
+            return "no session"
+        try:
+            ctx.form, ctx.files = parse_body(request.getHeader("content-type") or "", body)
+        except PageError as exc:
+            return exc.message
+        token = (ctx.form.get("csrf") or [""])[0]
+        if not hmac.compare_digest(token.encode(), ctx.session.csrf.encode()):
+            return "missing or wrong CSRF token"
+        return None
+
+    def _audience_refusal(self, r, ctx):
+        s = ctx.session
+        if r.allow == "public":
+            return None
+        if not s.signed_in:
+            from .forms import redirect, url
+
+            return redirect(url("/signin", next=ctx.path if ctx.method == "GET" else ""))
+        if s.must_change and ctx.path not in ("/password", "/signout"):
+            from .forms import redirect
+
+            return redirect("/password")
+        if r.allow == "user":
+            return None
+        predicate, sentence = r.allow
+        if not predicate(s.roles):
+            return self.error_page(ctx, sentence, 403)
+        return None
+
+    def _run(self, handler, ctx):
+        """A page handler in the pool: one request at a time per session connection."""
+        s = ctx.session
+        if s is not None and s.conn is not None:
+            with s.lock:
+                return self._guarded(handler, ctx)
+        return self._guarded(handler, ctx)
+
+    def _guarded(self, handler, ctx):
+        try:
+            return handler(ctx)
+        except PageError as exc:
+            return self.error_page(ctx, exc.message, exc.status)
+        except (AdminError, PhotoError) as exc:
+            code = getattr(exc, "code", None)
+            status = 403 if code == 50 else 404 if code == 32 else 400
+            return self.error_page(ctx, sentence(str(getattr(exc, "message", exc))), status)
+        except LDAPException as exc:
+            log.warning("LDAP error on %s: %s", ctx.path, exc)
+            if ctx.session is not None and ctx.session.conn is not None:
+                # the connection may be gone (server restart): a new sign-in makes a new one
+                self.sessions.drop(ctx.session)
+            return self.error_page(ctx, "The directory could not be reached. Sign in again and retry.", 503)
+
+    def _failed(self, failure, request):
+        ref = secrets.token_hex(4)
+        log.error("page %s failed (reference %s): %s", request.path, ref, failure.getTraceback())
+        ctx = getattr(request, "_rollcall", None)
+        message = f"Something went wrong on our side. The error was logged with reference {ref}."
+        if ctx is None:
+            return Response(status=500, body=message.encode())
+        return self.error_page(ctx, message, 500)
+
+    def _write(self, resp: Response, request):
+        if request.finished or getattr(request, "_disconnected", False):
+            return
+        request.setResponseCode(resp.status)
+        request.setHeader("Server", "Rollcall")
+        for k, v in SECURITY_HEADERS.items():
+            request.setHeader(k, v)
+        request.setHeader("Content-Type", resp.content_type)
+        for k, v in resp.headers.items():
+            request.setHeader(k, v)
+        ctx = getattr(request, "_rollcall", None)
+        if ctx is not None and ctx.clear_session:
+            request.addCookie(COOKIE, "", path="/", secure=True, httpOnly=True, sameSite="strict",
+                              max_age="0", expires="Thu, 01 Jan 1970 00:00:00 GMT")
+        elif ctx is not None and ctx.set_session is not None:
+            request.addCookie(COOKIE, ctx.set_session.id, path="/", secure=True, httpOnly=True, sameSite="strict")
+        if request.method != b"HEAD":
+            request.write(resp.body)
+        request.finish()
+
+    def _static(self, path: str) -> Response:
+        name = path[len("/static/"):]
+        f = (HERE / "static" / name).resolve()
+        if not name or "/" in name or f.parent != (HERE / "static").resolve() or not f.is_file():
+            return Response(status=404, body=b"not found", content_type="text/plain")
+        ctype = STATIC_TYPES.get(f.suffix, "application/octet-stream")
+        return Response(body=f.read_bytes(), content_type=ctype, headers={"Cache-Control": "max-age=3600"})
+
+    # ------------------------------------------------------------------ sessions
+    def start_session(self, request_ctx, old=None):
+        """A new session id after sign-in (the pre-sign-in id is discarded)."""
+        if old is not None:
+            self.sessions.drop(old)
+        s = self.sessions.new()
+        return s
+
+    def _sweep(self):
+        gone = self.sessions.expired()
+        if gone:
+            self.pool.callInThread(lambda: [s.close() for s in gone])
+        idle = self.config.idle_timeout
+        if idle:
+            # the LDAP side closes idle connections (limits.idle_timeout): keep the
+            # signed-in sessions' connections alive while the sessions are
+            stale = [s for s in self.sessions.all() if s.conn is not None and s.idle_for() > idle / 4]
+            if stale:
+                self.pool.callInThread(self._keep_alive, stale)
+
+    @staticmethod
+    def _keep_alive(sessions):
+        for s in sessions:
+            if s.lock.acquire(blocking=False):
+                try:
+                    if s.conn is not None:
+                        s.conn.extend.standard.who_am_i()
+                except LDAPException:
+                    pass
+                finally:
+                    s.lock.release()
+
+    def _shutdown(self):
+        for s in self.sessions.all():
+            s.close()
+        self.pool.stop()
+
+
+def sentence(text: str) -> str:
+    text = (text or "").strip()
+    if not text:
+        return "The directory refused."
+    text = text[0].upper() + text[1:]
+    return text if text.endswith((".", "!", "?", ")")) else text + "."
+
+
+class ConsoleSite(server.Site):
+    def log(self, request):
+        # one line per request without query strings (they may carry district IDs)
+        log.debug("%s %s %d", request.method.decode(), request.path.decode("utf-8", "replace"), request.code)
+
+
+def listen(factory, config):
+    """Open the console's HTTPS listener; returns the port."""
+    from urllib.parse import urlparse
+
+    u = urlparse(config.web.listen)
+    console = Console(factory, config)
+    site = ConsoleSite(console)
+    site.displayTracebacks = False
+    host = u.hostname or "127.0.0.1"
+    if u.scheme == "https":
+        port = reactor.listenSSL(u.port or 443, site, factory.tls_context, interface=host)
+    else:
+        port = reactor.listenTCP(u.port or 80, site, interface=host)
+    log.info("web console on %s://%s:%d", u.scheme, host, port.getHost().port)
+    return port

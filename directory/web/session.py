@@ -1,0 +1,162 @@
+"""Console sessions and the sign-in throttle.
+
+A session is created on the first page that needs one (a public form gets an anonymous
+session so it can carry a CSRF token). Signing in replaces it with a new one (no
+fixation). A signed-in session owns an LDAP connection bound as the person; it is used
+by one request at a time (ldap3 connections are not thread-safe) and unbound when the
+session ends: sign-out, idle timeout, or server stop. The password is never kept.
+"""
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Roles:
+    """What the signed-in person may do in the console, from their memberOf (the
+    directory still decides every action)."""
+
+    district_admin: bool = False
+    subadmin_sites: list = field(default_factory=list)      # cn=student-email-admins
+    principal_sites: list = field(default_factory=list)     # cn=principals
+    designee_sites: list = field(default_factory=list)      # cn=photo-designees
+    vendor_sites: list = field(default_factory=list)        # cn=photo-vendors
+    approver_groups: list = field(default_factory=list)     # application approver groups (ndn)
+    kind: str = ""                                          # student | staff | nonemployee | service | root
+
+    @property
+    def photo_sites(self) -> list:
+        return sorted(set(self.principal_sites) | set(self.designee_sites) | set(self.vendor_sites))
+
+    @property
+    def approver(self) -> bool:
+        return bool(self.district_admin or self.principal_sites or self.approver_groups)
+
+
+class Session:
+    def __init__(self, idle_seconds: int):
+        self.id = secrets.token_urlsafe(32)
+        self.csrf = secrets.token_urlsafe(32)
+        self.idle_seconds = idle_seconds
+        self.last_seen = time.monotonic()
+        self.dn = ""               # '' until signed in
+        self.name = ""
+        self.uid = ""
+        self.must_change = False   # after an administrator's reset: only the password page
+        self.roles = Roles()
+        self.conn = None           # ldap3 connection bound as `dn`
+        self.lock = threading.Lock()
+        self.flash: list = []      # one-time messages for the next page
+
+    @property
+    def signed_in(self) -> bool:
+        return bool(self.dn)
+
+    def expired(self, now: float | None = None) -> bool:
+        return (now or time.monotonic()) - self.last_seen > self.idle_seconds
+
+    def touch(self):
+        self.last_seen = time.monotonic()
+
+    def idle_for(self) -> float:
+        return time.monotonic() - self.last_seen
+
+    def close(self):
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            try:
+                conn.unbind()
+            except Exception:  # noqa: BLE001 - the server may already have closed it
+                pass
+
+
+class SessionStore:
+    """In memory, per process: the console runs in one process (the first worker).
+    Anonymous sessions (a CSRF token for a public form) are capped: past `max_anonymous`
+    the least recently used ones go first, so a crawler cannot fill the memory."""
+
+    def __init__(self, idle_seconds: float, max_anonymous: int = 10000):
+        self.idle_seconds = idle_seconds
+        self.max_anonymous = max_anonymous
+        self._sessions: dict[str, Session] = {}
+        self._lock = threading.Lock()
+
+    def new(self) -> Session:
+        s = Session(self.idle_seconds)
+        with self._lock:
+            self._sessions[s.id] = s
+            anonymous = [x for x in self._sessions.values() if not x.signed_in]
+            if len(anonymous) > self.max_anonymous:
+                anonymous.sort(key=lambda x: x.last_seen)
+                for x in anonymous[:len(anonymous) - self.max_anonymous]:
+                    self._sessions.pop(x.id, None)
+        return s
+
+    def get(self, sid: str | None) -> Session | None:
+        if not sid:
+            return None
+        with self._lock:
+            s = self._sessions.get(sid)
+        if s is None:
+            return None
+        if s.expired():
+            self.drop(s)
+            return None
+        return s
+
+    def drop(self, s: Session):
+        with self._lock:
+            self._sessions.pop(s.id, None)
+        s.close()
+
+    def expired(self) -> list:
+        """Remove and return the idle sessions (the caller closes them off the reactor)."""
+        now = time.monotonic()
+        with self._lock:
+            gone = [s for s in self._sessions.values() if s.expired(now)]
+            for s in gone:
+                self._sessions.pop(s.id, None)
+        return gone
+
+    def all(self) -> list:
+        with self._lock:
+            return list(self._sessions.values())
+
+
+class SignInThrottle:
+    """Failed sign-ins per browser address and per account name within a window: the
+    console's own limit, before the directory's per-account lockout and per-address
+    throttling (which see the same browser address) come into play."""
+
+    def __init__(self, max_failures: int, window: int):
+        self.max_failures = max_failures
+        self.window = window
+        self._fails = defaultdict(deque)
+        self._lock = threading.Lock()
+
+    def _recent(self, key, now):
+        q = self._fails[key]
+        while q and q[0] < now - self.window:
+            q.popleft()
+        return q
+
+    def blocked(self, *keys) -> bool:
+        if self.max_failures <= 0:
+            return False
+        now = time.monotonic()
+        with self._lock:
+            return any(len(self._recent(k, now)) >= self.max_failures for k in keys)
+
+    def failed(self, *keys):
+        now = time.monotonic()
+        with self._lock:
+            for k in keys:
+                self._recent(k, now).append(now)
+
+    def succeeded(self, key):
+        with self._lock:
+            self._fails.pop(key, None)

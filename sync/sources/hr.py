@@ -1,0 +1,144 @@
+"""The district HR export: one row per employee assignment (see README "HR CSV").
+
+Header-driven like the student district CSV (column order free, names case-insensitive,
+unknown columns ignored, UTF-8 with or without BOM, RFC 4180 quoting). Rows of one
+employee are merged: their sites are those of the assignments still open; with none
+open the employee has left (separation date: the latest leave date). Employees become
+staff (ou=staff) of their sites, like OneRoster teachers and principals.
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from ..model import (
+    DISTRICT_ID,
+    SITE_CODE,
+    Input,
+    InputError,
+    Person,
+    Rejected,
+    open_text,
+    parse_date,
+)
+
+REQUIRED = ["employee_id", "first_name", "last_name", "site_code", "job_title", "status"]
+OPTIONAL = ["middle_name", "email", "hire_date", "leave_date", "site_name"]
+# HR status -> (still employed, rollcallEnrollmentStatus of the record)
+STATUSES = {"ACTIVE": (True, "ENROLLED"), "ON_LEAVE": (True, "ENROLLED"), "LEAVE": (True, "ENROLLED"),
+            "PRE_HIRE": (True, "PRE_ENROLLED"), "HIRED": (True, "PRE_ENROLLED"),
+            "TERMINATED": (False, "WITHDRAWN"), "RESIGNED": (False, "WITHDRAWN"),
+            "RETIRED": (False, "WITHDRAWN"), "SEPARATED": (False, "WITHDRAWN"), "INACTIVE": (False, "INACTIVE")}
+# the OneRoster role names, so that HR and OneRoster staff carry the same titles
+ROLES = {r.lower(): r for r in ("teacher", "principal", "administrator", "aide", "counselor", "proctor",
+                                "districtAdministrator", "siteAdministrator", "systemAdministrator")}
+
+
+def parse(path, today: str, data: bytes | None = None) -> Input:
+    name = Path(path).name if path else "hr.csv"
+    fh = open_text(data if data is not None else path, name)
+    reader = csv.reader(fh)
+    try:
+        header = next(reader)
+    except StopIteration:
+        header = []
+    except csv.Error as exc:
+        raise InputError(f"{name}: line 1: {exc}") from None
+    cols = {h.strip().lower(): i for i, h in enumerate(header)}
+    if header:
+        missing = [c for c in REQUIRED if c not in cols]
+        if missing:
+            raise InputError(f"{name}: line 1: missing required column(s) {', '.join(missing)} "
+                             f"(required: {', '.join(REQUIRED)})")
+    out = Input(kind="hr-csv", bulk_kinds={"staff"})
+    rows: dict[str, list] = {}
+    idx = {c: cols.get(c) for c in REQUIRED + OPTIONAL}
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            out.rejected.append(Rejected(name, reader.line_num, "", f"unreadable CSV: {exc}"))
+            continue
+        line = reader.line_num
+        if not any(x.strip() for x in row):
+            continue
+        out.rows += 1
+
+        def get(c):
+            i = idx[c]
+            return row[i].strip() if i is not None and i < len(row) else ""
+
+        eid = get("employee_id")
+
+        def reject(col, reason):
+            out.rejected.append(Rejected(name, line, col, reason, eid))
+            if eid:
+                out.protected.add(eid)
+
+        if len(row) < len(header):
+            reject("", f"{len(row)} fields, the header has {len(header)}")
+            continue
+        bad = next((c for c in REQUIRED if not get(c)), None)
+        if bad:
+            reject(bad, "required value is empty")
+            continue
+        if not DISTRICT_ID.match(eid):
+            reject("employee_id", f"{eid!r} is not a district ID (6 digits, a letter or digit, 3 digits)")
+            continue
+        codes = [c.strip() for c in get("site_code").split(";") if c.strip()]
+        badc = next((c for c in codes if not SITE_CODE.match(c)), None)
+        if badc is not None or not codes:
+            reject("site_code", f"{badc!r} is not a site code")
+            continue
+        status = get("status").upper().replace(" ", "_").replace("-", "_")
+        if status not in STATUSES:
+            reject("status", f"{get('status')!r} is not one of {', '.join(STATUSES)}")
+            continue
+        dates = {}
+        for col in ("hire_date", "leave_date"):
+            dates[col] = parse_date(get(col)) if get(col) else ""
+            if dates[col] is None:
+                reject(col, f"{get(col)!r} is not a date (YYYY-MM-DD)")
+                break
+        else:
+            col = None
+        if col:
+            continue
+        email = get("email")
+        if email and ("@" not in email or " " in email):
+            reject("email", f"{email!r} is not an e-mail address")
+            continue
+        title = get("job_title")
+        title = ROLES.get(title.lower().replace(" ", ""), title)
+        for c in codes:
+            out.sites.setdefault(c, (get("site_name") or None, "SCHOOL", None) if len(codes) == 1 else
+                                 (None, "SCHOOL", None))
+        employed, rec_status = STATUSES[status]
+        hire, leave = dates["hire_date"], dates["leave_date"]
+        ended = not employed or bool(leave and leave <= today)
+        if employed and hire and hire > today:
+            rec_status = "PRE_ENROLLED"
+        rows.setdefault(eid, []).append((ended, hire, leave, rec_status, tuple(codes), get("first_name"),
+                                         get("last_name"), get("middle_name"), email, title, f"{name}:{line}"))
+    for eid, rs in rows.items():
+        open_rows = [r for r in rs if not r[0]]
+        if open_rows:
+            latest = max(open_rows, key=lambda r: r[1])
+            status = "PRE_ENROLLED" if all(r[3] == "PRE_ENROLLED" for r in open_rows) else "ENROLLED"
+            sites = tuple(sorted({c for r in open_rows for c in r[4]}))
+            entry = min((r[1] for r in open_rows if r[1]), default="")
+            leave = ""
+        else:
+            latest = max(rs, key=lambda r: (r[2] or today, r[1]))
+            status = latest[3] if latest[3] != "ENROLLED" and latest[3] != "PRE_ENROLLED" else "WITHDRAWN"
+            sites = latest[4]
+            entry = latest[1]
+            # no date: the engine keeps the first day it saw the departure (stable re-runs)
+            leave = latest[2]
+        _, _, _, _, _, first, last, middle, email, title, origin = latest
+        out.people[eid] = Person(source_id=eid, district_id=eid, kind="staff", given=first, family=last,
+                                 middle=middle, schools=tuple(sorted(sites)), status=status, entry=entry,
+                                 leave=leave, email=email, title=title, origin=origin)
+    return out

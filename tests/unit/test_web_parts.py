@@ -1,0 +1,62 @@
+"""The console's small parts without a browser: form and upload parsing, the session
+store's limits and the sign-in throttle."""
+import time
+
+import pytest
+
+from directory.web.forms import PageError, parse_body
+from directory.web.session import SessionStore, SignInThrottle
+
+
+def multipart(boundary, parts):
+    out = b""
+    for headers, body in parts:
+        out += f"--{boundary}\r\n".encode() + headers.encode() + b"\r\n\r\n" + body + b"\r\n"
+    return out + f"--{boundary}--\r\n".encode()
+
+
+def test_multipart_fields_and_files():
+    body = multipart("XyZ", [
+        ('Content-Disposition: form-data; name="csrf"', b"tok"),
+        ('Content-Disposition: form-data; name="note"', "Zoë".encode()),
+        ('Content-Disposition: form-data; name="photo"; filename="C:\\\\photos\\\\000001s001.jpg"\r\n'
+         'Content-Type: image/jpeg', b"\xff\xd8\xff\x00binary\r\n--not-a-boundary"),
+        ('Content-Disposition: form-data; name="photo"; filename=""\r\nContent-Type: application/octet-stream', b""),
+    ])
+    form, files = parse_body("multipart/form-data; boundary=XyZ", body)
+    assert form == {"csrf": ["tok"], "note": ["Zoë"]}
+    assert len(files) == 1          # the empty file input is not an upload
+    assert files[0].filename == "000001s001.jpg" and files[0].field == "photo"
+    assert files[0].data == b"\xff\xd8\xff\x00binary\r\n--not-a-boundary"
+
+
+def test_urlencoded_and_refusals():
+    form, files = parse_body("application/x-www-form-urlencoded", "a=1&b=%C3%A9&b=&csrf=x".encode())
+    assert form == {"a": ["1"], "b": ["é", ""], "csrf": ["x"]} and files == []
+    with pytest.raises(PageError):
+        parse_body("application/x-www-form-urlencoded", b"a=\xff")
+    with pytest.raises(PageError) as e:
+        parse_body("application/json", b"{}")
+    assert e.value.status == 415
+
+
+def test_sessions_expire_and_anonymous_ones_are_capped():
+    store = SessionStore(idle_seconds=0.2, max_anonymous=3)
+    signed = store.new()
+    signed.dn = "uid=x"
+    anon = [store.new() for _ in range(5)]
+    assert store.get(signed.id) is signed
+    assert [store.get(a.id) is not None for a in anon] == [False, False, True, True, True]
+    time.sleep(0.3)
+    assert store.get(signed.id) is None
+    assert store.expired() != [] or store.all() == []
+
+
+def test_throttle_counts_per_key_within_the_window():
+    t = SignInThrottle(max_failures=2, window=0.3)
+    t.failed("10.0.0.1", "user:a")
+    assert not t.blocked("10.0.0.1")
+    t.failed("10.0.0.1", "user:b")
+    assert t.blocked("10.0.0.1") and not t.blocked("user:a") and not t.blocked("10.0.0.2")
+    time.sleep(0.35)
+    assert not t.blocked("10.0.0.1")

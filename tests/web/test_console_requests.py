@@ -1,0 +1,238 @@
+"""The request pages in a real browser against the demo district: an anonymous
+non-employee account request tracked by number, approved (and another denied) by the
+site's principal; a teacher's application role approved by the application approver
+(the grant shows in memberOf); a sub-administrator request the wrong principal cannot
+decide; withdrawal; students kept out; forms labelled and usable on a phone."""
+import itertools
+
+from ldap3 import BASE, SUBTREE, Connection, Server
+
+from tests.conftest import ROOT_DN, ROOT_PW, SUFFIX
+from tests.web.conftest import PHONE, no_horizontal_scroll, shot, sign_in, unlabelled_controls
+
+PRINCIPAL_1234 = ("pwong", "demo-principal-pw")
+PRINCIPAL_5678 = ("dokafor", "demo-principal-pw")
+TEACHER = ("ewilson", "demo-teacher-pw")
+WELLIGENT_APPROVER = ("hkim", "demo-case-manager-pw")
+STUDENT = ("jsmith", "demo-student-pw")
+THERAPIST_ROLE = f"cn=welligent-therapist,ou=welligent,ou=groups,{SUFFIX}"
+_seq = itertools.count(1)
+
+
+def root_read(console, base, flt="(objectClass=*)", scope=BASE, attrs=("*",)):
+    c = Connection(Server(console.server.url), ROOT_DN, ROOT_PW, auto_bind=True)
+    try:
+        c.search(base, flt, scope, attributes=list(attrs))
+        return [(e.entry_dn, e.entry_attributes_as_dict) for e in c.entries]
+    finally:
+        c.unbind()
+
+
+def status_of(console, number) -> str:
+    (_, attrs), = root_read(console, f"rollcallRequestNumber={number},ou=requests,{SUFFIX}")
+    return attrs["rollcallRequestStatus"][0]
+
+
+def fill_account_request(page, console, given="Ana", sn="Lopez", mail=None, site="1234"):
+    mail = mail or f"ana.lopez{next(_seq)}@acme.example"
+    page.goto(console.base + "/request-account")
+    page.get_by_label("Given name").fill(given)
+    page.get_by_label("Family name").fill(sn)
+    page.get_by_label("E-mail").fill(mail)
+    page.get_by_label("Phone (optional)").fill("+1 555 0199")
+    page.get_by_label("Organization", exact=True).fill("Acme Therapy")
+    page.get_by_label("Kind of organization").select_option("CONTRACTOR")
+    page.get_by_label("Code of the sponsoring school or office").fill(site)
+    page.get_by_label("Why you need an account").fill("Occupational therapy for two students")
+    return mail
+
+
+def request_account(page, console, **kw) -> int:
+    fill_account_request(page, console, **kw)
+    page.get_by_role("button", name="Send the request").click()
+    return int(page.locator(".request-number").inner_text())
+
+
+def tracked(page, console, number):
+    page.goto(f"{console.base}/track?number={number}")
+    return page.locator(".request-status .status").inner_text()
+
+
+def open_request(page, console, number):
+    page.goto(f"{console.base}/requests/{number}")
+    return page
+
+
+def test_anonymous_request_tracked_and_approved_by_the_principal(console, new_page):
+    anon = new_page()
+    anon.goto(console.base + "/request-account")
+    assert unlabelled_controls(anon) == []
+    shot(anon, "requests-account")
+    number = request_account(anon, console, given="Ana", sn="Lopez")
+    shot(anon, "requests-account-submitted")
+    anon.get_by_role("link", name="follow its status").click()
+    assert anon.locator(".request-status .status").inner_text() == "PENDING"
+    assert unlabelled_controls(anon) == []
+    shot(anon, "requests-track-pending")
+
+    principal = sign_in(new_page(), console, *PRINCIPAL_1234)
+    principal.get_by_role("navigation", name="Main").get_by_role("link", name="Requests").click()
+    row = principal.locator(f"#queue tr[data-number='{number}']")
+    assert "Ana Lopez" in row.inner_text() and "PENDING" in row.inner_text()
+    shot(principal, "requests-queue")
+    row.get_by_role("link", name=str(number)).click()
+    assert unlabelled_controls(principal) == []
+    shot(principal, "requests-detail")
+    principal.get_by_role("button", name="Approve").click()
+    assert principal.get_by_role("status").first.inner_text() == f"Request {number} approved."
+    assert principal.locator("#request-status").inner_text() == "APPROVED"
+    principal.goto(console.base + "/requests")
+    assert principal.locator(f"#queue tr[data-number='{number}']").count() == 0
+
+    assert tracked(anon, console, number) == "APPROVED"
+    shot(anon, "requests-track-approved")
+    made = root_read(console, f"ou=nonemployees,ou=people,{SUFFIX}", "(sn=Lopez)", SUBTREE,
+                     ["rollcallAccountStatus", "departmentNumber"])
+    assert made and made[0][1]["departmentNumber"] == ["1234"]
+
+
+def test_denied_with_a_reason_the_tracking_page_shows(console, new_page):
+    anon = new_page()
+    number = request_account(anon, console, given="Ben", sn="Okoro")
+    principal = sign_in(new_page(), console, *PRINCIPAL_1234)
+    open_request(principal, console, number)
+    principal.get_by_role("button", name="Deny").click()  # no reason
+    assert principal.get_by_role("alert").inner_text() == "A denial needs a reason: the requester sees it."
+    shot(principal, "requests-deny-without-reason")
+    assert status_of(console, number) == "PENDING"
+    principal.get_by_label("Reason (required to deny: the requester sees it)").fill(
+        "Acme Therapy has no contract with Lincoln Elementary this year.")
+    principal.get_by_role("button", name="Deny").click()
+    assert principal.locator("#request-status").inner_text() == "DENIED"
+
+    assert tracked(anon, console, number) == "DENIED"
+    assert anon.locator(".request-status .reason").inner_text() == \
+        "Acme Therapy has no contract with Lincoln Elementary this year."
+    shot(anon, "requests-track-denied")
+
+
+def test_account_request_is_checked(console, new_page):
+    page = new_page()
+    fill_account_request(page, console, site="4321")
+    page.get_by_role("button", name="Send the request").click()
+    assert page.get_by_role("alert").inner_text() == "There is no school or office with the code 4321."
+    # the browser checks type=email; the console checks again
+    fill_account_request(page, console)
+    page.locator("#mail").evaluate("el => { el.type = 'text'; el.value = 'not an address'; }")
+    page.get_by_role("button", name="Send the request").click()
+    assert page.get_by_role("alert").inner_text() == "Enter a valid e-mail address, e.g. ana.lopez@example.org."
+    assert page.get_by_label("Given name").input_value() == "Ana"  # the form keeps what was typed
+    page.goto(console.base + "/track?number=999999")
+    assert page.get_by_role("alert").inner_text().startswith("There is no account request number 999999.")
+
+
+def test_teacher_gets_an_application_role_from_its_approver(console, new_page):
+    teacher = sign_in(new_page(), console, *TEACHER)
+    teacher.get_by_role("navigation", name="Main").get_by_role("link", name="Requests").click()
+    teacher.get_by_role("link", name="Request an application role").click()
+    assert unlabelled_controls(teacher) == []
+    teacher.get_by_label("Role").select_option(THERAPIST_ROLE)
+    teacher.get_by_label("Why you need it").fill("I run the speech therapy sessions at Roosevelt now.")
+    shot(teacher, "requests-new-role")
+    teacher.get_by_role("button", name="Send the request").click()
+    number = int(teacher.url.rsplit("/", 1)[1])
+    assert teacher.locator("#request-status").inner_text() == "PENDING"
+    assert teacher.get_by_role("button", name="Approve").count() == 0  # nobody decides their own
+    teacher.goto(console.base + "/requests")
+    assert teacher.locator(f"#mine tr[data-number='{number}']").count() == 1
+    # not an account request: not trackable anonymously
+    anon = new_page()
+    anon.goto(f"{console.base}/track?number={number}")
+    assert anon.get_by_role("alert").inner_text().startswith(f"There is no account request number {number}.")
+
+    approver = sign_in(new_page(), console, *WELLIGENT_APPROVER)
+    approver.goto(console.base + "/requests")
+    approver.locator(f"#queue tr[data-number='{number}']").get_by_role("link", name=str(number)).click()
+    approver.get_by_role("button", name="Approve").click()
+    assert approver.locator("#request-status").inner_text() == "APPROVED"
+
+    (_, attrs), = root_read(console, f"uid=ewilson,ou=staff,ou=people,{SUFFIX}", attrs=["memberOf"])
+    assert THERAPIST_ROLE.lower() in {g.lower() for g in attrs["memberOf"]}
+
+
+def test_subadmin_request_is_not_for_another_sites_principal(console, new_page):
+    teacher = sign_in(new_page(), console, *TEACHER)
+    teacher.goto(console.base + "/requests/new?what=subadmin")
+    assert unlabelled_controls(teacher) == []
+    teacher.get_by_label("School or office").select_option("1234")
+    teacher.get_by_label("Role", exact=True).select_option("student-email-admins")
+    teacher.get_by_label("Why you need it").fill("I cover the office of Lincoln Elementary on Fridays.")
+    shot(teacher, "requests-new-subadmin")
+    teacher.get_by_role("button", name="Send the request").click()
+    number = int(teacher.url.rsplit("/", 1)[1])
+
+    other = sign_in(new_page(), console, *PRINCIPAL_5678)
+    other.goto(console.base + "/requests")
+    assert other.locator(f"#queue tr[data-number='{number}']").count() == 0
+    open_request(other, console, number)
+    assert other.get_by_role("button", name="Approve").count() == 0
+    assert "The principals of site 1234 or a district administrator decide this request." in \
+        other.locator("main").inner_text()
+    # a hand-made form: the directory refuses, the console says so in a sentence
+    csrf = other.locator("form.signout input[name=csrf]").input_value()
+    with other.expect_navigation() as nav:
+        other.evaluate("""([action, csrf]) => {
+            const f = document.createElement('form');
+            f.method = 'post'; f.action = action;
+            for (const [k, v] of [['csrf', csrf], ['decision', 'approve'], ['reason', 'ok']]) {
+                const i = document.createElement('input');
+                i.type = 'hidden'; i.name = k; i.value = v; f.appendChild(i);
+            }
+            document.body.appendChild(f); f.submit();
+        }""", [f"/requests/{number}/decide", csrf])
+    assert nav.value.status == 403
+    assert other.get_by_role("alert").inner_text() == (
+        f"You may not decide request {number}. "
+        "The principals of site 1234 or a district administrator decide this request.")
+    shot(other, "requests-wrong-principal")
+    assert status_of(console, number) == "PENDING"
+
+    open_request(teacher, console, number)
+    teacher.get_by_role("button", name="Withdraw this request").click()
+    assert teacher.locator("#request-status").inner_text() == "WITHDRAWN"
+    assert status_of(console, number) == "WITHDRAWN"
+
+
+def test_signed_in_account_request_is_filed_by_that_person(console, new_page):
+    teacher = sign_in(new_page(), console, *TEACHER)
+    number = request_account(teacher, console, given="Dana", sn="Reyes", site="5678")
+    (_, attrs), = root_read(console, f"rollcallRequestNumber={number},ou=requests,{SUFFIX}")
+    assert attrs["rollcallRequester"] == [f"uid=ewilson,ou=staff,ou=people,{SUFFIX}"]
+    teacher.goto(console.base + "/requests")
+    assert teacher.locator(f"#mine tr[data-number='{number}']").count() == 1
+
+
+def test_students_have_no_request_pages(console, new_page):
+    page = sign_in(new_page(), console, *STUDENT)
+    assert page.get_by_role("link", name="Requests", exact=True).count() == 0
+    resp = page.goto(console.base + "/requests")
+    assert resp.status == 403
+    assert page.get_by_role("alert").inner_text() == "Students cannot file or decide access requests."
+    assert page.goto(console.base + "/requests/new").status == 403
+
+
+def test_request_pages_fit_a_phone(console, new_page):
+    anon = new_page(PHONE)
+    anon.goto(console.base + "/request-account")
+    assert no_horizontal_scroll(anon)
+    shot(anon, "requests-account-phone")
+    number = request_account(anon, console, given="Chidi", sn="Anagonye-Featherstonehaugh")
+    anon.goto(f"{console.base}/track?number={number}")
+    assert no_horizontal_scroll(anon)
+    principal = sign_in(new_page(PHONE), console, *PRINCIPAL_1234)
+    principal.goto(console.base + "/requests")
+    assert principal.locator(f"#queue tr[data-number='{number}']").count() == 1
+    assert no_horizontal_scroll(principal)
+    shot(principal, "requests-queue-phone")
+    open_request(principal, console, number)
+    assert no_horizontal_scroll(principal)

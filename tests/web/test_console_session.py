@@ -1,0 +1,113 @@
+"""Sessions and the HTTP surface of the console: cookie flags, a new session id at
+sign-in, sign-out ending the session server-side, idle timeout, the sign-in throttle,
+security headers, plain-sentence errors."""
+import time
+
+import pytest
+
+from tests.web.conftest import Console, sign_in
+
+
+def session_cookie(page):
+    return next(c for c in page.context.cookies() if c["name"] == "rollcall_session")
+
+
+def test_cookie_flags_and_a_new_session_at_sign_in(console, new_page):
+    page = new_page()
+    page.goto(console.base + "/signin")
+    before = session_cookie(page)
+    assert before["secure"] and before["httpOnly"] and before["sameSite"] == "Strict"
+    sign_in(page, console, "tnguyen", "demo-subadmin-pw")
+    after = session_cookie(page)
+    assert after["value"] != before["value"]          # no session fixation
+    assert after["secure"] and after["httpOnly"] and after["sameSite"] == "Strict"
+    # the script cannot read it
+    assert "rollcall_session" not in page.evaluate("document.cookie")
+
+
+def test_security_headers(console, new_page):
+    page = new_page()
+    r = page.goto(console.base + "/signin")
+    h = r.headers
+    assert "default-src 'self'" in h["content-security-policy"]
+    assert "frame-ancestors 'none'" in h["content-security-policy"]
+    assert h["x-content-type-options"] == "nosniff"
+    assert h["cache-control"] == "no-store"
+    assert h["strict-transport-security"].startswith("max-age=")
+
+
+def test_sign_out_ends_the_session_on_the_server(console, new_page, browser):
+    page = new_page()
+    sign_in(page, console, "tnguyen", "demo-subadmin-pw")
+    stolen = session_cookie(page)
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url("**/signin")
+    # the old cookie, replayed, is worth nothing
+    other = browser.new_context(ignore_https_errors=True)
+    try:
+        other.add_cookies([stolen])
+        p2 = other.new_page()
+        p2.goto(console.base + "/students")
+        assert "/signin" in p2.url
+    finally:
+        other.close()
+
+
+def test_errors_are_plain_sentences(console, new_page):
+    page = new_page()
+    r = page.goto(console.base + "/no/such/page")
+    assert r.status == 404
+    assert page.get_by_role("alert").inner_text() == "There is no such page."
+    r = page.request.put(console.base + "/signin")
+    assert r.status == 405 and "Traceback" not in r.text()
+    r = page.goto(console.base + "/students")
+    assert "/signin" in page.url    # not signed in: to the sign-in page, then back
+    page.get_by_label("Username").fill("tnguyen")
+    page.get_by_label("Password", exact=True).fill("demo-subadmin-pw")
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/students")
+
+
+def test_a_disabled_account_cannot_sign_in(console, new_page):
+    page = new_page()
+    # bcarter: a DISABLED sub-administrator, still in a site group
+    sign_in(page, console, "bcarter", "demo-subadmin-pw", expect_ok=False)
+    assert page.get_by_role("alert").inner_text() == "The username or password is not correct."
+
+
+@pytest.fixture(scope="module")
+def short_console(tmp_path_factory):
+    # the LDAP side drops connections idle for 1 s; console sessions last 3 s idle
+    c = Console(tmp_path_factory.mktemp("short"), extra={"limits": {"idle_timeout": 1}},
+                session_idle_minutes=0.05, signin_max_failures=3, signin_window=60).start()
+    yield c
+    c.stop()
+
+
+def test_session_outlives_the_ldap_idle_timeout(short_console, new_page):
+    page = new_page()
+    sign_in(page, short_console, "tnguyen", "demo-subadmin-pw")
+    time.sleep(2.2)     # longer than limits.idle_timeout, shorter than the session's idle time
+    page.goto(short_console.base + "/students?q=smith")
+    assert "jsmith" in page.locator("table.list").inner_text()
+
+
+def test_idle_session_is_signed_out(short_console, new_page):
+    page = new_page()
+    sign_in(page, short_console, "tnguyen", "demo-subadmin-pw")
+    page.goto(short_console.base + "/students")
+    assert page.url.endswith("/students")
+    time.sleep(3.5)
+    page.goto(short_console.base + "/students")
+    assert "/signin" in page.url
+
+
+def test_sign_in_is_throttled_per_address(short_console, new_page):
+    page = new_page()
+    for _ in range(3):
+        sign_in(page, short_console, "jsmith", "wrong-password", expect_ok=False)
+        assert page.get_by_role("alert").inner_text() == "The username or password is not correct."
+    # even the right password waits now
+    sign_in(page, short_console, "jsmith", "demo-student-pw", expect_ok=False)
+    assert "Too many failed sign-ins" in page.get_by_role("alert").inner_text()
+    assert page.locator("form.signout").count() == 0
