@@ -15,8 +15,12 @@ def connect(cfg, strategy=ASYNC) -> Connection:
         tls = Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=cfg.ca_file)
     server = Server(cfg.server, use_ssl=cfg.server.startswith("ldaps://"), tls=tls, get_info=NONE,
                     connect_timeout=10)
+    # No socket receive timeout with ASYNC: ldap3's receiver thread retries a failed recv
+    # forever when one is set, spinning on a dead socket after the server went away
+    # (each response is awaited with its own timeout in Pipeline._collect instead).
     conn = Connection(server, cfg.bind_dn, cfg.password, client_strategy=strategy, check_names=False,
-                      raise_exceptions=False, receive_timeout=600, auto_bind=False)
+                      raise_exceptions=False, receive_timeout=None if strategy == ASYNC else 600,
+                      auto_bind=False)
     conn.open()
     if cfg.start_tls and not cfg.server.startswith("ldaps://"):
         conn.start_tls()

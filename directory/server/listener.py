@@ -9,6 +9,7 @@ from .. import passwords
 from ..core.errors import LDAPError, ResultCode
 from .controls import SUPPORTED_CONTROLS
 from .protocol import SUPPORTED_EXTENSIONS, LDAPServerProtocol
+from .writer import GroupCommitWriter
 
 log = logging.getLogger("rollcall.server")
 
@@ -40,8 +41,8 @@ class LDAPServerFactory(protocol.ServerFactory):
         # Hashing pool: argon2 and friends never run on the reactor thread.
         self.hash_pool = ThreadPool(1, config.hash_threads, name="rollcall-hash")
         # One writer thread: SQLite takes one writer at a time anyway, and the
-        # reactor never waits for an fsync.
-        self.write_pool = ThreadPool(1, 1, name="rollcall-write")
+        # reactor never waits for an fsync; queued writes share one (group commit).
+        self.write_pool = GroupCommitWriter(directory.store)
         for pool in (self.hash_pool, self.write_pool):
             pool.start()
             reactor.addSystemEventTrigger("during", "shutdown", pool.stop)

@@ -134,14 +134,27 @@ class SQLiteStore:
         self._ndn_ids[entry.ndn] = entry.id
 
     # -- reads -------------------------------------------------------------
+    def _in_batch(self) -> bool:
+        return getattr(self._local, "batch", None) is not None
+
     def get(self, entry_id: int) -> Entry | None:
+        if self._in_batch():
+            return self._uncached("id", entry_id)
         entry = self._cache.get(entry_id)
         if entry is not None:
             return entry
         row = self._conn().execute("SELECT id, dn, ndn, data FROM entries WHERE id=?", (entry_id,)).fetchone()
         return self._row(row)
 
+    def _uncached(self, column, value):
+        """Inside a group commit the connection sees writes not yet committed: they must
+        not reach the shared cache, and the cache may hold what earlier writes replaced."""
+        row = self._conn().execute(f"SELECT id, dn, ndn, data FROM entries WHERE {column}=?", (value,)).fetchone()
+        return Entry(row[1], row[2], decode_attrs(row[3]), id=row[0]) if row else None
+
     def get_by_ndn(self, ndn: str) -> Entry | None:
+        if self._in_batch():
+            return self._uncached("ndn", ndn)
         entry_id = self._ndn_ids.get(ndn)
         if entry_id is not None:
             entry = self._cache.get(entry_id)
@@ -151,6 +164,8 @@ class SQLiteStore:
         return self._row(row)
 
     def get_many(self, ids) -> list:
+        if self._in_batch():
+            return [e for e in (self._uncached("id", i) for i in ids) if e is not None]
         out, missing = [], []
         cache = self._cache
         for i in ids:
@@ -249,7 +264,12 @@ class SQLiteStore:
     # -- writes ------------------------------------------------------------
     @contextmanager
     def transaction(self):
-        """One durable write transaction. Yields a Tx; commits on success."""
+        """One durable write transaction. Yields a Tx; commits on success. Inside
+        group_commit() it is a savepoint, made durable by the group's commit."""
+        batch = getattr(self._local, "batch", None)
+        if batch is not None:
+            yield from self._savepoint(batch)
+            return
         with self._write_lock:
             conn = self._conn()
             conn.execute("BEGIN IMMEDIATE")
@@ -268,6 +288,52 @@ class SQLiteStore:
                 self._ndn_ids.clear()
             if tx.last_seq:
                 self._seen_seq = max(self._seen_seq, tx.last_seq)
+
+    def _savepoint(self, batch):
+        conn = self._conn()
+        if not conn.in_transaction:  # SQLite rolled the group back (e.g. disk full)
+            raise sqlite3.OperationalError("the group commit's transaction was rolled back")
+        conn.execute("SAVEPOINT op")
+        tx = Tx(self, conn)
+        try:
+            yield tx
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK TO op")
+                conn.execute("RELEASE op")
+            raise
+        conn.execute("RELEASE op")
+        batch.touched |= tx.touched
+        batch.renamed = batch.renamed or tx.renamed
+        batch.last_seq = max(batch.last_seq, tx.last_seq)
+
+    @contextmanager
+    def group_commit(self):
+        """Group commit: transaction() calls of this thread inside the block are
+        savepoints of one transaction, committed (one fsync) when the block ends. The
+        caller acknowledges none of them before that: durability is unchanged, and
+        each one is still all or nothing."""
+        with self._write_lock:
+            conn = self._conn()
+            conn.execute("BEGIN IMMEDIATE")
+            batch = self._local.batch = Tx(self, conn)
+            try:
+                try:
+                    yield batch
+                finally:
+                    self._local.batch = None
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            finally:
+                for entry_id in batch.touched:
+                    self._evict(entry_id)
+                if batch.renamed:
+                    self._ndn_ids.clear()
+            if batch.last_seq:
+                self._seen_seq = max(self._seen_seq, batch.last_seq)
 
     @contextmanager
     def bulk(self):
@@ -414,10 +480,34 @@ class Tx:
         return full
 
     def replace(self, entry: Entry, index_rows):
-        self.conn.execute("UPDATE entries SET data=? WHERE id=?", (encode_attrs(entry.attrs), entry.id))
-        self._drop_index(entry.id)
-        self._write_index(entry.id, index_rows)
-        self.touched.add(entry.id)
+        """Rewrite an entry. Only the index rows that differ are written: dropping and
+        re-inserting them all made each member added to a group cost O(group size)."""
+        entry_id = entry.id
+        self.conn.execute("UPDATE entries SET data=? WHERE id=?", (encode_attrs(entry.attrs), entry_id))
+        eq, sub = [], []
+        self._split_index(entry_id, index_rows, eq, sub)
+        new_eq = {(attr, key) for attr, key, _ in eq}
+        old_eq = set(self.conn.execute("SELECT attr, key FROM idx WHERE id=?", (entry_id,)))
+        drop = [(attr, key, entry_id) for attr, key in old_eq - new_eq]
+        if drop:
+            self.conn.executemany("DELETE FROM idx WHERE attr=? AND key=? AND id=?", drop)
+        add_eq = sorted((attr, key, entry_id) for attr, key in new_eq - old_eq)
+        # substring rows by slot, as a fresh insert would number them
+        base = entry_id * SUB_SLOTS
+        old_sub = {r[0]: (r[1], r[2]) for r in self.conn.execute(
+            "SELECT rowid, attr, key FROM idx_sub WHERE rowid BETWEEN ? AND ?", (base, base + SUB_SLOTS - 1))}
+        add_sub = []
+        for row in sub:
+            had = old_sub.pop(row[0], None)
+            if had == (row[1], row[2]):
+                continue
+            if had is not None:
+                self.conn.execute("DELETE FROM idx_sub WHERE rowid=?", (row[0],))
+            add_sub.append(row)
+        if old_sub:
+            self.conn.executemany("DELETE FROM idx_sub WHERE rowid=?", [(r,) for r in old_sub])
+        self._insert_index(add_eq, add_sub)
+        self.touched.add(entry_id)
 
     def delete(self, entry_id: int):
         self.conn.execute("DELETE FROM entries WHERE id=?", (entry_id,))

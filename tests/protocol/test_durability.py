@@ -164,6 +164,51 @@ def test_kill_9_during_a_stream_of_writes(fresh_server):
         pass
 
 
+def test_kill_9_during_concurrent_writes(fresh_server):
+    """Several clients at once, so the writer commits their writes in groups: every
+    acknowledged one survives kill -9; at most each client's one in flight may too."""
+    ldap3 = pytest.importorskip("ldap3")
+    srv = fresh_server
+    port = int(srv.url.rsplit(":", 1)[1])
+    acked, attempted, stop = [], [], threading.Event()
+
+    def writer(c):
+        conn = ldap3.Connection(ldap3.Server("127.0.0.1", port=port), user=ROOT_DN, password=ROOT_PW,
+                                receive_timeout=5, raise_exceptions=False)
+        if not conn.bind():
+            return
+        i = 0
+        while not stop.is_set():
+            dn = f"uid=c{c}n{i},{STUDENTS}"
+            attempted.append(dn)
+            try:
+                if not conn.add(dn, ["inetOrgPerson"], {"uid": f"c{c}n{i}", "cn": "c", "sn": "c"}):
+                    return
+            except Exception:
+                return  # the server went away
+            acked.append(dn)
+            i += 1
+
+    threads = [threading.Thread(target=writer, args=(c,)) for c in range(6)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 15
+    while len(acked) < 120 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    srv.kill()
+    stop.set()
+    for t in threads:
+        t.join(10)
+        assert not t.is_alive()
+    assert len(acked) >= 120, "the writers did not get going"
+    srv.start()
+    present = set(dns(ok(search(srv, "-b", STUDENTS, "(uid=c*)", "1.1"))))
+    missing = [dn for dn in acked if dn not in present]
+    assert not missing, f"{len(missing)} acknowledged adds lost after kill -9: {missing[:5]}"
+    extra = present - set(acked)
+    assert extra <= set(attempted) and len(extra) <= len(threads), extra
+
+
 # ----------------------------------------------------------------------------- export / load
 
 
