@@ -39,7 +39,7 @@ def cmd_serve(args):
     from twisted.internet import reactor
 
     from .app import open_directory
-    from .server.listener import LDAPServerFactory
+    from .server.listener import LDAPServerFactory, tune_gc
 
     directory = open_directory(cfg)
     factory = LDAPServerFactory(directory, cfg)
@@ -54,13 +54,7 @@ def cmd_serve(args):
         sys.exit(1)
     print(f"rollcall: serving {cfg.suffix} ({directory.store.count()} entries) on "
           + ", ".join([lst.url for lst in cfg.listeners] + ([cfg.web.listen] if cfg.web else [])), flush=True)
-    import gc
-
-    # The entry cache is millions of lists and dicts: with the default thresholds the
-    # cyclic GC rescans them so often that it took ~45% of a large paged search.
-    # Startup objects are frozen (never rescanned); young collections run less often.
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
+    tune_gc()
     reactor.run()
 
 

@@ -98,3 +98,63 @@ def open_text(path_or_bytes, name="input"):
         line = data[:exc.start].count(b"\n") + 1
         raise InputError(f"{name}: line {line}: not UTF-8 ({exc.reason})") from None
     return io.StringIO(text, newline="")
+
+
+def district_csv_rows(name, fh, required, optional, out, key):
+    """The rows of a header-driven district CSV (student or HR export), checked as far
+    as both share: yields (line, get, reject) for each row that has every required
+    value and a district ID in column `key`. The header must name every required
+    column (InputError otherwise); empty rows are skipped; an unreadable row, a short
+    row, a missing value or a malformed ID goes to out.rejected with file, line and
+    column (and its ID to out.protected, so a bad row never withdraws its person)."""
+    import csv
+
+    reader = csv.reader(fh)
+    try:
+        header = next(reader)
+    except StopIteration:
+        header = []
+    except csv.Error as exc:
+        raise InputError(f"{name}: line 1: {exc}") from None
+    cols = {h.strip().lower(): i for i, h in enumerate(header)}
+    if header:
+        missing = [c for c in required if c not in cols]
+        if missing:
+            raise InputError(f"{name}: line 1: missing required column(s) {', '.join(missing)} "
+                             f"(required: {', '.join(required)})")
+    idx = {c: cols.get(c) for c in list(required) + list(optional)}
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            out.rejected.append(Rejected(name, reader.line_num, "", f"unreadable CSV: {exc}"))
+            continue
+        line = reader.line_num
+        if not any(x.strip() for x in row):
+            continue
+        out.rows += 1
+
+        def get(c, row=row):
+            i = idx[c]
+            return row[i].strip() if i is not None and i < len(row) else ""
+
+        ident = get(key)
+
+        def reject(col, reason, line=line, ident=ident):
+            out.rejected.append(Rejected(name, line, col, reason, ident))
+            if ident:
+                out.protected.add(ident)
+
+        if len(row) < len(header):
+            reject("", f"{len(row)} fields, the header has {len(header)}")
+            continue
+        bad = next((c for c in required if not get(c)), None)
+        if bad:
+            reject(bad, "required value is empty")
+            continue
+        if not DISTRICT_ID.match(ident):
+            reject(key, f"{ident!r} is not a district ID (6 digits, a letter or digit, 3 digits)")
+            continue
+        yield line, get, reject

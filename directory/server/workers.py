@@ -31,7 +31,7 @@ def _run_worker(cfg, sockets, slot=0):
     from twisted.protocols.tls import TLSMemoryBIOFactory
 
     from ..app import open_directory
-    from .listener import LDAPServerFactory
+    from .listener import LDAPServerFactory, tune_gc
 
     signal.signal(signal.SIGTERM, lambda *_: reactor.callFromThread(reactor.stop))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -48,6 +48,7 @@ def _run_worker(cfg, sockets, slot=0):
         from ..web.server import listen as listen_web
 
         listen_web(factory, cfg)
+    tune_gc()
     reactor.run(installSignalHandlers=False)
 
 

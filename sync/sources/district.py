@@ -7,12 +7,10 @@ student has left (withdrawal date: the latest leave date).
 """
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 from ..config import GRADES
-from ..model import (DISTRICT_ID, ENDED, SITE_CODE, STATUSES, Input, InputError, Person, Rejected,
-                     open_text, parse_date)
+from ..model import ENDED, SITE_CODE, STATUSES, Input, Person, district_csv_rows, open_text, parse_date
 
 COLUMNS = ["district_id", "first_name", "last_name", "middle_name", "birth_date", "grade", "school_code",
            "enrollment_status", "entry_date", "leave_date", "email"]
@@ -25,56 +23,10 @@ STATUS_ALIASES = {"ACTIVE": "ENROLLED", "PREENROLLED": "PRE_ENROLLED", "PRE-ENRO
 def parse(path, today: str, data: bytes | None = None) -> Input:
     name = Path(path).name if path else "input.csv"
     fh = open_text(data if data is not None else path, name)
-    reader = csv.reader(fh)
-    try:
-        header = next(reader)
-    except StopIteration:
-        header = []
-    except csv.Error as exc:
-        raise InputError(f"{name}: line 1: {exc}") from None
-    cols = {h.strip().lower(): i for i, h in enumerate(header)}
-    if header:
-        missing = [c for c in REQUIRED if c not in cols]
-        if missing:
-            raise InputError(f"{name}: line 1: missing required column(s) {', '.join(missing)} "
-                             f"(required: {', '.join(REQUIRED)})")
     out = Input(kind="district-csv", bulk_kinds={"student"})
     rows: dict[str, list] = {}
-    idx = {c: cols.get(c) for c in REQUIRED + OPTIONAL}
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            out.rejected.append(Rejected(name, reader.line_num, "", f"unreadable CSV: {exc}"))
-            continue
-        line = reader.line_num
-        if not any(x.strip() for x in row):
-            continue
-        out.rows += 1
-
-        def get(c):
-            i = idx[c]
-            return row[i].strip() if i is not None and i < len(row) else ""
-
+    for line, get, reject in district_csv_rows(name, fh, REQUIRED, OPTIONAL, out, "district_id"):
         did = get("district_id")
-
-        def reject(col, reason):
-            out.rejected.append(Rejected(name, line, col, reason, did))
-            if did:
-                out.protected.add(did)
-
-        if len(row) < len(header):
-            reject("", f"{len(row)} fields, the header has {len(header)}")
-            continue
-        bad = next((c for c in REQUIRED if not get(c)), None)
-        if bad:
-            reject(bad, "required value is empty")
-            continue
-        if not DISTRICT_ID.match(did):
-            reject("district_id", f"{did!r} is not a district ID (6 digits, a letter or digit, 3 digits)")
-            continue
         birth = parse_date(get("birth_date"))
         if birth is None:
             reject("birth_date", f"{get('birth_date')!r} is not a date (YYYY-MM-DD)")

@@ -8,19 +8,9 @@ staff (ou=staff) of their sites, like OneRoster teachers and principals.
 """
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
-from ..model import (
-    DISTRICT_ID,
-    SITE_CODE,
-    Input,
-    InputError,
-    Person,
-    Rejected,
-    open_text,
-    parse_date,
-)
+from ..model import SITE_CODE, Input, Person, district_csv_rows, open_text, parse_date
 
 REQUIRED = ["employee_id", "first_name", "last_name", "site_code", "job_title", "status"]
 OPTIONAL = ["middle_name", "email", "hire_date", "leave_date", "site_name"]
@@ -37,56 +27,10 @@ ROLES = {r.lower(): r for r in ("teacher", "principal", "administrator", "aide",
 def parse(path, today: str, data: bytes | None = None) -> Input:
     name = Path(path).name if path else "hr.csv"
     fh = open_text(data if data is not None else path, name)
-    reader = csv.reader(fh)
-    try:
-        header = next(reader)
-    except StopIteration:
-        header = []
-    except csv.Error as exc:
-        raise InputError(f"{name}: line 1: {exc}") from None
-    cols = {h.strip().lower(): i for i, h in enumerate(header)}
-    if header:
-        missing = [c for c in REQUIRED if c not in cols]
-        if missing:
-            raise InputError(f"{name}: line 1: missing required column(s) {', '.join(missing)} "
-                             f"(required: {', '.join(REQUIRED)})")
     out = Input(kind="hr-csv", bulk_kinds={"staff"})
     rows: dict[str, list] = {}
-    idx = {c: cols.get(c) for c in REQUIRED + OPTIONAL}
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            out.rejected.append(Rejected(name, reader.line_num, "", f"unreadable CSV: {exc}"))
-            continue
-        line = reader.line_num
-        if not any(x.strip() for x in row):
-            continue
-        out.rows += 1
-
-        def get(c):
-            i = idx[c]
-            return row[i].strip() if i is not None and i < len(row) else ""
-
+    for line, get, reject in district_csv_rows(name, fh, REQUIRED, OPTIONAL, out, "employee_id"):
         eid = get("employee_id")
-
-        def reject(col, reason):
-            out.rejected.append(Rejected(name, line, col, reason, eid))
-            if eid:
-                out.protected.add(eid)
-
-        if len(row) < len(header):
-            reject("", f"{len(row)} fields, the header has {len(header)}")
-            continue
-        bad = next((c for c in REQUIRED if not get(c)), None)
-        if bad:
-            reject(bad, "required value is empty")
-            continue
-        if not DISTRICT_ID.match(eid):
-            reject("employee_id", f"{eid!r} is not a district ID (6 digits, a letter or digit, 3 digits)")
-            continue
         codes = [c.strip() for c in get("site_code").split(";") if c.strip()]
         badc = next((c for c in codes if not SITE_CODE.match(c)), None)
         if badc is not None or not codes:

@@ -5,7 +5,6 @@ server's own checks for clients that bypass the upload command (ldap3 directly),
 replace-before-publish, publish twice, a resumed publish, the roster, and who may read
 and write jpegPhoto."""
 import csv
-import functools
 import io
 import json
 import os
@@ -21,6 +20,7 @@ from PIL import Image
 
 from directory import photos
 from tests.conftest import ROOT, ROOT_DN, ROOT_PW, SUFFIX, ServerProcess
+from tests.jpegs import jpeg
 from tests.protocol.district import (
     NONEMP, SCHEMA_FILES, STUDENT_DATA, access_rules, district_ldif, password, role_group, service,
     staff, student,
@@ -51,22 +51,6 @@ def pw(dn):
 # ----------------------------------------------------------------------------- JPEGs
 
 
-@functools.lru_cache(maxsize=None)
-def jpeg(w=175, h=233, lo=photos.MIN_BYTES, hi=photos.MAX_BYTES, seed=1):
-    """A real JPEG (a noisy gradient) whose size falls in [lo, hi] bytes."""
-    rng = random.Random(seed)
-    img = Image.new("RGB", (w, h))
-    px = img.load()
-    for y in range(h):
-        for x in range(w):
-            px[x, y] = ((x * 255 // w + rng.randint(0, 40)) % 256, (y * 255 // h + rng.randint(0, 40)) % 256,
-                        (128 + rng.randint(0, 40)) % 256)
-    for q in range(100, 4, -1):
-        buf = io.BytesIO()
-        img.save(buf, "JPEG", quality=q)
-        if lo <= len(buf.getvalue()) <= hi:
-            return buf.getvalue()
-    raise AssertionError(f"no quality gives {w}x{h} within {lo}..{hi} bytes")
 
 
 def good(seed=1):

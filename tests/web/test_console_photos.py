@@ -5,13 +5,13 @@ revoking designees and vendors (memberOf checked as root), and refusals for peop
 with no photo role."""
 import csv
 import io
-import random
 import zipfile
 
 from ldap3 import BASE, SUBTREE, Connection, Server
 from PIL import Image
 
 from tests.conftest import ROOT_DN, ROOT_PW, SUFFIX
+from tests.jpegs import jpeg as _jpeg
 from tests.web.conftest import (
     PHONE,
     no_horizontal_scroll,
@@ -28,21 +28,9 @@ THERAPIST = ("sjones", "demo-therapist-pw")      # staff, no photo role until gr
 UPLOAD_LABEL = "Photos (JPEG) or zip files"
 
 
-def jpeg(w=175, h=233, lo=18000, hi=28000, seed=1) -> bytes:
-    """A real JPEG (a noisy gradient) whose size falls within [lo, hi] bytes."""
-    rng = random.Random(seed)
-    img = Image.new("RGB", (w, h))
-    px = img.load()
-    for y in range(h):
-        for x in range(w):
-            px[x, y] = ((x * 255 // w + rng.randint(0, 40)) % 256, (y * 255 // h + rng.randint(0, 40)) % 256,
-                        (128 + rng.randint(0, 40)) % 256)
-    for q in range(100, 4, -1):
-        buf = io.BytesIO()
-        img.save(buf, "JPEG", quality=q)
-        if lo <= len(buf.getvalue()) <= hi:
-            return buf.getvalue()
-    raise AssertionError(f"no quality gives {w}x{h} within {lo}..{hi} bytes")
+def jpeg(w=175, h=233, seed=1) -> bytes:
+    """A valid-size photo, well inside the 15-30 KB window."""
+    return _jpeg(w, h, 18000, 28000, seed)
 
 
 def too_small() -> bytes:
