@@ -37,7 +37,8 @@ HEADER = "district_id,first_name,last_name,middle_name,birth_date,grade,school_c
 def people(n, seed=2025):
     rng = random.Random(seed)
     for i in range(n):
-        did = f"{i // 1000:06d}s{i % 1000:03d}"
+        # from 500000s000 up: clear of the test district's IDs (000001s001 …) loaded beside them
+        did = f"{500000 + i // 1000:06d}s{i % 1000:03d}"
         g = rng.choice(GRADES)
         yield (did, rng.choice(FIRST), rng.choice(LAST) + (str(rng.randint(1, 400)) if rng.random() < 0.7 else ""),
                f"20{10 + rng.randint(0, 9):02d}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}", g,
