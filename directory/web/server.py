@@ -25,7 +25,7 @@ from twisted.web import resource, server
 from ..admin import AdminError
 from ..photos import PhotoError
 from . import routes
-from .forms import Ctx, PageError, Response, parse_body
+from .forms import Ctx, PageError, Response, parse_body, redirect, url
 from .session import SessionStore, SignInThrottle
 
 log = logging.getLogger("rollcall.web")
@@ -197,12 +197,8 @@ class Console(resource.Resource):
         if r.allow == "public":
             return None
         if not s.signed_in:
-            from .forms import redirect, url
-
             return redirect(url("/signin", next=ctx.path if ctx.method == "GET" else ""))
         if s.must_change and ctx.path not in ("/password", "/signout"):
-            from .forms import redirect
-
             return redirect("/password")
         if r.allow == "user":
             return None
@@ -273,12 +269,11 @@ class Console(resource.Resource):
         return Response(body=f.read_bytes(), content_type=ctype, headers={"Cache-Control": "max-age=3600"})
 
     # ------------------------------------------------------------------ sessions
-    def start_session(self, request_ctx, old=None):
+    def start_session(self, old=None):
         """A new session id after sign-in (the pre-sign-in id is discarded)."""
         if old is not None:
             self.sessions.drop(old)
-        s = self.sessions.new()
-        return s
+        return self.sessions.new()
 
     def _sweep(self):
         gone = self.sessions.expired()

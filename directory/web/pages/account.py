@@ -97,7 +97,7 @@ def _open_session(ctx, ident, password, nxt):
     console = ctx.console
     conn = console.connect(ident.dn, password)
     old = ctx.session
-    s = console.start_session(ctx, old)
+    s = console.start_session(old)
     s.conn = conn
     s.dn = ident.dn
     s.must_change = ident.restricted
