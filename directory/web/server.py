@@ -157,14 +157,14 @@ class Console(resource.Resource):
             return self.error_page(ctx, "There is no such page.", 404)
         ctx.params = params
         if method == "POST":
-            body = request.content.read() if request.content is not None else b""
-            if len(body) > self.web.max_upload_mb * 1024 * 1024:
-                return self.error_page(ctx, f"That upload is too large (at most {self.web.max_upload_mb} MB).", 413)
-            refusal = self._csrf_refusal(request, ctx, body)
-            if refusal:
-                log.warning("refused a POST to %s from %s: %s", path, ctx.client, refusal)
-                return self.error_page(ctx, "This form has expired or did not come from this site. "
-                                            "Go back, reload the page and try again.", 403)
+            # reading and parsing a body (up to max_upload_mb of photos) is no work for
+            # the reactor: it happens in the pool, then dispatch goes on here
+            headers = {k: request.getHeader(k) or "" for k in ("content-type", "origin", "host")}
+            d = deferToThreadPool(reactor, self.pool, self._read_form, request.content, headers, ctx)
+            return d.addCallback(lambda refusal: refusal or self._route(r, ctx))
+        return self._route(r, ctx)
+
+    def _route(self, r, ctx):
         if ctx.session is None:
             # every page may carry a form: give it a session for the CSRF token
             ctx.session = ctx.set_session = self.sessions.new()
@@ -176,15 +176,27 @@ class Console(resource.Resource):
             return r.handler(ctx)
         return deferToThreadPool(reactor, self.pool, self._run, r.handler, ctx)
 
-    def _csrf_refusal(self, request, ctx, body) -> str | None:
-        origin = request.getHeader("origin")
-        host = request.getHeader("host") or ""
+    def _read_form(self, content, headers, ctx):
+        """(pool thread) The POST body into ctx.form/ctx.files, its CSRF token and Origin
+        checked. Returns an error Response, or None when the request may go on."""
+        body = content.read() if content is not None else b""
+        if len(body) > self.web.max_upload_mb * 1024 * 1024:
+            return self.error_page(ctx, f"That upload is too large (at most {self.web.max_upload_mb} MB).", 413)
+        refusal = self._csrf_refusal(headers, ctx, body)
+        if refusal:
+            log.warning("refused a POST to %s from %s: %s", ctx.path, ctx.client, refusal)
+            return self.error_page(ctx, "This form has expired or did not come from this site. "
+                                        "Go back, reload the page and try again.", 403)
+        return None
+
+    def _csrf_refusal(self, headers, ctx, body) -> str | None:
+        origin, host = headers["origin"], headers["host"]
         if origin and origin != "null" and origin.split("://", 1)[-1] != host:
             return f"cross-site Origin {origin}"
         if ctx.session is None:
             return "no session"
         try:
-            ctx.form, ctx.files = parse_body(request.getHeader("content-type") or "", body)
+            ctx.form, ctx.files = parse_body(headers["content-type"], body)
         except PageError as exc:
             return exc.message
         token = (ctx.form.get("csrf") or [""])[0]
