@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 from ldap3 import BASE, MODIFY_REPLACE, SUBTREE
 from ldap3.utils.conv import escape_filter_chars
+from ldap3.utils.dn import parse_dn
 
 ACCOUNT_OP = "2.25.69814933526364736177629039217756273497.4.1"
 DISTRICT_ID = re.compile(r"^[0-9]{6}[0-9A-Za-z][0-9]{3}$")
@@ -243,7 +244,10 @@ def resolve_student(conn, target: str) -> dict:
     base = _students_base(conn)
     if "=" in t and "," in t:
         conn.search(t, "(objectClass=*)", BASE, attributes=STUDENT_ATTRS)
-        found = [(x["dn"], x["raw_attributes"]) for x in _entries(conn)]
+        # a DN names a student only below the students' container (not a principal
+        # or a contractor whose departmentNumber is the same school)
+        found = [(x["dn"], x["raw_attributes"]) for x in _entries(conn)
+                 if _under(x["dn"], base)]
     else:
         e = escape_filter_chars(t)
         flt = f"(employeeNumber={e})" if DISTRICT_ID.match(t) else f"(uid={e})"
@@ -254,6 +258,16 @@ def resolve_student(conn, target: str) -> dict:
     if len(found) > 1:
         raise AdminError(f"{t!r} matches {len(found)} students; use the username", 53)
     return _student(*found[0])
+
+
+def _under(dn: str, base: str) -> bool:
+    """Whether `dn` is strictly below `base` (RFC 4514 strings compared RDN by RDN,
+    ignoring case and the spaces around separators)."""
+    def rdns(text):
+        return [(a.lower(), v.lower()) for a, v, _sep in parse_dn(text, strip=True)]
+
+    d, b = rdns(dn), rdns(base)
+    return len(d) > len(b) and d[-len(b):] == b
 
 
 def _show(s: dict) -> dict:

@@ -251,6 +251,16 @@ class AccountsOverlay(Overlay):
         else:
             _refuse(f"an account cannot go back to PENDING (it is {old_status})")
 
+    def before_rename(self, tx, ident, old, new):
+        # a multi-valued RDN can add or drop attribute values: the status and its
+        # fields change only by a modify, where the transition rules above apply
+        if ident.is_root or not (self.is_account(old) or self.is_account(new)):
+            return
+        changed = [n for n in ("rollcallAccountStatus",) + STATUS_FIELDS if old.attrs.get(n) != new.attrs.get(n)]
+        if changed:
+            _refuse(f"{', '.join(changed)}: cannot be changed by a rename (use a modify)",
+                    ResultCode.NOT_ALLOWED_ON_RDN)
+
     # ------------------------------------------------------------------ extended operation
     def extended(self, ident, value: bytes | None) -> bytes:
         try:
@@ -315,8 +325,10 @@ class AccountsOverlay(Overlay):
                            "employeeNumber": [did.encode()]}
             probe = Entry(f"uid=new,{self.students_dn}", d.normalize_dn(f"uid=new,{self.students_dn}"),
                           probe_attrs, 0)
+            # (issuing the new account's activation code is the right that creating it needs:
+            # a school's sub-administrators hold it for their students only)
             if not ident.is_root and (d.acl.level(ident, rec, "entry") < Level.READ
-                                      or d.acl.level(ident, probe, "entry") < Level.WRITE):
+                                      or d.acl.level(ident, probe, "rollcallActivationCodeHash") < Level.WRITE):
                 mine = sorted(d.acl.site_roles(ident).get("student-email-admins", ()))
                 _refuse(f"district ID {did} is not a student of your cost centers"
                         f" ({', '.join(mine) or 'none'})", ResultCode.INSUFFICIENT_ACCESS_RIGHTS)

@@ -617,6 +617,11 @@ class Directory:
         with self.store.transaction() as tx:
             entry = self.require(dn_text, tx, ident)
             self.acl.check(ident, entry, Level.WRITE, "entry")
+            # as slapd: removing an entry is also a change of its parent's children
+            parent = (tx.get_by_ndn(self.dn.normalize(str(DN.parse(entry.dn).parent())))
+                      if entry.ndn != self.suffix_ndn else None)
+            if parent is not None:
+                self.acl.check(ident, parent, Level.WRITE, "children")
             self._check_assertion(ident, entry, opts)
             if tx.has_children(entry.id):
                 raise LDAPError(ResultCode.NOT_ALLOWED_ON_NON_LEAF, "subordinate objects must be deleted first")
@@ -781,13 +786,16 @@ class Directory:
             self._check_assertion(ident, entry, opts)
             self.acl.check(ident, entry, Level.WRITE, "entry")
             old = DN.parse(entry.dn)
+            # as slapd: a rename changes the parent's children, and a move both parents'
+            old_parent = tx.get_by_ndn(self.dn.normalize(str(old.parent())))
+            self.acl.check(ident, old_parent, Level.WRITE, "children")
             if new_superior is not None:
                 parent = self.require(new_superior, tx, ident)
                 if parent.ndn == entry.ndn or parent.ndn.endswith("," + entry.ndn):
                     raise LDAPError(ResultCode.UNWILLING_TO_PERFORM, "new superior is the entry itself or below it")
                 self.acl.check(ident, parent, Level.WRITE, "children")
             else:
-                parent = tx.get_by_ndn(self.dn.normalize(str(old.parent())))
+                parent = old_parent
             new_dn = DN((rdn_dn.rdn,) + DN.parse(parent.dn).rdns)
             new_ndn = self.dn.normalize(str(new_dn))
             if new_ndn != entry.ndn and tx.get_by_ndn(new_ndn) is not None:
@@ -818,6 +826,18 @@ class Directory:
             if opts and opts.pre_read is not None:
                 result.pre_read = self._read_back(ident, entry, opts.pre_read)
             self.acl.check(ident, new, Level.WRITE, "entry")
+            # the values the new RDN adds and the old RDN's values it removes are a
+            # modify of those attributes: the same rules (rights on each attribute,
+            # server-maintained attributes, school codes, overlays) decide
+            changed = {n for n in set(attrs) | set(entry.attrs)
+                       if n not in ("modifiersName", "modifyTimestamp") and attrs.get(n) != entry.attrs.get(n)}
+            self._no_user_modification({n: () for n in changed}, opts)
+            for name in sorted(changed):
+                self.acl.check(ident, entry, Level.WRITE, name)
+                self.acl.check(ident, new, Level.WRITE, name)
+            self.acl.check_site_change(ident, entry, new)
+            for ov in self.overlays:
+                ov.before_rename(tx, ident, entry, new)
             moved = tx.rename(entry.id, str(new_dn), new_ndn, parent.id, self.dn.rdn_of(rdn_dn.rdn))
             tx.replace(new, self.index_rows(attrs))
             for ov in self.overlays:
@@ -866,6 +886,7 @@ class Directory:
                 attrs["pwdReset"] = [b"TRUE"]  # an administrator set it: must change at next login
             else:
                 attrs.pop("pwdReset", None)
+            self.schema.check_entry(attrs)  # a group, say, has no userPassword
             tx.replace(Entry(entry.dn, entry.ndn, attrs, entry.id), self.index_rows(attrs))
             tx.log(ident.ndn, ident.peer, "passwordModify", entry.dn, entry.id,
                    {"generated": generated is not None, "self": is_self})

@@ -27,5 +27,9 @@ class Overlay:
     def after_delete(self, tx, ident, entry):
         pass
 
+    def before_rename(self, tx, ident, old, new):
+        """A rename changes the DN and, through the RDN, attributes: the rules a
+        modify obeys apply to it too (old and new carry the attributes before and after)."""
+
     def after_rename(self, tx, ident, old, new, moved):
         """moved: [(old ndn, new ndn, new dn)] for the entry and its subtree."""

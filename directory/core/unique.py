@@ -53,3 +53,7 @@ class UniqueIdentifiers(Overlay):
 
     def before_modify(self, tx, ident, old, new):
         self._check(tx, new, old)
+
+    def before_rename(self, tx, ident, old, new):
+        # moved into ou=people from elsewhere, every identifier is new to the scope
+        self._check(tx, new, old if self._in_scope(old) else None)

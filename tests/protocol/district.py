@@ -64,7 +64,9 @@ STUDENT_DATA = {
     "quality1": (["1111"], "ENABLED"),
     "hashme": (["1111"], "ENABLED"),
 }
-STAFF_UIDS = ["admin1", "admin12", "adminnone", "admindis", "principal1", "distadmin"]
+STAFF_UIDS = ["admin1", "admin12", "adminnone", "admindis", "principal1", "distadmin", "teach1"]
+# staff whose school code is 1111: a school's sub-administrator must get no rights over them
+STAFF_SITES = {"principal1": ["1111"], "admin1": ["1111"], "teach1": ["1111"]}
 
 # role groups: (role, site) -> member DNs (an "empty" group names its own site)
 ROLE_MEMBERS = {
@@ -127,6 +129,7 @@ def district_ldif() -> str:
             staff(uid), ("objectClass", ["inetOrgPerson", "rollcallAccount"]),
             ("uid", uid), ("cn", f"Staff {uid}"), ("sn", uid), ("mail", f"{uid}@district.example"),
             ("employeeNumber", f"{n:06d}e{n:03d}"), ("rollcallAccountStatus", "ENABLED"),
+            *((("departmentNumber", STAFF_SITES[uid]),) if uid in STAFF_SITES else ()),
             ("userPassword", password(uid))))
     for uid, expiry in (("neexpired", "20200101000000Z"), ("nevalid", "20991231000000Z")):
         out.append(_entry(
@@ -135,7 +138,8 @@ def district_ldif() -> str:
             ("uid", uid), ("cn", f"Contractor {uid}"), ("sn", uid), ("mail", f"{uid}@vendor.example"),
             ("rollcallAccountStatus", "ENABLED"), ("rollcallNonEmployeeKind", "CONTRACTOR"),
             ("rollcallSponsor", staff("principal1")), ("rollcallExpiry", expiry),
-            ("rollcallOrganization", "Therapy Inc"), ("userPassword", password(uid))))
+            ("rollcallOrganization", "Therapy Inc"), ("departmentNumber", "1111"),
+            ("userPassword", password(uid))))
     out.append(_entry(SITES, ("objectClass", "organizationalUnit"), ("ou", "sites")))
     for code in ("1111", "2222", "3333"):
         out.append(_entry(site(code), ("objectClass", ["top", "rollcallSite"]), ("ou", code),
