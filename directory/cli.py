@@ -18,7 +18,7 @@ def _config(args):
 
 def cmd_serve(args):
     cfg = _config(args)
-    logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s")
     for p in (cfg.tls_cert, cfg.tls_key):
         if p is not None and any(lst.scheme == "ldaps" for lst in cfg.listeners) and not p.exists():
             print(f"rollcall: configuration error: tls: {p} does not exist "

@@ -437,18 +437,34 @@ class AccountsOverlay(Overlay):
             raise LDAPError(ResultCode.NO_SUCH_OBJECT, f"no account {target!r} in your scope")
         return found[0]
 
+    def _may_issue(self, reader, ident, target: str):
+        e = self._resolve_account(reader, ident, target)
+        self.d.acl.check(ident, e, Level.WRITE, "rollcallActivationCodeHash")
+        status = self.d.account_status(e)
+        if status != "PENDING":
+            _refuse(f"the account is {status}: activation codes are for PENDING accounts")
+        return e
+
     def issue_codes(self, ident, targets: list) -> dict:
         d = self.d
-        pairs = self._hash_codes(len(targets))
+        # the access decision first, on committed data: nothing is hashed for an account
+        # the caller may not issue a code for; then the hashes, before the write lock;
+        # then the transaction decides again
+        refused = {}
+        for target in targets:
+            try:
+                self._may_issue(d.store, ident, target)
+            except LDAPError as exc:
+                refused[target] = exc
+        pairs = iter(self._hash_codes(len([t for t in targets if t not in refused])))
         out = []
         with d.store.transaction() as tx:
-            for target, (code, code_hash) in zip(targets, pairs):
+            for target in targets:
                 try:
-                    e = self._resolve_account(tx, ident, target)
-                    d.acl.check(ident, e, Level.WRITE, "rollcallActivationCodeHash")
-                    status = d.account_status(e)
-                    if status != "PENDING":
-                        _refuse(f"the account is {status}: activation codes are for PENDING accounts")
+                    if target in refused:
+                        raise refused[target]
+                    code, code_hash = next(pairs)
+                    e = self._may_issue(tx, ident, target)
                     expiry = self._code_expiry()
                     attrs = e.copy_attrs()
                     attrs["rollcallActivationCodeHash"] = [code_hash]
@@ -513,17 +529,22 @@ class AccountsOverlay(Overlay):
         return result
 
     def _complete_activation(self, ident, entry, code_hash, new_password: bytes) -> dict:
-        from .directory import Identity, now_generalized
+        from .directory import Identity, PreparedPasswords, now_generalized
 
         d = self.d
+        # the policy (history verifications) and the hash before the write lock; the
+        # transaction checks the entry is as it was checked
+        d.policy.check_quality(entry, new_password)
         new_hash = d.hasher.hash(new_password)
+        state = PreparedPasswords.state_of(entry)
         actor = Identity(entry.dn, entry.ndn, False, ident.peer, ident.tls, entry.id)
         with d.store.transaction() as tx:
             e = tx.get(entry.id)
             if e is None or d.account_status(e) != "PENDING" or code_hash not in e.attrs.get(
                     "rollcallActivationCodeHash", []):
                 raise LDAPError(ResultCode.INVALID_CREDENTIALS, ACTIVATION_FAILED)  # used meanwhile
-            d.policy.check_quality(e, new_password)
+            if PreparedPasswords.state_of(e) != state:
+                d.policy.check_quality(e, new_password)  # rare: changed since; check the entry as it is
             attrs = e.copy_attrs()
             for name in ("rollcallActivationCodeHash", "rollcallActivationCodeExpiry", "pwdReset",
                          "pwdFailureTime", "pwdAccountLockedTime"):

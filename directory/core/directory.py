@@ -85,6 +85,53 @@ class WriteResult:
     extra: dict = field(default_factory=dict)
 
 
+# The entry state a password check depends on: if any of it changed between the slow
+# checks (outside the write lock) and the transaction, the write starts over.
+PASSWORD_STATE = ("userPassword", "pwdHistory", "rollcallAccountStatus", "uid", "employeeNumber", "mail", "cn")
+PASSWORD_RETRIES = 3
+
+
+class StalePasswordCheck(Exception):
+    """The entry changed after its password was checked and hashed: start again."""
+
+
+@dataclass
+class PreparedPasswords:
+    """Slow password work done before the write lock: hashes of the clear values, the
+    policy already checked, and which stored values clear values to delete match."""
+
+    hashes: dict = field(default_factory=dict)  # clear value -> stored form
+    deletes: dict = field(default_factory=dict)  # clear value -> [stored values it matches]
+    checked: bool = False  # quality, history and status checked against `state`
+    state: tuple | None = None  # PASSWORD_STATE of the entry as checked
+
+    @staticmethod
+    def state_of(entry) -> tuple:
+        return tuple(tuple(entry.attrs.get(n, ())) for n in PASSWORD_STATE)
+
+    def check_unchanged(self, entry):
+        if self.state is not None and self.state_of(entry) != self.state:
+            raise StalePasswordCheck(entry.dn)
+
+    def stored(self, values: list, hasher) -> list:
+        """Values as stored: hashed already, prepared, or (only when nothing was
+        prepared: bulk load, the command line) hashed here."""
+        return [v if passwords.is_hashed(v) else self.hashes.get(v) or hasher.hash(v) for v in values]
+
+
+def retry_stale(fn):
+    """Run a write whose slow part ran before the lock; if the entry changed meanwhile
+    (StalePasswordCheck from the transaction), redo it from the start."""
+    for attempt in range(PASSWORD_RETRIES):
+        try:
+            return fn()
+        except StalePasswordCheck:
+            if attempt == PASSWORD_RETRIES - 1:
+                raise LDAPError(ResultCode.BUSY, "the entry kept changing during the password change; "
+                                                 "try again") from None
+    raise AssertionError("unreachable")
+
+
 def now_generalized() -> bytes:
     return time.strftime("%Y%m%d%H%M%SZ", time.gmtime()).encode()
 
@@ -343,9 +390,9 @@ class Directory:
 
     def rehash_password(self, entry_id: int, old: bytes, plain: bytes):
         """Upgrade a migrated hash after a successful bind (writer thread)."""
-        new = self.hasher.hash(plain)
+        new = self.hasher.hash(plain)  # before the lock (the caller runs this in the hash pool)
         with self.store.transaction() as tx:
-            entry = self.store.get(entry_id)
+            entry = tx.get(entry_id)
             if entry is None or old not in entry.attrs.get("userPassword", ()):
                 return
             attrs = entry.copy_attrs()
@@ -464,10 +511,12 @@ class Directory:
 
     def assert_entry(self, ident: Identity, dn: str, filter_ast) -> bool:
         """RFC 4528: does the entry match the assertion filter (as this identity sees it)?"""
-        entry = self.require(dn)
+        # an entry the caller may not see does not exist for them, and the matched DN
+        # names only an ancestor they may see (as for every other operation)
+        entry = self.require(dn, ident=ident)
         hidden = self.acl.hidden_attrs(ident, entry)
         if hidden is None:
-            raise LDAPError(ResultCode.NO_SUCH_OBJECT, "", self._matched(DN.parse(dn)))
+            raise LDAPError(ResultCode.NO_SUCH_OBJECT, "", self._matched(DN.parse(dn), ident))
         return self.filters.compile(filter_ast)(entry, hidden) is True
 
     # ------------------------------------------------------------------ compare
@@ -574,8 +623,16 @@ class Directory:
         attrs = self.canonical_attrs(attrs)
         self._no_user_modification(attrs, opts)
         self.check_naming(dn, attrs)
-        if "userPassword" in attrs:
-            attrs["userPassword"] = self._hash_passwords(attrs["userPassword"])
+        clear = [v for v in attrs.get("userPassword", ()) if not passwords.is_hashed(v)]
+        if clear:
+            # hashing is slow: only after the access decision, and before the write lock
+            # (the transaction below decides again)
+            parent = self.store.get_by_ndn(self.dn.normalize(str(dn.parent()))) if ndn != self.suffix_ndn else None
+            if parent is not None:
+                self.acl.check(ident, parent, Level.WRITE, "children")
+            self.acl.check_add(ident, Entry(str(dn), ndn, attrs))
+            attrs["userPassword"] = PreparedPasswords({v: self.hasher.hash(v) for v in clear}).stored(
+                attrs["userPassword"], self.hasher)
         self.schema.check_entry(attrs)
         stamp = now_generalized()
         actor = (ident.dn or "").encode()
@@ -637,10 +694,47 @@ class Directory:
         return result
 
     def modify(self, ident: Identity, dn_text: str, changes, opts: WriteOptions | None = None) -> WriteResult:
-        """changes: [(op, attr, [values])] with op MOD_ADD/DELETE/REPLACE/INCREMENT."""
+        """changes: [(op, attr, [values])] with op MOD_ADD/DELETE/REPLACE/INCREMENT.
+        Clear userPassword values are checked and hashed before the write lock."""
         self.usable(ident)
+        if not any(self.schema.canonical(name) == "userPassword" and any(not passwords.is_hashed(v) for v in values)
+                   for _op, name, values in changes):
+            return self._modify(ident, dn_text, changes, opts, None)
+
+        def attempt():
+            prepared = self.prepare_password_changes(ident, dn_text, changes, opts)
+            return self._modify(ident, dn_text, changes, opts, prepared)
+
+        return retry_stale(attempt)
+
+    def prepare_password_changes(self, ident, dn_text, changes, opts) -> PreparedPasswords:
+        """The slow part of a modify of userPassword, outside the write lock: the access
+        decision first (nothing is hashed for a caller who may not write it), then the
+        policy (quality, history: argon2 verifications), the new hashes, and which
+        stored values the clear values to delete match."""
+        entry = self.require(dn_text, ident=ident)
+        self.acl.check(ident, entry, Level.WRITE, "userPassword")
+        prepared = PreparedPasswords(state=PreparedPasswords.state_of(entry))
+        for op, name, values in changes:
+            if self.schema.canonical(name) != "userPassword":
+                continue
+            clear = [v for v in values if not passwords.is_hashed(v)]
+            if op in (MOD_ADD, MOD_REPLACE) and clear:
+                if not ident.is_root and not (opts and opts.relax):
+                    self._check_password_write(ident, entry, values)
+                    prepared.checked = True
+                prepared.hashes.update((v, self.hasher.hash(v)) for v in clear)
+            elif op == MOD_DELETE:
+                stored = entry.attrs.get("userPassword", ())
+                for v in clear:
+                    prepared.deletes[v] = [x for x in stored if x == v or passwords.verify(v, x)]
+        return prepared
+
+    def _modify(self, ident, dn_text, changes, opts, prepared: PreparedPasswords | None) -> WriteResult:
         with self.store.transaction() as tx:
             entry = self.require(dn_text, tx, ident)
+            if prepared is not None:
+                prepared.check_unchanged(entry)
             self._check_assertion(ident, entry, opts)
             attrs = entry.copy_attrs()
             rdn = {self.schema.canonical(t): self.schema.normalize(self.schema.canonical(t), v.encode())
@@ -658,10 +752,11 @@ class Directory:
                 values = list(values)
                 if name == "userPassword" and op in (MOD_ADD, MOD_REPLACE):
                     if values and not ident.is_root and not (opts and opts.relax):
-                        self._check_password_write(ident, entry, values)
+                        if prepared is None or not prepared.checked:
+                            self._check_password_write(ident, entry, values)
                         new_password = True
-                    values = self._hash_passwords(values)
-                self._apply_change(attrs, op, at, values, rdn)
+                    values = (prepared or PreparedPasswords()).stored(values, self.hasher)
+                self._apply_change(attrs, op, at, values, rdn, prepared)
                 summary.append(f"{('add', 'delete', 'replace', 'increment')[op]}:{name}")
             if new_password:
                 self._password_changed(ident, entry, attrs)
@@ -718,7 +813,7 @@ class Directory:
         else:
             attrs.pop("pwdReset", None)
 
-    def _apply_change(self, attrs, op, at, values, rdn):
+    def _apply_change(self, attrs, op, at, values, rdn, prepared=None):
         name = at.name
         norm = self.schema.normalize_or_none
         current = attrs.get(name, [])
@@ -745,8 +840,12 @@ class Directory:
                 k = norm(name, v)
                 if name in rdn and k == rdn[name]:
                     raise LDAPError(ResultCode.NOT_ALLOWED_ON_RDN, f"modify/delete: {name}: cannot delete the naming value")
-                matches = [x for x in keep if norm(name, x) == k] if name != "userPassword" else [
-                    x for x in keep if x == v or passwords.verify(v, x)]
+                if name != "userPassword":
+                    matches = [x for x in keep if norm(name, x) == k]
+                elif prepared is not None and v in prepared.deletes:
+                    matches = [x for x in keep if x in prepared.deletes[v]]
+                else:  # a hashed value: compared as stored, no verification
+                    matches = [x for x in keep if x == v or (not passwords.is_hashed(v) and passwords.verify(v, x))]
                 if not matches:
                     raise LDAPError(ResultCode.NO_SUCH_ATTRIBUTE, f"modify/delete: {name}: no such value")
                 keep = [x for x in keep if x not in matches]
@@ -861,23 +960,39 @@ class Directory:
         if not new:
             generated = passwords.generate_password()
             new = generated.encode()
+        return retry_stale(lambda: self._password_modify(ident, target_dn, old, new, generated))
+
+    def _password_checks(self, ident, entry):
+        """Who may change this password; raises LDAPError."""
+        is_self = entry.ndn == ident.ndn
+        self.acl.check_password_change(ident, entry, is_self)
+        status = self.account_status(entry)
+        if not is_self and not ident.is_root and status != "ENABLED":
+            raise LDAPError(ResultCode.UNWILLING_TO_PERFORM,
+                            f"the account is {status}: only an ENABLED account can have its password reset")
+        return is_self, status
+
+    def _password_modify(self, ident, target_dn, old, new, generated) -> WriteResult:
+        # slow work first, outside the write lock: the access decision, the old
+        # password, quality and history (argon2 verifications) and the new hash
+        entry = self.require(target_dn, ident=ident)
+        self._password_checks(ident, entry)
+        self.schema.check_entry({**entry.attrs, "userPassword": [b"{ARGON2}-"]})  # a group has no userPassword
+        if old is not None and self.verify_any(old, entry.attrs.get("userPassword", ())) is None:
+            raise LDAPError(ResultCode.INVALID_CREDENTIALS, "old password does not match")
+        self.policy.check_quality(entry, new)
+        new_hash = self.hasher.hash(new)
+        state = PreparedPasswords.state_of(entry)
         with self.store.transaction() as tx:
             entry = self.require(target_dn, tx, ident)
-            is_self = entry.ndn == ident.ndn
-            self.acl.check_password_change(ident, entry, is_self)
-            status = self.account_status(entry)
-            if not is_self and not ident.is_root and status != "ENABLED":
-                raise LDAPError(ResultCode.UNWILLING_TO_PERFORM,
-                                f"the account is {status}: only an ENABLED account can have its password reset")
-            if old is not None:
-                if self.verify_any(old, entry.attrs.get("userPassword", ())) is None:
-                    raise LDAPError(ResultCode.INVALID_CREDENTIALS, "old password does not match")
-            self.policy.check_quality(entry, new)
+            if PreparedPasswords.state_of(entry) != state:
+                raise StalePasswordCheck(entry.dn)
+            is_self, status = self._password_checks(ident, entry)  # cheap: the rules again
             attrs = entry.copy_attrs()
             history = self.policy.new_history(entry)
             if history:
                 attrs["pwdHistory"] = history
-            attrs["userPassword"] = [self.hasher.hash(new)]
+            attrs["userPassword"] = [new_hash]
             stamp = now_generalized()
             attrs["pwdChangedTime"] = [stamp]
             attrs["modifiersName"] = [(ident.dn or "").encode()]
@@ -886,7 +1001,7 @@ class Directory:
                 attrs["pwdReset"] = [b"TRUE"]  # an administrator set it: must change at next login
             else:
                 attrs.pop("pwdReset", None)
-            self.schema.check_entry(attrs)  # a group, say, has no userPassword
+            self.schema.check_entry(attrs)
             tx.replace(Entry(entry.dn, entry.ndn, attrs, entry.id), self.index_rows(attrs))
             tx.log(ident.ndn, ident.peer, "passwordModify", entry.dn, entry.id,
                    {"generated": generated is not None, "self": is_self})

@@ -71,6 +71,7 @@ class LDAPServerFactory(protocol.ServerFactory):
         console alike: per-address throttling, lockout bookkeeping, rehash on success.
         Returns a Deferred firing the Identity, or failing with LDAPError."""
         directory = self.directory
+        directory.store.refresh()  # the console signs in here without an LDAP PDU
         if directory.policy.source_blocked(peer_host):
             return defer.fail(LDAPError(ResultCode.UNWILLING_TO_PERFORM,
                                         "too many failed binds from this address; try again later"))
@@ -112,7 +113,10 @@ class LDAPServerFactory(protocol.ServerFactory):
             if entry is not None and "pwdFailureTime" in entry.attrs:
                 in_writer(directory.record_bind, entry.id, True, peer)
             if entry is not None and directory.needs_rehash(matched):
-                in_writer(directory.rehash_password, entry.id, matched, password)
+                # the new hash is slow: the hash pool, whose short transaction takes the write lock
+                deferToThreadPool(reactor, self.hash_pool, directory.rehash_password, entry.id, matched,
+                                  password).addErrback(lambda f: log.warning(
+                                      "rehash after bind of %s failed: %s", name, f.getErrorMessage()))
             return ident
 
         return d.addCallback(done)

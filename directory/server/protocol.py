@@ -18,6 +18,7 @@ from twisted.protocols.policies import TimeoutMixin
 from ..core.directory import ANONYMOUS, Identity, PartialResult, WriteOptions
 from ..core import sorting
 from ..core.errors import LDAPError, ResultCode
+from ..passwords import is_hashed
 from ..core.sorting import SortedCursor
 from . import ber
 from .controls import (
@@ -426,7 +427,12 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
         write = {OP_ADD: d.add, OP_MODIFY: d.modify, OP_DELETE: d.delete, OP_MODDN: d.modify_dn}.get(op)
         if write is None:
             raise LDAPError(ResultCode.PROTOCOL_ERROR, f"unsupported operation {op}")
-        self.run_write(msgid, op, (write, self.ident, *fields, opts))
+        pool = self.server.write_pool
+        if op in (OP_ADD, OP_MODIFY) and _sets_clear_password(op, fields):
+            # checking and hashing a clear password is slow: the whole write runs in
+            # the hash pool, which holds the write lock only for its short transaction
+            pool = self.server.hash_pool
+        self.run_write(msgid, op, (write, self.ident, *fields, opts), pool)
 
     def _write_options(self, controls) -> WriteOptions:
         opts = WriteOptions()
@@ -441,9 +447,9 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
             opts.post_read = decode_read_attrs(controls[POST_READ].value)
         return opts
 
-    def run_write(self, msgid, op, call):
+    def run_write(self, msgid, op, call, pool):
         fn, *args = call
-        d = deferToThreadPool(reactor, self.server.write_pool, fn, *args)
+        d = deferToThreadPool(reactor, pool, fn, *args)
 
         def ok(result):
             ctrls = []
@@ -480,7 +486,9 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
             # create for a new enrollee, issue activation codes, activate: JSON in, JSON out
             from ..core.accounts import accounts_of
 
-            d = deferToThreadPool(reactor, self.server.write_pool, accounts_of(self.directory).extended,
+            # activation verifies a code and hashes a password, issuing codes hashes them:
+            # the hash pool, whose short transactions take the write lock themselves
+            d = deferToThreadPool(reactor, self.server.hash_pool, accounts_of(self.directory).extended,
                                   self.ident, value)
             d.addCallbacks(lambda out: self.send(ber.encode_extended_response(
                 msgid, ResultCode.SUCCESS, name=ACCOUNT_OP, value=out)),
@@ -523,7 +531,8 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
                         raise ber.BERError(f"unexpected tag 0x{t:02x}")
             except (ber.BERError, UnicodeDecodeError) as exc:
                 raise LDAPError(ResultCode.PROTOCOL_ERROR, f"password modify: malformed request ({exc})") from None
-        d = deferToThreadPool(reactor, self.server.write_pool, self.directory.password_modify,
+        # verification, policy and hashing before the write lock (see Directory.password_modify)
+        d = deferToThreadPool(reactor, self.server.hash_pool, self.directory.password_modify,
                               self.ident, user, old, new)
 
         def ok(result):
@@ -533,6 +542,16 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
             self.send(ber.encode_extended_response(msgid, ResultCode.SUCCESS, value=val))
 
         d.addCallbacks(ok, lambda f: self.error(msgid, OP_EXTENDED, f.value))
+
+
+def _sets_clear_password(op, fields) -> bool:
+    """Whether an add or modify carries a userPassword value in clear (to be hashed)."""
+    if op == OP_ADD:
+        pairs = fields[1].items() if isinstance(fields[1], dict) else fields[1]
+    else:
+        pairs = ((name, values) for _op, name, values in fields[1])
+    return any(name.lower() in ("userpassword", "2.5.4.35") and any(not is_hashed(v) for v in values)
+               for name, values in pairs)
 
 
 def _request_fields(op, request) -> tuple:

@@ -3,8 +3,9 @@
 The parent binds every listener, forks the workers and supervises them; each worker
 opens its own store connections (after the fork) and runs its own reactor. The
 kernel spreads new connections over the workers. The web console, whose sessions are
-in memory, runs in the first worker. Caches stay coherent through the
-store's changelog (see SQLiteStore.refresh).
+in memory, runs in the first worker. Caches stay exact: every transaction records
+the ids it touched, and each worker drops those before its next operation (see
+SQLiteStore.refresh).
 """
 import logging
 import os

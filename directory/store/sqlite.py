@@ -49,7 +49,17 @@ CREATE TABLE IF NOT EXISTS changelog(
     detail TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS invalidation(
+    seq INTEGER PRIMARY KEY,
+    ids TEXT
+);
 """
+# invalidation: one row per committed transaction that touched entries, written in
+# that transaction: the ids of every entry it touched (derived writes included:
+# memberOf, referential integrity, bind bookkeeping, rehash), or NULL for "drop
+# everything" (a bulk load). Other processes evict exactly those ids before their
+# next operation (refresh); the changelog stays the audit log only.
+KEEP_INVALIDATIONS = 100_000  # rows kept; a process further behind drops its whole cache
 
 SEP = "\x01"
 SUB_SLOTS = 1024  # substring-index rows per entry (more values are joined into the last row)
@@ -66,12 +76,17 @@ class SQLiteStore:
         self._ndn_ids: dict[str, int] = {}
         self._local = threading.local()
         self._write_lock = threading.Lock()
+        # (generation, eviction) and (generation check, caching) are atomic under this
+        # lock: a read that began before a commit never caches the row that commit replaced
+        self._cache_lock = threading.Lock()
+        self._generation = 0
         self.refresh_interval = 0.0
         self._last_refresh = 0.0
+        self._commits = 0
         conn = self._conn()
         conn.executescript(SCHEMA)
-        row = conn.execute("SELECT max(seq) FROM changelog").fetchone()
-        self._seen_seq = row[0] or 0
+        row = conn.execute("SELECT max(seq) FROM invalidation").fetchone()
+        self._seen_inv = row[0] or 0
 
     # -- connections -------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
@@ -93,9 +108,10 @@ class SQLiteStore:
             self._local.conn = None
 
     def refresh(self):
-        """Drop cached entries another process (or connection) changed since we last looked:
-        sibling workers and offline jobs (e.g. `rollcall request expire`). Called before
-        every operation; `refresh_interval` > 0 trades that freshness for a few µs."""
+        """Drop the cached entries other processes (sibling workers, offline jobs such
+        as `rollcall request expire`) changed since we last looked: exactly the ids
+        their transactions recorded. Called before every operation; `refresh_interval`
+        > 0 trades that freshness for a few µs."""
         if self.refresh_interval:
             now = time.monotonic()
             if now - self._last_refresh < self.refresh_interval:
@@ -106,32 +122,50 @@ class SQLiteStore:
         if version == self._local.data_version:
             return
         self._local.data_version = version
-        rows = conn.execute(
-            "SELECT seq, entry_id, op FROM changelog WHERE seq > ? ORDER BY seq", (self._seen_seq,)
-        ).fetchall()
-        for seq, entry_id, op in rows:
-            if entry_id is None or op == "modrdn":
-                # a bulk change or a subtree move: cheaper to start the cache afresh
-                self._cache.clear()
+        rows = conn.execute("SELECT seq, ids FROM invalidation WHERE seq > ? ORDER BY seq",
+                            (self._seen_inv,)).fetchall()
+        if not rows:
+            return
+        drop_all = rows[0][0] > self._seen_inv + 1  # rows we never saw were pruned
+        ids = set()
+        for _seq, text in rows:
+            if text is None:
+                drop_all = True
             else:
-                self._evict(entry_id)
-            self._seen_seq = max(self._seen_seq, seq)
-        if rows:
-            self._ndn_ids.clear()
+                ids.update(json.loads(text))
+        self._invalidate(None if drop_all else ids)
+        self._seen_inv = max(self._seen_inv, rows[-1][0])
+
+    def _invalidate(self, ids):
+        """Evict ids (None: everything) and start a new cache generation."""
+        with self._cache_lock:
+            self._generation += 1
+            if ids is None:
+                self._cache.clear()
+                self._ndn_ids.clear()
+                return
+            for entry_id in ids:
+                entry = self._cache.pop(entry_id, None)
+                if entry is not None:
+                    self._ndn_ids.pop(entry.ndn, None)
 
     def _evict(self, entry_id):
-        entry = self._cache.pop(entry_id, None)
-        if entry is not None:
-            self._ndn_ids.pop(entry.ndn, None)
+        self._invalidate((entry_id,))
 
-    def _remember(self, entry: Entry):
+    def _remember(self, entry: Entry, generation: int):
+        """Cache a row read while `generation` was current, unless a commit (of this
+        process or, via refresh, another's) has invalidated anything since: the row
+        may predate that commit."""
         if self.cache_limit <= 0:
             return
-        if len(self._cache) >= self.cache_limit:
-            _, old = self._cache.popitem(last=False)
-            self._ndn_ids.pop(old.ndn, None)
-        self._cache[entry.id] = entry
-        self._ndn_ids[entry.ndn] = entry.id
+        with self._cache_lock:
+            if generation != self._generation:
+                return
+            if len(self._cache) >= self.cache_limit:
+                _, old = self._cache.popitem(last=False)
+                self._ndn_ids.pop(old.ndn, None)
+            self._cache[entry.id] = entry
+            self._ndn_ids[entry.ndn] = entry.id
 
     # -- reads -------------------------------------------------------------
     def _in_batch(self) -> bool:
@@ -143,8 +177,9 @@ class SQLiteStore:
         entry = self._cache.get(entry_id)
         if entry is not None:
             return entry
+        generation = self._generation
         row = self._conn().execute("SELECT id, dn, ndn, data FROM entries WHERE id=?", (entry_id,)).fetchone()
-        return self._row(row)
+        return self._row(row, generation)
 
     def _uncached(self, column, value):
         """Inside a group commit the connection sees writes not yet committed: they must
@@ -160,8 +195,9 @@ class SQLiteStore:
             entry = self._cache.get(entry_id)
             if entry is not None and entry.ndn == ndn:
                 return entry
+        generation = self._generation
         row = self._conn().execute("SELECT id, dn, ndn, data FROM entries WHERE ndn=?", (ndn,)).fetchone()
-        return self._row(row)
+        return self._row(row, generation)
 
     def get_many(self, ids) -> list:
         if self._in_batch():
@@ -175,17 +211,18 @@ class SQLiteStore:
             else:
                 out.append(e)
         conn = self._conn()
+        generation = self._generation
         for start in range(0, len(missing), 500):
             chunk = missing[start : start + 500]
             q = "SELECT id, dn, ndn, data FROM entries WHERE id IN (%s)" % ",".join("?" * len(chunk))
-            out.extend(self._row(r) for r in conn.execute(q, chunk))
+            out.extend(self._row(r, generation) for r in conn.execute(q, chunk))
         return out
 
-    def _row(self, row) -> Entry | None:
+    def _row(self, row, generation: int) -> Entry | None:
         if row is None:
             return None
         entry = Entry(row[1], row[2], decode_attrs(row[3]), id=row[0])
-        self._remember(entry)
+        self._remember(entry, generation)
         return entry
 
     def has_children(self, entry_id: int) -> bool:
@@ -276,18 +313,13 @@ class SQLiteStore:
             tx = Tx(self, conn)
             try:
                 yield tx
+                self._record_invalidation(tx)
             except BaseException:
                 conn.execute("ROLLBACK")
-                for entry_id in tx.touched:
-                    self._evict(entry_id)
+                self._invalidate(tx.touched)
                 raise
             conn.execute("COMMIT")
-            for entry_id in tx.touched:
-                self._evict(entry_id)
-            if tx.renamed:
-                self._ndn_ids.clear()
-            if tx.last_seq:
-                self._seen_seq = max(self._seen_seq, tx.last_seq)
+            self._after_commit(tx)
 
     def _savepoint(self, batch):
         conn = self._conn()
@@ -305,6 +337,7 @@ class SQLiteStore:
         conn.execute("RELEASE op")
         batch.touched |= tx.touched
         batch.renamed = batch.renamed or tx.renamed
+        batch.drop_all = batch.drop_all or tx.drop_all
         batch.last_seq = max(batch.last_seq, tx.last_seq)
 
     @contextmanager
@@ -322,18 +355,35 @@ class SQLiteStore:
                     yield batch
                 finally:
                     self._local.batch = None
+                self._record_invalidation(batch)
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
+                self._invalidate(batch.touched)
                 raise
-            finally:
-                for entry_id in batch.touched:
-                    self._evict(entry_id)
-                if batch.renamed:
-                    self._ndn_ids.clear()
-            if batch.last_seq:
-                self._seen_seq = max(self._seen_seq, batch.last_seq)
+            self._after_commit(batch)
+
+    def _record_invalidation(self, tx):
+        """Inside the transaction: what it touched, for the other processes."""
+        if tx.drop_all:
+            tx.conn.execute("INSERT INTO invalidation(ids) VALUES (NULL)")
+        elif tx.touched:
+            tx.conn.execute("INSERT INTO invalidation(ids) VALUES (?)", (json.dumps(sorted(tx.touched)),))
+        else:
+            return
+        self._commits += 1
+        if self._commits % 1000 == 0:
+            tx.conn.execute("DELETE FROM invalidation WHERE seq < (SELECT max(seq) FROM invalidation) - ?",
+                            (KEEP_INVALIDATIONS,))
+
+    def _after_commit(self, tx):
+        """This process's own cache, after the commit: exactly what the write touched
+        (a rename changes DNs below it too: the DN-to-id map starts afresh)."""
+        self._invalidate(None if tx.drop_all else tx.touched)
+        if tx.renamed and not tx.drop_all:
+            with self._cache_lock:
+                self._ndn_ids.clear()
 
     @contextmanager
     def bulk(self):
@@ -348,6 +398,7 @@ class SQLiteStore:
         conn.execute("PRAGMA synchronous=OFF")
         try:
             with self.transaction() as tx:
+                tx.drop_all = True  # every process starts its cache afresh
                 yield tx
         finally:
             conn.execute("PRAGMA synchronous=FULL")
@@ -388,6 +439,7 @@ class Tx:
         self.conn = conn
         self.touched: set[int] = set()
         self.renamed = False
+        self.drop_all = False
         self.last_seq = 0
 
     def add(self, entry: Entry, parent_id: int | None, rdn_key: str, index_rows) -> int:

@@ -168,12 +168,13 @@ DEFAULT_POLICY = {"min_length": 8, "history": 2, "max_failures": 3, "failure_win
                   "lockout_duration": 0, "source_max_failures": 1000, "source_window": 60}
 
 
-def make_server(workdir: Path, policy=None, indexes=None) -> ServerProcess:
+def make_server(workdir: Path, policy=None, indexes=None, extra=None) -> ServerProcess:
     extra = {
         "schema": [str(ROOT / "schema" / n) for n in SCHEMA_FILES],
         "access": access_rules(),
         "password_policy": dict(DEFAULT_POLICY, **(policy or {})),
         # like config.yaml: memberOf is indexed (the memberOf filter tests use it)
         "indexes": {"memberOf": ["eq"], "uniqueMember": ["eq"], **(indexes or {})},
+        **(extra or {}),
     }
     return ServerProcess(workdir, extra_config=extra, ldif=district_ldif()).start()

@@ -433,3 +433,25 @@ def test_rename_checks_school_codes_like_modify(tmp_path):
         sub.unbind()
     finally:
         s.stop()
+
+
+def test_assertion_control_does_not_reveal_invisible_entries(srv, conns):
+    """A search or compare with the assertion control (RFC 4528) on an entry the caller
+    may not see is noSuchObject with no matched DN below what they may see, like every
+    other path (the check used to run without the caller's identity)."""
+    from tests.protocol.test_ldap3 import ASSERTION, encode_filter
+
+    ctl = [(ASSERTION, True, encode_filter("(objectClass=*)"))]
+    s1 = conns["s1"]
+    hidden = student("s2")                    # another student: invisible to s1
+    below = f"cn=nothing,{hidden}"            # below it: its existence must not show
+    for dn in (hidden, below):
+        s1.search(dn, "(objectClass=*)", BASE, attributes=["uid"], controls=ctl)
+        assert s1.result["result"] == NO_SUCH_OBJECT, s1.result
+        assert s1.result["dn"].lower() == STUDENTS.lower(), s1.result   # ou=students is visible to s1
+        s1.compare(dn, "uid", "s2", controls=ctl)
+        assert s1.result["result"] == NO_SUCH_OBJECT, s1.result
+        assert s1.result["dn"].lower() == STUDENTS.lower(), s1.result
+    anon = conns["anonymous"]
+    anon.search(student("s1"), "(objectClass=*)", BASE, attributes=["uid"], controls=ctl)
+    assert anon.result["result"] == NO_SUCH_OBJECT and anon.result["dn"] == "", anon.result

@@ -380,16 +380,23 @@ def test_ldapmodify_deactivation_obeys_the_same_rule(srv, root):
                              "rollcallDeactivationReference: F-1\n", bind=bind_args)
     assert r.returncode == 19 and "reason" in r.stderr
     assert status_of(root, "d2") == "ENABLED"
-    # forging who/when without a status change: refused
+    # forging who/when: a sub-administrator may not write the fields the server writes
+    # (the access rules), with or without a status change
     r = ldaputil.modify(srv, f"dn: {student('d2')}\nchangetype: modify\nreplace: rollcallDeactivatedBy\n"
                              f"rollcallDeactivatedBy: {staff('principal1')}\n", bind=bind_args)
-    assert r.returncode == 19
-    # complete: accepted, and the server fills who, when and the source (a forged "by" is overwritten)
-    ldaputil.ok(ldaputil.modify(
+    assert r.returncode == 50
+    r = ldaputil.modify(
         srv, f"dn: {student('d2')}\nchangetype: modify\nreplace: rollcallAccountStatus\nrollcallAccountStatus: DISABLED\n"
              "-\nreplace: rollcallDeactivationReason\nrollcallDeactivationReason: parent-refusal\n"
              "-\nreplace: rollcallDeactivationReference\nrollcallDeactivationReference: F-2\n"
-             f"-\nreplace: rollcallDeactivatedBy\nrollcallDeactivatedBy: {staff('principal1')}\n", bind=bind_args))
+             f"-\nreplace: rollcallDeactivatedBy\nrollcallDeactivatedBy: {staff('principal1')}\n", bind=bind_args)
+    assert r.returncode == 50
+    assert status_of(root, "d2") == "ENABLED"
+    # complete: accepted, and the server fills who, when and the source
+    ldaputil.ok(ldaputil.modify(
+        srv, f"dn: {student('d2')}\nchangetype: modify\nreplace: rollcallAccountStatus\nrollcallAccountStatus: DISABLED\n"
+             "-\nreplace: rollcallDeactivationReason\nrollcallDeactivationReason: parent-refusal\n"
+             "-\nreplace: rollcallDeactivationReference\nrollcallDeactivationReference: F-2\n", bind=bind_args))
     e = read(root, student("d2"))
     assert e["rollcallDeactivatedBy"] == [staff("admin1")] and e["rollcallStatusSource"] == ["ADMIN"]
     assert e["rollcallDeactivatedAt"]

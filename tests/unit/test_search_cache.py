@@ -57,3 +57,43 @@ def test_access_by_entry_shape_matches_the_per_entry_answer(tmp_path):
                 d.acl.hidden_attrs(student, entry)
     finally:
         d.store.close()
+
+
+def test_a_read_that_began_before_a_commit_does_not_cache_the_old_row(tmp_path, monkeypatch):
+    """The reader fetched the row, then (before it could cache it) the writer committed a
+    change and evicted the entry: the old row must not go into the cache after that
+    eviction, or every later read would see it. The reader is held between its SELECT
+    and its caching step while another thread commits."""
+    import threading
+
+    from directory.store import sqlite as sqlite_store
+
+    d = open_dir(tmp_path)
+    try:
+        root = d.bind(ROOT_DN, ROOT_PW.encode(), peer="t")
+        entry_id = d.lookup(d.normalize_dn(JSMITH)).id
+        d.store._cache.clear()
+        d.store._ndn_ids.clear()
+        real_decode = sqlite_store.decode_attrs
+        held = threading.Event()
+
+        def decode_then_let_the_writer_commit(data):
+            attrs = real_decode(data)
+            if threading.current_thread().name == "reader" and not held.is_set():
+                held.set()
+                writer = threading.Thread(target=lambda: d.modify(root, JSMITH, [(2, "description", [b"new"])]))
+                writer.start()
+                writer.join()
+            return attrs
+
+        monkeypatch.setattr(sqlite_store, "decode_attrs", decode_then_let_the_writer_commit)
+        seen = {}
+        reader = threading.Thread(target=lambda: seen.update(old=d.store.get(entry_id)), name="reader")
+        reader.start()
+        reader.join()
+        assert held.is_set()
+        assert seen["old"].attrs.get("description") != [b"new"]   # the reader's own answer predates the commit
+        assert d.store.get(entry_id).attrs.get("description") == [b"new"]
+        assert d.lookup(d.normalize_dn(JSMITH)).attrs.get("description") == [b"new"]
+    finally:
+        d.store.close()
