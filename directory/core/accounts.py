@@ -68,9 +68,7 @@ and student mail domain are read from the `sync:` section first, so both agree):
 import json
 import re
 import secrets
-import threading
 import time
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 from .acl import Level
@@ -147,9 +145,6 @@ class AccountsOverlay(Overlay):
         self.students_dn = f"ou=students,ou=people,{suffix}"
         self.sis_ndn = d.normalize_dn(f"ou=sis,{suffix}")
         self.services_ndn = d.normalize_dn(f"ou=services,{suffix}")
-        self._lock = threading.Lock()
-        self._source_failures: dict[str, deque] = {}
-        self._account_failures: dict[str, deque] = {}
         self._activating = set()  # (id(tx), entry id): the activation's own status change
 
     # ------------------------------------------------------------------ helpers
@@ -483,20 +478,17 @@ class AccountsOverlay(Overlay):
         peer = ident.peer or "internal"
         return peer.rsplit(":", 1)[0] if ":" in peer else peer
 
-    def _recent(self, table, key, window) -> deque:
-        q = table.setdefault(key, deque())
-        cutoff = time.monotonic() - window
-        while q and q[0] < cutoff:
-            q.popleft()
-        return q
+    # Attempts are counted in the store's throttle file (store/throttle.py), shared by
+    # every worker and kept across restarts. activate runs in the writer thread: the
+    # reactor never waits for these (non-fsync) reads and inserts anyway.
+    ACCOUNT_WINDOW = 86400  # wrong codes for one account are counted over a day
 
     def activate(self, ident, uid: str, code: str, new_password: bytes) -> dict:
         d = self.d
         host = self._host(ident)
-        with self._lock:
-            if self.source_limit and len(self._recent(self._source_failures, host, self.source_window)) \
-                    >= self.source_limit:
-                _refuse("too many failed activation attempts from this address; try again later", ResultCode.BUSY)
+        if self.source_limit and d.store.throttle_count("activate-src:" + host, self.source_window) \
+                >= self.source_limit:
+            _refuse("too many failed activation attempts from this address; try again later", ResultCode.BUSY)
         uid = uid.strip()
         norm = normalize_code(code)
         if not uid or not new_password:
@@ -524,8 +516,7 @@ class AccountsOverlay(Overlay):
             if not ok:
                 self._activation_failed(host, entry, ident)
             raise
-        with self._lock:
-            self._account_failures.pop(entry.ndn, None)
+        d.store.throttle_clear("activate-acct:" + entry.ndn)
         return result
 
     def _complete_activation(self, ident, entry, code_hash, new_password: bytes) -> dict:
@@ -569,17 +560,13 @@ class AccountsOverlay(Overlay):
 
     def _activation_failed(self, host, entry, ident):
         revoke = False
-        with self._lock:
-            self._recent(self._source_failures, host, self.source_window).append(time.monotonic())
-            if len(self._source_failures) > 10000:
-                for h in [h for h, q in self._source_failures.items() if not q]:
-                    del self._source_failures[h]
-            if entry is not None:
-                q = self._recent(self._account_failures, entry.ndn, 86400)
-                q.append(time.monotonic())
-                if self.max_failures and len(q) >= self.max_failures:
-                    revoke = True
-                    q.clear()
+        store = self.d.store
+        store.throttle_hit("activate-src:" + host, self.source_window)
+        if entry is not None:
+            failures = store.throttle_hit("activate-acct:" + entry.ndn, self.ACCOUNT_WINDOW)
+            if self.max_failures and failures >= self.max_failures:
+                revoke = True
+                store.throttle_clear("activate-acct:" + entry.ndn)
         if revoke and entry.attrs.get("rollcallActivationCodeHash"):
             # too many wrong codes for this account: the code is burnt, the school prints a new one
             with self.d.store.transaction() as tx:

@@ -171,7 +171,7 @@ class Directory:
             raise ConfigError("access", str(exc)) from None
         self.acl = AccessControl(self, rules)
         try:
-            self.policy = PasswordPolicy(PolicyConfig.from_raw(config.raw.get("password_policy")))
+            self.policy = PasswordPolicy(PolicyConfig.from_raw(config.raw.get("password_policy")), store)
         except ValueError as exc:
             raise ConfigError("password_policy", str(exc)) from None
         self.memberof = MemberOf(self)

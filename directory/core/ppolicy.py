@@ -4,11 +4,11 @@ must-change-after-reset, password quality and history.
 
 Lockout state lives in the entry (pwdFailureTime, pwdAccountLockedTime) so it holds
 across restarts and worker processes, and an administrator clears it by deleting
-pwdAccountLockedTime. Per-source throttling is in memory: it protects the process.
+pwdAccountLockedTime. Per-source throttling is counted in the store's throttle file
+(store/throttle.py), shared by every worker process and kept across restarts.
 """
 import calendar
 import time
-from collections import defaultdict, deque
 from dataclasses import dataclass
 
 from .. import passwords
@@ -57,22 +57,27 @@ def parse_gentime(value: bytes) -> float | None:
 
 
 class PasswordPolicy:
-    def __init__(self, config: PolicyConfig):
+    def __init__(self, config: PolicyConfig, store=None):
         self.cfg = config
-        self._source_failures = defaultdict(deque)
+        if store is None:
+            from ..store.throttle import MemoryThrottles
+
+            store = MemoryThrottles()
+        self._throttle = store  # failed binds per address: shared by every worker (store/throttle.py)
 
     # -- bind
+    # Both run on the reactor thread (listener.authenticate): the count is a read, the
+    # record one INSERT into the throttle file, which never fsyncs (tens of µs). The
+    # failure is recorded before the client has its answer, so its next bind — on
+    # whichever worker — already counts it; the writer thread would make every failed
+    # bind wait for the group commit of the store.
     def source_blocked(self, host: str) -> bool:
-        q = self._source_failures.get(host)
-        if not q:
-            return False
-        cutoff = time.monotonic() - self.cfg.source_window
-        while q and q[0] < cutoff:
-            q.popleft()
-        return self.cfg.source_max_failures > 0 and len(q) >= self.cfg.source_max_failures
+        limit = self.cfg.source_max_failures
+        return limit > 0 and self._throttle.throttle_count("bind-src:" + host, self.cfg.source_window) >= limit
 
     def note_source_failure(self, host: str):
-        self._source_failures[host].append(time.monotonic())
+        if self.cfg.source_max_failures > 0:
+            self._throttle.throttle_hit("bind-src:" + host, self.cfg.source_window)
 
     def locked(self, entry, now=None) -> bool:
         stamp = entry.first("pwdAccountLockedTime")
@@ -136,3 +141,4 @@ class PasswordPolicy:
 def _history_hash(value: bytes) -> bytes:
     # pwdHistory values are "<time>#<hash>" (ppolicy stores time#syntax#len#hash; we keep it simple)
     return value.split(b"#", 1)[1] if b"#" in value and value[:1].isdigit() else value
+

@@ -74,11 +74,9 @@ Config (optional `requests:` section in config.yaml):
     district_admins: "cn=district-admins,ou=groups,{suffix}"
 """
 import re
-import threading
 import time
 import unicodedata
 import uuid
-from collections import deque
 
 from .dn import DN
 from .entry import Entry
@@ -214,8 +212,6 @@ class RequestsOverlay(Overlay):
         self.groups_ndn = d.normalize_dn(f"ou=groups,{suffix}")
         self.people_ndn = d.normalize_dn(f"ou=people,{suffix}")
         self.nonemployees_dn = f"ou=nonemployees,ou=people,{suffix}"
-        self._anon: dict[str, deque] = {}
-        self._lock = threading.Lock()
         self._plans = {}  # id(new entry) -> (new entry, what after_modify must grant)
 
     # -- helpers ---------------------------------------------------------------
@@ -340,18 +336,11 @@ class RequestsOverlay(Overlay):
         return out
 
     def _rate_limit(self, ident):
+        # counted in the store's throttle file (store/throttle.py), shared by every
+        # worker and kept across restarts; this runs in the writer thread (before_add)
         host = ident.peer.rsplit(":", 1)[0] if ":" in ident.peer else ident.peer
-        now = time.monotonic()
-        with self._lock:
-            q = self._anon.setdefault(host, deque())
-            while q and q[0] <= now - self.anon_window:
-                q.popleft()
-            if len(q) >= self.anon_limit:
-                _refuse("too many anonymous requests from this address; try again later", ResultCode.BUSY)
-            q.append(now)
-            if len(self._anon) > 10000:  # forget idle addresses
-                for h in [h for h, v in self._anon.items() if not v or v[-1] <= now - self.anon_window]:
-                    del self._anon[h]
+        if not self.d.store.throttle_admit("request-src:" + host, self.anon_window, self.anon_limit):
+            _refuse("too many anonymous requests from this address; try again later", ResultCode.BUSY)
 
     def _next_number(self, tx) -> int:
         row = tx.conn.execute("SELECT value FROM meta WHERE key=?", (COUNTER_KEY,)).fetchone()

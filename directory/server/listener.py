@@ -72,6 +72,8 @@ class LDAPServerFactory(protocol.ServerFactory):
         Returns a Deferred firing the Identity, or failing with LDAPError."""
         directory = self.directory
         directory.store.refresh()  # the console signs in here without an LDAP PDU
+        # counted in the store's throttle file, shared by all workers: a read here and a
+        # non-fsync insert on failure, both on the reactor (see PasswordPolicy)
         if directory.policy.source_blocked(peer_host):
             return defer.fail(LDAPError(ResultCode.UNWILLING_TO_PERFORM,
                                         "too many failed binds from this address; try again later"))

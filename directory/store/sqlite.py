@@ -426,6 +426,34 @@ class SQLiteStore:
         row = self._conn().execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return row[0] if row else default
 
+    # -- throttles (shared attempt counters) ---------------------------------
+    # Kept in a file of their own without fsync (see store/throttle.py), opened on
+    # first use: offline tools that never throttle never create it.
+    @property
+    def throttle(self):
+        t = self.__dict__.get("_throttle")
+        if t is None:
+            from .throttle import OPEN_LOCK, Throttle, throttle_path
+
+            with OPEN_LOCK:  # not _write_lock: a transaction may hold it (requests' limit)
+                t = self.__dict__.get("_throttle")
+                if t is None:
+                    t = self._throttle = Throttle(throttle_path(self.path))
+        return t
+
+    def throttle_hit(self, key: str, window: float, now: float | None = None) -> int:
+        return self.throttle.hit(key, window, now)
+
+    def throttle_count(self, key: str, window: float, now: float | None = None) -> int:
+        return self.throttle.count(key, window, now)
+
+    def throttle_admit(self, key: str, window: float, limit: int, now: float | None = None) -> bool:
+        return self.throttle.admit(key, window, limit, now)
+
+    def throttle_clear(self, key: str):
+        self.throttle.clear(key)
+    # -- end of throttles ----------------------------------------------------
+
 
 def _json_path(name):
     return f'$."{name}"'

@@ -77,7 +77,7 @@ class Console(resource.Resource):
         self.web = config.web
         self.suffix = config.suffix
         self.sessions = SessionStore(self.web.idle_minutes * 60)
-        self.throttle = SignInThrottle(self.web.signin_max_failures, self.web.signin_window)
+        self.throttle = SignInThrottle(self.web.signin_max_failures, self.web.signin_window, self.directory.store)
         self.ldap_url, self.ldap_tls = local_ldap_url(config)
         self.pool = ThreadPool(1, self.web.threads, name="rollcall-web")
         self.pool.start()

@@ -1,0 +1,167 @@
+"""Shared attempt counters (throttles) for every worker process and restarts.
+
+Failed binds per address, activation attempts, anonymous access requests and the web
+console's sign-ins are counted here, not in process memory: with `server.workers: N`
+each worker sees the attempts the others counted, and a restart forgets nothing
+within the window.
+
+One row per attempt: throttle(key, at, expires), keys namespaced by their user
+("bind-src:10.1.2.3", "activate-src:…", "activate-acct:<ndn>", "request-src:…",
+"signin-src:…", "signin-user:…"), times from the wall clock (time.time(): every
+process, later every host, must agree). Counting is a COUNT over an index range and
+recording an INSERT, so a PostgreSQL store implements the same method set with the
+same two statements (and a periodic DELETE of expired rows).
+
+The rows are not precious: they live in a small SQLite file of their own next to the
+store (`var/rollcall.db` -> `var/rollcall-throttle.db`) in WAL mode with
+synchronous=OFF, so recording an attempt never waits on an fsync (the store itself
+runs synchronous=FULL) and may be done on the reactor thread: each call costs a few
+to some tens of microseconds (benchmarks: tests/unit/test_throttle.py measures it).
+A crash of the machine may lose the last attempts; a crash of the process loses none.
+"""
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS throttle(key TEXT NOT NULL, at REAL NOT NULL, expires REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS throttle_key ON throttle(key, at);
+CREATE INDEX IF NOT EXISTS throttle_expires ON throttle(expires);
+"""
+OPEN_LOCK = threading.Lock()  # SQLiteStore.throttle: one Throttle per store
+PRUNE_EVERY = 64  # hits of this process between two prunes …
+PRUNE_BATCH = 512  # … each deleting at most this many expired rows (bounded time per call)
+
+
+def throttle_path(store_path) -> str:
+    """The throttle file next to a store file (an in-memory store: in memory too)."""
+    text = str(store_path)
+    if text == ":memory:" or text.startswith("file:") or not text:
+        return ":memory:"
+    p = Path(text)
+    return str(p.with_name(f"{p.stem}-throttle{p.suffix or '.db'}"))
+
+
+class Throttle:
+    """Attempt counters in a non-durable SQLite file, safe for threads and processes."""
+
+    def __init__(self, path=":memory:"):
+        self.path = str(path)
+        self._memory = self.path == ":memory:"
+        self._local = threading.local()
+        self._lock = threading.Lock()  # only for the single shared in-memory connection
+        self._shared = None
+        self._hits = 0
+        self._conn().executescript(SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._memory:
+            if self._shared is None:
+                self._shared = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+            return self._shared
+        conn = getattr(self._local, "conn", None)
+        # a connection made before a fork (workers) is not used in the child
+        if conn is None or self._local.pid != os.getpid():
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=10.0, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=OFF")
+            self._local.conn, self._local.pid = conn, os.getpid()
+        return conn
+
+    def _run(self, fn):
+        if self._memory:
+            with self._lock:
+                return fn(self._conn())
+        return fn(self._conn())
+
+    # -- the API (SQLiteStore.throttle_* delegates here) -------------------
+    def hit(self, key: str, window: float, now: float | None = None) -> int:
+        """Record one attempt under `key`; the attempts within the last `window`
+        seconds, this one included."""
+        now = time.time() if now is None else now
+
+        def go(conn):
+            conn.execute("INSERT INTO throttle(key, at, expires) VALUES (?, ?, ?)", (key, now, now + window))
+            return conn.execute("SELECT count(*) FROM throttle WHERE key=? AND at>?",
+                                (key, now - window)).fetchone()[0]
+
+        n = self._run(go)
+        self._hits += 1
+        if self._hits % PRUNE_EVERY == 0:
+            self.prune(now)
+        return n
+
+    def count(self, key: str, window: float, now: float | None = None) -> int:
+        """The attempts under `key` within the last `window` seconds."""
+        now = time.time() if now is None else now
+        return self._run(lambda conn: conn.execute("SELECT count(*) FROM throttle WHERE key=? AND at>?",
+                                                   (key, now - window)).fetchone()[0])
+
+    def admit(self, key: str, window: float, limit: int, now: float | None = None) -> bool:
+        """Record an attempt if fewer than `limit` are within the window (True), else
+        record nothing (False): one transaction, so concurrent workers cannot both
+        take the last place."""
+        now = time.time() if now is None else now
+
+        def go(conn):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                n = conn.execute("SELECT count(*) FROM throttle WHERE key=? AND at>?",
+                                 (key, now - window)).fetchone()[0]
+                if n < limit:
+                    conn.execute("INSERT INTO throttle(key, at, expires) VALUES (?, ?, ?)",
+                                 (key, now, now + window))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            return n < limit
+
+        ok = self._run(go)
+        self._hits += 1
+        if self._hits % PRUNE_EVERY == 0:
+            self.prune(now)
+        return ok
+
+    def clear(self, key: str):
+        """Forget every attempt under `key` (e.g. after a success)."""
+        self._run(lambda conn: conn.execute("DELETE FROM throttle WHERE key=?", (key,)))
+
+    def prune(self, now: float | None = None, batch: int = PRUNE_BATCH) -> int:
+        """Delete up to `batch` rows whose window has passed; returns how many."""
+        now = time.time() if now is None else now
+        return self._run(lambda conn: conn.execute(
+            "DELETE FROM throttle WHERE rowid IN (SELECT rowid FROM throttle WHERE expires<? LIMIT ?)",
+            (now, batch)).rowcount)
+
+    def rows(self) -> int:
+        return self._run(lambda conn: conn.execute("SELECT count(*) FROM throttle").fetchone()[0])
+
+    def close(self):
+        conn = self._shared if self._memory else getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+        self._shared = None
+        self._local.conn = None
+
+
+class MemoryThrottles:
+    """A store's throttle_* methods over a private in-memory Throttle, for code given
+    no store (unit tests): counts in this process only."""
+
+    def __init__(self):
+        self.throttle = Throttle()
+
+    def throttle_hit(self, key, window, now=None):
+        return self.throttle.hit(key, window, now)
+
+    def throttle_count(self, key, window, now=None):
+        return self.throttle.count(key, window, now)
+
+    def throttle_admit(self, key, window, limit, now=None):
+        return self.throttle.admit(key, window, limit, now)
+
+    def throttle_clear(self, key):
+        self.throttle.clear(key)
