@@ -16,6 +16,31 @@ def _config(args):
         sys.exit(2)
 
 
+def _open_directory(cfg):
+    """The directory; its own checks (access rules, indexes against the schema) are
+    configuration errors too."""
+    from .app import open_directory
+
+    try:
+        return open_directory(cfg)
+    except ConfigError as exc:
+        print(f"rollcall: configuration error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _check_directory(cfg):
+    """What only the opened directory checks (access rules and indexes against the
+    schema), without opening the store."""
+    from .core.directory import Directory
+    from .core.schema import Schema
+
+    try:
+        Directory(cfg, Schema.load(cfg.schema_files), None)
+    except ConfigError as exc:
+        print(f"rollcall: configuration error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
 def cmd_serve(args):
     cfg = _config(args)
     logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s")
@@ -26,6 +51,8 @@ def cmd_serve(args):
             sys.exit(2)
     if cfg.workers > 1:
         from .server.workers import serve_workers
+
+        _check_directory(cfg)  # the workers open it after the sockets are bound: its checks first
 
         try:
             serve_workers(cfg, on_ready=lambda: print(
@@ -38,10 +65,9 @@ def cmd_serve(args):
     # imported only now: the reactor must not exist before worker processes fork
     from twisted.internet import reactor
 
-    from .app import open_directory
     from .server.listener import LDAPServerFactory, tune_gc
 
-    directory = open_directory(cfg)
+    directory = _open_directory(cfg)
     factory = LDAPServerFactory(directory, cfg)
     try:
         factory.listen()
@@ -60,11 +86,10 @@ def cmd_serve(args):
 
 def cmd_load(args):
     cfg = _config(args)
-    from .app import open_directory
     from .core.bulk import BulkLoader, LoadError
     from .ldif import LDIFError
 
-    directory = open_directory(cfg)
+    directory = _open_directory(cfg)
     started = time.perf_counter()
 
     def progress(n):
@@ -87,10 +112,9 @@ def cmd_load(args):
 
 def cmd_export(args):
     cfg = _config(args)
-    from .app import open_directory
     from .ldif import format_entry
 
-    directory = open_directory(cfg)
+    directory = _open_directory(cfg)
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     n = 0
     for entry in directory.export_entries():

@@ -1,9 +1,25 @@
-"""config.yaml: read, check every key, report errors by key before anything listens."""
-from dataclasses import dataclass, field
+"""config.yaml: read, check every key, report errors by key before anything listens.
+
+Every section is declared once, in SECTIONS below: its keys, their types, limits and
+defaults. `load_config` checks the whole document against it (an unknown key, at the
+top level or in any section, or a value of the wrong type is a ConfigError naming the
+dotted key) and keeps the checked values, defaults filled in, in `Config.sections`;
+the modules that use a section (accounts, requests, the password policy, the web
+console) read them from there. `sync/config.py` checks the same `sync:` declaration.
+The `access:` rules are a list here; their clauses are checked by core/acl.py when
+the directory opens (they need the schema), still before anything listens.
+"""
+import copy
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Callable
 from urllib.parse import urlparse
 
 import yaml
+
+from sync.config import DEFAULT_GRADES, GRADES  # (sync.config imports this module only when it runs)
+
+from .core.ppolicy import PolicyConfig  # its dataclass declares password_policy's keys and defaults
 
 
 class ConfigError(Exception):
@@ -12,6 +28,340 @@ class ConfigError(Exception):
         super().__init__(f"{where}{key}: {reason}")
         self.key = key
         self.reason = reason
+
+
+class Invalid(ValueError):
+    """Raised by a key's `check`: the reason, and optionally a sub-key (`[0].grades`)."""
+
+    def __init__(self, reason, subkey=""):
+        super().__init__(reason)
+        self.reason = reason
+        self.subkey = subkey
+
+
+# ---------------------------------------------------------------- the declaration
+
+REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class Key:
+    kind: str                     # int | number | str | bool | strlist | list | mapping | section | forbidden
+    default: object = None        # REQUIRED: must be given; None: optional (may be null)
+    minimum: float | None = None  # int, number
+    choices: tuple | None = None  # str (compared case-insensitively when fold)
+    fold: bool = False            # str: upper-case the value before `choices`
+    keys: dict | None = None      # section: its own keys
+    check: Callable | None = None  # value -> value, raises Invalid(reason[, subkey])
+    reason: str = ""              # forbidden: why
+
+
+def Int(default, minimum=0, **kw):
+    return Key("int", default, minimum, **kw)
+
+
+def Num(default, minimum=0, **kw):
+    return Key("number", default, minimum, **kw)
+
+
+def Str(default=None, **kw):
+    return Key("str", default, **kw)
+
+
+def Bool(default):
+    return Key("bool", default)
+
+
+def Section(keys, default=..., check=None):
+    """A nested mapping. default=None: an absent section stays None (e.g. `web:` off);
+    otherwise an absent (or empty) section is its keys' defaults."""
+    return Key("section", {} if default is ... else default, keys=keys, check=check)
+
+
+def _kind_text(key: Key) -> str:
+    if key.kind == "int":
+        return "an integer" + (f" >= {key.minimum:g}" if key.minimum is not None else "")
+    if key.kind == "number":
+        return "a number" + (f" >= {key.minimum:g}" if key.minimum is not None else "")
+    if key.kind == "str":
+        return f"one of {', '.join(key.choices)}" if key.choices else "a string"
+    return {"bool": "true or false", "strlist": "a list of strings", "list": "a list",
+            "mapping": "a mapping", "section": "a mapping"}.get(key.kind, key.kind)
+
+
+def _show(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _join(prefix, name):
+    return f"{prefix}.{name}" if prefix else name
+
+
+def check_section(value, keys: dict, prefix: str, path=None) -> dict:
+    """Check a mapping against its declared keys; the checked values, defaults filled in."""
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise ConfigError(prefix or "(file)", f"expected a mapping, got {type(value).__name__} {_show(value)}", path)
+    for name in value:
+        if name not in keys:
+            known = ", ".join(sorted(k for k, v in keys.items() if v.kind != "forbidden"))
+            raise ConfigError(_join(prefix, str(name)), f"unknown key (known: {known})", path)
+    out = {}
+    for name, key in keys.items():
+        checked = check_value(value.get(name, ...), key, _join(prefix, name), path)
+        if key.kind != "forbidden":
+            out[name] = checked
+    return out
+
+
+def check_value(value, key: Key, dotted: str, path=None):
+    """One key's value (... when absent) checked against its declaration."""
+    if key.kind == "forbidden":
+        if value is not ...:
+            raise ConfigError(dotted, key.reason, path)
+        return None
+    if value is ... or (value is None and key.kind in ("section", "list", "strlist")):
+        if key.default is REQUIRED:
+            raise ConfigError(dotted, f"required key is missing ({_kind_text(key)})", path)
+        if key.kind == "section" and key.default is not None:
+            value = key.default
+        elif value is None and key.kind in ("list", "strlist") and key.default is not None:
+            value = []
+        else:
+            return copy.deepcopy(key.default)
+    elif value is None:
+        if key.default is None:
+            return None  # an optional key left empty
+        raise ConfigError(dotted, f"expected {_kind_text(key)}, got null", path)
+
+    def bad():
+        return ConfigError(dotted, f"expected {_kind_text(key)}, got {type(value).__name__} {_show(value)}", path)
+
+    if key.kind in ("int", "number"):
+        types = int if key.kind == "int" else (int, float)
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise bad()
+        if key.minimum is not None and value < key.minimum:
+            raise bad()
+    elif key.kind == "str":
+        if not isinstance(value, str):
+            raise bad()
+        if key.fold:
+            value = value.upper()
+        if key.choices and value not in key.choices:
+            raise bad()
+    elif key.kind == "bool":
+        if not isinstance(value, bool):
+            raise bad()
+    elif key.kind == "strlist":
+        if not isinstance(value, list):
+            raise bad()
+        for i, item in enumerate(value):
+            if not isinstance(item, str):
+                raise ConfigError(f"{dotted}[{i}]", f"expected a string, got {type(item).__name__} {_show(item)}",
+                                  path)
+    elif key.kind == "list":
+        if not isinstance(value, list):
+            raise bad()
+    elif key.kind == "mapping":
+        if not isinstance(value, dict):
+            raise bad()
+    elif key.kind == "section":
+        value = check_section(value, key.keys, dotted, path)
+    if key.check is not None:
+        try:
+            value = key.check(value)
+        except Invalid as exc:
+            raise ConfigError(dotted + exc.subkey, exc.reason, path) from None
+        except ValueError as exc:
+            raise ConfigError(dotted, str(exc), path) from None
+    return value
+
+
+# ---------------------------------------------------------------- custom checks
+
+_INDEX_KINDS = {"eq", "pres", "sub"}
+_SCHEMES = ("ARGON2", "SSHA", "PBKDF2-SHA512")
+_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _indexes(value: dict) -> dict:
+    out = {}
+    for attr, kinds in value.items():
+        if isinstance(kinds, str):
+            kinds = [kinds]
+        if not isinstance(kinds, list) or not all(isinstance(k, str) for k in kinds) or not set(kinds) <= _INDEX_KINDS:
+            raise Invalid(f"expected a list of {sorted(_INDEX_KINDS)}", f".{attr}")
+        out[attr] = set(kinds)
+    return out
+
+
+def _pattern(value):
+    if value is not None:
+        from sync.usernames import check_pattern
+
+        check_pattern(value)  # a PatternError (ValueError) names the problem
+    return value
+
+
+def _auto_provision(value: list) -> list:
+    for i, rule in enumerate(value):
+        if not isinstance(rule, dict):
+            raise Invalid("expected a mapping {sites: …, grades: …}", f"[{i}]")
+        for k in rule:
+            if k not in ("sites", "grades"):
+                raise Invalid("unknown key (known: grades, sites)", f"[{i}].{k}")
+        for k in ("sites", "grades"):
+            v = rule.get(k, "*")
+            if v in (None, "*", ["*"]):
+                continue
+            items = v if isinstance(v, list) else [v]
+            if not all(isinstance(x, (str, int)) and not isinstance(x, bool) for x in items):
+                raise Invalid("expected '*', a code or a list of codes", f"[{i}].{k}")
+            if k == "grades":
+                unknown = {str(x).upper() for x in items} - GRADES
+                if unknown:
+                    raise Invalid(f"unknown grade(s) {sorted(unknown)}", f"[{i}].grades")
+    return value
+
+
+def _sync(values: dict) -> dict:
+    if not 0 <= values["grace_days"] <= values["retention_days"]:
+        raise Invalid("must be >= grace_days >= 0", ".retention_days")
+    return values
+
+
+def _https(value):
+    u = urlparse(value)
+    if u.scheme != "https":
+        raise Invalid("must be an https:// URL (the session cookie is Secure)")
+    try:
+        u.port
+    except ValueError:
+        raise Invalid("bad port") from None
+    return value
+
+
+def _ldap_url(value):
+    if value is not None and urlparse(value).scheme not in ("ldap", "ldaps"):
+        raise Invalid("must be an ldap:// or ldaps:// URL")
+    return value
+
+
+def _positive(value):
+    if value <= 0:
+        raise Invalid("must be a number of minutes > 0")
+    return value
+
+
+# Every key config.yaml may hold. (sync: is read by `rollcall sync`, a client of the
+# server, and by the accounts overlay for the username rules and the mail domain.)
+SECTIONS = {
+    "suffix": Str(REQUIRED),
+    "listeners": Key("list", REQUIRED),            # URLs: checked in parse_config
+    "root": Section({"dn": Str(REQUIRED), "password": Str(REQUIRED)}),
+    "store": Section({
+        "backend": Str("sqlite", choices=("sqlite",)),
+        "path": Str(REQUIRED),
+        "cache_entries": Int(200000),
+    }),
+    "schema": Key("strlist", REQUIRED),            # files: checked in parse_config
+    "tls": Section({"cert": Str(), "key": Str(), "require_tls_for_bind": Bool(False)}),
+    "limits": Section({
+        "size": Int(500), "time": Int(60), "unindexed": Int(5000), "sort": Int(100000),
+        "max_pdu": Int(10 * 1024 * 1024, minimum=1024), "idle_timeout": Int(0),
+    }),
+    "indexes": Key("mapping", {}, check=_indexes),
+    "passwords": Section({
+        "scheme": Str("ARGON2", choices=_SCHEMES, fold=True),
+        # absent: passwords.Hasher's own defaults (t=2, m=65536, p=1)
+        "argon2": Section({"time_cost": Int(None, 1), "memory_cost": Int(None, 1), "parallelism": Int(None, 1)}),
+        "rehash_on_bind": Bool(True),
+        "hash_threads": Int(4, minimum=1),
+    }),
+    "server": Section({"workers": Int(1, minimum=1)}),
+    "log": Section({"level": Str("info", choices=_LEVELS)}),
+    "password_policy": Section({f.name: Int(f.default) for f in fields(PolicyConfig)}),
+    "access": Key("list", None),                    # rules: core/acl.py parse_rules, when the directory opens
+    "accounts": Section({
+        # None: the sync's (sync.username, sync.student_mail_domain), else the built-in default
+        "username_pattern": Str(None, check=_pattern),
+        "username_max_length": Int(None, minimum=1),
+        "student_mail_domain": Str(),
+        "activation_code_days": Num(30),
+        "activation_max_failures": Int(5),
+        "activation_source_limit": Int(20),
+        "activation_source_window": Num(3600),
+    }),
+    "requests": Section({
+        "account_expiry_days": Int(365),
+        "anonymous_limit": Int(5),
+        "anonymous_window": Num(3600),
+        "pending_days": Int(90),
+        "subadmin_roles": Key("strlist", ["student-email-admins", "photo-designees"]),
+        "district_admins": Str("cn=district-admins,ou=groups,{suffix}"),
+    }),
+    "sync": Section({
+        "server": Str(),                            # default: the first ldap:// listener
+        "bind_dn": Str("cn=sis-sync,ou=services,{suffix}"),
+        "password_env": Str(),
+        "password_file": Str(),
+        "password": Key("forbidden", reason="never put the password in the configuration: "
+                        "use password_env or password_file"),
+        "ca_file": Str(),
+        "start_tls": Bool(False),
+        "source": Str("district-sis"),
+        "hr_source": Str("district-hr"),
+        "username": Section({"pattern": Str("{first:1}{last}", check=_pattern),
+                             "max_length": Int(20, minimum=1)}),
+        "student_mail_domain": Str(),
+        "staff_mail_domain": Str(),
+        "auto_provision": Key("list", [{"sites": "*", "grades": DEFAULT_GRADES}], check=_auto_provision),
+        "grace_days": Int(14),
+        "retention_days": Int(365),
+        "thresholds": Section({"max_deactivations": Int(500), "max_deactivation_percent": Num(5.0)}),
+        "report_dir": Str("var/sync-reports"),
+        "page_size": Int(1000, minimum=1),
+        "window": Int(64, minimum=1),
+    }, check=_sync),
+    "web": Section({
+        "listen": Str(REQUIRED, check=_https),
+        "session_idle_minutes": Num(15, check=_positive),
+        "signin_max_failures": Int(5),
+        "signin_window": Int(300, minimum=1),
+        "max_upload_mb": Int(50, minimum=1),
+        "threads": Int(8, minimum=1),
+        "ldap_url": Str(check=_ldap_url),
+    }, default=None),
+}
+
+
+def sections() -> dict:
+    return SECTIONS
+
+
+def check_document(doc, path=None) -> dict:
+    """The whole document checked against SECTIONS: {section: checked value}."""
+    return check_section(doc, sections(), "", path)
+
+
+def check_sync_document(doc, path=None) -> dict:
+    """The sync client's view of config.yaml (or of a file with only `suffix:` and
+    `sync:`): no unknown top-level key, and the keys it reads checked."""
+    spec = sections()
+    if not isinstance(doc, dict):
+        raise ConfigError("(file)", "top level must be a mapping", path)
+    for name in doc:
+        if name not in spec:
+            raise ConfigError(str(name), f"unknown key (known: {', '.join(sorted(spec))})", path)
+    return {"suffix": check_value(doc.get("suffix", ...), spec["suffix"], "suffix", path),
+            "listeners": check_value(doc.get("listeners", ...), Key("list", None), "listeners", path),
+            "sync": check_value(doc.get("sync", ...), spec["sync"], "sync", path)}
+
+
+# ---------------------------------------------------------------- the result
 
 
 @dataclass
@@ -62,33 +412,29 @@ class Config:
     workers: int
     log_level: str
     web: "WebConfig | None" = None  # the `web:` section (web console), None when absent
-    raw: dict = field(default_factory=dict)  # the whole document, for later sections (acl, sync)
+    raw: dict = field(default_factory=dict)  # the whole document as written
+    # every section checked against SECTIONS, defaults filled in (accounts, requests, sync, …)
+    sections: dict = field(default_factory=dict)
+
+    def section(self, name: str) -> dict:
+        """A checked section (`accounts`, `requests`, `password_policy`, `sync`, …)."""
+        if name not in self.sections:  # a Config built by hand: check its raw section now
+            value = check_value(self.raw.get(name, ...), sections()[name], name, self.path)
+            self.sections[name] = _accounts(value, self.raw, self.suffix) if name == "accounts" else value
+        return self.sections[name]
 
 
-_INDEX_KINDS = {"eq", "pres", "sub"}
-_SCHEMES = {"ARGON2", "SSHA", "PBKDF2-SHA512"}
-_LEVELS = {"debug", "info", "warning", "error"}
-
-
-def _get(doc, dotted, default=..., kind=None, path=None):
-    node = doc
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            if default is ...:
-                raise ConfigError(dotted, "required key is missing", path)
-            return default
-        node = node[part]
-    if kind is not None and not isinstance(node, kind):
-        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
-        raise ConfigError(dotted, f"expected {names}, got {type(node).__name__} {node!r}", path)
-    return node
-
-
-def _int(doc, dotted, default, path, minimum=0):
-    value = _get(doc, dotted, default, int, path)
-    if isinstance(value, bool) or value < minimum:
-        raise ConfigError(dotted, f"must be an integer >= {minimum}", path)
-    return value
+def _accounts(accounts: dict, doc: dict, suffix: str) -> dict:
+    """The accounts overlay makes the same usernames and addresses as the sync: the
+    sync's settings first (as written), then accounts:, then the defaults."""
+    sync = doc.get("sync") or {}
+    written = sync.get("username") or {}
+    accounts["username_pattern"] = written.get("pattern") or accounts["username_pattern"] or "{first:1}{last}"
+    accounts["username_max_length"] = written.get("max_length") or accounts["username_max_length"] or 20
+    dcs = [val for t, val in (p.split("=", 1) for p in suffix.split(",")) if t.strip().lower() == "dc"]
+    accounts["student_mail_domain"] = (sync.get("student_mail_domain") or accounts["student_mail_domain"]
+                                       or "students." + ".".join(dcs))
+    return accounts
 
 
 def load_config(path) -> Config:
@@ -106,6 +452,7 @@ def load_config(path) -> Config:
 
 def parse_config(doc: dict, path: Path) -> Config:
     base = path.parent
+    v = check_document(doc, path)  # every key and type; the checks below need more than one key
 
     def rel(p):
         p = Path(p)
@@ -113,7 +460,7 @@ def parse_config(doc: dict, path: Path) -> Config:
 
     from .core.dn import DN  # local import: config is loaded before the core
 
-    suffix = _get(doc, "suffix", kind=str, path=path)
+    suffix = v["suffix"]
     try:
         if not DN.parse(suffix):
             raise ValueError("empty")
@@ -121,7 +468,7 @@ def parse_config(doc: dict, path: Path) -> Config:
         raise ConfigError("suffix", f"not a valid DN ({exc})", path) from None
 
     listeners = []
-    for i, url in enumerate(_get(doc, "listeners", kind=list, path=path)):
+    for i, url in enumerate(v["listeners"]):
         key = f"listeners[{i}]"
         if not isinstance(url, str):
             raise ConfigError(key, "expected a URL string like ldap://127.0.0.1:3389", path)
@@ -136,54 +483,44 @@ def parse_config(doc: dict, path: Path) -> Config:
     if not listeners:
         raise ConfigError("listeners", "at least one listener is required", path)
 
-    root_dn = _get(doc, "root.dn", kind=str, path=path)
+    root_dn = v["root"]["dn"]
     try:
         DN.parse(root_dn)
     except Exception as exc:
         raise ConfigError("root.dn", f"not a valid DN ({exc})", path) from None
-    root_pw = _get(doc, "root.password", kind=str, path=path)
+    root_pw = v["root"]["password"]
     from . import passwords
 
     if not passwords.is_hashed(root_pw.encode()):
         raise ConfigError("root.password", "must be a password hash ({ARGON2}…); run `rollcall hash-password`", path)
 
-    backend = _get(doc, "store.backend", "sqlite", str, path)
-    if backend != "sqlite":
-        raise ConfigError("store.backend", f"unknown backend {backend!r} (available: sqlite)", path)
-
-    schema_files = [rel(p) for p in _get(doc, "schema", kind=list, path=path)]
+    schema_files = [rel(p) for p in v["schema"]]
     for i, p in enumerate(schema_files):
         if not p.is_file():
             raise ConfigError(f"schema[{i}]", f"no such file {p.name}", path)
 
-    tls_cert = _get(doc, "tls.cert", None, str, path)
-    tls_key = _get(doc, "tls.key", None, str, path)
-    if any(lst.scheme == "ldaps" for lst in listeners) and not (tls_cert and tls_key):
+    tls = v["tls"]
+    if any(lst.scheme == "ldaps" for lst in listeners) and not (tls["cert"] and tls["key"]):
         raise ConfigError("tls", "an ldaps:// listener needs tls.cert and tls.key", path)
 
-    indexes = {}
-    for attr, kinds in (_get(doc, "indexes", {}, dict, path) or {}).items():
-        if isinstance(kinds, str):
-            kinds = [kinds]
-        if not isinstance(kinds, list) or not set(kinds) <= _INDEX_KINDS:
-            raise ConfigError(f"indexes.{attr}", f"expected a list of {sorted(_INDEX_KINDS)}", path)
-        indexes[attr] = set(kinds)
+    for name, dn in (("requests.district_admins", v["requests"]["district_admins"]),
+                     ("sync.bind_dn", v["sync"]["bind_dn"])):
+        try:
+            DN.parse(dn.replace("{suffix}", suffix))
+        except Exception as exc:
+            raise ConfigError(name, f"not a valid DN ({exc})", path) from None
 
-    scheme = _get(doc, "passwords.scheme", "ARGON2", str, path).upper()
-    if scheme not in _SCHEMES:
-        raise ConfigError("passwords.scheme", f"must be one of {sorted(_SCHEMES)}", path)
-    argon2 = dict(_get(doc, "passwords.argon2", {}, dict, path) or {})
-    for k in argon2:
-        if k not in ("time_cost", "memory_cost", "parallelism"):
-            raise ConfigError(f"passwords.argon2.{k}", "unknown key (time_cost, memory_cost, parallelism)", path)
-        _int(doc, f"passwords.argon2.{k}", 1, path, minimum=1)
+    _accounts(v["accounts"], doc, suffix)
 
-    level = _get(doc, "log.level", "info", str, path)
-    if level not in _LEVELS:
-        raise ConfigError("log.level", f"must be one of {sorted(_LEVELS)}", path)
+    web = None
+    if v["web"] is not None:
+        w = v["web"]
+        if not (tls["cert"] and tls["key"]):
+            raise ConfigError("web.listen", "https needs tls.cert and tls.key", path)
+        web = WebConfig(w["listen"], w["session_idle_minutes"], w["signin_max_failures"], w["signin_window"],
+                        w["max_upload_mb"], w["threads"], w["ldap_url"])
 
-    web = _web_config(doc, path, tls_cert and tls_key)
-
+    limits, pw = v["limits"], v["passwords"]
     return Config(
         path=path,
         base_dir=base,
@@ -191,60 +528,27 @@ def parse_config(doc: dict, path: Path) -> Config:
         listeners=listeners,
         root_dn=root_dn,
         root_password=root_pw.encode(),
-        store_backend=backend,
-        store_path=rel(_get(doc, "store.path", kind=str, path=path)),
-        cache_entries=_int(doc, "store.cache_entries", 200000, path),
+        store_backend=v["store"]["backend"],
+        store_path=rel(v["store"]["path"]),
+        cache_entries=v["store"]["cache_entries"],
         schema_files=schema_files,
-        tls_cert=rel(tls_cert) if tls_cert else None,
-        tls_key=rel(tls_key) if tls_key else None,
-        require_tls_for_bind=bool(_get(doc, "tls.require_tls_for_bind", False, bool, path)),
-        size_limit=_int(doc, "limits.size", 500, path),
-        time_limit=_int(doc, "limits.time", 60, path),
-        unindexed_limit=_int(doc, "limits.unindexed", 5000, path),
-        sort_limit=_int(doc, "limits.sort", 100000, path),
-        max_pdu=_int(doc, "limits.max_pdu", 10 * 1024 * 1024, path, minimum=1024),
-        idle_timeout=_int(doc, "limits.idle_timeout", 0, path),
-        indexes=indexes,
-        password_scheme=scheme,
-        argon2=argon2,
-        rehash_on_bind=bool(_get(doc, "passwords.rehash_on_bind", True, bool, path)),
-        hash_threads=_int(doc, "passwords.hash_threads", 4, path, minimum=1),
-        workers=_int(doc, "server.workers", 1, path, minimum=1),
-        log_level=level,
+        tls_cert=rel(tls["cert"]) if tls["cert"] else None,
+        tls_key=rel(tls["key"]) if tls["key"] else None,
+        require_tls_for_bind=tls["require_tls_for_bind"],
+        size_limit=limits["size"],
+        time_limit=limits["time"],
+        unindexed_limit=limits["unindexed"],
+        sort_limit=limits["sort"],
+        max_pdu=limits["max_pdu"],
+        idle_timeout=limits["idle_timeout"],
+        indexes=v["indexes"],
+        password_scheme=pw["scheme"],
+        argon2={k: n for k, n in pw["argon2"].items() if n is not None},
+        rehash_on_bind=pw["rehash_on_bind"],
+        hash_threads=pw["hash_threads"],
+        workers=v["server"]["workers"],
+        log_level=v["log"]["level"],
         web=web,
         raw=doc,
+        sections=v,
     )
-
-
-def _web_config(doc, path, have_tls):
-    """The web console (`web:`): HTTPS only (its session cookie is Secure)."""
-    raw = _get(doc, "web", None, dict, path)
-    if raw is None:
-        return None
-    known = {"listen", "session_idle_minutes", "signin_max_failures", "signin_window", "max_upload_mb",
-             "threads", "ldap_url"}
-    for k in raw:
-        if k not in known:
-            raise ConfigError(f"web.{k}", f"unknown key (known: {', '.join(sorted(known))})", path)
-    listen = _get(doc, "web.listen", kind=str, path=path)
-    u = urlparse(listen)
-    if u.scheme != "https":
-        raise ConfigError("web.listen", "must be an https:// URL (the session cookie is Secure)", path)
-    try:
-        u.port
-    except ValueError:
-        raise ConfigError("web.listen", "bad port", path) from None
-    if not have_tls:
-        raise ConfigError("web.listen", "https needs tls.cert and tls.key", path)
-    idle = _get(doc, "web.session_idle_minutes", 15, (int, float), path)
-    if isinstance(idle, bool) or idle <= 0:
-        raise ConfigError("web.session_idle_minutes", "must be a number of minutes > 0", path)
-    _int(doc, "web.signin_max_failures", 5, path)
-    _int(doc, "web.signin_window", 300, path, minimum=1)
-    _int(doc, "web.max_upload_mb", 50, path, minimum=1)
-    _int(doc, "web.threads", 8, path, minimum=1)
-    ldap_url = _get(doc, "web.ldap_url", None, str, path)
-    if ldap_url is not None and urlparse(ldap_url).scheme not in ("ldap", "ldaps"):
-        raise ConfigError("web.ldap_url", "must be an ldap:// or ldaps:// URL", path)
-    return WebConfig(listen, raw.get("session_idle_minutes", 15), raw.get("signin_max_failures", 5),
-                     raw.get("signin_window", 300), raw.get("max_upload_mb", 50), raw.get("threads", 8), ldap_url)

@@ -9,8 +9,8 @@ import yaml
 
 
 class SyncConfigError(Exception):
-    def __init__(self, key, message):
-        super().__init__(f"sync.{key}: {message}")
+    def __init__(self, key, message, dotted=None):
+        super().__init__(f"{dotted or 'sync.' + key}: {message}")
 
 
 DEFAULT_GRADES = ["01", "02", "03", "04", "05", "06", "07", "08", "09", "10", "11", "12"]
@@ -93,21 +93,27 @@ def _any(v):
 
 
 def from_raw(raw: dict, base_dir: Path, env=None) -> SyncConfig:
+    """The `sync:` section, checked against its declaration in directory/config.py
+    (unknown keys and wrong types are errors naming the key), then resolved."""
+    from directory.config import ConfigError, check_sync_document
+
     env = os.environ if env is None else env
-    suffix = raw.get("suffix")
+    try:
+        v = check_sync_document(raw)
+    except ConfigError as exc:
+        raise SyncConfigError(None, exc.reason, dotted=exc.key) from None
+    suffix = v["suffix"]
     if not suffix:
-        raise SyncConfigError("suffix", "the configuration has no suffix")
-    s = raw.get("sync") or {}
-    if not isinstance(s, dict):
-        raise SyncConfigError("", "must be a mapping")
+        raise SyncConfigError(None, "the configuration has no suffix", dotted="suffix")
+    s = v["sync"]
     fmt = lambda v: str(v).replace("{suffix}", suffix)  # noqa: E731
-    server = s.get("server") or next((u for u in raw.get("listeners", []) if str(u).startswith("ldap")), None)
+    server = s["server"] or next((u for u in v["listeners"] or [] if str(u).startswith("ldap")), None)
     if not server:
         raise SyncConfigError("server", "no server URL (and no listener to default to)")
     password = None
-    if s.get("password_env"):
+    if s["password_env"]:
         password = env.get(s["password_env"])
-    if not password and s.get("password_file"):
+    if not password and s["password_file"]:
         p = Path(s["password_file"])
         p = p if p.is_absolute() else base_dir / p
         try:
@@ -116,50 +122,30 @@ def from_raw(raw: dict, base_dir: Path, env=None) -> SyncConfig:
             raise SyncConfigError("password_file", f"{p}: {exc.strerror}") from None
     if not password:
         password = env.get("ROLLCALL_SYNC_PASSWORD")
-    if "password" in s:
-        raise SyncConfigError("password", "never put the password in the configuration: use password_env "
-                              "or password_file")
     if not password:  # an empty password would be an unauthenticated bind (RFC 4513 5.1.2)
         raise SyncConfigError("password_env", "no password: set password_env (an environment variable) or "
                               "password_file, or export ROLLCALL_SYNC_PASSWORD")
-    uname = s.get("username") or {}
-    rules = []
-    for i, r in enumerate(s.get("auto_provision", [{"sites": "*", "grades": DEFAULT_GRADES}]) or []):
-        if not isinstance(r, dict):
-            raise SyncConfigError(f"auto_provision[{i}]", "must be {sites: …, grades: …}")
-        grades = _any(r.get("grades", "*"))
-        if grades and grades - GRADES:
-            raise SyncConfigError(f"auto_provision[{i}].grades", f"unknown grade(s) {sorted(grades - GRADES)}")
-        rules.append((_any(r.get("sites", "*")), grades))
-    th = s.get("thresholds") or {}
-    ca = s.get("ca_file")
+    rules = [(_any(r.get("sites", "*")), _any(r.get("grades", "*"))) for r in s["auto_provision"]]
+    th = s["thresholds"]
+    ca = s["ca_file"]
     if ca and not Path(ca).is_absolute():
         ca = str(base_dir / ca)
-    report_dir = Path(s.get("report_dir", "var/sync-reports"))
+    report_dir = Path(s["report_dir"])
     if not report_dir.is_absolute():
         report_dir = base_dir / report_dir
-    cfg = SyncConfig(
-        suffix=suffix, server=fmt(server), bind_dn=fmt(s.get("bind_dn", "cn=sis-sync,ou=services,{suffix}")),
-        password=password, ca_file=ca, start_tls=bool(s.get("start_tls", False)),
-        source=str(s.get("source", "district-sis")), hr_source=str(s.get("hr_source", "district-hr")),
-        username_pattern=str(uname.get("pattern", "{first:1}{last}")),
-        username_max_length=int(uname.get("max_length", 20)),
-        student_mail_domain=s.get("student_mail_domain"), staff_mail_domain=s.get("staff_mail_domain"),
+    return SyncConfig(
+        suffix=suffix, server=fmt(server), bind_dn=fmt(s["bind_dn"]),
+        password=password, ca_file=ca, start_tls=s["start_tls"],
+        source=s["source"], hr_source=s["hr_source"],
+        username_pattern=s["username"]["pattern"],
+        username_max_length=s["username"]["max_length"],
+        student_mail_domain=s["student_mail_domain"], staff_mail_domain=s["staff_mail_domain"],
         auto_provision=rules,
-        grace_days=int(s.get("grace_days", 14)), retention_days=int(s.get("retention_days", 365)),
-        max_deactivations=int(th.get("max_deactivations", 500)),
-        max_deactivation_percent=float(th.get("max_deactivation_percent", 5.0)),
-        report_dir=report_dir, page_size=int(s.get("page_size", 1000)), window=int(s.get("window", 64)),
+        grace_days=s["grace_days"], retention_days=s["retention_days"],
+        max_deactivations=th["max_deactivations"],
+        max_deactivation_percent=float(th["max_deactivation_percent"]),
+        report_dir=report_dir, page_size=s["page_size"], window=s["window"],
     )
-    if cfg.grace_days < 0 or cfg.retention_days < cfg.grace_days:
-        raise SyncConfigError("retention_days", "must be >= grace_days >= 0")
-    from .usernames import check_pattern
-
-    try:
-        check_pattern(cfg.username_pattern)
-    except ValueError as exc:
-        raise SyncConfigError("username.pattern", str(exc)) from None
-    return cfg
 
 
 def load(path, env=None) -> SyncConfig:

@@ -123,24 +123,16 @@ class AccountsOverlay(Overlay):
     def __init__(self, directory):
         super().__init__(directory)
         d = directory
-        raw = d.config.raw.get("accounts") or {}
-        sync = d.config.raw.get("sync") or {}
-        uname = sync.get("username") or {}
-        suffix = d.suffix
-        # the sync's username rules (config.yaml sync.username), so both make the same names
-        self.pattern = str(uname.get("pattern") or raw.get("username_pattern") or "{first:1}{last}")
-        self.max_length = int(uname.get("max_length") or raw.get("username_max_length") or 20)
-        from sync.usernames import check_pattern
-
-        check_pattern(self.pattern)
-        dcs = [v for t, v in (p.split("=", 1) for p in suffix.split(",")) if t.strip().lower() == "dc"]
-        self.mail_domain = str(sync.get("student_mail_domain") or raw.get("student_mail_domain")
-                               or "students." + ".".join(dcs))
+        cfg = d.config.section("accounts")  # checked by directory/config.py; the sync's username rules
+        suffix = d.suffix                   # (config.yaml sync.username) first, so both make the same names
+        self.pattern = cfg["username_pattern"]
+        self.max_length = cfg["username_max_length"]
+        self.mail_domain = cfg["student_mail_domain"]
         self.usernames_dn = f"ou=usernames,ou=sis,{suffix}"  # the sync's record of issued names
-        self.code_days = float(raw.get("activation_code_days", 30))
-        self.max_failures = int(raw.get("activation_max_failures", 5))
-        self.source_limit = int(raw.get("activation_source_limit", 20))
-        self.source_window = float(raw.get("activation_source_window", 3600))
+        self.code_days = float(cfg["activation_code_days"])
+        self.max_failures = cfg["activation_max_failures"]
+        self.source_limit = cfg["activation_source_limit"]
+        self.source_window = float(cfg["activation_source_window"])
         self.people_ndn = d.normalize_dn(f"ou=people,{suffix}")
         self.students_dn = f"ou=students,ou=people,{suffix}"
         self.sis_ndn = d.normalize_dn(f"ou=sis,{suffix}")

@@ -157,7 +157,7 @@ class Directory:
             if at is None:
                 from ..config import ConfigError
 
-                raise ConfigError(f"indexes.{attr}", "attribute type not in the schema")
+                raise ConfigError(f"indexes.{attr}", "attribute type not in the schema", config.path)
             self._index_kinds[at.name] = frozenset(kinds)
         self._index_plan = [(name, name.lower(), kinds, schema.attribute(name))
                             for name, kinds in self._index_kinds.items()]
@@ -167,13 +167,11 @@ class Directory:
 
         try:
             rules = parse_rules(config.raw.get("access", DEFAULT_ACCESS), self)
-        except ACLConfigError as exc:
-            raise ConfigError("access", str(exc)) from None
+        except ACLConfigError as exc:  # "access[3].to.scope: must be …"
+            key, _, reason = str(exc).partition(": ")
+            raise ConfigError(key, reason, config.path) from None
         self.acl = AccessControl(self, rules)
-        try:
-            self.policy = PasswordPolicy(PolicyConfig.from_raw(config.raw.get("password_policy")), store)
-        except ValueError as exc:
-            raise ConfigError("password_policy", str(exc)) from None
+        self.policy = PasswordPolicy(PolicyConfig(**config.section("password_policy")), store)  # checked at load
         self.memberof = MemberOf(self)
         import secrets
 

@@ -196,16 +196,14 @@ class RequestsOverlay(Overlay):
     def __init__(self, directory):
         super().__init__(directory)
         d = directory
-        raw = d.config.raw.get("requests") or {}
-        self.account_days = int(raw.get("account_expiry_days", 365))
-        self.anon_limit = int(raw.get("anonymous_limit", 5))
-        self.anon_window = float(raw.get("anonymous_window", 3600))
-        self.pending_days = int(raw.get("pending_days", 90))
-        self.subadmin_roles = tuple(r.lower() for r in raw.get("subadmin_roles",
-                                                               ["student-email-admins", "photo-designees"]))
+        cfg = d.config.section("requests")  # checked by directory/config.py
+        self.account_days = cfg["account_expiry_days"]
+        self.anon_limit = cfg["anonymous_limit"]
+        self.anon_window = float(cfg["anonymous_window"])
+        self.pending_days = cfg["pending_days"]
+        self.subadmin_roles = tuple(r.lower() for r in cfg["subadmin_roles"])
         suffix = d.suffix
-        self.district_admins = d.normalize_dn(
-            str(raw.get("district_admins", "cn=district-admins,ou=groups,{suffix}")).replace("{suffix}", suffix))
+        self.district_admins = d.normalize_dn(cfg["district_admins"].replace("{suffix}", suffix))
         self.requests_dn = f"ou=requests,{suffix}"
         self.requests_ndn = d.normalize_dn(self.requests_dn)
         self.sites_ndn = d.normalize_dn(f"ou=sites,{suffix}")
