@@ -5,6 +5,9 @@ from urllib.parse import urlparse
 
 import yaml
 
+from . import passwords
+from .core.dn import DN
+
 
 class ConfigError(Exception):
     def __init__(self, key: str, reason: str, path=None):
@@ -111,8 +114,6 @@ def parse_config(doc: dict, path: Path) -> Config:
         p = Path(p)
         return p if p.is_absolute() else base / p
 
-    from .core.dn import DN  # local import: config is loaded before the core
-
     suffix = _get(doc, "suffix", kind=str, path=path)
     try:
         if not DN.parse(suffix):
@@ -142,8 +143,6 @@ def parse_config(doc: dict, path: Path) -> Config:
     except Exception as exc:
         raise ConfigError("root.dn", f"not a valid DN ({exc})", path) from None
     root_pw = _get(doc, "root.password", kind=str, path=path)
-    from . import passwords
-
     if not passwords.is_hashed(root_pw.encode()):
         raise ConfigError("root.password", "must be a password hash ({ARGON2}…); run `rollcall hash-password`", path)
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import yaml
 
+from directory.district.usernames import DEFAULT_PATTERN, MAX_LENGTH, check_pattern
+
 
 class SyncConfigError(Exception):
     def __init__(self, key, message):
@@ -28,8 +30,8 @@ class SyncConfig:
     start_tls: bool = False
     source: str = "district-sis"
     hr_source: str = "district-hr"     # `sync hr`: its employees' records say "<hr_source>/staff"
-    username_pattern: str = "{first:1}{last}"
-    username_max_length: int = 20
+    username_pattern: str = DEFAULT_PATTERN
+    username_max_length: int = MAX_LENGTH
     student_mail_domain: str | None = None
     staff_mail_domain: str | None = None
     # [(sites set or None for all, grades set or None for all)]
@@ -142,8 +144,8 @@ def from_raw(raw: dict, base_dir: Path, env=None) -> SyncConfig:
         suffix=suffix, server=fmt(server), bind_dn=fmt(s.get("bind_dn", "cn=sis-sync,ou=services,{suffix}")),
         password=password, ca_file=ca, start_tls=bool(s.get("start_tls", False)),
         source=str(s.get("source", "district-sis")), hr_source=str(s.get("hr_source", "district-hr")),
-        username_pattern=str(uname.get("pattern", "{first:1}{last}")),
-        username_max_length=int(uname.get("max_length", 20)),
+        username_pattern=str(uname.get("pattern", DEFAULT_PATTERN)),
+        username_max_length=int(uname.get("max_length", MAX_LENGTH)),
         student_mail_domain=s.get("student_mail_domain"), staff_mail_domain=s.get("staff_mail_domain"),
         auto_provision=rules,
         grace_days=int(s.get("grace_days", 14)), retention_days=int(s.get("retention_days", 365)),
@@ -153,8 +155,6 @@ def from_raw(raw: dict, base_dir: Path, env=None) -> SyncConfig:
     )
     if cfg.grace_days < 0 or cfg.retention_days < cfg.grace_days:
         raise SyncConfigError("retention_days", "must be >= grace_days >= 0")
-    from .usernames import check_pattern
-
     try:
         check_pattern(cfg.username_pattern)
     except ValueError as exc:

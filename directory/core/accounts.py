@@ -38,7 +38,7 @@ the OID). Errors are ordinary LDAP result codes with a diagnostic message.
         (insufficientAccessRights: the caller must be able to read the SIS record and
         write an account carrying its school codes), or an account exists
         (entryAlreadyExists). The account is PENDING; its uid comes from the sync's
-        username rules (sync/names.py over sync/usernames.py; config.yaml
+        username rules (directory/district/usernames.py; config.yaml
         sync.username.pattern / max_length) and is added to the sync's record of
         issued names (ou=usernames,ou=sis: never given to anyone else); the SIS
         record's rollcallLinkedAccount names it, and a one-time activation code is
@@ -73,19 +73,24 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
+from ..district.gentime import gentime, now_generalized, parse_time
+from ..district.ids import DISTRICT_ID
+from ..district.statuses import ACCOUNT_STATUSES
+from ..district.usernames import DEFAULT_PATTERN, MAX_LENGTH, base_name, check_pattern
+from ..district.usernames import candidates as username_candidates
 from .acl import Level
 from .dn import escape_value
 from .entry import Entry
 from .errors import LDAPError, ResultCode
+from .identity import Identity
 from .overlay import Overlay
-from .requests import gentime, parse_time, system_add, system_replace
+from .requests import system_add, system_replace
 
 ACCOUNT_EXOP = "2.25.69814933526364736177629039217756273497.4.1"
-STATUSES = ("ENABLED", "DISABLED", "PENDING")
+STATUSES = ACCOUNT_STATUSES
 DEACTIVATION = ("rollcallDeactivationReason", "rollcallDeactivationReference",
                 "rollcallDeactivatedBy", "rollcallDeactivatedAt")
 STATUS_FIELDS = DEACTIVATION + ("rollcallStatusSource",)
-DISTRICT_ID = re.compile(r"^[0-9]{6}[0-9A-Za-z][0-9]{3}$")
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I
 CODE_RE = re.compile(r"^[A-Z2-9]{4}-?[A-Z2-9]{4}$")
 ACTIVATION_FAILED = ("activation failed: wrong username or activation code, or the code was used, "
@@ -130,10 +135,8 @@ class AccountsOverlay(Overlay):
         uname = sync.get("username") or {}
         suffix = d.suffix
         # the sync's username rules (config.yaml sync.username), so both make the same names
-        self.pattern = str(uname.get("pattern") or raw.get("username_pattern") or "{first:1}{last}")
-        self.max_length = int(uname.get("max_length") or raw.get("username_max_length") or 20)
-        from sync.usernames import check_pattern
-
+        self.pattern = str(uname.get("pattern") or raw.get("username_pattern") or DEFAULT_PATTERN)
+        self.max_length = int(uname.get("max_length") or raw.get("username_max_length") or MAX_LENGTH)
         check_pattern(self.pattern)
         dcs = [v for t, v in (p.split("=", 1) for p in suffix.split(",")) if t.strip().lower() == "dc"]
         self.mail_domain = str(sync.get("student_mail_domain") or raw.get("student_mail_domain")
@@ -387,11 +390,9 @@ class AccountsOverlay(Overlay):
         """(uid, already reserved for this SIS person) by the sync's rules: the pattern,
         then base2, base3 … within max_length, skipping every uid in use and every name
         the sync has issued (a username is never given to another person)."""
-        from sync.names import base_name, candidates
-
         d = self.d
         base = base_name(self.pattern, given, sn, "", did, self.max_length)
-        for cand in candidates(base, self.max_length):
+        for cand in username_candidates(base, self.max_length):
             if "eq" in d.index_kinds("uid"):
                 in_use = bool(tx.index_eq("uid", self._key("uid", cand)))
             else:
@@ -513,8 +514,6 @@ class AccountsOverlay(Overlay):
         return result
 
     def _complete_activation(self, ident, entry, code_hash, new_password: bytes) -> dict:
-        from .directory import Identity, now_generalized
-
         d = self.d
         new_hash = d.hasher.hash(new_password)
         actor = Identity(entry.dn, entry.ndn, False, ident.peer, ident.tls, entry.id)

@@ -6,12 +6,12 @@ Lockout state lives in the entry (pwdFailureTime, pwdAccountLockedTime) so it ho
 across restarts and worker processes, and an administrator clears it by deleting
 pwdAccountLockedTime. Per-source throttling is in memory: it protects the process.
 """
-import calendar
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass
 
 from .. import passwords
+from ..district.gentime import gentime, gentime_micro, parse_gentime
 from .errors import LDAPError, ResultCode
 
 
@@ -36,24 +36,6 @@ class PolicyConfig:
                 raise ValueError(f"password_policy.{key}: expected an integer >= 0")
             setattr(cfg, key, value)
         return cfg
-
-
-def gentime(t: float | None = None) -> bytes:
-    return time.strftime("%Y%m%d%H%M%SZ", time.gmtime(t if t is not None else time.time())).encode()
-
-
-def gentime_micro(t: float) -> bytes:
-    """Generalized Time with microseconds, as slapd writes pwdFailureTime: failures
-    within one second are distinct values (an attribute holds no duplicate values)."""
-    return time.strftime("%Y%m%d%H%M%S", time.gmtime(t)).encode() + b".%06dZ" % (int(t * 1_000_000) % 1_000_000)
-
-
-def parse_gentime(value: bytes) -> float | None:
-    try:
-        text = value.decode("ascii").rstrip("Z").split(".")[0]
-        return float(calendar.timegm(time.strptime(text[:14], "%Y%m%d%H%M%S")))
-    except (ValueError, UnicodeDecodeError):
-        return None
 
 
 class PasswordPolicy:

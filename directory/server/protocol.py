@@ -15,6 +15,7 @@ from twisted.internet import protocol, reactor
 from twisted.internet.threads import deferToThreadPool
 from twisted.protocols.policies import TimeoutMixin
 
+from ..core.accounts import accounts_of
 from ..core.directory import ANONYMOUS, Identity, PartialResult, WriteOptions
 from ..core import sorting
 from ..core.errors import LDAPError, ResultCode
@@ -478,8 +479,6 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
             self.password_modify(msgid, value)
         elif name == ACCOUNT_OP:
             # create for a new enrollee, issue activation codes, activate: JSON in, JSON out
-            from ..core.accounts import accounts_of
-
             d = deferToThreadPool(reactor, self.server.write_pool, accounts_of(self.directory).extended,
                                   self.ident, value)
             d.addCallbacks(lambda out: self.send(ber.encode_extended_response(

@@ -20,6 +20,7 @@ from collections import OrderedDict
 from contextlib import contextmanager
 
 from ..core.entry import Entry, decode_attrs, encode_attrs
+from ..district.gentime import gentime_text
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries(
@@ -587,7 +588,7 @@ class Tx:
         cur = self.conn.execute(
             "INSERT INTO changelog(time, who, peer, op, dn, entry_id, detail) VALUES (?,?,?,?,?,?,?)",
             (
-                time.strftime("%Y%m%d%H%M%SZ", time.gmtime()),
+                gentime_text(),
                 who,
                 peer,
                 op,
