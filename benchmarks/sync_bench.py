@@ -54,7 +54,7 @@ def write_csv(path, n):
 
 def preload_ldif(path, n, source="district-sis"):
     """The directory as a first sync would leave it: sites, student groups, accounts, SIS records."""
-    from sync.names import base_name, candidates
+    from directory.district.usernames import base_name, candidates
 
     students = f"ou=students,ou=people,{SUFFIX}"
     taken, uid_of = set(), {}

@@ -34,8 +34,9 @@ from ldap3 import BASE, MODIFY_REPLACE, SUBTREE
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import parse_dn
 
+from .district.ids import DISTRICT_ID
+
 ACCOUNT_OP = "2.25.69814933526364736177629039217756273497.4.1"
-DISTRICT_ID = re.compile(r"^[0-9]{6}[0-9A-Za-z][0-9]{3}$")
 SUBADMIN_ROLE = "student-email-admins"
 STUDENT_ATTRS = ["uid", "cn", "givenName", "sn", "mail", "employeeNumber", "departmentNumber",
                  "rollcallGrade", "rollcallAccountStatus", "rollcallActivationState", "rollcallPhotoStatus",

@@ -25,6 +25,8 @@ import ssl
 import sys
 import time
 
+from ldap3 import NONE, Connection, Server, Tls
+
 from . import admin
 
 
@@ -57,8 +59,6 @@ def _die(args, message, code=1):
 
 
 def connect(args, anonymous=False):
-    from ldap3 import NONE, Connection, Server, Tls
-
     tls = None
     if args.url.startswith("ldaps://") or args.starttls:
         tls = Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=args.ca_file) if args.ca_file else \

@@ -1,11 +1,27 @@
 """`rollcall` command line: serve, load, export, hash-password, tls-selfsigned."""
 import argparse
+import csv
 import getpass
+import json
 import logging
 import sys
 import time
 
+from sync.cli import register as register_sync  # `rollcall sync sis|oneroster …`
+
+from . import passwords
+from .admin_cli import register as register_admin  # roster, account … (LDAP clients)
+from .app import open_directory
 from .config import ConfigError, load_config
+from .core.bulk import BulkLoader, LoadError
+from .core.directory import Directory
+from .core.schema import Schema
+from .ldif import LDIFError, format_entry
+from .photos_cli import register as register_photos  # photos upload | publish | roster | setup
+from .requests_cli import add_request_parser
+from .server.workers import serve_workers
+from .store.sqlite import SQLiteStore
+from .tls import make_self_signed
 
 
 def _config(args):
@@ -19,8 +35,6 @@ def _config(args):
 def _open_directory(cfg):
     """The directory; its own checks (access rules, indexes against the schema) are
     configuration errors too."""
-    from .app import open_directory
-
     try:
         return open_directory(cfg)
     except ConfigError as exc:
@@ -31,9 +45,6 @@ def _open_directory(cfg):
 def _check_directory(cfg):
     """What only the opened directory checks (access rules and indexes against the
     schema), without opening the store."""
-    from .core.directory import Directory
-    from .core.schema import Schema
-
     try:
         Directory(cfg, Schema.load(cfg.schema_files), None)
     except ConfigError as exc:
@@ -50,10 +61,7 @@ def cmd_serve(args):
                   "(`rollcall tls-selfsigned --config …` makes a demo pair)", file=sys.stderr)
             sys.exit(2)
     if cfg.workers > 1:
-        from .server.workers import serve_workers
-
         _check_directory(cfg)  # the workers open it after the sockets are bound: its checks first
-
         try:
             serve_workers(cfg, on_ready=lambda: print(
                 f"rollcall: serving {cfg.suffix} with {cfg.workers} workers on "
@@ -62,7 +70,7 @@ def cmd_serve(args):
             print(f"rollcall: cannot listen: {exc}", file=sys.stderr)
             sys.exit(1)
         return
-    # imported only now: the reactor must not exist before worker processes fork
+    # imported only now: the reactor (which these create) must not exist before worker processes fork
     from twisted.internet import reactor
 
     from .server.listener import LDAPServerFactory, tune_gc
@@ -72,7 +80,7 @@ def cmd_serve(args):
     try:
         factory.listen()
         if cfg.web is not None:
-            from .web.server import listen as listen_web
+            from .web.server import listen as listen_web  # imports the reactor: see above
 
             listen_web(factory, cfg)
     except Exception as exc:
@@ -86,9 +94,6 @@ def cmd_serve(args):
 
 def cmd_load(args):
     cfg = _config(args)
-    from .core.bulk import BulkLoader, LoadError
-    from .ldif import LDIFError
-
     directory = _open_directory(cfg)
     started = time.perf_counter()
 
@@ -112,8 +117,6 @@ def cmd_load(args):
 
 def cmd_export(args):
     cfg = _config(args)
-    from .ldif import format_entry
-
     directory = _open_directory(cfg)
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     n = 0
@@ -128,11 +131,6 @@ def cmd_export(args):
 def cmd_audit(args):
     """The audit log (every write: who, from where, when, what; never a password)."""
     cfg = _config(args)
-    import csv
-    import json
-
-    from .store.sqlite import SQLiteStore
-
     if not cfg.store_path.exists():
         print(f"rollcall audit: no store at {cfg.store_path}", file=sys.stderr)
         sys.exit(1)
@@ -150,8 +148,6 @@ def cmd_audit(args):
 
 
 def cmd_hash_password(args):
-    from . import passwords
-
     plain = sys.stdin.readline().rstrip("\n") if args.stdin else getpass.getpass("New password: ")
     if not plain:
         print("rollcall: empty password", file=sys.stderr)
@@ -161,8 +157,6 @@ def cmd_hash_password(args):
 
 def cmd_tls_selfsigned(args):
     cfg = _config(args)
-    from .tls import make_self_signed
-
     if cfg.tls_cert.exists() and cfg.tls_key.exists() and not args.force:
         print(f"{cfg.tls_cert} exists (use --force to replace)")
         return
@@ -198,17 +192,11 @@ def main(argv=None):
     p = command("tls-selfsigned", cmd_tls_selfsigned, "generate a self-signed certificate for tls.cert/tls.key")
     p.add_argument("--host", action="append")
     p.add_argument("--force", action="store_true")
-    from .requests_cli import add_request_parser
-
     add_request_parser(command("request", None, "access requests: submit, list, show, approve, deny, "
                                                 "withdraw; expire (the nightly job)"))
 
-    from .admin_cli import register as register_admin  # roster, account … (LDAP clients)
     register_admin(sub)
-    from .photos_cli import register as register_photos  # photos upload | publish | roster | setup
     register_photos(sub)
-
-    from sync.cli import register as register_sync  # `rollcall sync sis|oneroster …`
     register_sync(sub)
 
     args = parser.parse_args(argv)

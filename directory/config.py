@@ -17,9 +17,11 @@ from urllib.parse import urlparse
 
 import yaml
 
-from sync.config import DEFAULT_GRADES, GRADES  # (sync.config imports this module only when it runs)
-
+from . import passwords
+from .core.dn import DN
 from .core.ppolicy import PolicyConfig  # its dataclass declares password_policy's keys and defaults
+from .district.grades import DEFAULT_GRADES, GRADES
+from .district.usernames import check_pattern
 
 
 class ConfigError(Exception):
@@ -200,8 +202,6 @@ def _indexes(value: dict) -> dict:
 
 def _pattern(value):
     if value is not None:
-        from sync.usernames import check_pattern
-
         check_pattern(value)  # a PatternError (ValueError) names the problem
     return value
 
@@ -458,8 +458,6 @@ def parse_config(doc: dict, path: Path) -> Config:
         p = Path(p)
         return p if p.is_absolute() else base / p
 
-    from .core.dn import DN  # local import: config is loaded before the core
-
     suffix = v["suffix"]
     try:
         if not DN.parse(suffix):
@@ -489,8 +487,6 @@ def parse_config(doc: dict, path: Path) -> Config:
     except Exception as exc:
         raise ConfigError("root.dn", f"not a valid DN ({exc})", path) from None
     root_pw = v["root"]["password"]
-    from . import passwords
-
     if not passwords.is_hashed(root_pw.encode()):
         raise ConfigError("root.password", "must be a password hash ({ARGON2}…); run `rollcall hash-password`", path)
 

@@ -40,6 +40,9 @@ import time
 import unicodedata
 from dataclasses import dataclass
 
+from argon2 import Type
+from argon2.low_level import hash_secret
+
 from .ldif import format_entry
 
 __all__ = ["demo_ldif", "credentials", "credential_table", "demo_accounts", "DemoAccount",
@@ -227,9 +230,6 @@ def _placeholder_jpeg(level: int) -> bytes:
 
 def _code_hash(code: str, uid: str) -> str:
     """{ARGON2} hash of an activation code, with a salt derived from the uid (deterministic)."""
-    from argon2 import Type
-    from argon2.low_level import hash_secret
-
     salt = hashlib.sha256(b"rollcall-demo-activation:" + uid.encode()).digest()[:16]
     encoded = hash_secret(code.encode(), salt, time_cost=2, memory_cost=65536, parallelism=1,
                           hash_len=32, type=Type.ID)

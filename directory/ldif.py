@@ -2,6 +2,7 @@
 error reports, and a writer. Only content records (no changetype) — what slapadd
 and slapcat exchange."""
 import base64
+import io
 import re
 
 _SAFE_INIT = re.compile(rb"^[\x01-\x09\x0b-\x0c\x0e-\x1f\x21-\x39\x3b\x3d-\x7f][\x01-\x09\x0b-\x0c\x0e-\x7f]*$")
@@ -135,8 +136,6 @@ def _plain_record(rec, line):
 def records_in(data: bytes, source="<ldif>", first_line=1):
     """records() of an in-memory piece. Plain records (the bulk of a slapcat file)
     take a quick path; anything else goes through the general reader."""
-    import io
-
     n = len(data)
     pos, line = 0, first_line
     while True:

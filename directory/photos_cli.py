@@ -1,4 +1,4 @@
-"""`rollcall photos …`: student ID photos over LDAP (see directory/photos.py).
+"""`rollcall photos …`: student ID photos over LDAP (see directory/photos_client.py).
 
     rollcall photos upload FILE|ZIP … --as DN [--normalise] [--format text|csv|json]
     rollcall photos publish --as DN [--dry-run]          nightly, e.g. from cron:
@@ -20,11 +20,13 @@ import json
 import os
 import sys
 
+import yaml
+
+from .photos_client import connect, make_uploader, publish, roster, setup, upload
+
 
 def _default_url(config_path):
     try:
-        import yaml
-
         with open(config_path) as fh:
             for url in (yaml.safe_load(fh) or {}).get("listeners", []):
                 if str(url).startswith("ldap://"):
@@ -49,8 +51,6 @@ def _password(args) -> str:
 
 
 def _connect(args):
-    from .photos import connect
-
     try:
         return connect(args.url or _default_url(args.config), args.bind_dn, _password(args), args.ca_file)
     except Exception as exc:  # socket errors, TLS, bind refused
@@ -59,8 +59,6 @@ def _connect(args):
 
 
 def cmd_upload(args):
-    from .photos import make_uploader, upload
-
     conn = _connect(args)
     try:
         up = make_uploader(conn, args.bind_dn, normalise=args.normalise, sites=args.site)
@@ -90,8 +88,6 @@ def cmd_upload(args):
 
 
 def cmd_publish(args):
-    from .photos import publish
-
     conn = _connect(args)
     try:
         report = publish(conn, dry_run=args.dry_run, log=(lambda m: print(m)) if args.verbose else None)
@@ -109,8 +105,6 @@ def cmd_publish(args):
 
 
 def cmd_roster(args):
-    from .photos import roster
-
     conn = _connect(args)
     try:
         rows = roster(conn, args.cost_center)
@@ -134,8 +128,6 @@ def cmd_roster(args):
 
 
 def cmd_setup(args):
-    from .photos import setup
-
     conn = _connect(args)
     try:
         created = setup(conn)

@@ -26,10 +26,17 @@ Examples:
 """
 import argparse
 import os
+import ssl
 import sys
 
+from ldap3 import NONE, Connection, Server, Tls
+
 from . import requests_client as rc
+from .app import open_directory
 from .config import ConfigError, load_config
+from .core.identity import Identity
+from .core.requests import expire
+from .district.gentime import parse_time
 
 
 class CLIError(Exception):
@@ -110,8 +117,6 @@ def _gentime(text):
 
 class Session:
     def __init__(self, args):
-        from ldap3 import NONE, Connection, Server, Tls
-
         self.cfg = _config(args)
         self.suffix = self.cfg.suffix
         url = args.url
@@ -121,8 +126,6 @@ class Session:
             url = lst.url
         tls = None
         if url.startswith("ldaps://"):
-            import ssl
-
             ca = args.cacert or (str(self.cfg.tls_cert) if self.cfg.tls_cert else None)
             tls = Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=ca)
         password = args.password
@@ -222,10 +225,6 @@ def cmd_withdraw(args):
 
 
 def cmd_expire(args):
-    from .app import open_directory
-    from .core.directory import Identity
-    from .core.requests import expire, parse_time
-
     cfg = _config(args)
     if not cfg.store_path.exists():
         raise CLIError(f"no store at {cfg.store_path}")

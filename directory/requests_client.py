@@ -14,7 +14,6 @@ overlay (directory/core/requests.py), so a refusal comes back as RequestError.
 """
 from __future__ import annotations
 
-import datetime
 import re
 from dataclasses import dataclass, field
 
@@ -23,6 +22,7 @@ from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import parse_dn
 
 from .core.requests import KINDS, MAIL_RE, NE_KINDS, STATUSES  # noqa: F401 - re-exported for callers
+from .district.gentime import from_user_input
 
 KIND_ALIASES = {
     "nonemployee": "NON_EMPLOYEE_ACCOUNT", "non-employee": "NON_EMPLOYEE_ACCOUNT",
@@ -82,18 +82,10 @@ def request_dn(suffix: str, number) -> str:
 
 def gentime(text: str | None) -> str | None:
     """YYYY-MM-DD (end of that day, UTC) or YYYYMMDDHHMMSSZ -> generalized time."""
-    if not text:
-        return None
-    text = text.strip()
-    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-        try:
-            d = datetime.date.fromisoformat(text)
-        except ValueError:
-            raise RequestError(f"{text} is not a date") from None
-        return d.strftime("%Y%m%d") + "235959Z"
-    if re.fullmatch(r"\d{14}Z", text):
-        return text
-    raise RequestError(f"expected YYYY-MM-DD or YYYYMMDDHHMMSSZ, not {text!r}")
+    try:
+        return from_user_input(text)
+    except ValueError as exc:
+        raise RequestError(str(exc)) from None
 
 
 def norm_dn(dn: str) -> str:

@@ -13,7 +13,11 @@ import re
 import sys
 import time
 
-from .engine import EXIT_ERRORS, EXIT_INPUT, EXIT_OK, EXIT_REFUSED
+from .config import SyncConfigError, load
+from .engine import EXIT_ERRORS, EXIT_INPUT, EXIT_OK, EXIT_REFUSED, Sync
+from .model import InputError, parse_date
+from .report import Report
+from .sources import district, hr, oneroster
 
 
 def register(sub):
@@ -65,11 +69,6 @@ def main_args(args):
 
 def run(args, out=None) -> int:
     out = out or sys.stdout
-    from .config import SyncConfigError, load
-    from .engine import Sync
-    from .model import InputError, parse_date
-    from .report import Report
-
     def err(msg):
         print(f"rollcall sync: {msg}", file=sys.stderr)
 
@@ -91,16 +90,10 @@ def run(args, out=None) -> int:
     sync.prefetch()   # read ou=sis while the file is parsed
     try:
         if kind == "sis":
-            from .sources import district
-
             inp = district.parse(args.input, today)
         elif kind == "hr":
-            from .sources import hr
-
             inp = hr.parse(args.input, today)
         else:
-            from .sources import oneroster
-
             inp = oneroster.parse(args.input, today)
     except InputError as exc:
         err(f"input error: {exc} — nothing was applied")

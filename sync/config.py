@@ -7,15 +7,16 @@ from pathlib import Path
 
 import yaml
 
+from directory.config import ConfigError, check_sync_document
+from directory.district.grades import DEFAULT_GRADES
+from directory.district.usernames import DEFAULT_PATTERN, MAX_LENGTH
+
 
 class SyncConfigError(Exception):
     def __init__(self, key, message, dotted=None):
         super().__init__(f"{dotted or 'sync.' + key}: {message}")
 
 
-DEFAULT_GRADES = ["01", "02", "03", "04", "05", "06", "07", "08", "09", "10", "11", "12"]
-GRADES = {"IT", "PR", "PK", "TK", "KG", "01", "02", "03", "04", "05", "06", "07", "08", "09", "10",
-          "11", "12", "13", "PS", "UG", "OTHER"}
 
 
 @dataclass
@@ -28,8 +29,8 @@ class SyncConfig:
     start_tls: bool = False
     source: str = "district-sis"
     hr_source: str = "district-hr"     # `sync hr`: its employees' records say "<hr_source>/staff"
-    username_pattern: str = "{first:1}{last}"
-    username_max_length: int = 20
+    username_pattern: str = DEFAULT_PATTERN
+    username_max_length: int = MAX_LENGTH
     student_mail_domain: str | None = None
     staff_mail_domain: str | None = None
     # [(sites set or None for all, grades set or None for all)]
@@ -95,8 +96,6 @@ def _any(v):
 def from_raw(raw: dict, base_dir: Path, env=None) -> SyncConfig:
     """The `sync:` section, checked against its declaration in directory/config.py
     (unknown keys and wrong types are errors naming the key), then resolved."""
-    from directory.config import ConfigError, check_sync_document
-
     env = os.environ if env is None else env
     try:
         v = check_sync_document(raw)

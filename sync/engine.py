@@ -19,13 +19,17 @@ import datetime as _dt
 import gc
 import getpass
 import socket
+import threading
 import time
 from dataclasses import dataclass, field
 
+from directory.district.gentime import from_date, gentime_text
+from directory.district.usernames import base_name, candidates
+
 from . import ldapread
 from .ldapread import SCOPE_BASE, SCOPE_ONE, SCOPE_SUB, f_eq, f_or
-from .model import ACTIVE, Input, Person, days_between, gentime
-from .names import base_name, candidates
+from .ldapwrite import ALREADY_EXISTS, NO_SUCH_ATTRIBUTE, NO_SUCH_OBJECT, VALUE_EXISTS, Pipeline, connect
+from .model import ACTIVE, SITE_CODE, Input, Person, Rejected, days_between
 from .report import Action, Progress, Report
 
 REC_ATTRS = ["rollcallSisSourceId", "employeeNumber", "givenName", "sn", "cn", "rollcallBirthDate",
@@ -51,10 +55,6 @@ def ndn(dn: str) -> str:
 
 def _s(vals):
     return vals[0].decode("utf-8") if vals else ""
-
-
-def now_gentime():
-    return time.strftime("%Y%m%d%H%M%SZ", time.gmtime())
 
 
 @dataclass
@@ -205,8 +205,6 @@ class Sync:
 
     def _resolve_orgs(self, inp, sites, report):
         """OneRoster people whose orgs were not in this package's orgs.csv ("@id")."""
-        from .model import SITE_CODE, Rejected
-
         for sid, p in list(inp.people.items()):
             if not any(c.startswith("@") for c in p.schools):
                 continue
@@ -244,7 +242,7 @@ class Sync:
 
     def desired_record(self, p: Person, source: str, link: str, withdrawal: str) -> tuple:
         return (p.source_id, p.district_id, p.given, p.family, f"{p.given} {p.family}", p.birth,
-                p.grade, "\n".join(sorted(p.schools)), p.status, gentime(p.entry), gentime(withdrawal),
+                p.grade, "\n".join(sorted(p.schools)), p.status, from_date(p.entry), from_date(withdrawal),
                 p.email, source, link, p.middle, p.title if p.kind == "staff" else "")
 
     def desired_account(self, p: Person, withdrawal: str) -> dict:
@@ -255,8 +253,8 @@ class Sync:
             d.update({"rollcallSisSourceId": [p.source_id], "rollcallGrade": [p.grade] if p.grade else [],
                       "rollcallBirthDate": [p.birth] if p.birth else [],
                       "rollcallEnrollmentStatus": [p.status],
-                      "rollcallEnrollmentDate": [gentime(p.entry)] if p.entry else [],
-                      "rollcallWithdrawalDate": [gentime(withdrawal)] if withdrawal else [],
+                      "rollcallEnrollmentDate": [from_date(p.entry)] if p.entry else [],
+                      "rollcallWithdrawalDate": [from_date(withdrawal)] if withdrawal else [],
                       "eduPersonAffiliation": ["student"]})
         else:
             d.update({"title": [p.title] if p.title else [],
@@ -269,8 +267,6 @@ class Sync:
     def prefetch(self):
         """Start reading ou=sis in a thread, while the caller parses the input file (the
         read mostly waits for the server)."""
-        import threading
-
         def read():
             t = time.monotonic()
             try:
@@ -475,7 +471,7 @@ class Sync:
                 continue  # the record goes with the account
             want = list(rec)
             want[8] = rec[8] if rec[8] not in ACTIVE else "WITHDRAWN"
-            want[10] = gentime(withdrawal)
+            want[10] = from_date(withdrawal)
             want[13] = link
             self._record(sid, rec[1], self.record_dn(sid), rec, tuple(want), work, act, reason)
         # 5. sites
@@ -568,8 +564,8 @@ class Sync:
         elif "rollcallstudent" in {c.lower() for c in acc.all("objectClass")}:
             if acc.get("rollcallEnrollmentStatus").upper() in ("", *ACTIVE):
                 changes["rollcallEnrollmentStatus"] = ["WITHDRAWN"]
-            if acc.get("rollcallWithdrawalDate") != gentime(withdrawal):
-                changes["rollcallWithdrawalDate"] = [gentime(withdrawal)]
+            if acc.get("rollcallWithdrawalDate") != from_date(withdrawal):
+                changes["rollcallWithdrawalDate"] = [from_date(withdrawal)]
         if stage == "disable" and status != "DISABLED":
             # the server sets rollcallStatusSource SYNC, rollcallDeactivatedBy and -At
             changes.update({"rollcallAccountStatus": ["DISABLED"],
@@ -591,7 +587,7 @@ class Sync:
             for name, v in zip(REC_ATTRS, want):
                 if v:
                     attrs[name] = v.split("\n") if name == "departmentNumber" else [v]
-            attrs["rollcallSisImportedAt"] = [now_gentime()]
+            attrs["rollcallSisImportedAt"] = [gentime_text()]
             work.records.append((sid, dn, attrs, None))
             act(Action("add-record", sid, did, dn, why or "new in the SIS"))
             return
@@ -604,7 +600,7 @@ class Sync:
             changes[name] = (b.split("\n") if name == "departmentNumber" else [b]) if b else []
         if not changes:
             return
-        changes["rollcallSisImportedAt"] = [now_gentime()]
+        changes["rollcallSisImportedAt"] = [gentime_text()]
         work.records.append((sid, dn, None, changes))
         act(Action("update-record", sid, did, dn, why or "SIS data changed",
                    ",".join(sorted(k for k in changes if k != "rollcallSisImportedAt"))))
@@ -623,8 +619,6 @@ class Sync:
 
     # ------------------------------------------------------------------ applying
     def apply(self, work: Work, report: Report, forced_reason: str = ""):
-        from .ldapwrite import ALREADY_EXISTS, NO_SUCH_ATTRIBUTE, NO_SUCH_OBJECT, VALUE_EXISTS, Pipeline, connect
-
         cfg = self.cfg
         conn = connect(cfg)
         failed = set()

@@ -1,15 +1,16 @@
 """What a source file says, normalised: people (students and staff), sites, rejected rows."""
 from __future__ import annotations
 
+import csv
 import datetime as _dt
+import io
 import re
 from dataclasses import dataclass, field
 
-DISTRICT_ID = re.compile(r"^[0-9]{6}[0-9A-Za-z][0-9]{3}$")
+from directory.district.ids import DISTRICT_ID
+from directory.district.statuses import ENROLLMENT_ACTIVE as ACTIVE
+
 SITE_CODE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z_-]{0,31}$")
-ACTIVE = ("ENROLLED", "PRE_ENROLLED")
-ENDED = ("WITHDRAWN", "GRADUATED", "TRANSFERRED", "INACTIVE")
-STATUSES = ACTIVE + ENDED
 
 
 class InputError(Exception):
@@ -76,10 +77,6 @@ def parse_date(text: str) -> str | None:
     return None
 
 
-def gentime(yyyymmdd: str) -> str:
-    return yyyymmdd + "000000Z" if yyyymmdd else ""
-
-
 def days_between(a: str, b: str) -> int:
     """b - a in days (YYYYMMDD)."""
     da = _dt.date(int(a[:4]), int(a[4:6]), int(a[6:8]))
@@ -89,8 +86,6 @@ def days_between(a: str, b: str) -> int:
 
 def open_text(path_or_bytes, name="input"):
     """UTF-8 text with or without a BOM; a decoding error names the file."""
-    import io
-
     data = path_or_bytes if isinstance(path_or_bytes, bytes) else open(path_or_bytes, "rb").read()
     try:
         text = data.decode("utf-8-sig")
@@ -107,8 +102,6 @@ def district_csv_rows(name, fh, required, optional, out, key):
     column (InputError otherwise); empty rows are skipped; an unreadable row, a short
     row, a missing value or a malformed ID goes to out.rejected with file, line and
     column (and its ID to out.protected, so a bad row never withdraws its person)."""
-    import csv
-
     reader = csv.reader(fh)
     try:
         header = next(reader)

@@ -5,7 +5,7 @@ import random
 
 from PIL import Image
 
-from directory import photos
+from directory.district import photos
 
 
 @functools.lru_cache(maxsize=None)

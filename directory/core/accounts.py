@@ -38,7 +38,7 @@ the OID). Errors are ordinary LDAP result codes with a diagnostic message.
         (insufficientAccessRights: the caller must be able to read the SIS record and
         write an account carrying its school codes), or an account exists
         (entryAlreadyExists). The account is PENDING; its uid comes from the sync's
-        username rules (sync/names.py over sync/usernames.py; config.yaml
+        username rules (directory/district/usernames.py; config.yaml
         sync.username.pattern / max_length) and is added to the sync's record of
         issued names (ou=usernames,ou=sis: never given to anyone else); the SIS
         record's rollcallLinkedAccount names it, and a one-time activation code is
@@ -71,19 +71,25 @@ import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from ..district.gentime import gentime, now_generalized, parse_time
+from ..district.ids import DISTRICT_ID
+from ..district.statuses import ACCOUNT_STATUSES
+from ..district.usernames import DEFAULT_PATTERN, MAX_LENGTH, base_name, check_pattern
+from ..district.usernames import candidates as username_candidates
 from .acl import Level
 from .dn import escape_value
 from .entry import Entry
 from .errors import LDAPError, ResultCode
+from .identity import Identity
 from .overlay import Overlay
-from .requests import gentime, parse_time, system_add, system_replace
+from .ppolicy import PreparedPasswords
+from .requests import system_add, system_replace
 
 ACCOUNT_EXOP = "2.25.69814933526364736177629039217756273497.4.1"
-STATUSES = ("ENABLED", "DISABLED", "PENDING")
+STATUSES = ACCOUNT_STATUSES
 DEACTIVATION = ("rollcallDeactivationReason", "rollcallDeactivationReference",
                 "rollcallDeactivatedBy", "rollcallDeactivatedAt")
 STATUS_FIELDS = DEACTIVATION + ("rollcallStatusSource",)
-DISTRICT_ID = re.compile(r"^[0-9]{6}[0-9A-Za-z][0-9]{3}$")
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I
 CODE_RE = re.compile(r"^[A-Z2-9]{4}-?[A-Z2-9]{4}$")
 ACTIVATION_FAILED = ("activation failed: wrong username or activation code, or the code was used, "
@@ -374,11 +380,9 @@ class AccountsOverlay(Overlay):
         """(uid, already reserved for this SIS person) by the sync's rules: the pattern,
         then base2, base3 … within max_length, skipping every uid in use and every name
         the sync has issued (a username is never given to another person)."""
-        from sync.names import base_name, candidates
-
         d = self.d
         base = base_name(self.pattern, given, sn, "", did, self.max_length)
-        for cand in candidates(base, self.max_length):
+        for cand in username_candidates(base, self.max_length):
             if "eq" in d.index_kinds("uid"):
                 in_use = bool(tx.index_eq("uid", self._key("uid", cand)))
             else:
@@ -512,8 +516,6 @@ class AccountsOverlay(Overlay):
         return result
 
     def _complete_activation(self, ident, entry, code_hash, new_password: bytes) -> dict:
-        from .directory import Identity, PreparedPasswords, now_generalized
-
         d = self.d
         # the policy (history verifications) and the hash before the write lock; the
         # transaction checks the entry is as it was checked

@@ -29,7 +29,11 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from functools import cached_property
 
+from ..district.gentime import parse_gentime
+from .entry import Entry
 from .errors import LDAPError, ResultCode
+from .filterparse import parse_filter_string
+from .identity import ANONYMOUS
 
 
 class Level(IntEnum):
@@ -83,8 +87,6 @@ class Rule:
 
 def parse_rules(raw, directory) -> list:
     """Parse and check the `access:` section; errors name the rule and the clause."""
-    from ..server.ber import parse_filter_string
-
     suffix = directory.suffix
     rules = []
     if raw is None:
@@ -188,8 +190,6 @@ class AccessControl:
             return True
         got = entry.keys.get("\0inactive")
         if got is None:
-            from .ppolicy import parse_gentime
-
             expiry = entry.first("rollcallExpiry")
             stamp = parse_gentime(expiry) if expiry is not None else None
             got = entry.keys["\0inactive"] = (self.d.account_status(entry) == "DISABLED", stamp)
@@ -315,8 +315,6 @@ class AccessControl:
     def check_add(self, ident, entry):
         # the new entry has no id yet, and level() takes an id-less entry for the root
         # DSE (readable by all, writable by none): judge a stand-in with a dummy id
-        from .entry import Entry
-
         probe = entry if entry.id is not None else Entry(entry.dn, entry.ndn, entry.attrs, 0)
         self.check(ident, probe, Level.WRITE, "entry")
 
@@ -327,8 +325,6 @@ class AccessControl:
         student of 1111 and 2222, which a check of the changed entry as a whole allows."""
         if ident.is_root:
             return
-        from .entry import Entry
-
         for code in sorted(self.site_codes(old) ^ self.site_codes(new)):
             attrs = dict(new.attrs)
             attrs["departmentNumber"] = [code.encode()]
@@ -402,8 +398,6 @@ class AccessControl:
 
     def can_authenticate(self, entry) -> bool:
         """Binding is 'auth' access to userPassword for an anonymous connection."""
-        from .directory import ANONYMOUS
-
         return self.level(ANONYMOUS, entry, "userPassword") >= Level.AUTH
 
     def check_password_change(self, ident, entry, is_self: bool):

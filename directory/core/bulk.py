@@ -12,9 +12,12 @@ import signal
 import time
 import uuid
 
+from ..district.gentime import now_generalized
+from ..ldif import LDIFError, raw_chunks, records_in
 from .dn import DN
 from .errors import LDAPError, ResultCode
 from .entry import encode_attrs
+from .memberof import MEMBER_ATTRS
 
 CHUNK = 500
 # a DN that str(DN.parse(dn)) gives back unchanged: nothing to escape or unfold
@@ -48,8 +51,6 @@ def _prepare_chunk(chunk):
 
 def _prepare_raw(job):
     """A piece of LDIF text: parse and prepare its records (in a worker)."""
-    from ..ldif import LDIFError, records_in
-
     first_line, data, source = job
     out = []
     try:
@@ -78,8 +79,6 @@ class BulkLoader:
     def __init__(self, directory, workers=None):
         self.d = directory
         self.workers = workers if workers is not None else min(os.cpu_count() or 1, 4)
-        from .directory import now_generalized
-
         self.stamp = now_generalized()
         self.actor = directory.root_dn.encode()
         self._class_memo, self._index_memo = {}, {}  # objectClass sets recur: work them out once
@@ -155,8 +154,6 @@ class BulkLoader:
 
     def load_ldif(self, fh, source="<ldif>", progress=None) -> int:
         """Load an LDIF file: parsing happens in the workers too."""
-        from ..ldif import raw_chunks
-
         jobs = ((line, data, source) for line, data in raw_chunks(fh))
         return self._load(self._prepared(_prepare_raw, jobs), progress)
 
@@ -164,8 +161,6 @@ class BulkLoader:
         """memberOf is the server's to keep: compute it for every member of every group.
         known: {ndn: (id, path)} of the entries this load added; has_memberof: the ids
         among them that came with memberOf values (the others need no look-up)."""
-        from .memberof import MEMBER_ATTRS
-
         d, memberof = self.d, self.d.memberof
         # who names whom, read once: refresh() would otherwise decode every group
         # again for each of its members (groups of thousands of students)

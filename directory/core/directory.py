@@ -5,18 +5,27 @@ same for ldapmodify, the command line and the sync jobs.
 Methods are synchronous. The LDAP server calls reads on the reactor thread (they are
 index-driven and bounded) and writes and password checks in thread pools.
 """
+import secrets
 import time
 import uuid
 from dataclasses import dataclass, field
 
 from .. import passwords
+from ..config import ConfigError
+from ..district.gentime import now_generalized, parse_gentime
+from .accounts import AccountsOverlay
 from .acl import ACLConfigError, AccessControl, Level, parse_rules
+from .bulk import BulkLoader
 from .memberof import MemberOf
-from .ppolicy import PasswordPolicy, PolicyConfig
+from .photos import PhotoOverlay
+from .ppolicy import PasswordPolicy, PolicyConfig, PreparedPasswords, StalePasswordCheck, retry_stale
 from .dn import DN, DNNormalizer
 from .entry import Entry
 from .errors import LDAPError, ResultCode
 from .filter import FilterCompiler, IndexPlanner
+from .identity import ANONYMOUS, Identity  # noqa: F401 - ANONYMOUS: re-exported (the server imports it from here)
+from .requests import RequestsOverlay
+from .unique import UniqueIdentifiers
 
 SCOPE_BASE, SCOPE_ONE, SCOPE_SUB, SCOPE_CHILDREN = 0, 1, 2, 3
 MOD_ADD, MOD_DELETE, MOD_REPLACE, MOD_INCREMENT = 0, 1, 2, 3
@@ -45,28 +54,6 @@ DEFAULT_ACCESS = [
 
 
 @dataclass
-class Identity:
-    """Who is asking. `ndn` is '' for anonymous."""
-
-    dn: str = ""
-    ndn: str = ""
-    is_root: bool = False
-    peer: str = "internal"
-    tls: bool = False
-    entry_id: int | None = None
-    # must change the password first (after an administrator's reset, or PENDING):
-    # only Password Modify on itself, WhoAmI and unbind are allowed
-    restricted: bool = False
-
-    @property
-    def anonymous(self):
-        return not self.ndn
-
-
-ANONYMOUS = Identity()
-
-
-@dataclass
 class WriteOptions:
     """Per-operation controls that change what a write does or returns."""
 
@@ -83,57 +70,6 @@ class WriteResult:
     post_read: tuple | None = None
     generated_password: str | None = None
     extra: dict = field(default_factory=dict)
-
-
-# The entry state a password check depends on: if any of it changed between the slow
-# checks (outside the write lock) and the transaction, the write starts over.
-PASSWORD_STATE = ("userPassword", "pwdHistory", "rollcallAccountStatus", "uid", "employeeNumber", "mail", "cn")
-PASSWORD_RETRIES = 3
-
-
-class StalePasswordCheck(Exception):
-    """The entry changed after its password was checked and hashed: start again."""
-
-
-@dataclass
-class PreparedPasswords:
-    """Slow password work done before the write lock: hashes of the clear values, the
-    policy already checked, and which stored values clear values to delete match."""
-
-    hashes: dict = field(default_factory=dict)  # clear value -> stored form
-    deletes: dict = field(default_factory=dict)  # clear value -> [stored values it matches]
-    checked: bool = False  # quality, history and status checked against `state`
-    state: tuple | None = None  # PASSWORD_STATE of the entry as checked
-
-    @staticmethod
-    def state_of(entry) -> tuple:
-        return tuple(tuple(entry.attrs.get(n, ())) for n in PASSWORD_STATE)
-
-    def check_unchanged(self, entry):
-        if self.state is not None and self.state_of(entry) != self.state:
-            raise StalePasswordCheck(entry.dn)
-
-    def stored(self, values: list, hasher) -> list:
-        """Values as stored: hashed already, prepared, or (only when nothing was
-        prepared: bulk load, the command line) hashed here."""
-        return [v if passwords.is_hashed(v) else self.hashes.get(v) or hasher.hash(v) for v in values]
-
-
-def retry_stale(fn):
-    """Run a write whose slow part ran before the lock; if the entry changed meanwhile
-    (StalePasswordCheck from the transaction), redo it from the start."""
-    for attempt in range(PASSWORD_RETRIES):
-        try:
-            return fn()
-        except StalePasswordCheck:
-            if attempt == PASSWORD_RETRIES - 1:
-                raise LDAPError(ResultCode.BUSY, "the entry kept changing during the password change; "
-                                                 "try again") from None
-    raise AssertionError("unreachable")
-
-
-def now_generalized() -> bytes:
-    return time.strftime("%Y%m%d%H%M%SZ", time.gmtime()).encode()
 
 
 class Directory:
@@ -155,16 +91,12 @@ class Directory:
         for attr, kinds in config.indexes.items():
             at = schema.attribute(attr)
             if at is None:
-                from ..config import ConfigError
-
                 raise ConfigError(f"indexes.{attr}", "attribute type not in the schema", config.path)
             self._index_kinds[at.name] = frozenset(kinds)
         self._index_plan = [(name, name.lower(), kinds, schema.attribute(name))
                             for name, kinds in self._index_kinds.items()]
         self.supported_controls = []  # filled by the server: the controls it implements
         self.supported_extensions = []
-        from ..config import ConfigError
-
         try:
             rules = parse_rules(config.raw.get("access", DEFAULT_ACCESS), self)
         except ACLConfigError as exc:  # "access[3].to.scope: must be …"
@@ -173,16 +105,10 @@ class Directory:
         self.acl = AccessControl(self, rules)
         self.policy = PasswordPolicy(PolicyConfig(**config.section("password_policy")), store)  # checked at load
         self.memberof = MemberOf(self)
-        import secrets
-
         self._decoy = self.hasher.hash(secrets.token_urlsafe(24).encode())
-        # Business rules run inside each write's transaction, in this order.
-        # (Imported here: some of them import this module.)
-        from ..photos import PhotoOverlay  # staged student photos (ou=staged-photos)
-        from .accounts import AccountsOverlay  # account status rules, activation
-        from .requests import RequestsOverlay  # access requests and grants (ou=requests)
-        from .unique import UniqueIdentifiers  # district IDs and usernames below ou=people
-
+        # Business rules run inside each write's transaction, in this order: district IDs
+        # and usernames below ou=people, memberOf, access requests and grants (ou=requests),
+        # account status rules and activation, staged student photos (ou=staged-photos).
         self.overlays = [UniqueIdentifiers(self), self.memberof, RequestsOverlay(self),
                          AccountsOverlay(self), PhotoOverlay(self)]
 
@@ -334,8 +260,6 @@ class Directory:
             return True
         expiry = entry.first("rollcallExpiry")
         if expiry is not None:
-            from .ppolicy import parse_gentime
-
             t = parse_gentime(expiry)
             if t is not None and t <= time.time():
                 return True
@@ -1015,8 +939,6 @@ class Directory:
     # ------------------------------------------------------------------ bulk
     def load_entries(self, records, progress=None, workers=None) -> int:
         """Offline bulk load (like slapadd -q): all or nothing, schema-checked."""
-        from .bulk import BulkLoader
-
         return BulkLoader(self, workers).load(records, progress)
 
     def export_entries(self):

@@ -7,11 +7,12 @@ across restarts and worker processes, and an administrator clears it by deleting
 pwdAccountLockedTime. Per-source throttling is counted in the store's throttle file
 (store/throttle.py), shared by every worker process and kept across restarts.
 """
-import calendar
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .. import passwords
+from ..district.gentime import gentime, gentime_micro, parse_gentime
+from ..store.throttle import MemoryThrottles
 from .errors import LDAPError, ResultCode
 
 
@@ -38,30 +39,10 @@ class PolicyConfig:
         return cfg
 
 
-def gentime(t: float | None = None) -> bytes:
-    return time.strftime("%Y%m%d%H%M%SZ", time.gmtime(t if t is not None else time.time())).encode()
-
-
-def gentime_micro(t: float) -> bytes:
-    """Generalized Time with microseconds, as slapd writes pwdFailureTime: failures
-    within one second are distinct values (an attribute holds no duplicate values)."""
-    return time.strftime("%Y%m%d%H%M%S", time.gmtime(t)).encode() + b".%06dZ" % (int(t * 1_000_000) % 1_000_000)
-
-
-def parse_gentime(value: bytes) -> float | None:
-    try:
-        text = value.decode("ascii").rstrip("Z").split(".")[0]
-        return float(calendar.timegm(time.strptime(text[:14], "%Y%m%d%H%M%S")))
-    except (ValueError, UnicodeDecodeError):
-        return None
-
-
 class PasswordPolicy:
     def __init__(self, config: PolicyConfig, store=None):
         self.cfg = config
-        if store is None:
-            from ..store.throttle import MemoryThrottles
-
+        if store is None:  # a directory opened without a store (configuration checks)
             store = MemoryThrottles()
         self._throttle = store  # failed binds per address: shared by every worker (store/throttle.py)
 
@@ -142,3 +123,49 @@ def _history_hash(value: bytes) -> bytes:
     # pwdHistory values are "<time>#<hash>" (ppolicy stores time#syntax#len#hash; we keep it simple)
     return value.split(b"#", 1)[1] if b"#" in value and value[:1].isdigit() else value
 
+
+# The entry state a password check depends on: if any of it changed between the slow
+# checks (outside the write lock) and the transaction, the write starts over.
+PASSWORD_STATE = ("userPassword", "pwdHistory", "rollcallAccountStatus", "uid", "employeeNumber", "mail", "cn")
+PASSWORD_RETRIES = 3
+
+
+class StalePasswordCheck(Exception):
+    """The entry changed after its password was checked and hashed: start again."""
+
+
+@dataclass
+class PreparedPasswords:
+    """Slow password work done before the write lock: hashes of the clear values, the
+    policy already checked, and which stored values clear values to delete match."""
+
+    hashes: dict = field(default_factory=dict)  # clear value -> stored form
+    deletes: dict = field(default_factory=dict)  # clear value -> [stored values it matches]
+    checked: bool = False  # quality, history and status checked against `state`
+    state: tuple | None = None  # PASSWORD_STATE of the entry as checked
+
+    @staticmethod
+    def state_of(entry) -> tuple:
+        return tuple(tuple(entry.attrs.get(n, ())) for n in PASSWORD_STATE)
+
+    def check_unchanged(self, entry):
+        if self.state is not None and self.state_of(entry) != self.state:
+            raise StalePasswordCheck(entry.dn)
+
+    def stored(self, values: list, hasher) -> list:
+        """Values as stored: hashed already, prepared, or (only when nothing was
+        prepared: bulk load, the command line) hashed here."""
+        return [v if passwords.is_hashed(v) else self.hashes.get(v) or hasher.hash(v) for v in values]
+
+
+def retry_stale(fn):
+    """Run a write whose slow part ran before the lock; if the entry changed meanwhile
+    (StalePasswordCheck from the transaction), redo it from the start."""
+    for attempt in range(PASSWORD_RETRIES):
+        try:
+            return fn()
+        except StalePasswordCheck:
+            if attempt == PASSWORD_RETRIES - 1:
+                raise LDAPError(ResultCode.BUSY, "the entry kept changing during the password change; "
+                                                 "try again") from None
+    raise AssertionError("unreachable")

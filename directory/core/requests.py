@@ -75,10 +75,11 @@ Config (optional `requests:` section in config.yaml):
 """
 import re
 import time
-import unicodedata
 import uuid
 
-from .dn import DN
+from ..district.gentime import gentime, parse_time
+from ..district.usernames import ascii_letters
+from .dn import DN, escape_value
 from .entry import Entry
 from .errors import LDAPError, ResultCode
 from .overlay import Overlay
@@ -92,23 +93,6 @@ STAMPS = {"modifiersName", "modifyTimestamp"}
 MAIL_RE = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                      r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
 COUNTER_KEY = "requests.next_number"
-_FOLD = str.maketrans({"ø": "o", "Ø": "O", "æ": "ae", "Æ": "AE", "ß": "ss", "đ": "d", "Đ": "D",
-                       "ł": "l", "Ł": "L", "ı": "i", "œ": "oe", "Œ": "OE", "þ": "th"})
-
-
-def gentime(t: float) -> bytes:
-    return time.strftime("%Y%m%d%H%M%SZ", time.gmtime(t)).encode()
-
-
-def parse_time(value) -> float | None:
-    from .ppolicy import parse_gentime
-
-    return parse_gentime(value) if value is not None else None
-
-
-def ascii_letters(s: str) -> str:
-    s = unicodedata.normalize("NFKD", s.translate(_FOLD))
-    return "".join(c for c in s if c.isascii() and c.isalnum()).lower()
 
 
 def _text(attrs, name, default=None):
@@ -633,8 +617,6 @@ class RequestsOverlay(Overlay):
             return
         norm = self.d.memberof._norm
         kept = {norm(v) for v in new.attrs.get("member", ())}
-        from .dn import escape_value
-
         for value in before:
             gone = norm(value)
             if gone in kept:
@@ -687,8 +669,6 @@ class RequestsOverlay(Overlay):
             system_replace(self.d, tx, ident, group, attrs,
                            {"changes": ["add:member"], "member": grantee.dn, **detail})
         rdn_value = _text(grantee.attrs, "uid") or DN.parse(grantee.dn).rdn[0][1]
-        from .dn import escape_value
-
         grant_dn = f"cn={escape_value(rdn_value)},{group.dn}"
         attrs = {"objectClass": [b"top", b"rollcallGrant"], "cn": [rdn_value.encode()],
                  "rollcallGrantee": [grantee.dn.encode()], "rollcallGrantGroup": [group.dn.encode()],

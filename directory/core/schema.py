@@ -490,7 +490,8 @@ _TEXT_RULES = frozenset(("caseIgnoreMatch", "caseExactMatch", "caseIgnoreIA5Matc
 
 
 def _fallback_dn_normalizer(s: str) -> str:
-    """Used until directory.core.dn exists: rejects what is plainly not a DN, lowercases."""
+    """Until the Directory sets its DNNormalizer (schema.dn_normalizer): rejects what is
+    plainly not a DN, lowercases."""
     s = s.strip()
     if s:
         component, escaped = [], False
@@ -508,14 +509,6 @@ def _fallback_dn_normalizer(s: str) -> str:
                 continue
             component.append(c)
     return s.lower()
-
-
-def _default_dn_normalizer():
-    try:
-        from .dn import normalize_dn  # written by the lead; optional until then
-    except ImportError:
-        return _fallback_dn_normalizer
-    return normalize_dn
 
 
 # --------------------------------------------------------------------------
@@ -789,7 +782,7 @@ class Schema:
         self._pending_oc: list[ObjectClass] = []
         self.attribute_types: list[AttributeType] = []
         self.object_classes: list[ObjectClass] = []
-        self._dn_normalizer = _default_dn_normalizer()
+        self._dn_normalizer = _fallback_dn_normalizer
         self.syntaxes: dict[str, Syntax] = {}
         for oid, desc, check, binary in _SYNTAXES:
             oid = oid if "." in oid else _SYNTAX_PREFIX + oid

@@ -3,13 +3,9 @@ ou=people, a district ID (employeeNumber) must have the district's syntax and be
 to one person only, and a username (uid) to one account only. The issued-names
 record under ou=sis holds the same uids on purpose and is outside this scope.
 """
-import re
-
+from ..district.ids import DISTRICT_ID
 from .errors import LDAPError, ResultCode
 from .overlay import Overlay
-
-DISTRICT_ID = re.compile(r"^[0-9]{6}[0-9A-Za-z][0-9]{3}$")
-
 
 class UniqueIdentifiers(Overlay):
     def __init__(self, directory):

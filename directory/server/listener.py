@@ -1,4 +1,5 @@
 """Listeners, TLS and the shared state of all connections of one server process."""
+import gc
 import logging
 
 from twisted.internet import defer, protocol, reactor, ssl
@@ -18,8 +19,6 @@ def tune_gc():
     """The entry cache is millions of lists and dicts: with the default thresholds the
     cyclic GC rescans them so often that it took ~45% of a large paged search. Objects
     made at start-up are frozen (never rescanned); young collections run less often."""
-    import gc
-
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
 

@@ -15,6 +15,7 @@ from twisted.internet import protocol, reactor
 from twisted.internet.threads import deferToThreadPool
 from twisted.protocols.policies import TimeoutMixin
 
+from ..core.accounts import accounts_of
 from ..core.directory import ANONYMOUS, Identity, PartialResult, WriteOptions
 from ..core import sorting
 from ..core.errors import LDAPError, ResultCode
@@ -484,8 +485,6 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
             self.password_modify(msgid, value)
         elif name == ACCOUNT_OP:
             # create for a new enrollee, issue activation codes, activate: JSON in, JSON out
-            from ..core.accounts import accounts_of
-
             # activation verifies a code and hashes a password, issuing codes hashes them:
             # the hash pool, whose short transactions take the write lock themselves
             d = deferToThreadPool(reactor, self.server.hash_pool, accounts_of(self.directory).extended,

@@ -14,6 +14,8 @@ import socket
 import sys
 import time
 
+from ..app import open_directory
+
 log = logging.getLogger("rollcall.workers")
 
 
@@ -28,10 +30,10 @@ def _bind(listener):
 
 
 def _run_worker(cfg, sockets, slot=0):
+    # in the forked child only: the reactor (which these create) must not exist before the fork
     from twisted.internet import reactor
     from twisted.protocols.tls import TLSMemoryBIOFactory
 
-    from ..app import open_directory
     from .listener import LDAPServerFactory, tune_gc
 
     signal.signal(signal.SIGTERM, lambda *_: reactor.callFromThread(reactor.stop))
@@ -46,7 +48,7 @@ def _run_worker(cfg, sockets, slot=0):
         sock.close()  # the reactor holds its own duplicate
     if slot == 0 and cfg.web is not None:
         # the web console keeps its sessions in memory: it lives in the first worker only
-        from ..web.server import listen as listen_web
+        from ..web.server import listen as listen_web  # after the fork: it imports the reactor
 
         listen_web(factory, cfg)
     tune_gc()

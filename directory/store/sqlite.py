@@ -20,6 +20,8 @@ from collections import OrderedDict
 from contextlib import contextmanager
 
 from ..core.entry import Entry, decode_attrs, encode_attrs
+from ..district.gentime import gentime_text
+from .throttle import OPEN_LOCK, Throttle, throttle_path
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries(
@@ -433,8 +435,6 @@ class SQLiteStore:
     def throttle(self):
         t = self.__dict__.get("_throttle")
         if t is None:
-            from .throttle import OPEN_LOCK, Throttle, throttle_path
-
             with OPEN_LOCK:  # not _write_lock: a transaction may hold it (requests' limit)
                 t = self.__dict__.get("_throttle")
                 if t is None:
@@ -667,7 +667,7 @@ class Tx:
         cur = self.conn.execute(
             "INSERT INTO changelog(time, who, peer, op, dn, entry_id, detail) VALUES (?,?,?,?,?,?,?)",
             (
-                time.strftime("%Y%m%d%H%M%SZ", time.gmtime()),
+                gentime_text(),
                 who,
                 peer,
                 op,

@@ -6,7 +6,7 @@ lockout, per-address throttling, audit) with the browser's address; every page t
 acts through an LDAP connection to this same server bound as the signed-in person, so
 the directory's access rules, overlays and audit log apply exactly as they do to
 `ldapmodify` and the `rollcall` commands (the page code reuses directory/admin.py,
-directory/photos.py and the request workflow). The LDAP calls run in a thread pool,
+directory/photos_client.py and the request workflow). The LDAP calls run in a thread pool,
 never on the reactor.
 
     server.py     twisted.web resource: routing, sessions, CSRF, security headers

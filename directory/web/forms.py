@@ -16,6 +16,15 @@ class PageError(Exception):
         self.status = status
 
 
+def sentence(text: str) -> str:
+    """A refusal's message as a sentence for the person (capital, final stop)."""
+    text = (text or "").strip()
+    if not text:
+        return "The directory refused."
+    text = text[0].upper() + text[1:]
+    return text if text.endswith((".", "!", "?", ")")) else text + "."
+
+
 @dataclass
 class Upload:
     field: str

@@ -13,6 +13,7 @@ import logging
 import secrets
 import ssl
 from pathlib import Path
+from urllib.parse import urlparse
 
 import jinja2
 from ldap3 import NONE, Connection, Server, Tls
@@ -23,9 +24,10 @@ from twisted.python.threadpool import ThreadPool
 from twisted.web import resource, server
 
 from ..admin import AdminError
-from ..photos import PhotoError
+from ..district.photos import PhotoError
+from . import pages  # noqa: F401 - registers the routes
 from . import routes
-from .forms import Ctx, PageError, Response, parse_body, redirect, url
+from .forms import Ctx, PageError, Response, parse_body, redirect, sentence, url
 from .session import SessionStore, SignInThrottle
 
 log = logging.getLogger("rollcall.web")
@@ -69,8 +71,6 @@ class Console(resource.Resource):
 
     def __init__(self, factory, config):
         super().__init__()
-        from . import pages  # noqa: F401 - registers the routes
-
         self.factory = factory
         self.directory = factory.directory
         self.config = config
@@ -317,14 +317,6 @@ class Console(resource.Resource):
         self.pool.stop()
 
 
-def sentence(text: str) -> str:
-    text = (text or "").strip()
-    if not text:
-        return "The directory refused."
-    text = text[0].upper() + text[1:]
-    return text if text.endswith((".", "!", "?", ")")) else text + "."
-
-
 class ConsoleSite(server.Site):
     def log(self, request):
         # one line per request without query strings (they may carry district IDs)
@@ -333,8 +325,6 @@ class ConsoleSite(server.Site):
 
 def listen(factory, config):
     """Open the console's HTTPS listener; returns the port."""
-    from urllib.parse import urlparse
-
     u = urlparse(config.web.listen)
     console = Console(factory, config)
     site = ConsoleSite(console)

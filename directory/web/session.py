@@ -13,6 +13,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from ..store.throttle import MemoryThrottles
+
 
 @dataclass
 class Roles:
@@ -140,8 +142,6 @@ class SignInThrottle:
         self.max_failures = max_failures
         self.window = window
         if store is None:
-            from ..store.throttle import MemoryThrottles
-
             store = MemoryThrottles()
         self.store = store
 

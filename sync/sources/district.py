@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..config import GRADES
-from ..model import ENDED, SITE_CODE, STATUSES, Input, Person, district_csv_rows, open_text, parse_date
+from directory.district.statuses import ENROLLMENT_ENDED as ENDED
+from directory.district.statuses import ENROLLMENT_STATUSES as STATUSES
+
+from directory.district.grades import GRADES
+from ..model import SITE_CODE, Input, Person, district_csv_rows, open_text, parse_date
 
 COLUMNS = ["district_id", "first_name", "last_name", "middle_name", "birth_date", "grade", "school_code",
            "enrollment_status", "entry_date", "leave_date", "email"]

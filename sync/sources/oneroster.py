@@ -20,8 +20,10 @@ import csv
 import zipfile
 from pathlib import Path
 
-from ..config import GRADES
-from ..model import DISTRICT_ID, SITE_CODE, Input, InputError, Person, Rejected, open_text, parse_date
+from directory.district.ids import DISTRICT_ID
+
+from directory.district.grades import GRADES
+from ..model import SITE_CODE, Input, InputError, Person, Rejected, open_text, parse_date
 
 COMMON = ["sourcedId", "status", "dateLastModified"]
 HEADERS = {

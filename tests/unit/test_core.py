@@ -22,7 +22,7 @@ try:
     from directory.core.bulk import LoadError
 except ImportError:  # older layout
     from directory.core.directory import LoadError
-from directory.server.ber import parse_filter_string
+from directory.core.filterparse import parse_filter_string
 from tests.conftest import BASE_LDIF, ROOT_DN, ROOT_HASH, ROOT_PW, ROOT, SUFFIX
 
 PEOPLE = f"ou=people,{SUFFIX}"

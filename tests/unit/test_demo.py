@@ -11,12 +11,13 @@ from directory.app import open_directory
 from directory.config import load_config
 from directory.core.directory import SCOPE_BASE, SCOPE_ONE, SCOPE_SUB, Identity
 from directory.demo import PASSWORDS, credential_table, credentials, demo_accounts, demo_ldif
+from directory.district.ids import DISTRICT_ID_PATTERN
 from directory.ldif import records
 from tests.conftest import ROOT, ROOT_DN, SUFFIX, ServerProcess
 
 SCHEMA = [str(ROOT / "schema" / f"{name}.schema")
           for name in ("core", "cosine", "inetorgperson", "nis", "eduperson", "rollcall")]
-DISTRICT_ID = re.compile(r"[0-9]{6}[0-9A-Za-z][0-9]{3}\Z")
+DISTRICT_ID = re.compile(DISTRICT_ID_PATTERN + r"\Z")
 
 # entries strictly beneath each branch
 EXPECTED = {

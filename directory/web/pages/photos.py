@@ -2,7 +2,7 @@
 photo roster of a school with its CSV, and the principal's page that grants and
 revokes photo designees and photo vendors.
 
-Uploads go through directory/photos.py (stage_one, the code `rollcall photos upload`
+Uploads go through directory/photos_client.py (stage_one, the code `rollcall photos upload`
 uses) over the person's own connection: the server's photo overlay decides what is a
 valid photo and whose photo this person may stage. Grants are plain modifies of the
 site's role groups, which config.yaml lets a site's principals write; the memberOf
@@ -14,7 +14,8 @@ import time
 from ldap3 import BASE, LEVEL, MODIFY_ADD, MODIFY_DELETE, SUBTREE
 from ldap3.utils.conv import escape_filter_chars
 
-from ... import admin, photos
+from ... import admin
+from ... import photos_client as photos
 from ..forms import PageError, download, redirect
 from ..routes import route
 

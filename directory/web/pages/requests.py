@@ -19,9 +19,8 @@ from twisted.internet.threads import blockingCallFromThread, deferToThreadPool
 from ... import requests_client as rc
 from ...core.directory import Identity
 from ...core.errors import LDAPError
-from ..forms import PageError, redirect
+from ..forms import PageError, redirect, sentence
 from ..routes import route
-from ..server import sentence
 
 NOT_STUDENT = (lambda r: r.kind != "student", "Students cannot file or decide access requests.")
 NE_KINDS = {"CONTRACTOR": "Contractor", "CHARTER": "Charter school", "NON_PUBLIC_SCHOOL": "Non-public school",

@@ -1,5 +1,5 @@
-"""Username generation from a configurable pattern (shared by SIS sync and by the
-server when a sub-administrator creates the account of a new enrollee).
+"""The district's username policy, shared by the SIS sync and by the server when a
+sub-administrator creates the account of a new enrollee (so both make the same names).
 
 A pattern is a str.format-like template over the person's names, folded to ASCII
 letters and lower-cased:
@@ -21,6 +21,10 @@ fallback stem).
 `taken(uid) -> bool` decides whether a name is in use: the caller checks the uid
 index and whatever record of issued names it keeps (a username once issued is
 never given to another person).
+
+`base_name` and `candidates` are what the sync and the server's account-create use:
+collision counters that keep the whole name within max_length (jsmith, jsmith2, … ;
+a long stem is cut to make room for the digits).
 """
 import re
 import unicodedata
@@ -76,3 +80,21 @@ def generate(given: str, sn: str, taken, pattern: str = DEFAULT_PATTERN, distric
         n += 1
         uid = f"{base}{n}"
     return uid
+
+
+def base_name(pattern: str, first: str, last: str, middle: str = "", district_id: str = "",
+              max_length: int = MAX_LENGTH) -> str:
+    name = stem(first, last, pattern, district_id, max_length)
+    if name == "user" and district_id:
+        name = ("user" + ascii_letters(district_id))[:max_length]  # nothing usable in the name
+    return name
+
+
+def candidates(base: str, max_length: int):
+    """base, base2, base3, … each within max_length."""
+    yield base
+    n = 2
+    while True:
+        suffix = str(n)
+        yield base[:max_length - len(suffix)] + suffix
+        n += 1

@@ -1,0 +1,115 @@
+"""The district's ID-card photo rules, used by the server's photo overlay
+(directory/core/photos.py) and by the photo clients (directory/photos_client.py, the
+web console): a JPEG of 15-30 KB, 175x233 pixels or larger with the same 3:4 aspect,
+named by the student's district ID (000123s045.jpg).
+
+Pillow is imported when a photo is decoded, not when this module is: every server
+process loads this module, few of them ever see a photo.
+"""
+from __future__ import annotations
+
+import io
+import re
+
+from .ids import DISTRICT_ID_PATTERN
+
+WIDTH, HEIGHT = 175, 233            # the ID-card photo
+ASPECT = 0.75                       # width / height (175/233 = 0.751)
+ASPECT_TOLERANCE = 0.01             # 1%: 240x320, 300x400, 176x234 … pass
+MIN_BYTES, MAX_BYTES = 15 * 1024, 30 * 1024
+MAX_MEMBER_BYTES = 5 * 1024 * 1024  # a zip member larger than this is not read at all
+MAX_PIXELS = 4000 * 4000            # larger images are refused before decoding (memory)
+CONTAINER = "ou=staged-photos"      # staged photos: employeeNumber=<district ID>,ou=staged-photos,<suffix>
+STUDENTS = "ou=students,ou=people"
+PUBLISHER = "cn=photo-publisher,ou=services"
+PHOTO_ROLES = ("principals", "photo-designees", "photo-vendors")
+FILE_RE = re.compile(rf"^({DISTRICT_ID_PATTERN})\.jpe?g$", re.IGNORECASE)
+
+
+class PhotoError(ValueError):
+    """Why a photo is refused (one line, for the report and the LDAP diagnostic)."""
+
+
+def kb(n: int) -> str:
+    return f"{n / 1024:.1f} KB ({n} bytes)"
+
+
+def decode_jpeg(data: bytes):
+    """The decoded image, or PhotoError. Decodes every pixel: a file that only starts
+    like a JPEG (magic bytes, extension) or is truncated or corrupt is refused."""
+    from PIL import Image, UnidentifiedImageError  # lazy: Pillow only when a photo is checked
+
+    if len(data) > MAX_MEMBER_BYTES:
+        raise PhotoError(size_problem(len(data)))
+    try:
+        img = Image.open(io.BytesIO(data))
+        fmt = img.format
+        if fmt != "JPEG":
+            raise PhotoError(f"not a JPEG (the data is {fmt or 'not an image'})")
+        w, h = img.size
+        if w * h > MAX_PIXELS:
+            raise PhotoError(dimension_problem(w, h))
+        img.load()  # every pixel: truncated or corrupt data fails here
+    except PhotoError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise PhotoError(f"not a JPEG (cannot decode: {exc})") from None
+    return img
+
+
+def dimension_problem(w: int, h: int) -> str | None:
+    if (w, h) == (WIDTH, HEIGHT):
+        return None
+    if h and abs(w / h - ASPECT) <= ASPECT * ASPECT_TOLERANCE and w >= WIDTH and h >= HEIGHT:
+        return None
+    return (f"wrong dimensions: {w}×{h} pixels (must be {WIDTH}×{HEIGHT}, or larger with "
+            f"the same 3:4 aspect ratio, e.g. 240×320)")
+
+
+def size_problem(n: int) -> str | None:
+    if MIN_BYTES <= n <= MAX_BYTES:
+        return None
+    return f"wrong size: {kb(n)} (must be 15–30 KB)"
+
+
+def check_photo(data: bytes):
+    """(width, height) of a valid photo, or PhotoError with every problem found."""
+    img = decode_jpeg(data)
+    problems = [p for p in (size_problem(len(data)), dimension_problem(*img.size)) if p]
+    if problems:
+        raise PhotoError("; ".join(problems))
+    return img.size
+
+
+def normalise(data: bytes) -> tuple[bytes, str | None]:
+    """A valid photo resized to 175x233 when it is not that size already, re-encoded at
+    the best JPEG quality that keeps it within 15-30 KB. Returns (bytes, note)."""
+    from PIL import Image  # lazy: Pillow only when a photo is normalised
+
+    img = decode_jpeg(data)
+    if img.size == (WIDTH, HEIGHT):
+        return data, None
+    w, h = img.size
+    small = img.convert("RGB").resize((WIDTH, HEIGHT), Image.LANCZOS)
+    best = None
+    for quality in range(95, 49, -5):
+        buf = io.BytesIO()
+        small.save(buf, "JPEG", quality=quality, optimize=True)
+        out = buf.getvalue()
+        best = out
+        if len(out) <= MAX_BYTES:
+            break
+    if size_problem(len(best)):
+        raise PhotoError(f"normalised from {w}×{h} to {WIDTH}×{HEIGHT}, but the result is "
+                         f"{kb(len(best))}, outside 15–30 KB: send a {WIDTH}×{HEIGHT} photo")
+    return best, f"normalised from {w}×{h} to {WIDTH}×{HEIGHT}"
+
+
+def district_id_of(filename: str) -> str:
+    """The district ID a file is named by (letter lower-cased), or PhotoError."""
+    base = re.split(r"[/\\:]", filename)[-1]  # "batch.zip:folder/000001s001.jpg" -> the file
+    m = FILE_RE.match(base)
+    if not m:
+        raise PhotoError(f"bad file name {base!r}: must be the 10-character district ID, "
+                         "e.g. 000123s045.jpg")
+    return m.group(1).lower()

@@ -1,0 +1,364 @@
+"""Student ID photos, the client side: LDAP clients with ldap3, bound as the caller.
+The rules are the server's (directory/core/photos.py, over directory/district/photos.py),
+so a refusal comes back as the server's diagnostic.
+
+  upload(conn, paths, normalise)  every file of single JPEGs and zip batches gets a
+                                  verdict: accepted / replaced / rejected (reason)
+  publish(conn)                   staged -> the student's jpegPhoto, status PUBLISHED and
+                                  the photo's day, then the staged entry is deleted with
+                                  an assertion on its digest (a newer upload survives).
+                                  One modify + one delete per student: re-running after
+                                  a crash converges; a second run finds nothing to do.
+  roster(conn, code)              every student of a site: NONE / STAGED / PUBLISHED, dates
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import ssl
+import zipfile
+from dataclasses import dataclass, field
+
+from ldap3 import BASE, LEVEL, MODIFY_REPLACE, SUBTREE, Connection, Server, Tls
+from ldap3.core.exceptions import LDAPException
+from ldap3.operation.search import compile_filter, parse_filter
+from ldap3.utils.conv import escape_filter_chars
+from pyasn1.codec.ber import encoder
+
+from .district.gentime import from_date, gentime_text
+from .district.photos import (CONTAINER, MAX_MEMBER_BYTES, PHOTO_ROLES, STUDENTS, PhotoError, check_photo,
+                              district_id_of, kb, normalise)
+
+
+@dataclass
+class Verdict:
+    file: str                      # "photo.jpg" or "batch.zip:000001s001.jpg"
+    verdict: str                   # accepted | replaced | rejected
+    district_id: str = ""
+    reason: str = ""               # why rejected
+    note: str = ""                 # e.g. "normalised from 240×320 to 175×233"
+
+    def line(self) -> str:
+        text = f"{self.verdict.upper():8}  {self.file}"
+        if self.reason:
+            text += f": {self.reason}"
+        if self.note:
+            text += f" ({self.note})"
+        return text
+
+
+@dataclass
+class Uploader:
+    conn: object
+    suffix: str
+    normalise: bool = False
+    sites: list = field(default_factory=list)  # departmentNumber to claim (see module doc)
+    dn: str = ""
+
+
+def connect(url: str, bind_dn: str, password: str, ca_file: str | None = None):
+    """A bound ldap3 connection, or RuntimeError with the server's answer."""
+
+    tls = Tls(ca_certs_file=ca_file, validate=ssl.CERT_REQUIRED) if ca_file else None
+    conn = Connection(Server(url, tls=tls, connect_timeout=10), bind_dn, password, receive_timeout=60,
+                      raise_exceptions=False)
+    if not conn.bind():
+        raise RuntimeError(f"cannot bind as {bind_dn}: {conn.result.get('description')} "
+                           f"{conn.result.get('message') or ''}".strip())
+    return conn
+
+
+def naming_context(conn) -> str:
+    conn.search("", "(objectClass=*)", BASE, attributes=["namingContexts"])
+    values = conn.response[0]["attributes"].get("namingContexts", []) if conn.response else []
+    if not values:
+        raise RuntimeError("the server publishes no naming context")
+    return values[0]
+
+
+def photo_sites(conn, dn: str, suffix: str) -> list:
+    """School codes where `dn` holds a photo role (from its own memberOf)."""
+    conn.search(dn, "(objectClass=*)", BASE, attributes=["memberOf"])
+    groups = conn.response[0]["attributes"].get("memberOf", []) if conn.response else []
+    tail = f",ou=sites,{suffix}".lower()
+    codes = set()
+    for g in groups:
+        g = g.replace(" ", "").lower()
+        if g.endswith(tail):
+            parts = g[: -len(tail)].split(",")
+            if len(parts) == 2 and parts[0][3:] in PHOTO_ROLES and parts[1].startswith("ou="):
+                codes.add(parts[1][3:])
+    return sorted(codes)
+
+
+def make_uploader(conn, bind_dn: str, normalise=False, sites=None) -> Uploader:
+    suffix = naming_context(conn)
+    sites = list(sites or []) or photo_sites(conn, bind_dn, suffix)
+    return Uploader(conn, suffix, normalise, sites, bind_dn)
+
+
+def _items(path: str):
+    """(display name, bytes or PhotoError) for a JPEG file or every member of a zip."""
+    name = os.path.basename(path)
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_MEMBER_BYTES * 100 + 1)
+    except OSError as exc:
+        yield name, PhotoError(f"cannot read: {exc.strerror}")
+        return
+    yield from expand(name, data)
+
+
+def expand(name: str, data: bytes):
+    """(display name, bytes or PhotoError) for one uploaded file: itself when it is not
+    a zip, else every member ("batch.zip:000001s001.jpg"). Shared by the command line
+    and the web console."""
+    if not zipfile.is_zipfile(io.BytesIO(data)):
+        yield name, data
+        return
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+        members = zf.infolist()
+    except zipfile.BadZipFile as exc:
+        yield name, PhotoError(f"damaged zip: {exc}")
+        return
+    if not members:
+        yield name, PhotoError("empty zip")
+    for info in members:
+        if info.is_dir():
+            continue
+        shown = f"{name}:{info.filename}"
+        if info.file_size > MAX_MEMBER_BYTES:
+            yield shown, PhotoError(f"wrong size: {kb(info.file_size)} (must be 15–30 KB)")
+            continue
+        try:
+            yield shown, zf.read(info)
+        except Exception as exc:  # damaged member, unsupported compression, bad CRC …
+            yield shown, PhotoError(f"cannot extract from the zip: {exc}")
+
+
+def _result_reason(result) -> str:
+    msg = (result.get("message") or "").strip()
+    return msg or result.get("description") or "refused"
+
+
+def stage_one(up: Uploader, name: str, data) -> Verdict:
+
+    if isinstance(data, PhotoError):
+        return Verdict(name, "rejected", reason=str(data))
+    try:
+        district_id = district_id_of(name)
+    except PhotoError as exc:
+        return Verdict(name, "rejected", reason=str(exc))
+    v = Verdict(name, "rejected", district_id)
+    try:
+        check_photo(data)
+        if up.normalise:
+            data, note = normalise(data)
+            v.note = note or ""
+    except PhotoError as exc:
+        v.reason = str(exc)
+        return v
+    if not up.sites:
+        v.reason = ("you hold no photo role at any site (principal, photo designee or a granted "
+                    "photo vendor): not at a site you may upload for")
+        return v
+    dn = f"employeeNumber={district_id},{CONTAINER},{up.suffix}"
+    source = name[:250]
+    attrs = {"employeeNumber": district_id, "jpegPhoto": data, "departmentNumber": up.sites,
+             "rollcallPhotoSource": source}
+    if v.note:
+        attrs["description"] = v.note
+    conn = up.conn
+    conn.add(dn, ["top", "rollcallStagedPhoto"], attrs)
+    code = conn.result.get("result")
+    if code == 0:
+        v.verdict = "accepted"
+        return v
+    if code == 68:  # entryAlreadyExists: a correction replaces the staged photo
+        changes = {"jpegPhoto": [(MODIFY_REPLACE, [data])], "rollcallPhotoSource": [(MODIFY_REPLACE, [source])],
+                   "description": [(MODIFY_REPLACE, [v.note] if v.note else [])]}
+        conn.modify(dn, changes)
+        code = conn.result.get("result")
+        if code == 0:
+            v.verdict = "replaced"
+            return v
+        if code == 32:  # staged by another site's staff, invisible to this uploader
+            v.reason = f"student {district_id} is not at a site you may upload photos for"
+            return v
+    if code == 32:
+        v.reason = f"the directory has no {CONTAINER},{up.suffix} (run `rollcall photos setup`)"
+        return v
+    v.reason = _result_reason(conn.result)
+    if conn.result.get("result") == 50 and "no write access" in v.reason:
+        v.reason = f"not allowed to upload photos for {district_id} ({v.reason})"
+    return v
+
+
+def upload(up: Uploader, paths) -> list:
+    """A verdict for every file (and every zip member); never stops at a bad one."""
+    out = []
+    for path in paths:
+        for name, data in _items(path):
+            out.append(stage_one(up, name, data))
+    return out
+
+
+def setup(conn, suffix: str | None = None) -> bool:
+    """Create ou=staged-photos (an administrator or the root DN). True when created."""
+    suffix = suffix or naming_context(conn)
+    conn.add(f"{CONTAINER},{suffix}", ["top", "organizationalUnit"],
+             {"ou": "staged-photos", "description": "Student photos uploaded, not yet published (rollcall photos)"})
+    if conn.result.get("result") == 68:
+        return False
+    if conn.result.get("result") != 0:
+        raise RuntimeError(f"cannot create {CONTAINER},{suffix}: {_result_reason(conn.result)}")
+    return True
+
+
+def _paged(conn, base, flt, scope, attributes):
+
+    try:
+        yield from conn.extend.standard.paged_search(base, flt, scope, attributes=attributes, paged_size=200,
+                                                     generator=True)
+    except LDAPException as exc:
+        raise RuntimeError(f"search of {base} failed: {exc}") from None
+
+
+def _assertion(flt: str):
+    """RFC 4528 assertion control (OID 1.3.6.1.1.12) for ldap3."""
+    value = encoder.encode(compile_filter(parse_filter(flt, None, True, True, None, False).elements[0]))
+    return ("1.3.6.1.1.12", True, value)
+
+
+@dataclass
+class PublishReport:
+    published: list = field(default_factory=list)    # (district ID, student DN)
+    skipped: list = field(default_factory=list)      # (district ID, reason)
+    failed: list = field(default_factory=list)       # (district ID, reason)
+
+    def summary(self) -> str:
+        return (f"published {len(self.published)}, skipped {len(self.skipped)}, "
+                f"failed {len(self.failed)}")
+
+
+def publish(conn, dry_run=False, log=None) -> PublishReport:
+    """Staged photos -> the students (see module doc). Each student: one modify (jpegPhoto,
+    rollcallPhotoStatus PUBLISHED, rollcallPhotoDate = the upload's day) and one delete
+    of the staged entry asserting its digest. Idempotent and resumable."""
+    log = log or (lambda _msg: None)
+    suffix = naming_context(conn)
+    report = PublishReport()
+    base = f"{CONTAINER},{suffix}"
+    conn.search(base, "(objectClass=*)", BASE, attributes=["1.1"])
+    if conn.result.get("result") == 32:
+        log(f"no {base}: nothing staged")
+        return report
+    attrs = ["employeeNumber", "jpegPhoto", "rollcallPhotoStudent", "rollcallPhotoDigest",
+             "rollcallPhotoUploadedAt", "rollcallPhotoUploadedBy"]
+    staged = [r for r in _paged(conn, base, "(objectClass=rollcallStagedPhoto)", LEVEL, attrs)
+              if r.get("type") == "searchResEntry"]
+    for r in staged:
+        a = r["raw_attributes"]
+        first = (lambda n: a[n][0] if a.get(n) else b"")
+        district_id = first("employeeNumber").decode()
+        student = first("rollcallPhotoStudent").decode()
+        photo, digest = first("jpegPhoto"), first("rollcallPhotoDigest").decode()
+        uploaded = first("rollcallPhotoUploadedAt").decode()
+        if not student or not photo or not digest:
+            report.failed.append((district_id, "staged entry lacks its student, photo or digest"))
+            continue
+        if hashlib.sha256(photo).hexdigest() != digest.lower():
+            report.failed.append((district_id, "staged photo does not match its digest"))
+            continue
+        conn.search(student, "(objectClass=*)", BASE, attributes=["jpegPhoto", "objectClass"])
+        if conn.result.get("result") != 0 or not conn.response:
+            report.skipped.append((district_id, f"student {student} no longer exists; staged photo kept"))
+            continue
+        day = from_date(uploaded[:8] or gentime_text()[:8])
+        classes = {c.lower() for c in conn.response[0]["attributes"].get("objectClass", [])}
+        if dry_run:
+            report.published.append((district_id, student))
+            log(f"would publish {district_id} -> {student}")
+            continue
+        changes = {"jpegPhoto": [(MODIFY_REPLACE, [photo])]}
+        if "rollcallstudent" in classes:
+            changes["rollcallPhotoStatus"] = [(MODIFY_REPLACE, ["PUBLISHED"])]
+            changes["rollcallPhotoDate"] = [(MODIFY_REPLACE, [day])]
+        conn.modify(student, changes)
+        if conn.result.get("result") != 0:
+            report.failed.append((district_id, f"modify {student}: {_result_reason(conn.result)}"))
+            continue
+        conn.delete(r["dn"], controls=[_assertion(f"(rollcallPhotoDigest={digest})")])
+        code = conn.result.get("result")
+        if code == 122:  # assertionFailed: replaced since we read it; the next run publishes that one
+            report.published.append((district_id, student))
+            log(f"published {district_id}; a newer upload arrived meanwhile and stays staged")
+            continue
+        if code not in (0, 32):
+            report.failed.append((district_id, f"delete {r['dn']}: {_result_reason(conn.result)}"))
+            continue
+        report.published.append((district_id, student))
+        log(f"published {district_id} -> {student}")
+    return report
+
+
+@dataclass
+class RosterRow:
+    district_id: str
+    uid: str
+    name: str
+    grade: str
+    status: str           # NONE | STAGED | PUBLISHED
+    photo_date: str       # YYYY-MM-DD of the published photo
+    staged_at: str        # when the staged photo was uploaded
+    staged_by: str
+    source: str
+
+
+def _date(gt: str, with_time=False) -> str:
+    if len(gt) < 8:
+        return ""
+    out = f"{gt[0:4]}-{gt[4:6]}-{gt[6:8]}"
+    if with_time and len(gt) >= 14:
+        out += f" {gt[8:10]}:{gt[10:12]}:{gt[12:14]}Z"
+    return out
+
+
+def _raw(r, name) -> str:
+    values = r["raw_attributes"].get(name) or []
+    return values[0].decode("utf-8", "replace") if values else ""
+
+
+def roster(conn, code: str) -> list:
+    """Every student of the site (as the caller may see them), with photo status: STAGED
+    when a photo waits for the nightly publish, else PUBLISHED or NONE."""
+    suffix = naming_context(conn)
+    code_f = escape_filter_chars(code)
+    staged = {}
+    for r in _paged(conn, f"{CONTAINER},{suffix}", f"(&(objectClass=rollcallStagedPhoto)(departmentNumber={code_f}))",
+                    LEVEL, ["employeeNumber", "rollcallPhotoUploadedAt", "rollcallPhotoUploadedBy",
+                            "rollcallPhotoSource"]):
+        if r.get("type") == "searchResEntry":
+            staged[_raw(r, "employeeNumber").lower()] = r
+    rows = []
+    for r in _paged(conn, f"{STUDENTS},{suffix}", f"(departmentNumber={code_f})", SUBTREE,
+                    ["employeeNumber", "uid", "cn", "rollcallGrade", "rollcallPhotoStatus", "rollcallPhotoDate",
+                     "jpegPhoto"]):
+        if r.get("type") != "searchResEntry":
+            continue
+        district_id = _raw(r, "employeeNumber")
+        published = bool(r["raw_attributes"].get("jpegPhoto")) or _raw(r, "rollcallPhotoStatus").upper() == "PUBLISHED"
+        s = staged.get(district_id.lower())
+        row = RosterRow(district_id, _raw(r, "uid"), _raw(r, "cn"), _raw(r, "rollcallGrade"),
+                        "STAGED" if s else ("PUBLISHED" if published else "NONE"),
+                        _date(_raw(r, "rollcallPhotoDate")) if published else "", "", "", "")
+        if s:
+            row.staged_at = _date(_raw(s, "rollcallPhotoUploadedAt"), True)
+            row.staged_by = _raw(s, "rollcallPhotoUploadedBy")
+            row.source = _raw(s, "rollcallPhotoSource")
+        rows.append(row)
+    order = {"NONE": 0, "STAGED": 1, "PUBLISHED": 2}
+    rows.sort(key=lambda x: (order[x.status], x.name.lower(), x.district_id))
+    return rows

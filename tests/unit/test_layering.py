@@ -1,0 +1,167 @@
+"""Import directions between Rollcall's layers, checked over the source (an AST walk
+of every module of `directory` and `sync`: top-level imports AND imports inside
+functions, classes or try blocks).
+
+    directory.district   the district's rules, written once: imports only itself
+    directory.core       the server's rules: never the LDAP server, the web console,
+                         the sync jobs or the command line
+    directory.store      storage: only the core's Entry/errors (and the district's rules)
+    sync                 an LDAP client: never the core, the server, the store or the console
+    *_cli, cli           command-line modules: imported only by other command-line modules
+
+An import inside a function must say why on its line or just above it (e.g. "the
+reactor must not exist before the fork", "Pillow only when a photo is checked").
+"""
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("directory", "sync")
+CLI_MODULES = ("directory.cli", "sync.cli")  # and every directory.*_cli
+
+
+def is_cli(module: str) -> bool:
+    return module in CLI_MODULES or (module.startswith("directory.") and module.count(".") == 1
+                                     and module.endswith("_cli"))
+
+
+def under(module: str, *prefixes: str) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in prefixes)
+
+
+# (rule, importer predicate, imported predicate): an import matching both is forbidden
+RULES = [
+    ("district imports only itself (and the standard library, Pillow)",
+     lambda m: under(m, "directory.district"),
+     lambda t: under(t, "directory", "sync") and not under(t, "directory.district")),
+    ("core imports nothing from the server, the web console, sync or the command line",
+     lambda m: under(m, "directory.core"),
+     lambda t: under(t, "directory.server", "directory.web", "sync", "directory.app") or is_cli(t)),
+    ("store imports only core.entry/core.errors of the core, nothing of server, web or sync",
+     lambda m: under(m, "directory.store"),
+     lambda t: (under(t, "directory.core") and not under(t, "directory.core.entry", "directory.core.errors"))
+     or under(t, "directory.server", "directory.web", "sync", "directory.app") or is_cli(t)),
+    ("sync is an LDAP client: no core, server, store or web console",
+     lambda m: under(m, "sync"),
+     lambda t: under(t, "directory.core", "directory.server", "directory.store", "directory.web",
+                     "directory.app")),
+    ("only command-line modules import command-line modules",
+     lambda m: not is_cli(m),
+     is_cli),
+]
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def modules():
+    for pkg in PACKAGES:
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            yield module_name(path), path
+
+
+KNOWN = {name for name, _ in modules()}
+
+
+def imports_of(name: str, source: str):
+    """(line, imported module, in a function?) for every import of a directory/sync module.
+    `from pkg import x` names pkg.x when that is a module, else pkg."""
+    tree = ast.parse(source)
+    is_pkg = name in PACKAGES or any(k.startswith(name + ".") for k in KNOWN)
+    package = name if is_pkg else name.rpartition(".")[0]
+    inner = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            inner.update(id(n) for n in ast.walk(node) if n is not node)
+    for node in ast.walk(tree):
+        targets = []
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[:len(base) - (node.level - 1)]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            targets = [f"{mod}.{a.name}" if f"{mod}.{a.name}" in KNOWN else mod for a in node.names]
+        for t in dict.fromkeys(targets):
+            if t.split(".")[0] in PACKAGES:
+                yield node.lineno, t, id(node) in inner
+
+
+def violations(name: str, source: str):
+    out = []
+    for line, target, _inner in imports_of(name, source):
+        for rule, importer, imported in RULES:
+            if importer(name) and imported(target):
+                out.append(f"{name}:{line} imports {target}: {rule}")
+    return out
+
+
+def test_import_directions():
+    found = []
+    for name, path in modules():
+        found += violations(name, path.read_text(encoding="utf-8"))
+    assert not found, "forbidden imports:\n" + "\n".join(found)
+
+
+@pytest.mark.parametrize("name, line", [
+    ("directory.core.acl", "from ..server import ber"),
+    ("directory.core.acl", "from ..server.ber import parse_filter_string"),
+    ("directory.core.accounts", "def f():\n    from sync.names import base_name"),
+    ("directory.core.directory", "from ..web import server"),
+    ("directory.core.directory", "from .. import photos_cli"),
+    ("directory.store.sqlite", "from ..core.directory import Identity"),
+    ("directory.store.sqlite", "import directory.server.ber"),
+    ("sync.engine", "from directory.core import requests"),
+    ("sync.engine", "from directory.store.sqlite import SQLiteStore"),
+    ("directory.district.usernames", "from sync import model"),
+    ("directory.admin", "from .admin_cli import register"),
+    ("directory.web.pages.photos", "from ... import photos_cli"),
+])
+def test_rules_catch_a_forbidden_import(name, line):
+    assert violations(name, line + "\n")
+
+
+def test_allowed_imports_pass():
+    assert not violations("directory.core.acl", "from .filterparse import parse_filter_string\n")
+    assert not violations("directory.server.ber", "from ..core.filterparse import parse_filter_string\n")
+    assert not violations("sync.engine", "from directory.district.usernames import candidates\n")
+    assert not violations("directory.store.sqlite", "from ..core.entry import Entry\n")
+    assert not violations("directory.cli", "from .photos_cli import register\nfrom sync.cli import register\n")
+
+
+def test_every_import_inside_a_function_says_why():
+    unexplained = []
+    for name, path in modules():
+        source = path.read_text(encoding="utf-8")
+        lines = source.splitlines()
+        tree = ast.parse(source)
+        for fn in ast.walk(tree):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(fn):
+                if not isinstance(node, (ast.Import, ast.ImportFrom)):
+                    continue
+                i = node.lineno - 1
+                ok = "#" in lines[i]
+                j = i - 1
+                while not ok and j >= 0:  # a comment above this group of imports
+                    text = lines[j].strip()
+                    if text.startswith("#"):
+                        ok = True
+                    elif not text or text.startswith(("from ", "import ")):
+                        j -= 1
+                        continue
+                    break
+                if not ok:
+                    unexplained.append(f"{name}:{node.lineno}: {lines[i].strip()}")
+    assert not unexplained, ("imports inside functions without a reason (move them to the top, or "
+                             "break the import cycle):\n" + "\n".join(sorted(set(unexplained))))
