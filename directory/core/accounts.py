@@ -74,7 +74,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ..district.gentime import gentime, now_generalized, parse_time
 from ..district.ids import DISTRICT_ID
 from ..district.statuses import ACCOUNT_STATUSES
-from ..district.usernames import DEFAULT_PATTERN, MAX_LENGTH, base_name, check_pattern
+from ..district.usernames import base_name
 from ..district.usernames import candidates as username_candidates
 from .acl import Level
 from .dn import escape_value
@@ -83,7 +83,7 @@ from .errors import LDAPError, ResultCode
 from .identity import Identity
 from .overlay import Overlay
 from .ppolicy import PreparedPasswords
-from .requests import system_add, system_replace
+from .operation import internal_add, internal_replace, operation
 
 ACCOUNT_EXOP = "2.25.69814933526364736177629039217756273497.4.1"
 STATUSES = ACCOUNT_STATUSES
@@ -143,7 +143,6 @@ class AccountsOverlay(Overlay):
         self.students_dn = f"ou=students,ou=people,{suffix}"
         self.sis_ndn = d.normalize_dn(f"ou=sis,{suffix}")
         self.services_ndn = d.normalize_dn(f"ou=services,{suffix}")
-        self._activating = set()  # (id(tx), entry id): the activation's own status change
 
     # ------------------------------------------------------------------ helpers
     def is_account(self, entry) -> bool:
@@ -181,10 +180,8 @@ class AccountsOverlay(Overlay):
     def before_modify(self, tx, ident, old, new):
         if not self.is_account(old) and not self.is_account(new):
             return
-        key = (id(tx), old.id)
-        if key in self._activating:
-            self._activating.discard(key)
-            return
+        if operation(tx, ident).notes.pop(("activating", old.id), False):
+            return  # the activation's own status change (PENDING -> ENABLED)
         attrs = new.attrs
         if "rollcallAccountStatus" in attrs:
             status = self._status(attrs)
@@ -365,13 +362,13 @@ class AccountsOverlay(Overlay):
                 attrs["eduPersonAffiliation"] = [b"student"]  # as the sync writes it
                 attrs["eduPersonPrimaryAffiliation"] = [b"student"]
             attrs = {k: v for k, v in attrs.items() if v}
-            system_add(d, tx, ident, dn, attrs, {"action": "createAccount", "sisRecord": rec.dn,
+            internal_add(d, tx, ident, dn, attrs, {"action": "createAccount", "sisRecord": rec.dn,
                                                  "employeeNumber": did, "activationCode": "issued"})
             if not reserved:
                 self._record_name(tx, ident, uid, sid, dn)
             rec_attrs = rec.copy_attrs()
             rec_attrs["rollcallLinkedAccount"] = [dn.encode()]
-            system_replace(d, tx, ident, rec, rec_attrs, {"changes": ["replace:rollcallLinkedAccount"],
+            internal_replace(d, tx, ident, rec, rec_attrs, {"changes": ["replace:rollcallLinkedAccount"],
                                                           "action": "createAccount"})
         return {"dn": dn, "uid": uid, "mail": mail, "cn": _text(attrs, "cn"), "status": "PENDING",
                 "schools": codes, "activationCode": code, "activationCodeExpiry": expiry.decode()}
@@ -404,13 +401,13 @@ class AccountsOverlay(Overlay):
         if tx.get_by_ndn(d.normalize_dn(self.usernames_dn)) is None:
             if tx.get_by_ndn(self.sis_ndn) is None:
                 return
-            system_add(d, tx, ident, self.usernames_dn,
+            internal_add(d, tx, ident, self.usernames_dn,
                        {"objectClass": [b"top", b"organizationalUnit"], "ou": [b"usernames"],
                         "description": [b"SIS sync: issued usernames (never reused)"]}, {"action": "createAccount"})
         attrs = {"objectClass": [b"top", b"account"], "uid": [uid.encode()], "seeAlso": [dn.encode()]}
         if sid:
             attrs["description"] = [f"sis:{sid}".encode()]
-        system_add(d, tx, ident, f"uid={escape_value(uid)},{self.usernames_dn}", attrs, {"action": "createAccount"})
+        internal_add(d, tx, ident, f"uid={escape_value(uid)},{self.usernames_dn}", attrs, {"action": "createAccount"})
 
     # -- (re)issue activation codes
     def _resolve_account(self, tx, ident, target: str):
@@ -460,7 +457,7 @@ class AccountsOverlay(Overlay):
                     attrs = e.copy_attrs()
                     attrs["rollcallActivationCodeHash"] = [code_hash]
                     attrs["rollcallActivationCodeExpiry"] = [expiry]
-                    system_replace(d, tx, ident, e, attrs,
+                    internal_replace(d, tx, ident, e, attrs,
                                    {"changes": ["replace:rollcallActivationCodeHash",
                                                 "replace:rollcallActivationCodeExpiry"],
                                     "action": "issueActivationCode"})
@@ -542,13 +539,10 @@ class AccountsOverlay(Overlay):
             attrs["rollcallAccountStatus"] = [b"ENABLED"]
             attrs["rollcallActivationState"] = [b"ACTIVATED"]
             attrs["rollcallMustChangePassword"] = [b"FALSE"]
-            self._activating.add((id(tx), e.id))
-            try:
-                system_replace(d, tx, actor, e, attrs, {"changes": ["replace:userPassword",
-                                                                    "replace:rollcallAccountStatus"],
-                                                        "action": "activate"})
-            finally:
-                self._activating.discard((id(tx), e.id))
+            operation(tx, actor, "activate").notes[("activating", e.id)] = True
+            internal_replace(d, tx, actor, e, attrs, {"changes": ["replace:userPassword",
+                                                                "replace:rollcallAccountStatus"],
+                                                    "action": "activate"})
             tx.log(actor.ndn, actor.peer, "accountActivated", e.dn, e.id, {"method": "activation code"})
         return {"dn": entry.dn, "uid": _text(entry, "uid"), "status": "ENABLED"}
 
@@ -569,7 +563,7 @@ class AccountsOverlay(Overlay):
                     attrs = e.copy_attrs()
                     attrs.pop("rollcallActivationCodeHash", None)
                     attrs.pop("rollcallActivationCodeExpiry", None)
-                    system_replace(self.d, tx, ident, e, attrs,
+                    internal_replace(self.d, tx, ident, e, attrs,
                                    {"changes": ["delete:rollcallActivationCodeHash"],
                                     "action": "activationCodeRevoked",
                                     "reason": f"{self.max_failures} wrong activation attempts"})

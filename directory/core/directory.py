@@ -17,8 +17,9 @@ from .accounts import AccountsOverlay
 from .acl import ACLConfigError, AccessControl, Level, parse_rules
 from .bulk import BulkLoader
 from .memberof import MemberOf
+from .operation import Operation, internal_replace, system_identity
 from .photos import PhotoOverlay
-from .ppolicy import PasswordPolicy, PolicyConfig, PreparedPasswords, StalePasswordCheck, retry_stale
+from .ppolicy import PasswordPolicy, PasswordPolicyOverlay, PolicyConfig, PreparedPasswords, retry_stale
 from .dn import DN, DNNormalizer
 from .entry import Entry
 from .errors import LDAPError, ResultCode
@@ -33,6 +34,10 @@ MOD_ADD, MOD_DELETE, MOD_REPLACE, MOD_INCREMENT = 0, 1, 2, 3
 SUBSCHEMA_DN = "cn=Subschema"
 VENDOR = "Rollcall"
 VERSION = "0.1.0"
+
+# The server's own writes, named in the audit log.
+PPOLICY = system_identity("ppolicy")  # bind bookkeeping: failures, lockout
+REHASH = system_identity("rehash")    # a migrated hash upgraded after a bind
 
 # Virtual operational attributes: computed when read, never stored.
 VIRTUAL = ("entryDN", "hasSubordinates", "subschemaSubentry")
@@ -106,10 +111,11 @@ class Directory:
         self.policy = PasswordPolicy(PolicyConfig(**config.section("password_policy")), store)  # checked at load
         self.memberof = MemberOf(self)
         self._decoy = self.hasher.hash(secrets.token_urlsafe(24).encode())
-        # Business rules run inside each write's transaction, in this order: district IDs
+        # Business rules run inside each write's transaction, in this order: the password
+        # policy (history, change time, must-change after a reset), district IDs
         # and usernames below ou=people, memberOf, access requests and grants (ou=requests),
         # account status rules and activation, staged student photos (ou=staged-photos).
-        self.overlays = [UniqueIdentifiers(self), self.memberof, RequestsOverlay(self),
+        self.overlays = [PasswordPolicyOverlay(self), UniqueIdentifiers(self), self.memberof, RequestsOverlay(self),
                          AccountsOverlay(self), PhotoOverlay(self)]
 
     # ------------------------------------------------------------------ helpers
@@ -287,7 +293,8 @@ class Directory:
         return Identity(entry.dn, ndn, False, peer, tls, entry.id, restricted)
 
     def record_bind(self, entry_id: int, ok: bool, peer: str):
-        """Lockout bookkeeping after a bind on an existing entry (writer thread)."""
+        """Lockout bookkeeping after a bind on an existing entry (writer thread): an
+        internal write of the password policy, audited as such."""
         with self.store.transaction() as tx:
             entry = tx.get(entry_id)
             if entry is None:
@@ -296,12 +303,15 @@ class Directory:
             if ok:
                 if not self.policy.after_success(attrs):
                     return
+                op_name, detail = "bindSuccess", {"cleared": "pwdFailureTime"}
             else:
                 was_locked = "pwdAccountLockedTime" in attrs
                 self.policy.after_failure(attrs)
-                if "pwdAccountLockedTime" in attrs and not was_locked:
-                    tx.log("", peer, "lockout", entry.dn, entry.id, {"failures": len(attrs["pwdFailureTime"])})
-            tx.replace(Entry(entry.dn, entry.ndn, attrs, entry.id), self.index_rows(attrs))
+                locked = "pwdAccountLockedTime" in attrs and not was_locked
+                op_name = "lockout" if locked else "bindFailure"
+                detail = {"failures": len(attrs["pwdFailureTime"]), "from": peer}
+            tx.op = Operation(PPOLICY, op_name)
+            internal_replace(self, tx, PPOLICY, entry, attrs, detail, op_name, stamp=False)
 
     def usable(self, ident: Identity):
         if ident.restricted:
@@ -311,16 +321,17 @@ class Directory:
         return self.config.rehash_on_bind and self.hasher.needs_rehash(matched)
 
     def rehash_password(self, entry_id: int, old: bytes, plain: bytes):
-        """Upgrade a migrated hash after a successful bind (writer thread)."""
-        new = self.hasher.hash(plain)  # before the lock (the caller runs this in the hash pool)
+        """Upgrade a migrated hash after a successful bind: hashed before the lock (the
+        caller runs this in the hash pool), written as an internal write."""
+        new = self.hasher.hash(plain)
         with self.store.transaction() as tx:
             entry = tx.get(entry_id)
             if entry is None or old not in entry.attrs.get("userPassword", ()):
                 return
             attrs = entry.copy_attrs()
             attrs["userPassword"] = [new if v == old else v for v in attrs["userPassword"]]
-            tx.replace(Entry(entry.dn, entry.ndn, attrs, entry.id), self.index_rows(attrs))
-            tx.log(entry.ndn, "internal", "rehash", entry.dn, entry.id, {"userPassword": "rehashed"})
+            tx.op = Operation(REHASH, "rehash")
+            internal_replace(self, tx, REHASH, entry, attrs, {"userPassword": "rehashed"}, "rehash", stamp=False)
 
     def bind(self, dn_text: str, password: bytes, peer="internal", tls=False) -> Identity:
         """All three phases at once, for the command line and tests."""
@@ -570,6 +581,7 @@ class Directory:
             attrs.setdefault(k, v)
         entry = Entry(str(dn), ndn, attrs)
         with self.store.transaction() as tx:
+            tx.op = Operation(ident, "add")
             if tx.get_by_ndn(ndn) is not None:
                 raise LDAPError(ResultCode.ENTRY_ALREADY_EXISTS, "")
             parent_id = None
@@ -594,6 +606,7 @@ class Directory:
     def delete(self, ident: Identity, dn_text: str, opts: WriteOptions | None = None) -> WriteResult:
         self.usable(ident)
         with self.store.transaction() as tx:
+            tx.op = Operation(ident, "delete")
             entry = self.require(dn_text, tx, ident)
             self.acl.check(ident, entry, Level.WRITE, "entry")
             # as slapd: removing an entry is also a change of its parent's children
@@ -621,11 +634,11 @@ class Directory:
         self.usable(ident)
         if not any(self.schema.canonical(name) == "userPassword" and any(not passwords.is_hashed(v) for v in values)
                    for _op, name, values in changes):
-            return self._modify(ident, dn_text, changes, opts, None)
+            return self._modify(Operation(ident, "modify"), dn_text, changes, opts, None)
 
         def attempt():
             prepared = self.prepare_password_changes(ident, dn_text, changes, opts)
-            return self._modify(ident, dn_text, changes, opts, prepared)
+            return self._modify(Operation(ident, "modify"), dn_text, changes, opts, prepared)
 
         return retry_stale(attempt)
 
@@ -652,8 +665,13 @@ class Directory:
                     prepared.deletes[v] = [x for x in stored if x == v or passwords.verify(v, x)]
         return prepared
 
-    def _modify(self, ident, dn_text, changes, opts, prepared: PreparedPasswords | None) -> WriteResult:
+    def _modify(self, op: Operation, dn_text, changes, opts, prepared: PreparedPasswords | None) -> WriteResult:
+        """The transaction of a modify (and of Password Modify, a modify of userPassword
+        as in slapd): access, schema, the overlays (the password policy's among them),
+        the store and the audit row."""
+        ident = op.ident
         with self.store.transaction() as tx:
+            tx.op = op
             entry = self.require(dn_text, tx, ident)
             if prepared is not None:
                 prepared.check_unchanged(entry)
@@ -663,25 +681,27 @@ class Directory:
                    for t, v in DN.parse(entry.dn).rdn}
             summary = []
             new_password = False
-            for op, name, values in changes:
+            for mod, name, values in changes:
                 at = self.schema.attribute(name)
                 if at is None:
                     raise LDAPError(ResultCode.UNDEFINED_ATTRIBUTE_TYPE, f"{name}: attribute type undefined")
                 name = at.name
-                deleting = op == MOD_DELETE or (op == MOD_REPLACE and not values)
+                deleting = mod == MOD_DELETE or (mod == MOD_REPLACE and not values)
                 self._no_user_modification({name: values}, opts, deleting)
                 self.acl.check(ident, entry, Level.WRITE, name)
                 values = list(values)
-                if name == "userPassword" and op in (MOD_ADD, MOD_REPLACE):
-                    if values and not ident.is_root and not (opts and opts.relax):
-                        if prepared is None or not prepared.checked:
+                if name == "userPassword" and mod in (MOD_ADD, MOD_REPLACE):
+                    # the policy governs a password set by anyone but the root DN's plain
+                    # modify (like slapd), and every Password Modify
+                    if values and not (opts and opts.relax) and (not ident.is_root or op.name == "passwordModify"):
+                        if (prepared is None or not prepared.checked) and not ident.is_root:
                             self._check_password_write(ident, entry, values)
                         new_password = True
                     values = (prepared or PreparedPasswords()).stored(values, self.hasher)
-                self._apply_change(attrs, op, at, values, rdn, prepared)
-                summary.append(f"{('add', 'delete', 'replace', 'increment')[op]}:{name}")
-            if new_password:
-                self._password_changed(ident, entry, attrs)
+                self._apply_change(attrs, mod, at, values, rdn, prepared)
+                summary.append(f"{('add', 'delete', 'replace', 'increment')[mod]}:{name}")
+            if new_password:  # history, change time, must-change: the password policy overlay
+                op.notes[("ppolicy", entry.id)] = True
             if [v.lower() for v in attrs.get("objectClass", [])] != [v.lower() for v in entry.attrs.get("objectClass", [])]:
                 old_sc = entry.first("structuralObjectClass", b"").decode()
                 if attrs.get("objectClass") and self.schema.structural_class(attrs["objectClass"]).lower() != old_sc.lower():
@@ -701,7 +721,7 @@ class Directory:
             tx.replace(new, self.index_rows(new.attrs))
             for ov in self.overlays:
                 ov.after_modify(tx, ident, entry, new)
-            tx.log(ident.ndn, ident.peer, "modify", entry.dn, entry.id, {"changes": summary})
+            tx.log(ident.ndn, ident.peer, op.name, entry.dn, entry.id, {"changes": summary, **op.notes.get("audit", {})})
         result = WriteResult(entry.dn)
         if opts and opts.pre_read is not None:
             result.pre_read = self._read_back(ident, entry, opts.pre_read)
@@ -723,17 +743,6 @@ class Directory:
                 raise LDAPError(ResultCode.CONSTRAINT_VIOLATION,
                                 "userPassword: a hashed value cannot be checked against the password policy")
             self.policy.check_quality(entry, v)
-
-    def _password_changed(self, ident, entry, attrs):
-        """History, change time and must-change flag after a password change by modify."""
-        history = self.policy.new_history(entry)
-        if history:
-            attrs["pwdHistory"] = history
-        attrs["pwdChangedTime"] = [now_generalized()]
-        if entry.ndn != ident.ndn:
-            attrs["pwdReset"] = [b"TRUE"]  # set by someone else: must change at next login
-        else:
-            attrs.pop("pwdReset", None)
 
     def _apply_change(self, attrs, op, at, values, rdn, prepared=None):
         name = at.name
@@ -801,6 +810,7 @@ class Directory:
             raise LDAPError(ResultCode.INVALID_DN_SYNTAX, f"invalid new RDN {new_rdn!r}")
         self.usable(ident)
         with self.store.transaction() as tx:
+            tx.op = Operation(ident, "modrdn")
             entry = self.require(dn_text, tx, ident)
             if entry.ndn == self.suffix_ndn:
                 raise LDAPError(ResultCode.UNWILLING_TO_PERFORM, "cannot rename the naming context")
@@ -896,42 +906,24 @@ class Directory:
 
     def _password_modify(self, ident, target_dn, old, new, generated) -> WriteResult:
         # slow work first, outside the write lock: the access decision, the old
-        # password, quality and history (argon2 verifications) and the new hash
+        # password, quality and history (argon2 verifications) and the new hash; then
+        # a modify of userPassword in the pipeline (overlays, password policy, audit)
         entry = self.require(target_dn, ident=ident)
-        self._password_checks(ident, entry)
+        is_self, status = self._password_checks(ident, entry)
         self.schema.check_entry({**entry.attrs, "userPassword": [b"{ARGON2}-"]})  # a group has no userPassword
         if old is not None and self.verify_any(old, entry.attrs.get("userPassword", ())) is None:
             raise LDAPError(ResultCode.INVALID_CREDENTIALS, "old password does not match")
         self.policy.check_quality(entry, new)
-        new_hash = self.hasher.hash(new)
-        state = PreparedPasswords.state_of(entry)
-        with self.store.transaction() as tx:
-            entry = self.require(target_dn, tx, ident)
-            if PreparedPasswords.state_of(entry) != state:
-                raise StalePasswordCheck(entry.dn)
-            is_self, status = self._password_checks(ident, entry)  # cheap: the rules again
-            attrs = entry.copy_attrs()
-            history = self.policy.new_history(entry)
-            if history:
-                attrs["pwdHistory"] = history
-            attrs["userPassword"] = [new_hash]
-            stamp = now_generalized()
-            attrs["pwdChangedTime"] = [stamp]
-            attrs["modifiersName"] = [(ident.dn or "").encode()]
-            attrs["modifyTimestamp"] = [stamp]
-            if not is_self:
-                attrs["pwdReset"] = [b"TRUE"]  # an administrator set it: must change at next login
-            else:
-                attrs.pop("pwdReset", None)
-            self.schema.check_entry(attrs)
-            tx.replace(Entry(entry.dn, entry.ndn, attrs, entry.id), self.index_rows(attrs))
-            tx.log(ident.ndn, ident.peer, "passwordModify", entry.dn, entry.id,
-                   {"generated": generated is not None, "self": is_self})
+        prepared = PreparedPasswords({new: self.hasher.hash(new)}, checked=True,
+                                     state=PreparedPasswords.state_of(entry))
+        op = Operation(ident, "passwordModify", {"audit": {"generated": generated is not None, "self": is_self}})
+        result = self._modify(op, target_dn, [(MOD_REPLACE, "userPassword", [new])], None, prepared)
         if is_self and ident.restricted:
             # the password an administrator set is replaced: the session that changed it
             # is restricted no longer (like slapd's ppolicy), unless the account is PENDING
             ident.restricted = status == "PENDING"
-        return WriteResult(entry.dn, generated_password=generated)
+        result.generated_password = generated
+        return result
 
     def whoami(self, ident: Identity) -> str:
         return f"dn:{ident.dn}" if ident.ndn else ""

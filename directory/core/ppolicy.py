@@ -14,6 +14,8 @@ from .. import passwords
 from ..district.gentime import gentime, gentime_micro, parse_gentime
 from ..store.throttle import MemoryThrottles
 from .errors import LDAPError, ResultCode
+from .operation import operation
+from .overlay import Overlay
 
 
 @dataclass
@@ -169,3 +171,24 @@ def retry_stale(fn):
                 raise LDAPError(ResultCode.BUSY, "the entry kept changing during the password change; "
                                                  "try again") from None
     raise AssertionError("unreachable")
+
+
+class PasswordPolicyOverlay(Overlay):
+    """The password policy's part of a write's transaction (slapd's ppolicy overlay):
+    after a password change the policy governs — anyone's but the root DN's plain
+    modify, and every Password Modify, marked by the core in the operation's notes —
+    the old hash joins pwdHistory, pwdChangedTime is set, and pwdReset says whether
+    the holder must change it (set by someone else) or not (their own change). The
+    slow checks (quality, history) ran before the lock: Directory.prepare_password_changes."""
+
+    def before_modify(self, tx, ident, old, new):
+        if not operation(tx, ident).notes.pop(("ppolicy", old.id), False):
+            return
+        history = self.d.policy.new_history(old)
+        if history:
+            new.attrs["pwdHistory"] = history
+        new.attrs["pwdChangedTime"] = [gentime()]
+        if old.ndn != ident.ndn:
+            new.attrs["pwdReset"] = [b"TRUE"]  # set by someone else: must change at next login
+        else:
+            new.attrs.pop("pwdReset", None)

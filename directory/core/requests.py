@@ -75,13 +75,13 @@ Config (optional `requests:` section in config.yaml):
 """
 import re
 import time
-import uuid
 
 from ..district.gentime import gentime, parse_time
 from ..district.usernames import ascii_letters
 from .dn import DN, escape_value
 from .entry import Entry
 from .errors import LDAPError, ResultCode
+from .operation import internal_add, internal_delete, internal_replace, operation
 from .overlay import Overlay
 
 KINDS = ("NON_EMPLOYEE_ACCOUNT", "APPLICATION_ROLE", "SUBADMIN", "PHOTO_VENDOR")
@@ -118,62 +118,6 @@ class Target:
 
 
 # ----------------------------------------------------------------------------
-# changes made by the system inside an existing transaction
-
-
-def system_add(d, tx, ident, dn_text: str, attrs: dict, detail: dict) -> Entry:
-    """Add an entry inside `tx` as the overlay (no access check: the caller's rule
-    decided), with the operational attributes, schema check, the other overlays'
-    hooks (memberOf) and an audit entry."""
-    dn = DN.parse(dn_text)
-    ndn = d.normalize_dn(dn_text)
-    if tx.get_by_ndn(ndn) is not None:
-        _refuse(f"{dn_text} already exists", ResultCode.ENTRY_ALREADY_EXISTS)
-    parent = tx.get_by_ndn(d.normalize_dn(str(dn.parent())))
-    if parent is None:
-        _refuse(f"the parent of {dn_text} does not exist", ResultCode.NO_SUCH_OBJECT)
-    d.schema.check_entry(attrs)
-    stamp = gentime(time.time())
-    actor = (ident.dn or "").encode()
-    for k, v in {"entryUUID": [str(uuid.uuid4()).encode()], "creatorsName": [actor],
-                 "createTimestamp": [stamp], "modifiersName": [actor], "modifyTimestamp": [stamp],
-                 "structuralObjectClass": [d.schema.structural_class(attrs["objectClass"]).encode()]}.items():
-        attrs.setdefault(k, v)
-    entry = Entry(str(dn), ndn, attrs)
-    for ov in d.overlays:
-        ov.before_add(tx, ident, entry)
-    tx.add(entry, parent.id, d.dn.rdn_of(dn.rdn), d.index_rows(attrs))
-    for ov in d.overlays:
-        ov.after_add(tx, ident, entry)
-    tx.log(ident.ndn, ident.peer, "add", entry.dn, entry.id, {"attributes": sorted(attrs), **detail})
-    return entry
-
-
-def system_replace(d, tx, ident, old: Entry, attrs: dict, detail: dict) -> Entry:
-    """Replace an entry's attributes inside `tx` (see system_add)."""
-    d.schema.check_entry(attrs)
-    attrs["modifiersName"] = [(ident.dn or "").encode()]
-    attrs["modifyTimestamp"] = [gentime(time.time())]
-    new = Entry(old.dn, old.ndn, attrs, old.id)
-    for ov in d.overlays:
-        ov.before_modify(tx, ident, old, new)
-    tx.replace(new, d.index_rows(new.attrs))
-    for ov in d.overlays:
-        ov.after_modify(tx, ident, old, new)
-    tx.log(ident.ndn, ident.peer, "modify", old.dn, old.id, detail)
-    return new
-
-
-def system_delete(d, tx, ident, entry: Entry, detail: dict):
-    for ov in d.overlays:
-        ov.before_delete(tx, ident, entry)
-    tx.delete(entry.id)
-    for ov in d.overlays:
-        ov.after_delete(tx, ident, entry)
-    tx.log(ident.ndn, ident.peer, "delete", entry.dn, entry.id, detail)
-
-
-# ----------------------------------------------------------------------------
 
 
 class RequestsOverlay(Overlay):
@@ -194,7 +138,6 @@ class RequestsOverlay(Overlay):
         self.groups_ndn = d.normalize_dn(f"ou=groups,{suffix}")
         self.people_ndn = d.normalize_dn(f"ou=people,{suffix}")
         self.nonemployees_dn = f"ou=nonemployees,ou=people,{suffix}"
-        self._plans = {}  # id(new entry) -> (new entry, what after_modify must grant)
 
     # -- helpers ---------------------------------------------------------------
     def is_request(self, entry) -> bool:
@@ -497,8 +440,9 @@ class RequestsOverlay(Overlay):
             target = self.resolve(tx, old.attrs) if status == "APPROVED" else self._resolve_loose(tx, old.attrs)
             self.check_approver(tx, ident, old.attrs, target)
             if status == "APPROVED":
-                # handed to after_modify with the very entry object (never a stale plan)
-                self._plans[id(new)] = (new, self._plan(tx, ident, old, new, target))
+                # handed to after_modify through the operation, with the very entry
+                # object (never a stale plan)
+                operation(tx, ident).notes[("grant-plan", new.id)] = (new, self._plan(tx, ident, old, new, target))
         stamp = gentime(time.time())
         new.attrs["rollcallDecidedBy"] = [(ident.dn or "").encode()]
         new.attrs["rollcallDecidedAt"] = [stamp]
@@ -580,7 +524,7 @@ class RequestsOverlay(Overlay):
             uid = f"{base}{n}"
 
     def after_modify(self, tx, ident, old, new):
-        held = self._plans.pop(id(new), None)
+        held = operation(tx, ident).notes.pop(("grant-plan", new.id), None)
         plan = held[1] if held is not None and held[0] is new else None
         if not self.is_request(new):
             self._drop_grants_of_removed_members(tx, ident, old, new)
@@ -630,7 +574,7 @@ class RequestsOverlay(Overlay):
                 continue
             detail = {"reason": "member removed from the group", "grantee": value.decode("utf-8", "replace"),
                       "group": new.dn, "request": _text(grant.attrs, "rollcallGrantRequest")}
-            system_delete(self.d, tx, ident, grant, detail)
+            internal_delete(self.d, tx, ident, grant, detail)
             tx.log(ident.ndn, ident.peer, "grantRevoked", grant.dn, grant.id, detail)
 
     def _create_account(self, tx, ident, old, new, dn, uid, target, expiry, now, detail):
@@ -658,7 +602,7 @@ class RequestsOverlay(Overlay):
             attrs["telephoneNumber"] = a["telephoneNumber"]
         if dups:
             attrs["seeAlso"] = dups  # the same person's other identity (dual capacity)
-        system_add(self.d, tx, ident, dn, attrs, {"request": new.dn, "grant": "nonEmployeeAccount"})
+        internal_add(self.d, tx, ident, dn, attrs, {"request": new.dn, "grant": "nonEmployeeAccount"})
 
     def grant(self, tx, ident, grantee, group, request_dn, expiry, now, detail):
         """Make `grantee` a member of `group` and record the grant beneath the group."""
@@ -666,7 +610,7 @@ class RequestsOverlay(Overlay):
         if self.d.normalize_dn(grantee.dn) not in self._member_ndns(group):
             attrs = group.copy_attrs()
             attrs["member"] = attrs.get("member", []) + [grantee.dn.encode()]
-            system_replace(self.d, tx, ident, group, attrs,
+            internal_replace(self.d, tx, ident, group, attrs,
                            {"changes": ["add:member"], "member": grantee.dn, **detail})
         rdn_value = _text(grantee.attrs, "uid") or DN.parse(grantee.dn).rdn[0][1]
         grant_dn = f"cn={escape_value(rdn_value)},{group.dn}"
@@ -680,9 +624,9 @@ class RequestsOverlay(Overlay):
         if existing is not None:
             keep = {k: v for k, v in existing.attrs.items() if k in ("entryUUID", "creatorsName", "createTimestamp",
                                                                       "structuralObjectClass")}
-            system_replace(self.d, tx, ident, existing, {**attrs, **keep}, {"grant": "renewed", **detail})
+            internal_replace(self.d, tx, ident, existing, {**attrs, **keep}, {"grant": "renewed", **detail})
         else:
-            system_add(self.d, tx, ident, grant_dn, attrs, {"grant": "role", **detail})
+            internal_add(self.d, tx, ident, grant_dn, attrs, {"grant": "role", **detail})
 
 
 # ----------------------------------------------------------------------------
@@ -722,8 +666,8 @@ def expire(d, ident, now: float | None = None, dry_run: bool = False) -> dict:
                             # groupOfNames MUST have a member: name the group's parent (the site
                             # or application), as the empty groups of the district do
                             attrs["member"] = [str(DN.parse(group.dn).parent()).encode()]
-                        system_replace(d, tx, ident, group, attrs, {"changes": ["delete:member"], **detail})
-                system_delete(d, tx, ident, g, detail)
+                        internal_replace(d, tx, ident, group, attrs, {"changes": ["delete:member"], **detail})
+                internal_delete(d, tx, ident, g, detail)
                 tx.log(ident.ndn, ident.peer, "grantExpired", g.dn, g.id, detail)
                 report["grants"].append((grantee, group.dn if group else None))
             # 2. non-employee accounts past rollcallExpiry: DISABLED (kept, with the reason)
@@ -736,7 +680,7 @@ def expire(d, ident, now: float | None = None, dry_run: bool = False) -> dict:
                 attrs.update({"rollcallAccountStatus": [b"DISABLED"], "rollcallStatusSource": [b"ADMIN"],
                               "rollcallDeactivationReason": [f"Expired on {_text(e.attrs, 'rollcallExpiry')}".encode()],
                               "rollcallDeactivatedBy": [ident.dn.encode()], "rollcallDeactivatedAt": [stamp]})
-                system_replace(d, tx, ident, e, attrs, {"changes": ["replace:rollcallAccountStatus"],
+                internal_replace(d, tx, ident, e, attrs, {"changes": ["replace:rollcallAccountStatus"],
                                                         "reason": "account expired"})
                 tx.log(ident.ndn, ident.peer, "accountExpired", e.dn, e.id,
                        {"expiry": _text(e.attrs, "rollcallExpiry")})
@@ -759,7 +703,7 @@ def expire(d, ident, now: float | None = None, dry_run: bool = False) -> dict:
                 attrs["rollcallDecidedBy"] = [ident.dn.encode()]
                 attrs["rollcallDecidedAt"] = [stamp]
                 attrs["rollcallDecisionReason"] = [f"Not decided within {ov.pending_days} days".encode()]
-                system_replace(d, tx, ident, r, attrs, {"changes": ["replace:rollcallRequestStatus"],
+                internal_replace(d, tx, ident, r, attrs, {"changes": ["replace:rollcallRequestStatus"],
                                                         "reason": "request expired"})
                 report["requests"].append(r.dn)
             if dry_run:

@@ -468,6 +468,7 @@ class Tx:
         self.touched: set[int] = set()
         self.renamed = False
         self.drop_all = False
+        self.op = None  # the core's context of the operation this transaction carries
         self.last_seq = 0
 
     def add(self, entry: Entry, parent_id: int | None, rdn_key: str, index_rows) -> int:

@@ -1,0 +1,102 @@
+"""One write pipeline: Password Modify is a modify of userPassword through the
+overlays (the password policy's among them) and the audit log; the server's own
+writes (bind bookkeeping, rehash) are internal writes with a system identity the
+audit log names, and they leave modifiersName/modifyTimestamp alone."""
+import base64
+import hashlib
+import json
+import time
+
+import pytest
+from ldap3 import BASE, Connection, Server
+
+from tests.conftest import ROOT_DN, ROOT_PW
+from tests.protocol.district import make_server, password, staff, student
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory):
+    s = make_server(tmp_path_factory.mktemp("pipeline"), policy={"max_failures": 100})
+    yield s
+    s.stop()
+
+
+def audit(srv, dn):
+    out = srv.rollcall("audit", "--dn", dn, "--format", "json").stdout
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def read(srv, dn, attrs):
+    c = Connection(Server(srv.url), ROOT_DN, ROOT_PW, auto_bind=True)
+    c.search(dn, "(objectClass=*)", BASE, attributes=attrs)
+    got = {k: v for k, v in c.response[0]["raw_attributes"].items() if v}
+    c.unbind()
+    return got
+
+
+def test_password_modify_is_an_audited_modify_through_the_policy_overlay(srv):
+    dn = student("s1")
+    before = read(srv, dn, ["pwdHistory", "userPassword"])
+    admin = Connection(Server(srv.url), staff("admin1"), password("admin1"), auto_bind=True)
+    new = admin.extend.standard.modify_password(dn, None, None)
+    assert isinstance(new, str), admin.result
+    admin.unbind()
+    after = read(srv, dn, ["pwdHistory", "pwdReset", "pwdChangedTime", "modifiersName", "userPassword"])
+    # the policy overlay: the old hash joined the history; an administrator's reset
+    assert len(after.get("pwdHistory", [])) == len(before.get("pwdHistory", [])) + 1
+    assert before["userPassword"][0] in after["pwdHistory"][-1]
+    assert after["pwdReset"] == [b"TRUE"] and after["pwdChangedTime"]
+    assert after["modifiersName"] == [staff("admin1").encode()]
+    row = [r for r in audit(srv, dn) if r["op"] == "passwordModify"][-1]
+    assert row["who"] == staff("admin1").lower()
+    assert row["detail"]["changes"] == ["replace:userPassword"]
+    assert row["detail"]["generated"] is True and row["detail"]["self"] is False
+    assert new not in json.dumps(audit(srv, dn))  # never the password
+
+
+def test_bind_bookkeeping_is_an_internal_write_named_in_the_audit_log(srv):
+    dn = student("s2")
+    stamp = read(srv, dn, ["modifyTimestamp", "modifiersName"])
+    time.sleep(1.1)  # a write would now change modifyTimestamp
+    c = Connection(Server(srv.url), dn, "not-the-password")
+    c.open()
+    assert not c.bind()
+    c.unbind()
+    deadline = time.monotonic() + 5
+    while not [r for r in audit(srv, dn) if r["op"] == "bindFailure"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    rows = [r for r in audit(srv, dn) if r["op"] == "bindFailure"]
+    assert rows and rows[-1]["who"] == "cn=ppolicy,cn=internal"
+    assert rows[-1]["detail"]["failures"] == 1 and rows[-1]["detail"]["from"].startswith("127.0.0.1:")
+    after = read(srv, dn, ["modifyTimestamp", "modifiersName", "pwdFailureTime"])
+    assert after["pwdFailureTime"]
+    assert after["modifyTimestamp"] == stamp["modifyTimestamp"]    # bookkeeping, not a change by anyone
+    assert after.get("modifiersName") == stamp.get("modifiersName")
+    # the right password clears the failures, audited the same way
+    ok = Connection(Server(srv.url), dn, password("s2"), auto_bind=True)
+    ok.unbind()
+    deadline = time.monotonic() + 5
+    while "pwdFailureTime" in read(srv, dn, ["pwdFailureTime"]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "pwdFailureTime" not in read(srv, dn, ["pwdFailureTime"])
+    assert [r for r in audit(srv, dn) if r["op"] == "bindSuccess"][-1]["who"] == "cn=ppolicy,cn=internal"
+
+
+def test_rehash_is_an_internal_write_named_in_the_audit_log(srv):
+    dn = student("hashme")
+    root = Connection(Server(srv.url), ROOT_DN, ROOT_PW, auto_bind=True)
+    # a migrated {SSHA} hash of the account's password, as slappasswd makes it
+    salt = b"abcd"
+    ssha = b"{SSHA}" + base64.b64encode(hashlib.sha1(password("hashme").encode() + salt).digest() + salt)
+    assert root.modify(dn, {"userPassword": [(2, [ssha])]}), root.result
+    root.unbind()
+    stamp = read(srv, dn, ["modifyTimestamp"])
+    c = Connection(Server(srv.url), dn, password("hashme"), auto_bind=True)
+    c.unbind()
+    deadline = time.monotonic() + 10
+    while read(srv, dn, ["userPassword"])["userPassword"][0].startswith(b"{SSHA}") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert read(srv, dn, ["userPassword"])["userPassword"][0].startswith(b"{ARGON2}")
+    assert read(srv, dn, ["modifyTimestamp"]) == stamp
+    row = [r for r in audit(srv, dn) if r["op"] == "rehash"][-1]
+    assert row["who"] == "cn=rehash,cn=internal" and row["detail"] == {"userPassword": "rehashed"}
