@@ -65,7 +65,11 @@ def worker_of(srv, conn) -> int:
 def spread(srv, per_worker: int, dn=None, pw=None) -> dict:
     """Open connections until each of the two workers holds `per_worker` of them:
     {pid: [connection, ...]} (the extra ones are closed)."""
+    deadline = time.monotonic() + 20  # the parent listens before it has forked every worker
     pids = worker_pids(srv)
+    while len(pids) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        pids = worker_pids(srv)
     assert len(pids) == 2, pids
     got = {pid: [] for pid in pids}
     for _ in range(400):

@@ -47,13 +47,14 @@ def pids_serving(srv, conns, dn):
 
 def spread_connections(srv, dn, pw):
     """CONNECTIONS bound connections that two worker processes serve between them."""
-    for _attempt in range(5):
+    for _attempt in range(10):
         conns = [bind(srv, dn, pw) for _ in range(CONNECTIONS)]
         if len(pids_serving(srv, conns, dn)) == 2:
             return conns
         for c in conns:
             c.unbind()
-    pytest.fail("the kernel gave every connection to one worker five times over")
+        time.sleep(0.5)  # the parent listens before every worker has started
+    pytest.fail("the kernel gave every connection to one worker ten times over")
 
 
 def sees(conn, dn) -> bool:
