@@ -2,12 +2,11 @@
 from . import passwords
 from .core.directory import Directory
 from .core.schema import Schema
-from .store.sqlite import SQLiteStore
+from .store import open_store
 
 
 def open_directory(config) -> Directory:
     schema = Schema.load(config.schema_files)
-    config.store_path.parent.mkdir(parents=True, exist_ok=True)
-    store = SQLiteStore(config.store_path, cache_entries=config.cache_entries)
+    store = open_store(config)
     hasher = passwords.Hasher(config.password_scheme, **config.argon2)
     return Directory(config, schema, store, hasher)

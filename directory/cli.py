@@ -20,7 +20,7 @@ from .ldif import LDIFError, format_entry
 from .photos_cli import register as register_photos  # photos upload | publish | roster | setup
 from .requests_cli import add_request_parser
 from .server.workers import serve_workers
-from .store.sqlite import SQLiteStore
+from .store import open_store
 from .tls import make_self_signed
 
 
@@ -134,7 +134,7 @@ def cmd_audit(args):
     if not cfg.store_path.exists():
         print(f"rollcall audit: no store at {cfg.store_path}", file=sys.stderr)
         sys.exit(1)
-    store = SQLiteStore(cfg.store_path, cache_entries=0)
+    store = open_store(cfg, cache_entries=0)
     rows = store.changes(since=args.since, dn_suffix=args.dn, who=args.who, limit=args.limit)
     if args.format == "json":
         for row in rows:

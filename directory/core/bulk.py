@@ -226,8 +226,9 @@ class BulkLoader:
         store = self.d.store
         count = 0
         with store.bulk() as tx:
-            was_empty = tx.conn.execute("SELECT 1 FROM entries LIMIT 1").fetchone() is None
-            next_id = (tx.conn.execute("SELECT max(id) FROM entries").fetchone()[0] or 0) + 1
+            was_empty = tx.is_empty()
+            next_id = tx.next_id()
+            child_path = tx.child_path
             known = {}  # ndn -> (id, path) of entries loaded in this run
             has_memberof = set()
             if was_empty:
@@ -238,13 +239,13 @@ class BulkLoader:
                     if ndn in known or (not was_empty and tx.get_by_ndn(ndn) is not None):
                         raise LoadError(lineno, dn, "entry already exists")
                     if pndn is None:
-                        parent_id, path = None, rdn_key + "\x01"
+                        parent_id, path = None, child_path(None, rdn_key)
                     else:
                         parent = known.get(pndn) or (None if was_empty else tx.id_path(pndn))
                         if parent is None:
                             raise LoadError(lineno, dn, f"parent {str(DN.parse(dn).parent())!r} does not exist "
                                             "(parents must come before their children)")
-                        parent_id, path = parent[0], parent[1] + rdn_key + "\x01"
+                        parent_id, path = parent[0], child_path(parent[1], rdn_key)
                     known[ndn] = (next_id, path)
                     if '"memberOf":' in data:  # the key itself: inside a JSON string '"' is escaped
                         has_memberof.add(next_id)

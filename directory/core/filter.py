@@ -7,6 +7,7 @@ A filter arrives as the AST of directory.server.ber:
 `compile_filter` turns it into a closure over pre-normalised assertion values, so a
 search normalises its assertion once, not once per candidate.
 """
+from ..store.base import Eq, Present, Substring
 from .errors import LDAPError, ResultCode
 
 TRUE, FALSE, UNDEFINED = True, False, None
@@ -322,15 +323,15 @@ class IndexPlanner:
         if kind == "eq" and "eq" in kinds:
             if at.name == "objectClass":
                 oc = self.schema.objectclass(ast[2].decode("utf-8", "replace"))
-                return set(self.store.index_eq("objectclass", oc.name.lower())) if oc else set()
+                return set(self.store.candidates(Eq("objectclass", oc.name.lower()))) if oc else set()
             key = self.schema.normalize_or_none(at.name, ast[2])
             if key is None:
                 return None
-            return set(self.store.index_eq(at.name.lower(), self.d.index_key(key)))
+            return set(self.store.candidates(Eq(at.name.lower(), self.d.index_key(key))))
         if kind == "present" and ("pres" in kinds or "eq" in kinds):
             if at.name == "objectClass":
                 return None  # every entry: the scope decides
-            return set(self.store.index_present(at.name.lower()))
+            return set(self.store.candidates(Present(at.name.lower())))
         if kind == "sub" and "sub" in kinds:
             return self._substring(at, ast[2], ast[3], ast[4])
         return None
@@ -346,15 +347,6 @@ class IndexPlanner:
             if k is None:
                 return None
             pieces.append(k if isinstance(k, str) else k.decode("utf-8", "replace"))
-        if not any(p is not None and len(p) >= 3 for p in pieces):
-            return None  # trigrams need three characters
-
-        def esc(s):
-            return s  # see SQLiteStore.index_substring: wildcards inside pieces only widen
-
         ini, *mids, fin = pieces
-        pattern = (esc(ini) if ini is not None else "%") + "%".join(
-            [""] + [esc(m) for m in mids] + [""]
-        ) + (esc(fin) if fin is not None else "%")
-        pattern = pattern.replace("%%", "%")
-        return set(self.store.index_substring(at.name.lower(), pattern))
+        ids = self.store.candidates(Substring(at.name.lower(), ini, tuple(mids), fin))
+        return None if ids is None else set(ids)  # None: the store's index cannot answer it

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from .. import passwords
 from ..district.gentime import gentime, gentime_micro, parse_gentime
-from ..store.throttle import MemoryThrottles
+from ..store.base import MemoryThrottles
 from .errors import LDAPError, ResultCode
 from .operation import operation
 from .overlay import Overlay

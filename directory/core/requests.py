@@ -268,8 +268,7 @@ class RequestsOverlay(Overlay):
             _refuse("too many anonymous requests from this address; try again later", ResultCode.BUSY)
 
     def _next_number(self, tx) -> int:
-        row = tx.conn.execute("SELECT value FROM meta WHERE key=?", (COUNTER_KEY,)).fetchone()
-        n = int(row[0]) if row else 1
+        n = int(tx.get_meta(COUNTER_KEY, 1))
         while tx.get_by_ndn(self._request_ndn(n)) is not None:
             n += 1
         tx.set_meta(COUNTER_KEY, n + 1)

@@ -1,4 +1,6 @@
-"""The embedded store: one SQLite file in WAL mode.
+"""The embedded store: one SQLite file in WAL mode. It implements the Store and Tx
+protocols of store/base.py (opened by store.open_store); the tables, paths, SQL and
+LIKE patterns below are its own business, never the core's.
 
 Tables
   entries    one row per entry: normalised DN, user DN, parent id, `path` (the
@@ -21,6 +23,7 @@ from contextlib import contextmanager
 
 from ..core.entry import Entry, decode_attrs, encode_attrs
 from ..district.gentime import gentime_text
+from .base import Eq, Present, Range, Substring
 from .throttle import OPEN_LOCK, Throttle, throttle_path
 
 SCHEMA = """
@@ -249,14 +252,6 @@ class SQLiteStore:
             args.append(limit)
         return [r[0] for r in self._conn().execute(q, args)]
 
-    def subtree_count(self, entry_id: int, limit: int) -> int:
-        path = self.path_of(entry_id)
-        row = self._conn().execute(
-            "SELECT count(*) FROM (SELECT 1 FROM entries WHERE path >= ? AND path < ? LIMIT ?)",
-            (path, path[:-1] + SEP_END, limit),
-        ).fetchone()
-        return row[0]
-
     def count(self) -> int:
         return self._conn().execute("SELECT count(*) FROM entries").fetchone()[0]
 
@@ -268,35 +263,40 @@ class SQLiteStore:
     def index_eq(self, attr: str, key: str) -> list:
         return [r[0] for r in self._conn().execute("SELECT id FROM idx WHERE attr=? AND key=?", (attr, key))]
 
-    def index_range(self, attr: str, low: str | None, high: str | None) -> list:
-        q, args = "SELECT DISTINCT id FROM idx WHERE attr=?", [attr]
-        if low is not None:
-            q += " AND key >= ?"
-            args.append(low)
-        if high is not None:
-            q += " AND key <= ?"
-            args.append(high)
-        return [r[0] for r in self._conn().execute(q, args)]
+    def candidates(self, query) -> list | None:
+        """The ids an index query (store/base.py) selects; None: not from an index."""
+        kind = type(query)
+        if kind is Eq:
+            return self.index_eq(query.attr, query.key)
+        if kind is Present:
+            return [r[0] for r in self._conn().execute("SELECT DISTINCT id FROM idx WHERE attr=?", (query.attr,))]
+        if kind is Substring:
+            return self._substring(query)
+        if kind is Range:
+            q, args = "SELECT DISTINCT id FROM idx WHERE attr=?", [query.attr]
+            if query.low is not None:
+                q += " AND key >= ?"
+                args.append(query.low)
+            if query.high is not None:
+                q += " AND key <= ?"
+                args.append(query.high)
+            return [r[0] for r in self._conn().execute(q, args)]
+        raise TypeError(f"not an index query: {query!r}")
 
-    def index_prefix(self, attr: str, prefix: str) -> list:
+    def _substring(self, query):
+        """Trigram-indexed LIKE: a pattern without a run of >= 3 characters would scan
+        the whole table, so such a query is left to the core's scan (None).
+        No ESCAPE clause: it turns the trigram index off. A literal % or _ in a piece
+        then acts as a wildcard, which only widens the candidates the core re-checks."""
+        pieces = [query.initial, *query.any, query.final]
+        if not any(p is not None and len(p) >= 3 for p in pieces):
+            return None
+        pattern = "%".join([query.initial or "", *query.any, query.final or ""])
+        pattern = pattern.replace("%%", "%")
         return [
             r[0]
             for r in self._conn().execute(
-                "SELECT DISTINCT id FROM idx WHERE attr=? AND key >= ? AND key < ?", (attr, prefix, prefix + "\U0010ffff")
-            )
-        ]
-
-    def index_present(self, attr: str) -> list:
-        return [r[0] for r in self._conn().execute("SELECT DISTINCT id FROM idx WHERE attr=?", (attr,))]
-
-    def index_substring(self, attr: str, like_pattern: str) -> list:
-        """Trigram-indexed LIKE; the pattern must hold a run of >= 3 characters.
-        No ESCAPE clause: it turns the trigram index off. A literal % or _ then acts
-        as a wildcard, which only widens the candidates the core re-checks."""
-        return [
-            r[0]
-            for r in self._conn().execute(
-                "SELECT DISTINCT id FROM idx_sub WHERE key LIKE ? AND attr=?", (like_pattern, attr)
+                "SELECT DISTINCT id FROM idx_sub WHERE key LIKE ? AND attr=?", (pattern, query.attr)
             )
         ]
 
@@ -681,6 +681,21 @@ class Tx:
 
     def set_meta(self, key, value):
         self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?,?)", (key, str(value)))
+
+    def get_meta(self, key, default=None):
+        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else default
+
+    # -- bulk load ---------------------------------------------------------
+    def is_empty(self) -> bool:
+        return self.conn.execute("SELECT 1 FROM entries LIMIT 1").fetchone() is None
+
+    def next_id(self) -> int:
+        return (self.conn.execute("SELECT max(id) FROM entries").fetchone()[0] or 0) + 1
+
+    @staticmethod
+    def child_path(parent_path, rdn_key):
+        return rdn_key + SEP if parent_path is None else parent_path + rdn_key + SEP
 
     # Reads inside the transaction go to the connection, not the shared cache, so
     # they see this transaction's own uncommitted changes.

@@ -76,7 +76,7 @@ class Throttle:
                 return fn(self._conn())
         return fn(self._conn())
 
-    # -- the API (SQLiteStore.throttle_* delegates here) -------------------
+    # -- the API (SQLiteStore.throttle_* delegates here; store/base.py Throttles)
     def hit(self, key: str, window: float, now: float | None = None) -> int:
         """Record one attempt under `key`; the attempts within the last `window`
         seconds, this one included."""
@@ -146,22 +146,3 @@ class Throttle:
         self._shared = None
         self._local.conn = None
 
-
-class MemoryThrottles:
-    """A store's throttle_* methods over a private in-memory Throttle, for code given
-    no store (unit tests): counts in this process only."""
-
-    def __init__(self):
-        self.throttle = Throttle()
-
-    def throttle_hit(self, key, window, now=None):
-        return self.throttle.hit(key, window, now)
-
-    def throttle_count(self, key, window, now=None):
-        return self.throttle.count(key, window, now)
-
-    def throttle_admit(self, key, window, limit, now=None):
-        return self.throttle.admit(key, window, limit, now)
-
-    def throttle_clear(self, key):
-        self.throttle.clear(key)

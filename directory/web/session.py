@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from ..store.throttle import MemoryThrottles
+from ..store.base import MemoryThrottles
 
 
 @dataclass

@@ -5,7 +5,11 @@ functions, classes or try blocks).
     directory.district   the district's rules, written once: imports only itself
     directory.core       the server's rules: never the LDAP server, the web console,
                          the sync jobs or the command line
-    directory.store      storage: only the core's Entry/errors (and the district's rules)
+    directory.store      storage: only the core's Entry/errors (and the district's rules);
+                         used through its interface (store.base) and opened by its
+                         factory (directory.store.open_store): no module outside the
+                         package names a backend (store.sqlite …), and the core
+                         imports store.base only
     sync                 an LDAP client: never the core, the server, the store or the console
     *_cli, cli           command-line modules: imported only by other command-line modules
 
@@ -43,6 +47,13 @@ RULES = [
      lambda m: under(m, "directory.store"),
      lambda t: (under(t, "directory.core") and not under(t, "directory.core.entry", "directory.core.errors"))
      or under(t, "directory.server", "directory.web", "sync", "directory.app") or is_cli(t)),
+    ("core uses the store through its interface only: directory.store.base",
+     lambda m: under(m, "directory.core"),
+     lambda t: under(t, "directory.store") and not under(t, "directory.store.base")),
+    ("outside the store only the factory (directory.store) and the interface (store.base): "
+     "no backend module (store.sqlite, store.throttle …)",
+     lambda m: not under(m, "directory.store"),
+     lambda t: under(t, "directory.store") and t != "directory.store" and not under(t, "directory.store.base")),
     ("sync is an LDAP client: no core, server, store or web console",
      lambda m: under(m, "sync"),
      lambda t: under(t, "directory.core", "directory.server", "directory.store", "directory.web",
@@ -125,6 +136,13 @@ def test_import_directions():
     ("directory.district.usernames", "from sync import model"),
     ("directory.admin", "from .admin_cli import register"),
     ("directory.web.pages.photos", "from ... import photos_cli"),
+    ("directory.app", "from .store.sqlite import SQLiteStore"),
+    ("directory.cli", "from .store import sqlite"),
+    ("directory.server.listener", "import directory.store.sqlite"),
+    ("directory.web.session", "from ..store.throttle import Throttle"),
+    ("directory.core.ppolicy", "from ..store.throttle import Throttle"),
+    ("directory.core.bulk", "from ..store import open_store"),
+    ("directory.core.filter", "def f():\n    from ..store.sqlite import SEP"),
 ])
 def test_rules_catch_a_forbidden_import(name, line):
     assert violations(name, line + "\n")
@@ -136,6 +154,10 @@ def test_allowed_imports_pass():
     assert not violations("sync.engine", "from directory.district.usernames import candidates\n")
     assert not violations("directory.store.sqlite", "from ..core.entry import Entry\n")
     assert not violations("directory.cli", "from .photos_cli import register\nfrom sync.cli import register\n")
+    assert not violations("directory.app", "from .store import open_store\n")
+    assert not violations("directory.core.filter", "from ..store.base import Eq, Substring\n")
+    assert not violations("directory.web.session", "from ..store.base import MemoryThrottles\n")
+    assert not violations("directory.store", "def f():\n    from .sqlite import SQLiteStore\n")
 
 
 def test_every_import_inside_a_function_says_why():

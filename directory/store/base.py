@@ -1,0 +1,294 @@
+"""The store interface: what the core, the server and the command line use of a store.
+
+Everything outside `directory/store/` talks to a store through these protocols
+(`Store`, `Tx`, `Reader`, `Throttles`) and the index queries below; which backend
+answers is chosen once, by `directory.store.open_store(config)`. The SQLite store
+(store/sqlite.py) is the reference implementation; tests/store/test_contract.py is
+the observable behaviour every backend must have.
+
+Terms
+  id        an entry's integer id, assigned by the store, never reused while the
+            entry exists; ids of parents are smaller than their children's only
+            after a bulk load (an entry may be moved under a later one).
+  ndn       the normalised DN (the core normalises; the store compares it exactly).
+  path      an opaque string a store derives from a parent's path and an entry's
+            normalised RDN (child_path). Only the bulk load handles paths, to place
+            children under parents it loaded in the same run.
+  index row (attr, kind, key), computed by the core from an entry's attributes:
+            kind "eq" (equality and presence) or "sub" (substring); attr is the
+            lower-case attribute name, key the normalised value as text.
+
+Reads outside a transaction may be served from a per-process cache; refresh()
+drops what other processes (or other store objects on the same database) changed.
+Reads on a Tx see that transaction's own uncommitted writes.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Iterable, Protocol, runtime_checkable
+
+from ..core.entry import Entry
+
+# -- index queries ---------------------------------------------------------------
+# Values, not SQL: each backend turns them into its own look-up. `candidates()`
+# returns the ids of the entries that may match (the core re-checks every candidate
+# against the whole filter), or None when the store cannot answer the query from an
+# index (the core then scans the search scope).
+
+
+@dataclass(frozen=True, slots=True)
+class Eq:
+    """Entries with an "eq" index row (attr, key): exact."""
+    attr: str
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Present:
+    """Entries with any "eq" index row for attr: exact."""
+    attr: str
+
+
+@dataclass(frozen=True, slots=True)
+class Substring:
+    """Entries with a "sub" index row for attr whose key starts with `initial`,
+    contains the `any` pieces in order after it, and ends with `final` (pieces are
+    the normalised filter pieces; None/() for absent ones). A store may answer None
+    when no piece is long enough for its index (SQLite's trigrams need 3 characters)."""
+    attr: str
+    initial: str | None = None
+    any: tuple = ()
+    final: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Range:
+    """Entries with an "eq" index row for attr whose key k has low <= k <= high
+    (text order; None: unbounded on that side)."""
+    attr: str
+    low: str | None = None
+    high: str | None = None
+
+
+IndexQuery = Eq | Present | Substring | Range
+
+IndexRow = tuple  # (attr, kind, key)
+
+
+# -- protocols -------------------------------------------------------------------
+
+@runtime_checkable
+class Reader(Protocol):
+    """What both a Store (committed data) and a Tx (its own view) can read."""
+
+    def get(self, entry_id: int) -> Entry | None: ...
+
+    def get_by_ndn(self, ndn: str) -> Entry | None: ...
+
+    def index_eq(self, attr: str, key: str) -> list[int]:
+        """Ids with the "eq" index row (attr, key): candidates(Eq(attr, key))."""
+        ...
+
+    def has_children(self, entry_id: int) -> bool: ...
+
+
+@runtime_checkable
+class Throttles(Protocol):
+    """Shared attempt counters (failed binds, activation attempts, sign-ins …): every
+    worker process sees the others' attempts, and a restart forgets none within
+    the window. Times are wall-clock seconds (time.time()); `now` is for tests."""
+
+    def throttle_hit(self, key: str, window: float, now: float | None = None) -> int:
+        """Record one attempt; the attempts within the last `window` seconds, it included."""
+        ...
+
+    def throttle_count(self, key: str, window: float, now: float | None = None) -> int: ...
+
+    def throttle_admit(self, key: str, window: float, limit: int, now: float | None = None) -> bool:
+        """Record an attempt only if fewer than `limit` are within the window, atomically."""
+        ...
+
+    def throttle_clear(self, key: str) -> None: ...
+
+
+@runtime_checkable
+class Tx(Reader, Protocol):
+    """Writes inside one transaction (all or nothing). Index rows come from the core."""
+
+    # -- entries -----------------------------------------------------------------
+    def add(self, entry: Entry, parent_id: int | None, rdn_key: str, index_rows: Iterable[IndexRow]) -> int:
+        """Insert an entry under parent_id (None: a suffix entry); sets and returns entry.id."""
+        ...
+
+    def replace(self, entry: Entry, index_rows: Iterable[IndexRow]) -> None:
+        """Rewrite entry.id's attributes and index rows (its DN stays)."""
+        ...
+
+    def delete(self, entry_id: int) -> None: ...
+
+    def rename(self, entry_id: int, new_dn: str, new_ndn: str, new_parent_id: int,
+               new_rdn_key: str) -> list[tuple[str, str, str]]:
+        """Move an entry and its subtree; (old ndn, new ndn, new dn) of each moved entry."""
+        ...
+
+    def log(self, who: str, peer: str, op: str, dn: str, entry_id: int | None, detail: dict) -> None:
+        """One audit (changelog) row, committed with the transaction."""
+        ...
+
+    # -- small named values (e.g. the request counter) ---------------------------
+    def get_meta(self, key: str, default: str | None = None) -> str | None: ...
+
+    def set_meta(self, key: str, value) -> None:
+        """Store str(value) under key."""
+        ...
+
+    # -- bulk load (store.bulk()) ------------------------------------------------
+    def is_empty(self) -> bool:
+        """No entry at all."""
+        ...
+
+    def next_id(self) -> int:
+        """An id greater than every id in use (bulk load assigns ids from here)."""
+        ...
+
+    def child_path(self, parent_path: str | None, rdn_key: str) -> str:
+        """The path of an entry with normalised RDN rdn_key under parent_path (None: a suffix)."""
+        ...
+
+    def id_path(self, ndn: str) -> tuple[int, str] | None:
+        """(id, path) of an entry, or None."""
+        ...
+
+    def insert_prepared(self, rows) -> None:
+        """Rows of (id, ndn, dn, parent id, path, attributes as JSON text (core.entry's
+        encoding), index rows), ids assigned by the caller from next_id()."""
+        ...
+
+    def defer_id_index(self) -> None:
+        """A hint: the load into an empty store may skip per-row index upkeep until
+        build_id_index() (which must then be called before the transaction ends)."""
+        ...
+
+    def build_id_index(self) -> None: ...
+
+    def index_pairs(self, attr: str) -> Iterable[tuple[str, int]]:
+        """(key, id) of every "eq" index row of attr."""
+        ...
+
+    def attr_json(self, ndn: str, name: str) -> tuple[int, str | None] | None:
+        """(id, one attribute's values as JSON text or None) of an entry, or None."""
+        ...
+
+    def set_attr_json(self, name: str, rows) -> None:
+        """rows of (id, values as JSON text, or None to remove the attribute): one
+        attribute of many entries, the rest of each entry untouched."""
+        ...
+
+    def change_index(self, changes) -> list[int]:
+        """changes of (id, rows to drop, rows to add); the other rows stay. Returns the
+        ids left unchanged because the store cannot take more rows for them (the caller
+        rewrites those with replace())."""
+        ...
+
+
+@runtime_checkable
+class Store(Reader, Throttles, Protocol):
+    """A directory's entries, indexes, audit log and counters."""
+
+    # -- reads (hot: implementations add no layers here) -------------------------
+    def get_many(self, ids: Iterable[int]) -> list[Entry]:
+        """The entries among ids that exist (any order)."""
+        ...
+
+    def children_ids(self, entry_id: int) -> list[int]:
+        """The ids of an entry's children, ascending."""
+        ...
+
+    def subtree_ids(self, entry_id: int, limit: int | None = None) -> list[int]:
+        """The entry and every entry below it, ascending ids (at most limit)."""
+        ...
+
+    def count(self) -> int: ...
+
+    def all_ids(self) -> list[int]:
+        """Every id, parents before their children (export order)."""
+        ...
+
+    def candidates(self, query: IndexQuery) -> list[int] | None:
+        """The ids an index query selects, or None: not answerable from an index."""
+        ...
+
+    # -- writes --------------------------------------------------------------------
+    def transaction(self) -> AbstractContextManager[Tx]:
+        """One durable write transaction: committed when the block ends, rolled back
+        (nothing of it stays) when it raises."""
+        ...
+
+    def group_commit(self) -> AbstractContextManager[Tx]:
+        """transaction() blocks of this thread inside are each all or nothing, and
+        made durable together when this block ends."""
+        ...
+
+    def bulk(self) -> AbstractContextManager[Tx]:
+        """An offline bulk load: one transaction; every process's cache starts afresh."""
+        ...
+
+    def refresh(self) -> None:
+        """Drop cached entries that other processes changed since the last call."""
+        ...
+
+    def close(self) -> None: ...
+
+    # -- audit and named values ----------------------------------------------------
+    def changes(self, since: int = 0, dn_suffix: str | None = None, who: str | None = None,
+                limit: int = 1000) -> list[dict]:
+        """Audit rows after seq `since`, oldest first: dicts of seq, time, who, peer,
+        op, dn, detail; dn_suffix: that DN or below it (case-insensitive)."""
+        ...
+
+    def get_meta(self, key: str, default: str | None = None) -> str | None: ...
+
+
+class MemoryThrottles:
+    """Throttles in this process's memory only, for code given no store (a directory
+    opened for a configuration check, unit tests). Same counting as a store's: an
+    attempt counts while it is younger than the window asked about, and is forgotten
+    once older than the window it was recorded with."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._hits: dict[str, list[tuple[float, float]]] = {}  # key -> [(at, expires)]
+
+    def _count(self, key, window, now):
+        return sum(1 for at, _ in self._hits.get(key, ()) if at > now - window)
+
+    def _record(self, key, window, now):
+        kept = [h for h in self._hits.get(key, ()) if h[1] >= now]
+        kept.append((now, now + window))
+        self._hits[key] = kept
+
+    def throttle_hit(self, key, window, now=None):
+        now = time.time() if now is None else now
+        with self._lock:
+            self._record(key, window, now)
+            return self._count(key, window, now)
+
+    def throttle_count(self, key, window, now=None):
+        now = time.time() if now is None else now
+        with self._lock:
+            return self._count(key, window, now)
+
+    def throttle_admit(self, key, window, limit, now=None):
+        now = time.time() if now is None else now
+        with self._lock:
+            if self._count(key, window, now) >= limit:
+                return False
+            self._record(key, window, now)
+            return True
+
+    def throttle_clear(self, key):
+        with self._lock:
+            self._hits.pop(key, None)

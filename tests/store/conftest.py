@@ -1,0 +1,45 @@
+"""The store contract suite runs once per backend in STORES. A backend is added by
+naming it here and teaching `store_config` how to point a config at a fresh,
+empty database of it (the PostgreSQL issue: a scratch database per test)."""
+from types import SimpleNamespace
+
+import pytest
+
+from directory.store import open_store
+
+STORES = ["sqlite"]
+
+
+def store_config(backend: str, tmp_path):
+    """A config (the attributes open_store reads) for an empty database of `backend`."""
+    if backend == "sqlite":
+        return SimpleNamespace(store_backend="sqlite", store_path=tmp_path / "db" / "rollcall.db",
+                               cache_entries=1000)
+    raise AssertionError(f"no test database for store backend {backend!r}")
+
+
+@pytest.fixture(params=STORES)
+def backend(request):
+    return request.param
+
+
+@pytest.fixture
+def open_one(backend, tmp_path):
+    """open_one() -> another store object on the same database (another worker
+    process would hold one): closed at the end of the test."""
+    config = store_config(backend, tmp_path)
+    opened = []
+
+    def open_one(**kw):
+        store = open_store(config, **kw)
+        opened.append(store)
+        return store
+
+    yield open_one
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def store(open_one):
+    return open_one()
