@@ -270,6 +270,9 @@ SECTIONS = {
     "schema": Key("strlist", REQUIRED),            # files: checked in parse_config
     "tls": Section({"cert": Str(), "key": Str(), "require_tls_for_bind": Bool(False)}),
     "limits": Section({
+        # one add/modify request (the root DN is exempt): over a cap -> adminLimitExceeded
+        "request_attributes": Int(1000, minimum=1), "request_values_per_attribute": Int(10000, minimum=1),
+        "request_values": Int(20000, minimum=1), "request_changes": Int(1000, minimum=1),
         "size": Int(500), "time": Int(60), "unindexed": Int(5000), "sort": Int(100000),
         "max_pdu": Int(10 * 1024 * 1024, minimum=1024), "idle_timeout": Int(0),
     }),

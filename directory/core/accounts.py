@@ -106,6 +106,25 @@ def _refuse(message, code=ResultCode.UNWILLING_TO_PERFORM):
     raise LDAPError(code, message)
 
 
+def _scalar(req: dict, key: str) -> str:
+    """A string field of the account operation's JSON request ('' when absent). A
+    number or boolean is taken as its text, as before; an array or object (which
+    str() would render, however deeply nested) or text that is not UTF-8 (a lone
+    surrogate escape, "\\ud800") is a protocolError."""
+    v = req.get(key, "")
+    if isinstance(v, (list, dict)):
+        raise LDAPError(ResultCode.PROTOCOL_ERROR, f"account operation: {key!r} must be a string")
+    return _utf8_text(str(v), key)
+
+
+def _utf8_text(v: str, key: str) -> str:
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError:
+        raise LDAPError(ResultCode.PROTOCOL_ERROR, f"account operation: {key!r} is not valid UTF-8") from None
+    return v
+
+
 def new_code() -> str:
     raw = "".join(secrets.choice(CODE_ALPHABET) for _ in range(8))
     return f"{raw[:4]}-{raw[4:]}"
@@ -257,23 +276,28 @@ class AccountsOverlay(Overlay):
             req = json.loads((value or b"").decode("utf-8"))
             if not isinstance(req, dict):
                 raise ValueError("not an object")
+        except RecursionError:  # deeply nested arrays/objects: json's parser recurses per level
+            raise LDAPError(ResultCode.PROTOCOL_ERROR, "account operation: the request value is nested "
+                                                       "too deeply") from None
         except (ValueError, UnicodeDecodeError) as exc:
             raise LDAPError(ResultCode.PROTOCOL_ERROR, f"account operation: the request value must be a "
                                                        f"JSON object ({exc})") from None
-        action = str(req.get("action", ""))
+        action = _scalar(req, "action")
         if action == "activate":
-            out = self.activate(ident, str(req.get("uid", "")), str(req.get("code", "")),
-                                str(req.get("newPassword", "")).encode())
+            out = self.activate(ident, _scalar(req, "uid"), _scalar(req, "code"),
+                                _scalar(req, "newPassword").encode())
         else:
             self.d.usable(ident)
             if ident.anonymous:
                 _refuse(f"account operation {action!r}: bind first", ResultCode.INSUFFICIENT_ACCESS_RIGHTS)
             if action == "create":
-                out = self.create(ident, str(req.get("employeeNumber", "")))
+                out = self.create(ident, _scalar(req, "employeeNumber"))
             elif action == "issue-codes":
                 targets = req.get("accounts")
                 if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
                     raise LDAPError(ResultCode.PROTOCOL_ERROR, "issue-codes: 'accounts' is a list of uids or DNs")
+                for t in targets:
+                    _utf8_text(t, "accounts")
                 out = self.issue_codes(ident, targets)
             else:
                 raise LDAPError(ResultCode.PROTOCOL_ERROR,

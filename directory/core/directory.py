@@ -582,8 +582,8 @@ class Directory:
         entry = Entry(str(dn), ndn, attrs)
         with self.store.transaction() as tx:
             tx.op = Operation(ident, "add")
-            if tx.get_by_ndn(ndn) is not None:
-                raise LDAPError(ResultCode.ENTRY_ALREADY_EXISTS, "")
+            # access before existence: a caller who may not add here gets the same answer
+            # (insufficientAccess) whether or not the entry exists, as from slapd
             parent_id = None
             if ndn != self.suffix_ndn:
                 parent = tx.get_by_ndn(self.dn.normalize(str(dn.parent())))
@@ -592,6 +592,8 @@ class Directory:
                 self.acl.check(ident, parent, Level.WRITE, "children")
                 parent_id = parent.id
             self.acl.check_add(ident, entry)
+            if tx.get_by_ndn(ndn) is not None:
+                raise LDAPError(ResultCode.ENTRY_ALREADY_EXISTS, "")
             for ov in self.overlays:
                 ov.before_add(tx, ident, entry)
             tx.add(entry, parent_id, self.dn.rdn_of(dn.rdn), self.index_rows(attrs))
@@ -798,7 +800,21 @@ class Directory:
                 raise LDAPError(ResultCode.NO_SUCH_ATTRIBUTE, f"modify/increment: {name}: no such attribute")
             if len(values) != 1:
                 raise LDAPError(ResultCode.PROTOCOL_ERROR, f"modify/increment: {name}: exactly one value required")
+
+            def integer(v: bytes) -> bool:
+                # RFC 4517 3.3.16, strictly as the schema checks it: not 'abc', '1.5', '', '+1',
+                # ' 1', '1_0' or '01' (all of which int() takes or chokes on); and short
+                # enough for int()/str() (Python refuses more than 4300 digits)
+                digits = v[1:] if v[:1] == b"-" else v
+                return digits.isdigit() and (digits[:1] != b"0" or v == b"0") and len(v) <= 4000
+
+            if not integer(values[0]):  # RFC 4525: invalidAttributeSyntax
+                raise LDAPError(ResultCode.INVALID_ATTRIBUTE_SYNTAX,
+                                f"modify/increment: {name}: the increment is not an INTEGER")
             delta = int(values[0])
+            if not all(integer(v) for v in current):
+                raise LDAPError(ResultCode.CONSTRAINT_VIOLATION,
+                                f"modify/increment: {name}: a stored value is not an INTEGER that can be incremented")
             attrs[name] = [str(int(v) + delta).encode() for v in current]
         else:
             raise LDAPError(ResultCode.PROTOCOL_ERROR, f"unknown modify operation {op}")

@@ -1,16 +1,15 @@
 """The LDAP protocol front end: PDUs in, Directory calls, PDUs out.
 
-Bind, search, unbind and abandon are decoded by our fast codec (directory.server.ber);
-the rarer operations by ldaptor's. Reads run on the reactor thread (they are
-index-driven and stream in batches); password checks run in the hashing pool and
-writes in the single writer thread, so the reactor never waits on a hash or an fsync.
+Every request is decoded by our fast codec (directory.server.ber: one linear pass, add
+and modify requests bounded by the limits.request_* caps, the root DN exempt). Reads
+run on the reactor thread (they are index-driven and stream in batches); password
+checks run in the hashing pool and writes in the single writer thread, so the reactor
+never waits on a hash or an fsync.
 """
 import functools
 import ipaddress
 import logging
 
-from ldaptor.protocols import pureber
-from ldaptor.protocols.ldap.ldapserver import BaseLDAPServer
 from twisted.internet import protocol, reactor
 from twisted.internet.threads import deferToThreadPool
 from twisted.protocols.policies import TimeoutMixin
@@ -53,7 +52,6 @@ _CONTROL_OPS = {
     PPOLICY: {OP_BIND, OP_SEARCH, OP_COMPARE, OP_MODIFY, OP_ADD, OP_DELETE, OP_MODDN, OP_EXTENDED},
 }
 
-_LDAPTOR_DECODER = BaseLDAPServer.berdecoder
 SEARCH_BATCH = 256  # candidates examined per reactor turn
 MAX_PAGED_SEARCHES = 16  # paged searches a connection may leave open
 
@@ -95,6 +93,7 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
         self.page_counter = 0
         self.closed = False
         self.paused_for_tls = False
+        self.request_limits = request_limits(self.config)
 
     # ------------------------------------------------------------------ transport
     def connectionMade(self):
@@ -179,7 +178,11 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
 
     # ------------------------------------------------------------------ dispatch
     def handle_pdu(self, pdu: bytes):
-        msg = ber.decode_message(pdu)
+        try:
+            msg = ber.decode_message(pdu, None if self.ident.is_root else self.request_limits)
+        except ber.RequestLimitExceeded as exc:
+            self.over_limits(exc)
+            return
         op = msg.op
         if self.paused_for_tls:
             # RFC 4511 4.14.1: nothing may follow StartTLS until TLS is up
@@ -206,6 +209,14 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
                 self.do_other(msg)
         except Exception as exc:  # LDAPError, or a bug: answer this request, keep the connection
             self.error(msg.msgid, op, exc)
+
+    def over_limits(self, exc: ber.RequestLimitExceeded):
+        """A well-formed add/modify over a limits.request_* cap: answered, not decoded further."""
+        if self.paused_for_tls:
+            self.protocol_error("request received during TLS negotiation")
+            return
+        log.info("%s from %s refused: %s", OP_NAMES.get(exc.op, exc.op), self.peer, exc)
+        self.result(exc.msgid, exc.op, ResultCode.ADMIN_LIMIT_EXCEEDED, str(exc))
 
     def check_controls(self, op, controls):
         for c in controls:
@@ -324,7 +335,7 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
 
     def _search_assertion(self, req, control):
         """RFC 4528 on search: the assertion applies to the base object."""
-        flt = ber.decode_filter(control.value or b"")
+        flt = _assertion_filter(control)
         if not self.directory.assert_entry(self.ident, req.base, flt):
             raise LDAPError(ResultCode.ASSERTION_FAILED, "assertion control: filter did not match")
 
@@ -397,20 +408,8 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
 
     # ------------------------------------------------------------------ the rest
     def do_other(self, msg):
-        try:
-            ldap_msg, _ = pureber.berDecodeObject(_LDAPTOR_DECODER, msg.raw)
-            request = ldap_msg.value
-        except Exception as exc:  # ldaptor raises assorted errors on malformed input
-            self.protocol_error(f"malformed {OP_NAMES.get(msg.op, msg.op)} request: {exc!r}")
-            return
-        op, msgid = msg.op, msg.msgid
-        try:
-            fields = _request_fields(op, request)
-        except (AttributeError, TypeError, ValueError, IndexError) as exc:
-            # ldaptor decodes leniently: a wrong structure (an INTEGER where a SEQUENCE
-            # belongs, invalid UTF-8 …) only shows when we read the fields
-            self.protocol_error(f"malformed {OP_NAMES.get(op, op)} request: {exc!r}")
-            return
+        # the codec gave the fields, checked for shape (see ber.Message.request)
+        op, msgid, fields = msg.op, msg.msgid, msg.request
         controls = {c.oid: c for c in msg.controls}
         if op == OP_EXTENDED:
             self.do_extended(msgid, fields, controls)
@@ -438,10 +437,7 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
     def _write_options(self, controls) -> WriteOptions:
         opts = WriteOptions()
         if ASSERTION in controls:
-            try:
-                opts.assertion = ber.decode_filter(controls[ASSERTION].value or b"")
-            except ber.BERError as exc:
-                raise LDAPError(ResultCode.PROTOCOL_ERROR, f"assertion control: {exc}") from None
+            opts.assertion = _assertion_filter(controls[ASSERTION])
         if PRE_READ in controls:
             opts.pre_read = decode_read_attrs(controls[PRE_READ].value)
         if POST_READ in controls:
@@ -553,52 +549,17 @@ def _sets_clear_password(op, fields) -> bool:
                for name, values in pairs)
 
 
-def _request_fields(op, request) -> tuple:
-    """The fields of an ldaptor-decoded request as plain str/bytes, checked for shape:
-    extended (name, value), compare (dn, attr, value), add (dn, attrs),
-    modify (dn, changes), delete (dn,), modDN (dn, newrdn, deleteoldrdn, newSuperior)."""
-    if op == OP_EXTENDED:
-        value = _bytes(request.requestValue) if request.requestValue is not None else None
-        return _text(request.requestName), value
-    if op == OP_COMPARE:
-        return (_text(request.entry), _text(request.ava.attributeDesc.value),
-                _bytes(request.ava.assertionValue.value))
-    if op == OP_ADD:
-        attrs = [(_text(a.value), [_bytes(v.value) for v in vals]) for a, vals in _pairs(request.attributes)]
-        return _text(request.entry), attrs
-    if op == OP_MODIFY:
-        changes = []
-        for item in request.modification:
-            mod_op, (desc, *rest) = item.data[0].value, item.data[1].data
-            values = [_bytes(v.value) for v in rest[0].data] if rest else []
-            changes.append((mod_op, _text(desc.value), values))
-        return _text(request.object), changes
-    if op == OP_DELETE:
-        return (_text(request.value),)
-    if op == OP_MODDN:
-        sup = _text(request.newSuperior) if request.newSuperior is not None else None
-        return _text(request.entry), _text(request.newrdn), bool(request.deleteoldrdn), sup
-    return ()
+def _assertion_filter(control) -> tuple:
+    """The filter of an assertion control (RFC 4528); malformed: protocolError."""
+    try:
+        return ber.decode_filter(control.value or b"")
+    except ber.BERError as exc:
+        raise LDAPError(ResultCode.PROTOCOL_ERROR, f"assertion control: {exc}") from None
 
 
-def _text(v) -> str:
-    if isinstance(v, bytes):
-        return v.decode("utf-8")
-    if hasattr(v, "value"):
-        return _text(v.value)
-    return str(v)
-
-
-def _bytes(v) -> bytes:
-    if isinstance(v, bytes):
-        return v
-    if hasattr(v, "value"):
-        return _bytes(v.value)
-    return str(v).encode("utf-8")
-
-
-def _pairs(attributes):
-    """ldaptor gives add attributes as a sequence of (description, set-of-values)."""
-    for item in attributes.data if hasattr(attributes, "data") else attributes:
-        parts = item.data if hasattr(item, "data") else item
-        yield parts[0], (parts[1].data if hasattr(parts[1], "data") else parts[1])
+def request_limits(config) -> ber.RequestLimits:
+    """The limits.request_* caps of config.yaml."""
+    limits = config.section("limits")
+    return ber.RequestLimits(attributes=limits["request_attributes"],
+                             values_per_attribute=limits["request_values_per_attribute"],
+                             values=limits["request_values"], changes=limits["request_changes"])

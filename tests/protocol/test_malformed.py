@@ -321,6 +321,39 @@ MALFORMED_REQUESTS = {
     "moddn-without-newrdn": tlv(0x6C, tlv(0x04, _JS)),
     "extended-without-name": tlv(0x77, b""),
     "extended-name-invalid-utf8": tlv(0x77, tlv(0x80, b"\xff\xfe")),
+    # every path of the decoder for these operations: wrong tags, overruns, invalid UTF-8, trailing octets
+    "add-values-a-sequence": tlv(0x68, tlv(0x04, b"cn=x," + _S) + tlv(0x30, tlv(0x30, tlv(0x04, b"cn")
+                                                                              + tlv(0x30, tlv(0x04, b"x"))))),
+    "add-value-not-octets": tlv(0x68, tlv(0x04, b"cn=x," + _S) + tlv(0x30, tlv(0x30, tlv(0x04, b"cn")
+                                                                              + tlv(0x31, integer(0x02, 1))))),
+    "add-value-overruns-set": tlv(0x68, tlv(0x04, b"cn=x," + _S) + tlv(0x30, tlv(0x30, tlv(0x04, b"cn")
+                                                                                + b"\x31\x03\x04\x09abc"))),
+    "add-trailing-after-attributes": tlv(0x68, tlv(0x04, b"cn=x," + _S) + tlv(0x30, b"") + tlv(0x04, b"x")),
+    "add-dn-an-integer": tlv(0x68, integer(0x02, 1) + tlv(0x30, b"")),
+    "modify-operation-an-integer": tlv(0x66, tlv(0x04, _JS) + tlv(0x30, tlv(0x30, integer(0x02, 2) + tlv(
+        0x30, tlv(0x04, b"sn") + tlv(0x31, tlv(0x04, b"x")))))),
+    "modify-without-values": tlv(0x66, tlv(0x04, _JS) + tlv(0x30, tlv(0x30, integer(0x0A, 2) + tlv(
+        0x30, tlv(0x04, b"sn"))))),
+    "modify-trailing-in-change": tlv(0x66, tlv(0x04, _JS) + tlv(0x30, tlv(0x30, integer(0x0A, 2) + tlv(
+        0x30, tlv(0x04, b"sn") + tlv(0x31, tlv(0x04, b"x"))) + tlv(0x04, b"")))),
+    "modify-type-invalid-utf8": tlv(0x66, tlv(0x04, _JS) + tlv(0x30, tlv(0x30, integer(0x0A, 2) + tlv(
+        0x30, tlv(0x04, b"s\xc3") + tlv(0x31, tlv(0x04, b"x")))))),
+    "modify-dn-invalid-utf8": tlv(0x66, tlv(0x04, b"uid=\xe9," + _S) + tlv(0x30, b"")),
+    "modify-change-overruns": tlv(0x66, tlv(0x04, _JS) + tlv(0x30, b"\x30\x7f\x0a\x01\x02")),
+    "moddn-deleteoldrdn-an-integer": tlv(0x6C, tlv(0x04, _JS) + tlv(0x04, b"uid=x") + integer(0x02, 1)),
+    "moddn-newsuperior-wrong-tag": tlv(0x6C, tlv(0x04, _JS) + tlv(0x04, b"uid=x") + tlv(0x01, b"\xff")
+                                       + tlv(0x04, _S)),
+    "moddn-newrdn-invalid-utf8": tlv(0x6C, tlv(0x04, _JS) + tlv(0x04, b"uid=\xff") + tlv(0x01, b"\xff")),
+    "moddn-trailing": tlv(0x6C, tlv(0x04, _JS) + tlv(0x04, b"uid=x") + tlv(0x01, b"\xff") + tlv(0x80, _S)
+                          + tlv(0x80, _S)),
+    "compare-ava-a-set": tlv(0x6E, tlv(0x04, _JS) + tlv(0x31, tlv(0x04, b"sn") + tlv(0x04, b"Smith"))),
+    "compare-value-missing": tlv(0x6E, tlv(0x04, _JS) + tlv(0x30, tlv(0x04, b"sn"))),
+    "compare-attr-invalid-utf8": tlv(0x6E, tlv(0x04, _JS) + tlv(0x30, tlv(0x04, b"s\xffn") + tlv(0x04, b"x"))),
+    "compare-trailing": tlv(0x6E, tlv(0x04, _JS) + tlv(0x30, tlv(0x04, b"sn") + tlv(0x04, b"Smith")) + b"\x04\x00"),
+    "delete-constructed": tlv(0x6A, tlv(0x04, _JS)),
+    "extended-name-an-octet-string": tlv(0x77, tlv(0x04, WHOAMI_OID)),
+    "extended-value-wrong-tag": tlv(0x77, tlv(0x80, WHOAMI_OID) + tlv(0x04, b"")),
+    "extended-trailing": tlv(0x77, tlv(0x80, WHOAMI_OID) + tlv(0x81, b"") + tlv(0x81, b"")),
 }
 
 
@@ -463,3 +496,268 @@ def test_idle_connections_are_closed(tmp_path):
         assert busy.search("", "(objectClass=*)", search_scope=ldap3.BASE)
     finally:
         srv.stop()
+
+
+# ----------------------------------------------------------------------------- every operation, decoded by
+# the server's codec: valid requests answered, oversized ones refused (limits.request_*)
+
+
+def add_request(msgid, dn: bytes, attrs):
+    body = b"".join(tlv(0x30, tlv(0x04, a) + tlv(0x31, b"".join(tlv(0x04, v) for v in vs))) for a, vs in attrs)
+    return message(msgid, tlv(0x68, tlv(0x04, dn) + tlv(0x30, body)))
+
+
+def modify_request(msgid, dn: bytes, changes, controls: bytes = b""):
+    body = b"".join(tlv(0x30, integer(0x0A, op) + tlv(0x30, tlv(0x04, a) + tlv(0x31, b"".join(tlv(0x04, v) for v in vs))))
+                    for op, a, vs in changes)
+    return tlv(0x30, integer(0x02, msgid) + tlv(0x66, tlv(0x04, dn) + tlv(0x30, body)) + controls)
+
+
+def repeated_change_modify(msgid, dn: bytes, count: int) -> bytes:
+    """A modify of `count` changes (replace cn: a 10-octet value), built without a list of
+    `count` elements: the 4 MB, 160,000-change request of the security report."""
+    one = tlv(0x30, integer(0x0A, 2) + tlv(0x30, tlv(0x04, b"cn") + tlv(0x31, tlv(0x04, b"0123456789"))))
+    return message(msgid, tlv(0x66, tlv(0x04, dn) + tlv(0x30, one * count)))
+
+
+def many_values_modify(msgid, dn: bytes, count: int) -> bytes:
+    """One change with `count` values (add description)."""
+    values = b"".join(tlv(0x04, b"value-%017d" % i) for i in range(count))
+    return message(msgid, tlv(0x66, tlv(0x04, dn) + tlv(0x30, tlv(0x30, integer(0x0A, 0) + tlv(
+        0x30, tlv(0x04, b"description") + tlv(0x31, values))))))
+
+
+def answer(sock, msgid, timeout=10.0):
+    """(op tag, resultCode, diagnosticMessage) of the response to msgid."""
+    for m, op_tag, op in recv_messages(sock, 1, timeout):
+        assert m == msgid, (m, op_tag, op)
+        code, _, text, _ = ldap_result(op)
+        return op_tag, code, text.decode()
+
+
+def bound(srv, dn: str | None = None, password: str | None = None):
+    s = connect(srv)
+    if dn is not None:
+        s.sendall(bind_request(1, dn.encode(), password.encode()))
+        assert answer(s, 1)[:2] == (0x61, 0)
+    return s
+
+
+def test_every_operation_over_the_codec(server, live):
+    """Add, compare, modify, modDN, delete and extended, sent as raw PDUs, decoded by the
+    server's codec and answered as before."""
+    dn = f"uid=codec,ou=students,ou=people,{SUFFIX}".encode()
+    with bound(server, ROOT_DN, ROOT_PW) as s:
+        s.sendall(add_request(2, dn, [(b"objectClass", [b"inetOrgPerson"]), (b"uid", [b"codec"]), (b"cn", [b"C"]),
+                                      (b"sn", [b"Codec"]), (b"description", [b"a", b"b"])]))
+        assert answer(s, 2)[:2] == (0x69, 0)
+        s.sendall(message(3, tlv(0x6E, tlv(0x04, dn) + tlv(0x30, tlv(0x04, b"sn") + tlv(0x04, b"codec")))))
+        assert answer(s, 3)[:2] == (0x6F, 6)  # compareTrue
+        s.sendall(modify_request(4, dn, [(0, b"mail", [b"c@district.example"]), (1, b"description", [b"a"]),
+                                         (2, b"cn", [b"C", b"Codec"])]))
+        assert answer(s, 4)[:2] == (0x67, 0)
+        s.sendall(modify_request(5, dn, [(7, b"cn", [b"x"])]))  # an unknown operation: the core's answer
+        assert answer(s, 5)[:2] == (0x67, 2)
+        s.sendall(message(6, tlv(0x6C, tlv(0x04, dn) + tlv(0x04, b"uid=codec2") + tlv(0x01, b"\xff")
+                                 + tlv(0x80, f"ou=staff,ou=people,{SUFFIX}".encode()))))
+        assert answer(s, 6)[:2] == (0x6D, 0)
+        moved = f"uid=codec2,ou=staff,ou=people,{SUFFIX}".encode()
+        s.sendall(message(7, tlv(0x6E, tlv(0x04, moved) + tlv(0x30, tlv(0x04, b"description") + tlv(0x04, b"a")))))
+        assert answer(s, 7)[:2] == (0x6F, 5)  # compareFalse: deleted by the modify
+        s.sendall(message(8, tlv(0x4A, moved)))
+        assert answer(s, 8)[:2] == (0x6B, 0)
+        s.sendall(message(9, tlv(0x4A, moved)))
+        assert answer(s, 9)[:2] == (0x6B, 32)
+        s.sendall(whoami_request(10))
+        [(msgid, op_tag, op)] = recv_messages(s, 1)
+        assert (msgid, op_tag) == (10, 0x78) and ldap_result(op)[3] == [(0x8B, b"dn:" + ROOT_DN.encode())]
+    after_bad_input(server, live)
+
+
+@pytest.mark.parametrize("kind", ["changes", "values"])
+def test_huge_anonymous_modify_does_not_stall_other_clients(server, live, kind):
+    """The report's request: one anonymous modify of ~4 MB with 160,000 changes (or one
+    change with 160,000 values). While it is sent and refused (adminLimitExceeded, as
+    over limits.request_changes / request_values_per_attribute), another client's
+    searches are each answered within a second; ldaptor took ~25 s to decode it, on
+    the reactor."""
+    import threading
+
+    pdu = (repeated_change_modify(5, JSMITH.encode(), 160_000) if kind == "changes"
+           else many_values_modify(5, JSMITH.encode(), 160_000))
+    assert len(pdu) > 3_900_000
+    searcher = bound(server, JSMITH, "student-pw-1")
+    attacker = bound(server)
+    got = {}
+
+    def attack():
+        t = time.monotonic()
+        attacker.sendall(pdu)
+        got["sent"] = time.monotonic() - t
+        got["answer"] = answer(attacker, 5, timeout=60)
+        got["done"] = time.monotonic() - t
+
+    thread = threading.Thread(target=attack)
+    latencies = []
+    try:
+        thread.start()
+        msgid = 10
+        while thread.is_alive() or not latencies:
+            t = time.monotonic()
+            searcher.sendall(search_request(msgid, f"ou=people,{SUFFIX}".encode(), b"teacher1"))
+            msgs = recv_messages(searcher, 2, timeout=30)
+            latencies.append(time.monotonic() - t)
+            assert [(m[0], m[1]) for m in msgs] == [(msgid, 0x64), (msgid, 0x65)]
+            msgid += 1
+        thread.join(60)
+    finally:
+        searcher.close()
+        attacker.close()
+    op_tag, code, text = got["answer"]
+    assert (op_tag, code) == (0x67, 11), got  # adminLimitExceeded, never 80
+    assert ("limits.request_changes" if kind == "changes" else "limits.request_values_per_attribute") in text
+    assert max(latencies) < 1.0, (latencies, got)
+    assert got["done"] < 10, got
+    after_bad_input(server, live)
+
+
+@pytest.fixture(scope="module")
+def capped(tmp_path_factory):
+    from tests.conftest import ServerProcess
+
+    srv = ServerProcess(tmp_path_factory.mktemp("capped"), extra_config={"limits": {
+        "request_attributes": 6, "request_values_per_attribute": 3, "request_values": 8, "request_changes": 4}}).start()
+    yield srv
+    srv.stop()
+
+
+def _add_attrs(n_attrs=5, per_attr=(1,) * 5):
+    attrs = [(b"objectClass", [b"inetOrgPerson"]), (b"uid", [b"capped"]), (b"cn", [b"C"]), (b"sn", [b"S"])]
+    attrs += [(name, [b"v%d" % i for i in range(n)]) for name, n in zip((b"description", b"title", b"l"),
+                                                                      per_attr[: n_attrs - 4])]
+    return attrs
+
+
+CAPPED_DN = f"uid=capped,ou=students,ou=people,{SUFFIX}".encode()
+OVER_CAPS = {
+    # (request, the cap named in the answer)
+    "add: attributes": (add_request(2, CAPPED_DN, _add_attrs(7, (1, 1, 1))), "limits.request_attributes"),
+    "add: values of an attribute": (add_request(2, CAPPED_DN, _add_attrs(5, (4,))),
+                                    "limits.request_values_per_attribute"),
+    "add: values in all": (add_request(2, CAPPED_DN, _add_attrs(6, (3, 3))), "limits.request_values)"),
+    "modify: changes": (modify_request(2, _JS, [(2, b"description", [b"x"])] * 5), "limits.request_changes"),
+    "modify: values of a change": (modify_request(2, _JS, [(0, b"description", [b"1", b"2", b"3", b"4"])]),
+                                   "limits.request_values_per_attribute"),
+    "modify: values in all": (modify_request(2, _JS, [(0, b"description", [b"1", b"2", b"3"])] * 3),
+                              "limits.request_values)"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OVER_CAPS))
+@pytest.mark.parametrize("who", ["anonymous", "jsmith"])
+def test_over_the_caps_is_admin_limit_exceeded(capped, name, who):
+    pdu, cap = OVER_CAPS[name]
+    with bound(capped, *((JSMITH, "student-pw-1") if who == "jsmith" else ())) as s:
+        s.sendall(pdu)
+        op_tag, code, text = answer(s, 2)
+        assert code == 11 and cap in text, (code, text)
+        assert op_tag == (0x69 if name.startswith("add") else 0x67)
+        s.sendall(whoami_request(3))
+        [(msgid, op_tag, op)] = recv_messages(s, 1)  # the connection goes on
+        assert (msgid, op_tag, ldap_result(op)[0]) == (3, 0x78, 0)
+
+
+def test_at_the_caps_is_decoded_and_the_root_dn_is_exempt(capped):
+    at_caps = add_request(2, CAPPED_DN, _add_attrs(6, (3, 1)))  # 6 attributes, 8 values, 3 for description
+    with bound(capped) as s:  # anonymous: decoded, then refused for want of access (not for its size)
+        s.sendall(at_caps)
+        assert answer(s, 2)[1] == 50
+    with bound(capped, ROOT_DN, ROOT_PW) as s:
+        s.sendall(at_caps)
+        assert answer(s, 2)[:2] == (0x69, 0)
+        for name in sorted(OVER_CAPS):
+            if name.startswith("modify"):
+                s.sendall(OVER_CAPS[name][0])
+                op_tag, code, text = answer(s, 2)
+                assert (op_tag, code) in ((0x67, 0), (0x67, 20)), (name, code, text)  # decoded and applied
+        s.sendall(modify_request(3, CAPPED_DN, [(2, b"description", [b"v%d" % i for i in range(50)])]
+                                 + [(2, b"cn", [b"C"])] * 10))
+        assert answer(s, 3)[:2] == (0x67, 0)
+        s.sendall(message(4, tlv(0x4A, CAPPED_DN)))
+        assert answer(s, 4)[:2] == (0x6B, 0)
+
+
+# ----------------------------------------------------------------------------- once answered 80
+
+
+def _new_log(srv, start: int) -> str:
+    return srv.log_path.read_bytes()[start:].decode("utf-8", "replace")
+
+
+ACCOUNT_OP_OID = b"2.25.69814933526364736177629039217756273497.4.1"
+ASSERTION_OID = b"1.3.6.1.1.12"
+
+
+def test_inputs_that_reached_an_unhandled_exception(server, live):
+    """A malformed assertion control, deeply nested JSON in the account operation
+    (anonymous) and increment by a non-integer: each its exact result code, never
+    other (80), and no traceback in the server log."""
+    start = server.log_path.stat().st_size
+    bad_assertion = tlv(0xA0, tlv(0x30, tlv(0x04, ASSERTION_OID) + tlv(0x01, b"\xff") + tlv(0x04, b"\x04\x01x")))
+    with bound(server) as anon:
+        # search with a malformed assertion control value: protocolError (2)
+        flt = tlv(0x87, b"objectClass")
+        search = (tlv(0x04, SUFFIX.encode()) + integer(0x0A, 0) + integer(0x0A, 0) + integer(0x02, 0)
+                  + integer(0x02, 0) + tlv(0x01, b"\x00") + flt + tlv(0x30, b""))
+        anon.sendall(tlv(0x30, integer(0x02, 2) + tlv(0x63, search) + bad_assertion))
+        assert answer(anon, 2)[:2] == (0x65, 2)
+        # the account operation with 100,000 nested arrays: protocolError (2)
+        nested = b'{"action":"activate","uid":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+        anon.sendall(message(3, tlv(0x77, tlv(0x80, ACCOUNT_OP_OID) + tlv(0x81, nested))))
+        assert answer(anon, 3)[:2] == (0x78, 2)
+        anon.sendall(message(4, tlv(0x77, tlv(0x80, ACCOUNT_OP_OID) + tlv(0x81, b"[" * 100_000))))
+        assert answer(anon, 4)[:2] == (0x78, 2)
+    dn = f"uid=counter,ou=staff,ou=people,{SUFFIX}".encode()
+    with bound(server, ROOT_DN, ROOT_PW) as root:
+        # the same malformed assertion on a modify: protocolError (2)
+        root.sendall(modify_request(5, _JS, [(2, b"sn", [b"Smith"])], bad_assertion))
+        assert answer(root, 5)[:2] == (0x67, 2)
+        root.sendall(add_request(6, dn, [(b"objectClass", [b"inetOrgPerson", b"posixAccount"]), (b"uid", [b"counter"]),
+                                         (b"cn", [b"C"]), (b"sn", [b"C"]), (b"uidNumber", [b"5000"]),
+                                         (b"gidNumber", [b"100"]), (b"homeDirectory", [b"/home/counter"])]))
+        assert answer(root, 6)[:2] == (0x69, 0)
+        # increment by a non-integer: invalidAttributeSyntax (21), RFC 4525
+        for i, value in enumerate([b"abc", b"1.5", b"", b"+1", b" 1", b"1_0", b"01", b"-0", b"9" * 5000]):
+            root.sendall(modify_request(10 + i, dn, [(3, b"uidNumber", [value])]))
+            op_tag, code, text = answer(root, 10 + i)
+            assert (op_tag, code) == (0x67, 21), (value[:10], code, text)
+        root.sendall(modify_request(30, dn, [(3, b"uidNumber", [b"-7"])]))
+        assert answer(root, 30)[:2] == (0x67, 0)
+        root.sendall(message(31, tlv(0x6E, tlv(0x04, dn) + tlv(0x30, tlv(0x04, b"uidNumber") + tlv(0x04, b"4993")))))
+        assert answer(root, 31)[:2] == (0x6F, 6)
+        root.sendall(message(32, tlv(0x4A, dn)))
+        assert answer(root, 32)[:2] == (0x6B, 0)
+    after_bad_input(server, live)
+    time.sleep(0.2)  # the log is written by the server process
+    log = _new_log(server, start)
+    assert "Traceback" not in log and "internal error" not in log, log[-3000:]
+
+
+def test_add_answers_the_same_whether_or_not_the_entry_exists(server):
+    """Security report item 11: an add by a caller who may not add there is refused with
+    insufficientAccess (50) whether the entry exists (invisible to them) or not; it
+    used to answer entryAlreadyExists (68) for an existing one."""
+    attrs = [(b"objectClass", [b"inetOrgPerson"]), (b"cn", [b"x"]), (b"sn", [b"x"])]
+    exists = JSMITH.encode()
+    unknown = f"uid=nobody,ou=students,ou=people,{SUFFIX}".encode()
+    for who in [(), (JSMITH, "student-pw-1"), (f"uid=teacher1,ou=staff,ou=people,{SUFFIX}", "staff-pw-1")]:
+        with bound(server, *who) as s:
+            s.sendall(add_request(2, exists, attrs + [(b"uid", [b"jsmith"])])
+                      + add_request(3, unknown, attrs + [(b"uid", [b"nobody"])]))
+            msgs = recv_messages(s, 2)
+            got = {m[0]: ldap_result(m[2])[:3] for m in msgs}
+            assert got[2][0] == got[3][0] == 50, (who, got)
+            assert got[2] == got[3], (who, got)  # same matched DN and message too
+    with bound(server, ROOT_DN, ROOT_PW) as s:  # who may add there still learns it exists
+        s.sendall(add_request(2, exists, attrs + [(b"uid", [b"jsmith"])]))
+        assert answer(s, 2)[:2] == (0x69, 68)

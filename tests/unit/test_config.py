@@ -56,6 +56,13 @@ def test_the_repository_config_and_its_defaults(tmp_path):
     assert cfg.sections["password_policy"]["history"] == 5
     assert cfg.sections["sync"]["thresholds"]["max_deactivations"] == 500
     assert cfg.web.idle_minutes == 15 and cfg.web.threads == 8
+    # the caps on one add/modify request, as config.yaml writes them and as the defaults
+    from directory.server.protocol import request_limits
+
+    caps = request_limits(cfg)
+    assert (caps.attributes, caps.values_per_attribute, caps.values, caps.changes) == (1000, 10000, 20000, 1000)
+    bare = load_config(write(tmp_path, document(limits=None)))
+    assert request_limits(bare) == caps
 
 
 def test_values_given_are_the_values_used(tmp_path):
@@ -91,6 +98,7 @@ BAD = [
     # limits
     ("limits", merged("limits", sizelimit=5), "limits.sizelimit", "unknown key"),
     ("limits", merged("limits", time=-1), "limits.time", "expected an integer >= 0"),
+    ("limits", merged("limits", request_changes=0), "limits.request_changes", "expected an integer >= 1"),
     # indexes
     ("indexes", ["uid"], "indexes", "expected a mapping"),
     ("indexes", {"uid": ["equality"]}, "indexes.uid", "expected a list of"),
