@@ -19,6 +19,7 @@ import yaml
 
 from . import passwords
 from .core.dn import DN
+from .core.filterparse import MAX_FILTER_DEPTH
 from .core.ppolicy import PolicyConfig  # its dataclass declares password_policy's keys and defaults
 from .district.grades import DEFAULT_GRADES, GRADES
 from .district.usernames import check_pattern
@@ -250,6 +251,16 @@ def _ldap_url(value):
     return value
 
 
+def _limits(values: dict) -> dict:
+    if values["max_pdu_anonymous"] > values["max_pdu"]:
+        raise Invalid(f"must be <= max_pdu ({values['max_pdu']})", ".max_pdu_anonymous")
+    if values["max_connections_per_address"] > values["max_connections"]:
+        raise Invalid(f"must be <= max_connections ({values['max_connections']})", ".max_connections_per_address")
+    if values["filter_max_depth"] > MAX_FILTER_DEPTH:
+        raise Invalid(f"must be <= {MAX_FILTER_DEPTH} (the limit for everyone)", ".filter_max_depth")
+    return values
+
+
 def _positive(value):
     if value <= 0:
         raise Invalid("must be a number of minutes > 0")
@@ -274,8 +285,16 @@ SECTIONS = {
         "request_attributes": Int(1000, minimum=1), "request_values_per_attribute": Int(10000, minimum=1),
         "request_values": Int(20000, minimum=1), "request_changes": Int(1000, minimum=1),
         "size": Int(500), "time": Int(60), "unindexed": Int(5000), "sort": Int(100000),
-        "max_pdu": Int(10 * 1024 * 1024, minimum=1024), "idle_timeout": Int(0),
-    }),
+        # largest request once bound / before (slapd's sockbuf_max_incoming_auth / _incoming)
+        "max_pdu": Int(10 * 1024 * 1024, minimum=1024), "max_pdu_anonymous": Int(262143, minimum=1024),
+        "idle_timeout": Int(900),          # seconds without a request (0: never closed)
+        "write_timeout": Int(60),          # seconds a client may leave responses unread (0: never closed)
+        "max_connections": Int(1024, minimum=1),
+        "max_connections_per_address": Int(256, minimum=1),
+        "max_binds_per_address": Int(16, minimum=1),   # binds being verified at once per client address
+        "filter_max_terms": Int(1000, minimum=1),      # filter elements in a search (root DN exempt)
+        "filter_max_depth": Int(32, minimum=1),        # filter nesting (root DN exempt; all: 64)
+    }, check=_limits),
     "indexes": Key("mapping", {}, check=_indexes),
     "passwords": Section({
         "scheme": Str("ARGON2", choices=_SCHEMES, fold=True),
@@ -414,6 +433,14 @@ class Config:
     hash_threads: int
     workers: int
     log_level: str
+    # limits.* that bound what one client may hold (see config.yaml's comments)
+    max_pdu_anonymous: int = 262143
+    write_timeout: int = 60
+    max_connections: int = 1024
+    max_connections_per_address: int = 256
+    max_binds_per_address: int = 16
+    filter_max_terms: int = 1000
+    filter_max_depth: int = 32
     web: "WebConfig | None" = None  # the `web:` section (web console), None when absent
     raw: dict = field(default_factory=dict)  # the whole document as written
     # every section checked against SECTIONS, defaults filled in (accounts, requests, sync, …)
@@ -540,6 +567,13 @@ def parse_config(doc: dict, path: Path) -> Config:
         sort_limit=limits["sort"],
         max_pdu=limits["max_pdu"],
         idle_timeout=limits["idle_timeout"],
+        max_pdu_anonymous=limits["max_pdu_anonymous"],
+        write_timeout=limits["write_timeout"],
+        max_connections=limits["max_connections"],
+        max_connections_per_address=limits["max_connections_per_address"],
+        max_binds_per_address=limits["max_binds_per_address"],
+        filter_max_terms=limits["filter_max_terms"],
+        filter_max_depth=limits["filter_max_depth"],
         indexes=v["indexes"],
         password_scheme=pw["scheme"],
         argon2={k: n for k, n in pw["argon2"].items() if n is not None},

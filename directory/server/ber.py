@@ -56,6 +56,8 @@ from dataclasses import dataclass, field
 from ..core.filterparse import MAX_FILTER_DEPTH, filter_to_string, parse_filter_string
 
 __all__ = [
+    "FilterLimitExceeded",
+    "FilterLimits",
     "BERError",
     "MAX_FILTER_DEPTH",
     "MAX_INT",
@@ -120,6 +122,38 @@ _AVA_TAGS = {v: k for k, v in _AVA_FILTERS.items()}
 
 class BERError(Exception):
     """Malformed BER/LDAP input; the server answers protocolError and closes."""
+
+
+class FilterLimitExceeded(Exception):
+    """A well-formed filter larger than the caller may send (limits.filter_max_terms /
+    filter_max_depth): the request is refused (adminLimitExceeded), the connection stays.
+    Raised while decoding, as soon as the limit is passed; ``msgid`` is set by
+    :func:`decode_message`."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+        self.msgid = None
+
+
+class FilterLimits:
+    """What a filter may hold: ``max_terms`` elements (every and/or/not, every
+    term, every substring piece) nested at most ``max_depth`` levels. One instance
+    per decoded filter (it counts down)."""
+
+    __slots__ = ("terms_left", "max_terms", "max_depth")
+
+    def __init__(self, max_terms: int, max_depth: int):
+        self.terms_left = self.max_terms = max_terms
+        self.max_depth = max_depth
+
+    def spend(self, n: int, depth: int):
+        self.terms_left -= n
+        if self.terms_left < 0:
+            raise FilterLimitExceeded(f"filter has more than {self.max_terms} elements; "
+                                      "split the search or narrow the filter")
+        if depth > self.max_depth:
+            raise FilterLimitExceeded(f"filter nested deeper than {self.max_depth} levels")
 
 
 class RequestLimitExceeded(Exception):
@@ -331,23 +365,25 @@ def _trailing(i: int, end: int, what: str):
 # Message decoding
 
 
-def decode_message(pdu: bytes, limits: RequestLimits | None = None) -> Message:
+def decode_message(pdu: bytes, limits: RequestLimits | None = None,
+                   filter_limits: FilterLimits | None = None) -> Message:
     """Decode one complete LDAPMessage (as delimited by :func:`next_pdu_length`).
 
     ``limits`` caps add and modify requests (None: no caps, e.g. for the root DN);
     a request over a cap raises :class:`RequestLimitExceeded` carrying its
-    messageID and operation."""
+    messageID and operation. With ``filter_limits``, a search filter beyond them
+    raises FilterLimitExceeded."""
     if type(pdu) is not bytes:
         pdu = bytes(pdu)
     try:
-        return _decode_message(pdu, limits)
+        return _decode_message(pdu, limits, filter_limits)
     except UnicodeDecodeError as exc:
         raise BERError(f"invalid UTF-8 in a string field: {exc.reason}") from None
     except IndexError:
         raise BERError("truncated element") from None
 
 
-def _decode_message(pdu: bytes, limits: RequestLimits | None) -> Message:
+def _decode_message(pdu: bytes, limits: RequestLimits | None, filter_limits: FilterLimits | None = None) -> Message:
     end = len(pdu)
     s, e = _expect(pdu, 0, end, T_SEQUENCE, "LDAPMessage")
     if e != end:
@@ -359,7 +395,11 @@ def _decode_message(pdu: bytes, limits: RequestLimits | None) -> Message:
     if op is None:
         raise BERError(f"unknown protocolOp tag 0x{tag:02x}")
     if op == 3:
-        request = _decode_search(pdu, s, i)
+        try:
+            request = _decode_search(pdu, s, i, filter_limits)
+        except FilterLimitExceeded as exc:
+            exc.msgid = msgid
+            raise
     elif op == 0:
         request = _decode_bind(pdu, s, i)
     elif op == 16:
@@ -570,7 +610,7 @@ _OTHER_DECODERS = {
 }
 
 
-def _decode_search(buf: bytes, i: int, end: int) -> SearchRequest:
+def _decode_search(buf: bytes, i: int, end: int, limits: FilterLimits | None = None) -> SearchRequest:
     s, i = _expect(buf, i, end, T_OCTET_STRING, "search base")
     base = buf[s:i].decode()
     scope, i = _read_int(buf, i, end, T_ENUMERATED, "search scope")
@@ -582,7 +622,7 @@ def _decode_search(buf: bytes, i: int, end: int) -> SearchRequest:
     size_limit, i = _read_uint(buf, i, end, T_INTEGER, "sizeLimit")
     time_limit, i = _read_uint(buf, i, end, T_INTEGER, "timeLimit")
     types_only, i = _read_bool(buf, i, end, T_BOOLEAN, "typesOnly")
-    flt, i = _decode_filter(buf, i, end, 1)
+    flt, i = _decode_filter(buf, i, end, 1, limits)
     s, e = _expect(buf, i, end, T_SEQUENCE, "attribute selection")
     if e != end:
         _trailing(e, end, "searchRequest")
@@ -593,10 +633,15 @@ def _decode_search(buf: bytes, i: int, end: int) -> SearchRequest:
     return SearchRequest(base, scope, deref, size_limit, time_limit, types_only, flt, attributes)
 
 
-def _decode_filter(buf: bytes, i: int, end: int, depth: int) -> tuple[tuple, int]:
-    """Decode the Filter at buf[i]; return (ast, offset just after it)."""
+def _decode_filter(buf: bytes, i: int, end: int, depth: int,
+                   limits: FilterLimits | None = None) -> tuple[tuple, int]:
+    """Decode the Filter at buf[i]; return (ast, offset just after it). ``limits`` is
+    charged one element per filter (and per substring piece) as it is met, so an
+    oversized filter is refused after at most max_terms elements were decoded."""
     if depth > MAX_FILTER_DEPTH:
         raise BERError(f"filter nested deeper than {MAX_FILTER_DEPTH} levels")
+    if limits is not None:
+        limits.spend(1, depth)
     if i + 2 <= end and buf[i + 1] < 0x80:  # short length form, inlined
         tag = buf[i]
         s = i + 2
@@ -617,7 +662,7 @@ def _decode_filter(buf: bytes, i: int, end: int, depth: int) -> tuple[tuple, int
     if tag == 0xA0 or tag == 0xA1:  # and / or: SET OF Filter (empty allowed, RFC 4526)
         subs = []
         while s < e:
-            sub, s = _decode_filter(buf, s, e, depth + 1)
+            sub, s = _decode_filter(buf, s, e, depth + 1, limits)
             subs.append(sub)
         return ("and" if tag == 0xA0 else "or", subs), e
 
@@ -625,7 +670,7 @@ def _decode_filter(buf: bytes, i: int, end: int, depth: int) -> tuple[tuple, int
         return ("present", buf[s:e].decode()), e
 
     if tag == 0xA2:  # not [2] Filter
-        sub, s = _decode_filter(buf, s, e, depth + 1)
+        sub, s = _decode_filter(buf, s, e, depth + 1, limits)
         if s != e:
             _trailing(s, e, "not filter")
         return ("not", sub), e
@@ -644,6 +689,8 @@ def _decode_filter(buf: bytes, i: int, end: int, depth: int) -> tuple[tuple, int
             t, v_s, v_e = _tlv(buf, q, q_end)
             if final is not None:
                 raise BERError("substrings: 'final' must be the last element")
+            if limits is not None:
+                limits.spend(1, depth)
             if t == 0x81:
                 anys.append(buf[v_s:v_e])
             elif t == 0x80:
@@ -700,12 +747,12 @@ def _decode_controls(buf: bytes, i: int, end: int) -> list[Control]:
     return controls
 
 
-def decode_filter(data: bytes) -> tuple:
+def decode_filter(data: bytes, limits: FilterLimits | None = None) -> tuple:
     """Decode a complete BER Filter (e.g. an assertion control value, RFC 4528)."""
     if type(data) is not bytes:
         data = bytes(data)
     try:
-        flt, i = _decode_filter(data, 0, len(data), 1)
+        flt, i = _decode_filter(data, 0, len(data), 1, limits)
     except UnicodeDecodeError as exc:
         raise BERError(f"invalid UTF-8 in a filter: {exc.reason}") from None
     except IndexError:

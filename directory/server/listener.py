@@ -1,6 +1,8 @@
 """Listeners, TLS and the shared state of all connections of one server process."""
+import collections
 import gc
 import logging
+import resource
 
 from twisted.internet import defer, protocol, reactor, ssl
 from twisted.internet.threads import deferToThreadPool
@@ -37,11 +39,31 @@ def tls_context(config):
     )
 
 
+def raise_fd_limit(max_connections: int):
+    """limits.max_connections needs as many descriptors, and some for the store and
+    the listeners: raise the soft limit towards the hard one if it is lower (as slapd
+    sizes its descriptor table), or say that the limit will be hit first."""
+    want = max_connections + 64
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != resource.RLIM_INFINITY and soft < want:
+            new = want if hard == resource.RLIM_INFINITY else min(want, hard)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+            if new < want:
+                log.warning("open files limit %d is below limits.max_connections (%d) + 64: "
+                            "raise `ulimit -n`", new, max_connections)
+    except (ValueError, OSError) as exc:
+        log.warning("could not raise the open files limit: %s", exc)
+
+
 class LDAPServerFactory(protocol.ServerFactory):
     def __init__(self, directory, config):
         self.directory = directory
         self.config = config
         self.connections = set()
+        self.per_address = collections.Counter()   # open connections by client address
+        self.binds_in_flight = collections.Counter()  # binds being verified by client address
+        raise_fd_limit(config.max_connections)
         self.tls_context = tls_context(config)
         self.tls_ports = set()
         directory.supported_controls = list(SUPPORTED_CONTROLS)
@@ -56,6 +78,23 @@ class LDAPServerFactory(protocol.ServerFactory):
             pool.start()
             reactor.addSystemEventTrigger("during", "shutdown", pool.stop)
 
+    def admit(self, conn) -> str | None:
+        """Count a new connection in limits.max_connections(_per_address); or why not."""
+        if len(self.connections) >= self.config.max_connections:
+            return f"too many connections (limit {self.config.max_connections}); try again later"
+        if self.per_address[conn.peer_host] >= self.config.max_connections_per_address:
+            return (f"too many connections from {conn.peer_host} "
+                    f"(limit {self.config.max_connections_per_address}); close some and try again")
+        self.connections.add(conn)
+        self.per_address[conn.peer_host] += 1
+        return None
+
+    def release(self, conn):
+        self.connections.discard(conn)
+        self.per_address[conn.peer_host] -= 1
+        if self.per_address[conn.peer_host] <= 0:
+            del self.per_address[conn.peer_host]
+
     def buildProtocol(self, addr):
         p = LDAPServerProtocol(self)
         p.factory = self
@@ -69,6 +108,30 @@ class LDAPServerFactory(protocol.ServerFactory):
         """A simple bind with a DN and a password, for LDAP connections and the web
         console alike: per-address throttling, lockout bookkeeping, rehash on success.
         Returns a Deferred firing the Identity, or failing with LDAPError."""
+        directory = self.directory
+        # binds being verified from one address: a client (or many connections of one)
+        # may not queue hundreds of password hashes ahead of everyone else's
+        if self.binds_in_flight[peer_host] >= self.config.max_binds_per_address:
+            log.info("bind of %r from %s refused: %d binds from this address in progress", name, peer,
+                     self.binds_in_flight[peer_host])
+            return defer.fail(LDAPError(ResultCode.BUSY, "too many binds in progress from this address; "
+                                                         "wait for their results"))
+        self.binds_in_flight[peer_host] += 1
+
+        def finished(result):
+            self.binds_in_flight[peer_host] -= 1
+            if self.binds_in_flight[peer_host] <= 0:
+                del self.binds_in_flight[peer_host]
+            return result
+
+        try:
+            d = self._authenticate(name, password, peer_host, peer, tls)
+        except BaseException:
+            finished(None)
+            raise
+        return d.addBoth(finished)
+
+    def _authenticate(self, name: str, password: bytes, peer_host: str, peer: str, tls: bool):
         directory = self.directory
         directory.store.refresh()  # the console signs in here without an LDAP PDU
         # counted in the store's throttle file, shared by all workers: a read here and a

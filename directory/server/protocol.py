@@ -94,6 +94,18 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
         self.closed = False
         self.paused_for_tls = False
         self.request_limits = request_limits(self.config)
+        # back-pressure (limits.write_timeout): the transport pauses us when more than its
+        # buffer (64 KB) of responses waits to be sent; then no request is read or decoded
+        # and no search produces entries until it has drained
+        self.write_blocked = False
+        self.blocked_timer = None
+        self.parked: list[_Search] = []  # searches waiting for the client to read
+        # a bind being verified: later requests wait (RFC 4511 4.2.1; slapd does the same),
+        # so a connection has one bind in flight and what follows runs as the new identity
+        self.binding = False
+        self.reading = True       # whether the transport is reading from the socket
+        self.admitted = False     # counted in the factory's connection limits
+        self.resume_call = None
 
     # ------------------------------------------------------------------ transport
     def connectionMade(self):
@@ -102,18 +114,42 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
         self.peer_host = getattr(peer, "host", "")
         self.tls = self.server.is_tls_listener(self.transport)
         self.ident = Identity(peer=self.peer, tls=self.tls)
-        self.server.connections.add(self)
+        refusal = self.server.admit(self)
+        if refusal is not None:
+            # limits.max_connections(_per_address): told why, closed; nothing is read
+            log.warning("refusing connection from %s: %s", self.peer, refusal)
+            self.closed = True
+            if self.tls:
+                # ldaps: the notice would wait for a TLS handshake the client may never do
+                self.transport.abortConnection()
+                return
+            self.transport.write(ber.encode_notice_of_disconnection(ResultCode.BUSY, refusal))
+            self.transport.loseConnection()
+            return
+        self.admitted = True
+        self.transport.registerProducer(self, True)
         if self.config.idle_timeout:
             self.setTimeout(self.config.idle_timeout)
 
     def timeoutConnection(self):
-        """limits.idle_timeout passed with no request (and no search running)."""
-        if self.searches:
-            self.resetTimeout()
+        """limits.idle_timeout passed with no request (and no search or bind running)."""
+        if self.searches or self.binding or self.write_blocked or self.parked:
+            self.resetTimeout()  # busy, or blocked on the client (limits.write_timeout applies)
             return
         log.info("closing idle connection from %s", self.peer)
         self.send(ber.encode_notice_of_disconnection(ResultCode.UNAVAILABLE, "idle connection closed"))
+        self.close()
+
+    def close(self):
+        """Close after what is written has been sent (the producer must go first:
+        Twisted keeps a connection with a registered producer open)."""
         self.closed = True
+        if self.admitted:
+            self.transport.unregisterProducer()
+        if not self.reading:
+            # a TLS handshake still to finish (after StartTLS) needs to read
+            self.reading = True
+            self.transport.resumeProducing()
         self.transport.loseConnection()
 
     def connectionLost(self, reason=protocol.connectionDone):
@@ -123,15 +159,119 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
             s.abandoned = True
         self.searches.clear()
         self.pages.clear()
-        self.server.connections.discard(self)
+        self.parked.clear()
+        self.buffer.clear()
+        for call in (self.blocked_timer, self.resume_call):
+            if call is not None and call.active():
+                call.cancel()
+        self.blocked_timer = self.resume_call = None
+        if self.admitted:
+            self.admitted = False
+            self.server.release(self)
+
+    # ------------------------------------------------------------------ back-pressure
+    # The transport calls these (we are its streaming producer): pause when its write
+    # buffer is over 64 KB, resume once it has drained.
+    def pauseProducing(self):
+        if self.write_blocked or self.closed:
+            return
+        self.write_blocked = True
+        self._update_reading()
+        if self.config.write_timeout and self.blocked_timer is None:
+            self.blocked_timer = reactor.callLater(self.config.write_timeout, self._write_timed_out)
+
+    def resumeProducing(self):
+        if not self.write_blocked:
+            return
+        self.write_blocked = False
+        if self.blocked_timer is not None:
+            if self.blocked_timer.active():
+                self.blocked_timer.cancel()
+            self.blocked_timer = None
+        self._wake()
+
+    def stopProducing(self):
+        self.closed = True
+
+    def _write_timed_out(self):
+        """limits.write_timeout: the client left its responses unread that long. Its
+        unread responses could never be sent: the connection is aborted, not drained."""
+        self.blocked_timer = None
+        if self.closed or not self.write_blocked:
+            return
+        log.warning("closing connection from %s: responses unread for %ds", self.peer, self.config.write_timeout)
+        self.closed = True
+        self.transport.unregisterProducer()
+        self.transport.abortConnection()
+
+    def _holding(self) -> bool:
+        """Whether requests must wait (not be read, not be decoded) for now."""
+        return self.write_blocked or self.binding
+
+    def _update_reading(self):
+        """Read from the socket only while requests can be handled: a paused
+        connection's requests stay in the kernel's buffers, not in our memory."""
+        if self.closed:
+            return  # close() decides (a TLS handshake may still have to read)
+        want = not self._holding()
+        if want != self.reading:
+            self.reading = want
+            if want:
+                self.transport.resumeProducing()
+            else:
+                self.transport.pauseProducing()
+
+    def _wake(self):
+        """The reason to hold is gone: on the next reactor turn, continue the parked
+        searches and the requests already received, then read again."""
+        if self.resume_call is None and not self.closed:
+            self.resume_call = reactor.callLater(0, self._resume)
+
+    def _resume(self):
+        self.resume_call = None
+        if self.closed or self._holding():
+            return
+        if self.buffer:
+            self._process()  # the requests received before the pause
+        self._update_reading()
+        if self.parked:
+            # the parked searches go on at the next reactor turn: after this turn has read
+            # what the client sent meanwhile (an abandon, say), which otherwise would wait
+            # behind entries that fill the buffer again at once
+            reactor.callLater(0, self._continue_parked)
+
+    def _continue_parked(self):
+        parked, self.parked = self.parked, []
+        for state in parked:
+            self._continue_search(state)  # parks again if the client is still not reading
+
+    # ------------------------------------------------------------------ framing
+    def max_pdu(self) -> int:
+        """limits.max_pdu once bound, limits.max_pdu_anonymous before (slapd's
+        sockbuf_max_incoming_auth and sockbuf_max_incoming)."""
+        return self.config.max_pdu_anonymous if self.ident.anonymous else self.config.max_pdu
 
     def dataReceived(self, data):
+        if self.closed:
+            return
         self.resetTimeout()
         self.buffer += data
-        buf, off, max_pdu = self.buffer, 0, self.config.max_pdu
+        if self._holding():
+            # the transport was paused, but a TLS layer may still hand over what it had
+            # decrypted: keep it, within the size one request may have
+            if len(self.buffer) > self.max_pdu() + 65536:
+                self.protocol_error(f"{len(self.buffer)} octets sent while a request is in progress")
+            else:
+                self._update_reading()
+            return
+        self._process()
+
+    def _process(self):
+        """Handle the complete requests in the buffer, until one makes us hold."""
+        buf, off = self.buffer, 0
         try:
-            while not self.closed:
-                n = ber.next_pdu_length(buf, off, max_pdu)
+            while not self.closed and not self._holding():
+                n = ber.next_pdu_length(buf, off, self.max_pdu())
                 if n is None:
                     break
                 pdu = bytes(buf[off : off + n])
@@ -148,6 +288,7 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
                 return
             self.paused_for_tls = False  # from now on data arrives through TLS
         del buf[:off]
+        self._update_reading()
 
     def protocol_error(self, why: str):
         """Malformed input: tell the client (Notice of Disconnection) and close this
@@ -155,8 +296,7 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
         log.warning("protocol error from %s: %s", self.peer, why)
         if not self.closed:
             self.transport.write(ber.encode_notice_of_disconnection(ResultCode.PROTOCOL_ERROR, why))
-            self.closed = True
-            self.transport.loseConnection()
+            self.close()
         self.buffer.clear()
 
     def send(self, data: bytes):
@@ -177,11 +317,34 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
             self.result(msgid, op, ResultCode.OTHER, "internal server error")
 
     # ------------------------------------------------------------------ dispatch
+    def filter_limits(self):
+        """limits.filter_max_terms / filter_max_depth for this connection's identity
+        (None for the root DN): a fresh count for one filter."""
+        if self.ident.is_root:
+            return None
+        return ber.FilterLimits(self.config.filter_max_terms, self.config.filter_max_depth)
+
+    def decode_control_filter(self, value: bytes | None, what: str) -> tuple:
+        """The filter a control carries (RFC 4528's assertion): malformed is
+        protocolError, too large adminLimitExceeded, never an unhandled error."""
+        try:
+            return ber.decode_filter(value or b"", self.filter_limits())
+        except ber.FilterLimitExceeded as exc:
+            raise LDAPError(ResultCode.ADMIN_LIMIT_EXCEEDED, f"{what}: {exc.message}") from None
+        except ber.BERError as exc:
+            raise LDAPError(ResultCode.PROTOCOL_ERROR, f"{what}: {exc}") from None
+
     def handle_pdu(self, pdu: bytes):
         try:
-            msg = ber.decode_message(pdu, None if self.ident.is_root else self.request_limits)
+            msg = ber.decode_message(pdu, None if self.ident.is_root else self.request_limits,
+                                     self.filter_limits())
         except ber.RequestLimitExceeded as exc:
             self.over_limits(exc)
+            return
+        except ber.FilterLimitExceeded as exc:
+            # refused before anything is evaluated; the connection goes on
+            log.info("search filter refused from %s: %s", self.peer, exc.message)
+            self.result(exc.msgid, OP_SEARCH, ResultCode.ADMIN_LIMIT_EXCEEDED, exc.message)
             return
         op = msg.op
         if self.paused_for_tls:
@@ -191,8 +354,7 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
         # other worker processes may have written: drop what they changed from our cache
         self.directory.store.refresh()
         if op == OP_UNBIND:
-            self.closed = True
-            self.transport.loseConnection()
+            self.close()
             return
         if op == OP_ABANDON:
             running = self.searches.get(msg.request)
@@ -259,9 +421,19 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
             self.server.audit_bind(self, req.name, False)
             self.error(msgid, OP_BIND, f.value)
 
+        def finished(_):
+            # the requests that arrived meanwhile are read now, as the new identity
+            self.binding = False
+            self._wake()
+
+        # nothing more is read from this connection until the password is checked: one
+        # bind in flight per connection, never a queue of them (limits.max_binds_per_address
+        # bounds them per client address)
+        self.binding = True
         d = self.server.authenticate(req.name, req.password, self.peer_host, self.peer, self.tls)
         d.addCallback(done)
         d.addErrback(failed)
+        d.addBoth(finished)
 
     # ------------------------------------------------------------------ search
     def do_search(self, msg):
@@ -335,7 +507,7 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
 
     def _search_assertion(self, req, control):
         """RFC 4528 on search: the assertion applies to the base object."""
-        flt = _assertion_filter(control)
+        flt = self.decode_control_filter(control.value, "assertion control")
         if not self.directory.assert_entry(self.ident, req.base, flt):
             raise LDAPError(ResultCode.ASSERTION_FAILED, "assertion control: filter did not match")
 
@@ -343,6 +515,10 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
         cursor, msgid = state.cursor, state.msgid
         if state.abandoned or self.closed:
             self.searches.pop(msgid, None)
+            return
+        if self.write_blocked:
+            # the client is not reading: produce nothing more until it does (resumeProducing)
+            self.parked.append(state)
             return
         if state.sort_keys is not None:
             # collecting a result to sort: everything first, nothing sent yet
@@ -437,7 +613,7 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
     def _write_options(self, controls) -> WriteOptions:
         opts = WriteOptions()
         if ASSERTION in controls:
-            opts.assertion = _assertion_filter(controls[ASSERTION])
+            opts.assertion = self.decode_control_filter(controls[ASSERTION].value, "assertion control")
         if PRE_READ in controls:
             opts.pre_read = decode_read_attrs(controls[PRE_READ].value)
         if POST_READ in controls:
@@ -547,14 +723,6 @@ def _sets_clear_password(op, fields) -> bool:
         pairs = ((name, values) for _op, name, values in fields[1])
     return any(name.lower() in ("userpassword", "2.5.4.35") and any(not is_hashed(v) for v in values)
                for name, values in pairs)
-
-
-def _assertion_filter(control) -> tuple:
-    """The filter of an assertion control (RFC 4528); malformed: protocolError."""
-    try:
-        return ber.decode_filter(control.value or b"")
-    except ber.BERError as exc:
-        raise LDAPError(ResultCode.PROTOCOL_ERROR, f"assertion control: {exc}") from None
 
 
 def request_limits(config) -> ber.RequestLimits:

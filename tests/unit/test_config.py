@@ -236,3 +236,21 @@ def test_serve_with_workers_checks_the_access_rules_before_binding(tmp_path):
     assert r.stderr.strip() == (f"rollcall: configuration error: {path}: access[0].to.scope: "
                                 "must be one of base, one, subtree, children"), r.stderr
     assert not _listening(port)
+
+
+def test_limits_defaults_and_their_checks(tmp_path):
+    doc = document(limits={})
+    cfg = load_config(write(tmp_path, doc))
+    assert (cfg.idle_timeout, cfg.write_timeout, cfg.max_pdu, cfg.max_pdu_anonymous) == (900, 60, 10485760, 262143)
+    assert (cfg.max_connections, cfg.max_connections_per_address, cfg.max_binds_per_address) == (1024, 256, 16)
+    assert (cfg.filter_max_terms, cfg.filter_max_depth) == (1000, 32)
+    for limits, key, reason in (
+        ({"max_pdu": 100000, "max_pdu_anonymous": 200000}, "limits.max_pdu_anonymous", "must be <= max_pdu"),
+        ({"max_connections": 10, "max_connections_per_address": 20}, "limits.max_connections_per_address",
+         "must be <= max_connections"),
+        ({"filter_max_depth": 65}, "limits.filter_max_depth", "must be <= 64"),
+        ({"max_binds_per_address": 0}, "limits.max_binds_per_address", "expected an integer >= 1"),
+        ({"write_timeout": "1m"}, "limits.write_timeout", "expected an integer >= 0"),
+    ):
+        err = error_of(tmp_path, document(limits=limits))
+        assert err.key == key and reason in err.reason, (limits, err)
