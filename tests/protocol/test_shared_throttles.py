@@ -66,6 +66,10 @@ def spread(srv, per_worker: int, dn=None, pw=None) -> dict:
     """Open connections until each of the two workers holds `per_worker` of them:
     {pid: [connection, ...]} (the extra ones are closed)."""
     pids = worker_pids(srv)
+    deadline = time.monotonic() + 10
+    while len(pids) < 2 and time.monotonic() < deadline:  # a worker may not be up yet
+        time.sleep(0.05)
+        pids = worker_pids(srv)
     assert len(pids) == 2, pids
     got = {pid: [] for pid in pids}
     for _ in range(400):
