@@ -20,7 +20,7 @@ import yaml
 from . import passwords
 from .core.dn import DN
 from .core.filterparse import MAX_FILTER_DEPTH
-from .core.ppolicy import PolicyConfig  # its dataclass declares password_policy's keys and defaults
+from .core.ppolicy import PolicyConfig, parse_sources  # its dataclass declares password_policy's keys and defaults
 from .district.grades import DEFAULT_GRADES, GRADES
 from .district.usernames import check_pattern
 
@@ -261,6 +261,15 @@ def _limits(values: dict) -> dict:
     return values
 
 
+def _sources(value: list) -> list:
+    for i, item in enumerate(value):
+        try:
+            parse_sources([item])
+        except ValueError as exc:
+            raise Invalid(str(exc), f"[{i}]") from None
+    return value
+
+
 def _positive(value):
     if value <= 0:
         raise Invalid("must be a number of minutes > 0")
@@ -305,7 +314,10 @@ SECTIONS = {
     }),
     "server": Section({"workers": Int(1, minimum=1)}),
     "log": Section({"level": Str("info", choices=_LEVELS)}),
-    "password_policy": Section({f.name: Int(f.default) for f in fields(PolicyConfig)}),
+    "password_policy": Section({
+        **{f.name: Int(f.default) for f in fields(PolicyConfig) if isinstance(f.default, int)},
+        "trusted_sources": Key("strlist", [], check=_sources),  # SSO servers, front ends: addresses, CIDRs
+    }),
     "access": Key("list", None),                    # rules: core/acl.py parse_rules, when the directory opens
     "accounts": Section({
         # None: the sync's (sync.username, sync.student_mail_domain), else the built-in default

@@ -108,7 +108,9 @@ class Directory:
             key, _, reason = str(exc).partition(": ")
             raise ConfigError(key, reason, config.path) from None
         self.acl = AccessControl(self, rules)
-        self.policy = PasswordPolicy(PolicyConfig(**config.section("password_policy")), store)  # checked at load
+        self.policy = PasswordPolicy(PolicyConfig(**config.section("password_policy")), store,  # checked at load
+                                     services_ndn=self.normalize_dn(f"ou=services,{config.suffix}"),
+                                     root_ndn=self.root_ndn)
         self.memberof = MemberOf(self)
         self._decoy = self.hasher.hash(secrets.token_urlsafe(24).encode())
         # Business rules run inside each write's transaction, in this order: the password

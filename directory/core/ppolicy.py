@@ -1,12 +1,65 @@
 """Password policy (in the spirit of OpenLDAP's ppolicy overlay, draft-behera):
-account state at bind, lockout after repeated failures, per-source throttling,
+account state at bind, lockout after repeated failures, throttling of failed binds,
 must-change-after-reset, password quality and history.
 
 Lockout state lives in the entry (pwdFailureTime, pwdAccountLockedTime) so it holds
 across restarts and worker processes, and an administrator clears it by deleting
-pwdAccountLockedTime. Per-source throttling is counted in the store's throttle file
+pwdAccountLockedTime. The throttles are counted in the store's throttle file
 (store/throttle.py), shared by every worker process and kept across restarts.
+
+Failed binds are counted three ways
+-----------------------------------
+Every single sign-on user arrives from the SSO server's address (an Apache with
+mod_authnz_ldap, a CAS or SAML IdP): a refusal by address alone refuses the whole
+district, the SSO's own service account included. So:
+
+* per account: the ppolicy lockout in the entry (`max_failures` within
+  `failure_window` lock it for `lockout_duration`), from wherever the failures come.
+  Service accounts (names below ou=services) are never locked by failures: one
+  locked SSO account is every login of the district refused. They are guarded by
+  the next counter instead (an administrator may still lock one on purpose by
+  writing pwdAccountLockedTime).
+* per (address, account) — key "bind-pair:<address>|<ndn>", for the accounts no
+  lockout guards (service accounts, the root DN, every name when max_failures is 0):
+  `source_account_max_failures` failures within `source_account_window` refuse binds
+  to that account from that address only (unwillingToPerform). Decided by the name,
+  never by whether the entry exists (no hint which names exist). A success clears it.
+* per address — key "bind-src:<address>": `source_max_failures` failures within
+  `source_window` refuse further binds from that address, but only for addresses not
+  in `trusted_sources`, and never binds to a service account.
+
+A source in `trusted_sources` (addresses or CIDR blocks of the SSO servers and other
+front ends) has no address limit; its binds to service accounts have no limit at all,
+so a correct service password from a trusted front end is never refused; its binds to
+other accounts keep the lockout and the per-(address, account) limit. IPv6 sources
+are counted per /64 (one host has a whole /64 to rotate through); an IPv4-mapped
+IPv6 address is its IPv4 address.
+
+What an attacker can still do
+-----------------------------
+* Behind a trusted front end (anyone who can reach a login page): lock out the
+  individual accounts whose names they know, `max_failures` wrong passwords each —
+  the ppolicy lockout, as before (with `lockout_duration` 0: until an administrator
+  unlocks). They can no longer refuse anyone else's login, nor the service account's
+  bind. They guess at most `max_failures` passwords per account per lockout period.
+* On a trusted front end itself (a process on that host, not a user of its login
+  page): guess at the service accounts without limit. Trust only hosts you run.
+* From an unknown address: the same per-account lockouts, and at most
+  `source_max_failures` failed binds per `source_window` in all (then that address
+  is refused, for everyone behind it, e.g. a NAT); at most `source_account_max_failures`
+  guesses per `source_account_window` at one service account or the root DN per
+  address (/64), which slows a search of a service password but does not stop an
+  attacker with many addresses: service passwords must be long and random. They
+  cannot lock a service account, nor refuse its binds from another address.
+* Anywhere: binds in flight at the same moment are checked against the failures
+  recorded so far, so many connections opened at once get one guess each before the
+  first failures count (bounded by the hash pool's speed, as before).
+* A trusted front end that forwards a client's own address (X-Forwarded-For) is not
+  read: everything from it is one source. Listing a network in `trusted_sources`
+  trusts every host in it.
 """
+import hashlib
+import ipaddress
 import time
 from dataclasses import dataclass, field
 
@@ -17,50 +70,150 @@ from .errors import LDAPError, ResultCode
 from .operation import operation
 from .overlay import Overlay
 
+SOURCE_BLOCKED = "too many failed binds from this address; try again later"
+PAIR_BLOCKED = "too many failed binds for this account from this address; try again later"
+
 
 @dataclass
 class PolicyConfig:
+    """password_policy: in config.yaml (config.py declares its keys from these fields)."""
     min_length: int = 8
     history: int = 5
     max_failures: int = 5
     failure_window: int = 300  # seconds in which max_failures locks the account
     lockout_duration: int = 900  # seconds; 0 = until an administrator clears it
-    source_max_failures: int = 50  # failed binds from one address …
+    source_max_failures: int = 50  # failed binds from one unknown address …
     source_window: int = 60  # … within this many seconds, then that address is refused
+    source_account_max_failures: int = 5  # failed binds for one account from one address …
+    source_account_window: int = 300  # … within this many seconds, then that pair is refused
+    trusted_sources: tuple = ()  # addresses or CIDR blocks of SSO servers and other front ends
 
-    @classmethod
-    def from_raw(cls, raw):
-        raw = raw or {}
-        cfg = cls()
-        for key, value in raw.items():
-            if not hasattr(cfg, key):
-                raise ValueError(f"password_policy.{key}: unknown key")
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"password_policy.{key}: expected an integer >= 0")
-            setattr(cfg, key, value)
-        return cfg
+
+def parse_sources(values) -> tuple:
+    """`trusted_sources` as networks; ValueError names a bad one."""
+    nets = []
+    for v in values or ():
+        try:
+            nets.append(ipaddress.ip_network(str(v).strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"{v!r} is not an IP address or CIDR block") from None
+    return tuple(nets)
+
+
+def _address(host: str):
+    try:
+        addr = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return None
+    if addr.version == 6 and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
+
+
+def source_key(host: str) -> str:
+    """What failures of `host` are counted under: the IPv4 address, the IPv6 /64."""
+    addr = _address(host)
+    if addr is None:
+        return host
+    if addr.version == 6:
+        return str(ipaddress.ip_network(f"{addr}/64", strict=False))
+    return str(addr)
+
+
+@dataclass(frozen=True)
+class BindAttempt:
+    """A bind admitted by PasswordPolicy.bind_attempt: the throttle keys its failure is
+    counted under, and whether to clear the pair counter on success."""
+    keys: tuple = ()
+    pair: str | None = None
+    pair_failures: int = 0
+    service: bool = False
+    trusted: bool = False
 
 
 class PasswordPolicy:
-    def __init__(self, config: PolicyConfig, store=None):
+    def __init__(self, config: PolicyConfig, store=None, services_ndn: str = "", root_ndn: str = ""):
         self.cfg = config
+        self._trusted = parse_sources(config.trusted_sources)
+        self.services_ndn = services_ndn  # ou=services,<suffix>, normalized
+        self.root_ndn = root_ndn
         if store is None:  # a directory opened without a store (configuration checks)
             store = MemoryThrottles()
         self._throttle = store  # failed binds per address: shared by every worker (store/throttle.py)
 
     # -- bind
-    # Both run on the reactor thread (listener.authenticate): the count is a read, the
-    # record one INSERT into the throttle file, which never fsyncs (tens of µs). The
+    # Run on the reactor thread (listener.authenticate): the checks are reads, a failure
+    # one INSERT per key into the throttle file, which never fsyncs (tens of µs). The
     # failure is recorded before the client has its answer, so its next bind — on
     # whichever worker — already counts it; the writer thread would make every failed
     # bind wait for the group commit of the store.
+    def trusted(self, host: str) -> bool:
+        """Is `host` one of the configured trusted front ends?"""
+        if not self._trusted:
+            return False
+        addr = _address(host)
+        return addr is not None and any(addr in net for net in self._trusted)
+
+    def is_service(self, ndn: str) -> bool:
+        """A service account: a name below ou=services (whom the access rules name as
+        services too). By name, whether it exists or not: the answers must not tell."""
+        return bool(self.services_ndn) and ndn.endswith("," + self.services_ndn)
+
+    def pair_limited(self, ndn: str, service: bool) -> bool:
+        """Whether the per-(address, account) limit applies: to the accounts no lockout
+        guards — service accounts, the root DN, every name when max_failures is 0. (For
+        the others the lockout already limits guesses, and an administrator's unlock
+        must take effect at once; by name only, so existing and unknown names alike.)"""
+        return service or ndn == self.root_ndn or self.cfg.max_failures == 0
+
+    def bind_attempt(self, host: str, ndn: str, service: bool, now=None) -> BindAttempt:
+        """Before verifying a password: refuse (LDAPError unwillingToPerform) if a
+        throttle is over its limit, else the BindAttempt to report the outcome with."""
+        cfg = self.cfg
+        trusted = self.trusted(host)
+        src = source_key(host)
+        keys = []
+        if not trusted:
+            key = "bind-src:" + src
+            if not service and cfg.source_max_failures > 0 and \
+                    self._throttle.throttle_count(key, cfg.source_window, now) >= cfg.source_max_failures:
+                raise LDAPError(ResultCode.UNWILLING_TO_PERFORM, SOURCE_BLOCKED)
+            if cfg.source_max_failures > 0:
+                keys.append((key, cfg.source_window))
+        pair, failures = None, 0
+        if not (trusted and service) and cfg.source_account_max_failures > 0 and self.pair_limited(ndn, service):
+            # a long DN is counted under its digest: the row stays small whatever is sent
+            pair = f"bind-pair:{src}|{ndn if len(ndn) <= 256 else hashlib.sha256(ndn.encode()).hexdigest()}"
+            failures = self._throttle.throttle_count(pair, cfg.source_account_window, now)
+            if failures >= cfg.source_account_max_failures:
+                raise LDAPError(ResultCode.UNWILLING_TO_PERFORM, PAIR_BLOCKED)
+            keys.append((pair, cfg.source_account_window))
+        return BindAttempt(tuple(keys), pair, failures, service, trusted)
+
+    def bind_failed(self, attempt: BindAttempt, now=None):
+        """The bind was refused (wrong password, or a disabled, locked, … account)."""
+        for key, window in attempt.keys:
+            self._throttle.throttle_hit(key, window, now)
+
+    def bind_succeeded(self, attempt: BindAttempt):
+        if attempt.pair is not None and attempt.pair_failures:
+            self._throttle.throttle_clear(attempt.pair)
+
+    @staticmethod
+    def records_failures(attempt: BindAttempt) -> bool:
+        """Whether a failure goes into the entry (pwdFailureTime, lockout): not for
+        service accounts."""
+        return not attempt.service
+
+    # the address limit alone (an unknown address, a non-service account)
     def source_blocked(self, host: str) -> bool:
         limit = self.cfg.source_max_failures
-        return limit > 0 and self._throttle.throttle_count("bind-src:" + host, self.cfg.source_window) >= limit
+        return limit > 0 and not self.trusted(host) and \
+            self._throttle.throttle_count("bind-src:" + source_key(host), self.cfg.source_window) >= limit
 
     def note_source_failure(self, host: str):
-        if self.cfg.source_max_failures > 0:
-            self._throttle.throttle_hit("bind-src:" + host, self.cfg.source_window)
+        if self.cfg.source_max_failures > 0 and not self.trusted(host):
+            self._throttle.throttle_hit("bind-src:" + source_key(host), self.cfg.source_window)
 
     def locked(self, entry, now=None) -> bool:
         stamp = entry.first("pwdAccountLockedTime")

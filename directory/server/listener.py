@@ -106,7 +106,8 @@ class LDAPServerFactory(protocol.ServerFactory):
 
     def authenticate(self, name: str, password: bytes, peer_host: str, peer: str, tls: bool):
         """A simple bind with a DN and a password, for LDAP connections and the web
-        console alike: per-address throttling, lockout bookkeeping, rehash on success.
+        console alike: throttling of failed binds per (address, account) and per
+        unknown address, lockout bookkeeping, rehash on success.
         Returns a Deferred firing the Identity, or failing with LDAPError."""
         directory = self.directory
         # binds being verified from one address: a client (or many connections of one)
@@ -134,14 +135,16 @@ class LDAPServerFactory(protocol.ServerFactory):
     def _authenticate(self, name: str, password: bytes, peer_host: str, peer: str, tls: bool):
         directory = self.directory
         directory.store.refresh()  # the console signs in here without an LDAP PDU
-        # counted in the store's throttle file, shared by all workers: a read here and a
-        # non-fsync insert on failure, both on the reactor (see PasswordPolicy)
-        if directory.policy.source_blocked(peer_host):
-            return defer.fail(LDAPError(ResultCode.UNWILLING_TO_PERFORM,
-                                        "too many failed binds from this address; try again later"))
+        policy = directory.policy
         try:
             ndn, entry, hashes = directory.bind_lookup(name)
+            # failed binds per (address, account), per unknown address: counted in the
+            # store's throttle file, shared by all workers; reads here and non-fsync
+            # inserts on failure, all on the reactor (see PasswordPolicy)
+            attempt = policy.bind_attempt(peer_host, ndn, policy.is_service(ndn))
         except LDAPError as exc:
+            if exc.code == ResultCode.UNWILLING_TO_PERFORM:
+                log.info("bind refused dn=%r from %s: %s", name, peer, exc.message)
             return defer.fail(exc)
         if hashes and not any(passwords.is_slow(h) for h in hashes):
             # salted SHA (as migrated from OpenLDAP) costs about a microsecond: less than
@@ -158,10 +161,11 @@ class LDAPServerFactory(protocol.ServerFactory):
             try:
                 ident = directory.bind_complete(ndn, entry, matched, peer, tls)
             except LDAPError as exc:
-                directory.policy.note_source_failure(peer_host)
+                policy.bind_failed(attempt)
                 log.info("bind refused dn=%r from %s: %s", name, peer,
                          "wrong password" if matched is None else directory.bind_refusal(entry))
-                if entry is not None and matched is None:
+                # a service account is never locked by failures (PasswordPolicy)
+                if entry is not None and matched is None and policy.records_failures(attempt):
                     # answer only once the failure is recorded: the bind after the
                     # max_failures-th wrong one must find the account locked
                     recorded = deferToThreadPool(reactor, self.write_pool, directory.record_bind,
@@ -174,6 +178,7 @@ class LDAPServerFactory(protocol.ServerFactory):
 
                     return recorded.addCallback(refuse)
                 raise
+            policy.bind_succeeded(attempt)
             if entry is not None and "pwdFailureTime" in entry.attrs:
                 in_writer(directory.record_bind, entry.id, True, peer)
             if entry is not None and directory.needs_rehash(matched):

@@ -159,6 +159,21 @@ def district_ldif() -> str:
     return "\n".join(out)
 
 
+def crowd_ldif(prefix: str, n: int, school="1111") -> str:
+    """`n` more ENABLED students of one school, uid <prefix>01…, for the tests of many
+    users behind one SSO front end (password(uid) as everyone's)."""
+    out = []
+    for i in range(1, n + 1):
+        uid = f"{prefix}{i:02d}"
+        out.append(_entry(
+            student(uid), ("objectClass", ["inetOrgPerson", "rollcallAccount", "rollcallStudent"]),
+            ("uid", uid), ("cn", f"Student {uid}"), ("givenName", "Student"), ("sn", uid),
+            ("mail", f"{uid}@students.district.example"), ("employeeNumber", f"8{i:05d}{prefix[-1]}{i:03d}"),
+            ("departmentNumber", school), ("rollcallAccountStatus", "ENABLED"), ("rollcallGrade", "05"),
+            ("userPassword", password(uid))))
+    return "\n".join(out)
+
+
 def access_rules():
     with open(ROOT / "config.yaml") as fh:
         return yaml.safe_load(fh)["access"]
@@ -168,7 +183,7 @@ DEFAULT_POLICY = {"min_length": 8, "history": 2, "max_failures": 3, "failure_win
                   "lockout_duration": 0, "source_max_failures": 1000, "source_window": 60}
 
 
-def make_server(workdir: Path, policy=None, indexes=None, extra=None) -> ServerProcess:
+def make_server(workdir: Path, policy=None, indexes=None, extra=None, extra_ldif="") -> ServerProcess:
     extra = {
         "schema": [str(ROOT / "schema" / n) for n in SCHEMA_FILES],
         "access": access_rules(),
@@ -177,4 +192,5 @@ def make_server(workdir: Path, policy=None, indexes=None, extra=None) -> ServerP
         "indexes": {"memberOf": ["eq"], "uniqueMember": ["eq"], **(indexes or {})},
         **(extra or {}),
     }
-    return ServerProcess(workdir, extra_config=extra, ldif=district_ldif()).start()
+    ldif = district_ldif() + ("\n" + extra_ldif if extra_ldif else "")
+    return ServerProcess(workdir, extra_config=extra, ldif=ldif).start()
