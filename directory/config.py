@@ -366,6 +366,10 @@ SECTIONS = {
         "signin_max_failures": Int(5),
         "signin_window": Int(300, minimum=1),
         "max_upload_mb": Int(50, minimum=1),
+        # a zip of photos (console and `rollcall photos upload`): a school's batch is ~2,000
+        # JPEGs of at most 30 KB; more members, or more bytes once expanded, is refused
+        "photo_zip_max_files": Int(5000, minimum=1),
+        "photo_zip_max_mb": Int(200, minimum=1),
         "threads": Int(8, minimum=1),
         "ldap_url": Str(check=_ldap_url),
     }, default=None),
@@ -415,6 +419,8 @@ class WebConfig:
     max_upload_mb: int
     threads: int                # page handlers' thread pool (their LDAP calls block)
     ldap_url: str | None        # how the console reaches this server (default: its first listener)
+    photo_zip_max_files: int = 5000   # members of an uploaded zip of photos
+    photo_zip_max_mb: int = 200       # its size once expanded
 
 
 @dataclass
@@ -556,7 +562,8 @@ def parse_config(doc: dict, path: Path) -> Config:
         if not (tls["cert"] and tls["key"]):
             raise ConfigError("web.listen", "https needs tls.cert and tls.key", path)
         web = WebConfig(w["listen"], w["session_idle_minutes"], w["signin_max_failures"], w["signin_window"],
-                        w["max_upload_mb"], w["threads"], w["ldap_url"])
+                        w["max_upload_mb"], w["threads"], w["ldap_url"], w["photo_zip_max_files"],
+                        w["photo_zip_max_mb"])
 
     limits, pw = v["limits"], v["passwords"]
     return Config(

@@ -22,6 +22,7 @@ import sys
 
 import yaml
 
+from .district.photos import ZIP_MAX_FILES, ZIP_MAX_MB
 from .photos_client import connect, make_uploader, publish, roster, setup, upload
 
 
@@ -34,6 +35,20 @@ def _default_url(config_path):
     except (OSError, ValueError, AttributeError):
         pass
     return "ldap://127.0.0.1:3389"
+
+
+def _zip_limits(config_path) -> tuple:
+    """web.photo_zip_max_files and web.photo_zip_max_mb of config.yaml when it has them
+    (the console's caps), else the defaults."""
+    files, mb = ZIP_MAX_FILES, ZIP_MAX_MB
+    try:
+        with open(config_path) as fh:
+            web = (yaml.safe_load(fh) or {}).get("web") or {}
+        files = int(web.get("photo_zip_max_files", files))
+        mb = int(web.get("photo_zip_max_mb", mb))
+    except (OSError, ValueError, TypeError, AttributeError):
+        pass
+    return max(1, files), max(1, mb)
 
 
 def _password(args) -> str:
@@ -62,7 +77,7 @@ def cmd_upload(args):
     conn = _connect(args)
     try:
         up = make_uploader(conn, args.bind_dn, normalise=args.normalise, sites=args.site)
-        verdicts = upload(up, args.files)
+        verdicts = upload(up, args.files, *_zip_limits(args.config))
     except RuntimeError as exc:
         print(f"rollcall photos upload: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -27,8 +27,8 @@ from ldap3.utils.conv import escape_filter_chars
 from pyasn1.codec.ber import encoder
 
 from .district.gentime import from_date, gentime_text
-from .district.photos import (CONTAINER, MAX_MEMBER_BYTES, PHOTO_ROLES, STUDENTS, PhotoError, check_photo,
-                              district_id_of, kb, normalise)
+from .district.photos import (CONTAINER, MAX_MEMBER_BYTES, PHOTO_ROLES, STUDENTS, ZIP_MAX_FILES, ZIP_MAX_MB,
+                              PhotoError, check_photo, district_id_of, kb, normalise)
 
 
 @dataclass
@@ -98,7 +98,7 @@ def make_uploader(conn, bind_dn: str, normalise=False, sites=None) -> Uploader:
     return Uploader(conn, suffix, normalise, sites, bind_dn)
 
 
-def _items(path: str):
+def _items(path: str, max_files: int = ZIP_MAX_FILES, max_mb: int = ZIP_MAX_MB):
     """(display name, bytes or PhotoError) for a JPEG file or every member of a zip."""
     name = os.path.basename(path)
     try:
@@ -107,35 +107,78 @@ def _items(path: str):
     except OSError as exc:
         yield name, PhotoError(f"cannot read: {exc.strerror}")
         return
-    yield from expand(name, data)
+    yield from expand(name, data, max_files, max_mb)
 
 
-def expand(name: str, data: bytes):
+def expand(name: str, data: bytes, max_files: int = ZIP_MAX_FILES, max_mb: int = ZIP_MAX_MB):
     """(display name, bytes or PhotoError) for one uploaded file: itself when it is not
     a zip, else every member ("batch.zip:000001s001.jpg"). Shared by the command line
-    and the web console."""
+    and the web console.
+
+    A zip bomb is refused: more than `max_files` members or more than `max_mb` MB
+    uncompressed, as its central directory declares, refuses the whole zip before any
+    member is read; members are then decompressed in bounded reads, and one that
+    inflates past its declared size (a lying header) or past what is left of the
+    budget stops the zip there."""
     if not zipfile.is_zipfile(io.BytesIO(data)):
         yield name, data
         return
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
         members = zf.infolist()
-    except zipfile.BadZipFile as exc:
+    except (zipfile.BadZipFile, ValueError, OverflowError) as exc:
         yield name, PhotoError(f"damaged zip: {exc}")
         return
     if not members:
         yield name, PhotoError("empty zip")
-    for info in members:
-        if info.is_dir():
-            continue
+        return
+    budget = max_mb * 1024 * 1024
+    files = [info for info in members if not info.is_dir()]
+    if len(members) > max_files:
+        yield name, PhotoError(f"too many files in the zip: {len(members)} (at most {max_files}); "
+                               "split it into smaller zips")
+        return
+    declared = sum(info.file_size for info in files)
+    if declared > budget:
+        yield name, PhotoError(f"the zip expands to {declared // (1024 * 1024)} MB (at most {max_mb} MB); "
+                               "split it into smaller zips")
+        return
+    for info in files:
         shown = f"{name}:{info.filename}"
         if info.file_size > MAX_MEMBER_BYTES:
             yield shown, PhotoError(f"wrong size: {kb(info.file_size)} (must be 15–30 KB)")
             continue
         try:
-            yield shown, zf.read(info)
+            content = _read_member(zf, info, min(MAX_MEMBER_BYTES, budget))
+        except _LyingZip as exc:
+            yield shown, PhotoError(str(exc))
+            yield name, PhotoError("the zip stopped being read: its sizes are not what it declares")
+            return
         except Exception as exc:  # damaged member, unsupported compression, bad CRC …
             yield shown, PhotoError(f"cannot extract from the zip: {exc}")
+            continue
+        budget -= len(content)
+        yield shown, content
+
+
+class _LyingZip(Exception):
+    pass
+
+
+def _read_member(zf, info, most: int) -> bytes:
+    """A member's bytes, read in bounded pieces: never more than its declared size
+    (nor than `most`), whatever its compressed stream holds."""
+    limit = min(info.file_size, most)
+    out = bytearray()
+    with zf.open(info) as fh:
+        while True:
+            piece = fh.read(64 * 1024)
+            if not piece:
+                break
+            out += piece
+            if len(out) > limit:
+                raise _LyingZip(f"expands past its declared {kb(info.file_size)}: refused")
+    return bytes(out)
 
 
 def _result_reason(result) -> str:
@@ -196,11 +239,11 @@ def stage_one(up: Uploader, name: str, data) -> Verdict:
     return v
 
 
-def upload(up: Uploader, paths) -> list:
+def upload(up: Uploader, paths, max_files: int = ZIP_MAX_FILES, max_mb: int = ZIP_MAX_MB) -> list:
     """A verdict for every file (and every zip member); never stops at a bad one."""
     out = []
     for path in paths:
-        for name, data in _items(path):
+        for name, data in _items(path, max_files, max_mb):
             out.append(stage_one(up, name, data))
     return out
 

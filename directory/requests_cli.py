@@ -3,8 +3,9 @@
 submit, list, show, approve, deny and withdraw are LDAP clients (ldap3) of the server
 named by --url (default: the first ldap:// listener of --config), bound as the person
 acting (-D/--bind-dn, password from -w, --password-file or $ROLLCALL_PASSWORD; no -D:
-anonymous, which may only submit a non-employee account request and follow it by
-number). They obey the same rules as ldapadd/ldapmodify because the server's requests
+anonymous, which may only submit a non-employee account request: it gets a number and a
+tracking code, and follows its status on the web console's Track page with both —
+anonymous LDAP reads show a request's number and kind only). They obey the same rules as ldapadd/ldapmodify because the server's requests
 overlay (directory/core/requests.py) enforces them.
 
 `expire` is the scheduled job: it opens the store of --config directly and runs as the
@@ -149,11 +150,13 @@ def cmd_submit(args):
     kind = rc.KIND_ALIASES.get(args.kind.lower(), args.kind.upper())
     site = f"ou={args.site},ou=sites,{s.suffix}" if args.site else None
     target = args.target
-    fields = {}
+    fields, secret = {}, None
     if kind == "NON_EMPLOYEE_ACCOUNT":
         target = target or site
         fields = rc.nonemployee_attrs(s.suffix, args.given, args.sn, args.mail, args.organization, args.ne_kind,
                                       None, args.phone, args.sponsor)
+        secret = rc.new_tracking_secret()
+        fields["rollcallTrackingDigest"] = rc.tracking_digest(secret)
     elif kind == "APPLICATION_ROLE" and not target:
         if not (args.application and args.role):
             raise CLIError("--kind role needs --application and --role (or --target)")
@@ -173,7 +176,12 @@ def cmd_submit(args):
     got = rc.get(s.conn, number) if s.me else None
     for flag in got.flags if got else ():
         print(f"  {flag}")
-    print(f"follow it with: rollcall request show {number}")
+    if kind == "NON_EMPLOYEE_ACCOUNT":
+        # shown once: anonymous users follow the request on the console's track page with it
+        print(f"tracking code: {secret} (keep it: the web console's Track page shows the status "
+              "with the number and this code)")
+    if s.me or kind != "NON_EMPLOYEE_ACCOUNT":
+        print(f"follow it with: rollcall request show {number}")
 
 
 def cmd_list(args):

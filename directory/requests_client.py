@@ -14,7 +14,9 @@ overlay (directory/core/requests.py), so a refusal comes back as RequestError.
 """
 from __future__ import annotations
 
+import hashlib
 import re
+import secrets
 from dataclasses import dataclass, field
 
 from ldap3 import BASE, LEVEL, MODIFY_REPLACE, SUBTREE
@@ -228,6 +230,16 @@ def request_entry(kind, target=None, grantee=None, justification=None, expiry=No
     if not attrs.get("rollcallRequestTarget"):
         raise RequestError("which site / role? the request has no target")
     return attrs
+
+
+def new_tracking_secret() -> str:
+    """The secret a non-employee account request is followed with (anonymously): 128
+    random bits; only its SHA-256 is stored (rollcallTrackingDigest)."""
+    return secrets.token_urlsafe(16)
+
+
+def tracking_digest(secret: str) -> str:
+    return hashlib.sha256(secret.strip().encode("utf-8")).hexdigest()
 
 
 def number_of(dn: str) -> int:

@@ -17,7 +17,11 @@ Kinds (rollcallRequestKind) and what they need:
                         (ou=<code>,ou=sites). Optional: telephoneNumber, rollcallSponsor
                         (an employee), rollcallExpiry (wanted end date), justification.
                         Anyone may submit, anonymous too (rate-limited per source
-                        address); a mail already used by an account is flagged in
+                        address), with rollcallTrackingDigest = SHA-256 (hex) of a
+                        secret only the requester holds: anonymous users read a
+                        request's number and kind, never its status or reason, so
+                        following it needs the secret (the console's track page
+                        checks it); a mail already used by an account is flagged in
                         `description` ("flag: duplicate mail …"). Approval creates
                         uid=<uid>,ou=nonemployees,ou=people: PENDING, with rollcallExpiry
                         (default now + requests.account_expiry_days, 365), sponsor (the
@@ -93,6 +97,7 @@ STAMPS = {"modifiersName", "modifyTimestamp"}
 MAIL_RE = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                      r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
 COUNTER_KEY = "requests.next_number"
+TRACKING_DIGEST_RE = re.compile(rb"^[0-9a-fA-F]{64}$")
 
 
 def _text(attrs, name, default=None):
@@ -328,6 +333,15 @@ class RequestsOverlay(Overlay):
             if t is None or t <= time.time():
                 _refuse("rollcallExpiry must be in the future", ResultCode.CONSTRAINT_VIOLATION)
 
+        digest = attrs.get("rollcallTrackingDigest")
+        if digest is not None:
+            if kind != "NON_EMPLOYEE_ACCOUNT":
+                _refuse("rollcallTrackingDigest goes with a NON_EMPLOYEE_ACCOUNT request only",
+                        ResultCode.CONSTRAINT_VIOLATION)
+            if len(digest) != 1 or not TRACKING_DIGEST_RE.match(digest[0]):
+                _refuse("rollcallTrackingDigest: the SHA-256 of the tracking secret, 64 hex digits",
+                        ResultCode.CONSTRAINT_VIOLATION)
+            attrs["rollcallTrackingDigest"] = [digest[0].lower()]
         target = self.resolve(tx, attrs)
         if kind == "NON_EMPLOYEE_ACCOUNT":
             self._validate_nonemployee(tx, attrs)

@@ -18,6 +18,10 @@ ASPECT = 0.75                       # width / height (175/233 = 0.751)
 ASPECT_TOLERANCE = 0.01             # 1%: 240x320, 300x400, 176x234 … pass
 MIN_BYTES, MAX_BYTES = 15 * 1024, 30 * 1024
 MAX_MEMBER_BYTES = 5 * 1024 * 1024  # a zip member larger than this is not read at all
+# a zip of photos (web.photo_zip_max_files / photo_zip_max_mb): a school's batch is
+# ~2,000 JPEGs of at most 30 KB (60 MB); more members or more bytes is not a batch
+ZIP_MAX_FILES = 5000
+ZIP_MAX_MB = 200
 MAX_PIXELS = 4000 * 4000            # larger images are refused before decoding (memory)
 CONTAINER = "ou=staged-photos"      # staged photos: employeeNumber=<district ID>,ou=staged-photos,<suffix>
 STUDENTS = "ou=students,ou=people"

@@ -8,7 +8,9 @@ quote, never shown as a stack trace.
 """
 from __future__ import annotations
 
+import hashlib
 import hmac
+import io
 import logging
 import secrets
 import ssl
@@ -168,6 +170,14 @@ class Console(resource.Resource):
         if ctx.session is None:
             # every page may carry a form: give it a session for the CSRF token
             ctx.session = ctx.set_session = self.sessions.new()
+        if ctx.session.signed_in and self._password_changed(ctx.session):
+            # changed elsewhere (ldappasswd, an administrator's reset, another browser):
+            # this session ends; the browser gets a fresh anonymous one
+            log.info("console session of %s ended: its password changed", ctx.session.dn)
+            self.sessions.forget(ctx.session)
+            self.pool.callInThread(ctx.session.close)
+            ctx.session = ctx.set_session = self.sessions.new()
+            ctx.session.flash.append("Your password was changed. Sign in again with the new one.")
         ctx.session.touch()
         refusal = self._audience_refusal(r, ctx)
         if refusal is not None:
@@ -281,6 +291,45 @@ class Console(resource.Resource):
         return Response(body=f.read_bytes(), content_type=ctype, headers={"Cache-Control": "max-age=3600"})
 
     # ------------------------------------------------------------------ sessions
+    PASSWORD_STAMP_ATTRS = ("pwdchangedtime", "pwdhistory")
+
+    def password_stamp(self, dn: str):
+        """(reactor) What changes with the person's password, from the directory's cached
+        entry: pwdChangedTime and pwdHistory (set by every password change: modify,
+        the password modify extended operation, an administrator's reset, activation),
+        and a digest of userPassword (the root DN's writes set no pwdChangedTime).
+        None for an identity outside the store (the root DN); () for a gone entry."""
+        d = self.directory
+        try:
+            entry = d.lookup(d.normalize_dn(dn))
+        except Exception:  # noqa: BLE001 - an unparsable DN has no entry
+            entry = None
+        if entry is None:
+            return None if dn.lower().replace(" ", "") == self.config.root_dn.lower().replace(" ", "") else ()
+        policy, hashes = [], []
+        for k, v in entry.attrs.items():
+            if k.lower() in self.PASSWORD_STAMP_ATTRS:
+                policy.append((k.lower(), tuple(sorted(v))))
+            elif k.lower() == "userpassword":
+                hashes = sorted(v)
+        digest = hashlib.sha256(b"\0".join(hashes)).hexdigest()
+        # a hash the server will rewrite at the next bind (rehash_on_bind): not a change
+        outdated = any(d.needs_rehash(h) for h in hashes)
+        return (tuple(sorted(policy)), digest, outdated)
+
+    def _password_changed(self, s) -> bool:
+        if s.pwd_stamp is None:
+            return False
+        now = self.password_stamp(s.dn)
+        if now == s.pwd_stamp:
+            return False
+        if now and s.pwd_stamp and now[0] == s.pwd_stamp[0] and s.pwd_stamp[2] and not now[2]:
+            # only userPassword changed, from an outdated hash to a current one, with no
+            # password change recorded: the rehash after a bind
+            s.pwd_stamp = now
+            return False
+        return True
+
     def start_session(self, old=None):
         """A new session id after sign-in (the pre-sign-in id is discarded)."""
         if old is not None:
@@ -317,7 +366,72 @@ class Console(resource.Resource):
         self.pool.stop()
 
 
+class ConsoleRequest(server.Request):
+    """A request whose body may not pass the site's `max_body` bytes: a Content-Length
+    over it is answered 413 before any of the body is read, and a chunked (or lying)
+    body is cut off with a 413 as soon as it passes the limit. The rest of an oversized
+    body is discarded as it arrives and the connection is closed; the page is never run."""
+
+    refused = False
+    received = 0
+
+    def _limit(self) -> int:
+        return self.channel.site.max_body
+
+    def gotLength(self, length):
+        if length is not None and length > self._limit():
+            self._refuse(f"Content-Length {length}")
+            self.content = io.BytesIO()
+            return
+        super().gotLength(length)
+
+    def handleContentChunk(self, data):
+        if self.refused:
+            return
+        self.received += len(data)
+        if self.received > self._limit():
+            self._refuse(f"more than {self._limit()} bytes")
+            self.content.close()
+            self.content = io.BytesIO()
+            return
+        super().handleContentChunk(data)
+
+    def _refuse(self, why: str):
+        self.refused = True
+        mb = self._limit() // (1024 * 1024)
+        log.warning("refused a request body to %s: %s (web.max_upload_mb is %d)",
+                    (getattr(self.channel, "_path", None) or b"?").split(b"?", 1)[0].decode("utf-8", "replace"),
+                    why, mb)
+        body = f"That upload is too large (at most {mb} MB).\n".encode()
+        self.channel.persistent = False
+        self.channel.transport.write(
+            b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            b"X-Content-Type-Options: nosniff\r\nConnection: close\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        transport = self.channel.transport
+        self.channel.loseConnection()
+        # TLS waits for the client's close_notify, which a client still sending never
+        # sends: stop reading (the client's sends block) and cut the connection shortly
+        transport.pauseProducing()
+        reactor.callLater(1.0, _abort, transport)
+
+    def requestReceived(self, command, path, version):
+        if self.refused:
+            return  # answered already; the connection is closing
+        super().requestReceived(command, path, version)
+
+
+def _abort(transport):
+    if getattr(transport, "connected", True) and not getattr(transport, "disconnected", False):
+        try:
+            transport.abortConnection()
+        except Exception:  # noqa: BLE001 - gone meanwhile
+            pass
+
+
 class ConsoleSite(server.Site):
+    requestFactory = ConsoleRequest
+    max_body = 50 * 1024 * 1024
+
     def log(self, request):
         # one line per request without query strings (they may carry district IDs)
         log.debug("%s %s %d", request.method.decode(), request.path.decode("utf-8", "replace"), request.code)
@@ -328,6 +442,7 @@ def listen(factory, config):
     u = urlparse(config.web.listen)
     console = Console(factory, config)
     site = ConsoleSite(console)
+    site.max_body = config.web.max_upload_mb * 1024 * 1024
     site.displayTracebacks = False
     host = u.hostname or "127.0.0.1"
     if u.scheme == "https":

@@ -52,6 +52,7 @@ class Session:
         self.conn = None           # ldap3 connection bound as `dn`
         self.lock = threading.Lock()
         self.flash: list = []      # one-time messages for the next page
+        self.pwd_stamp = None      # the password's stamp at sign-in (Console.password_stamp)
 
     @property
     def signed_in(self) -> bool:
@@ -108,6 +109,11 @@ class SessionStore:
             self.drop(s)
             return None
         return s
+
+    def forget(self, s: Session):
+        """Remove without closing (the caller closes it off the reactor)."""
+        with self._lock:
+            self._sessions.pop(s.id, None)
 
     def drop(self, s: Session):
         with self._lock:

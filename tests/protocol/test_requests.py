@@ -171,9 +171,11 @@ def test_nonemployee_anonymous_submit_track_and_approve(srv):
     number = dn.split(",")[0].split("=")[1]
     assert int(number) >= 1
 
-    # the anonymous requester follows the status by number, and sees nothing personal
+    # anonymous sees the number and kind, nothing personal and not the status or decision
+    # (the requester follows it on the console's track page with the request's secret)
     seen = read(srv, dn, ["*"], who=None)
-    assert seen["rollcallRequestStatus"] == ["PENDING"] and seen["rollcallRequestNumber"] == [number]
+    assert seen["rollcallRequestNumber"] == [number] and seen["rollcallRequestKind"] == ["NON_EMPLOYEE_ACCOUNT"]
+    assert "rollcallRequestStatus" not in seen
     assert "mail" not in seen and "givenName" not in seen
     # students do not read requests; staff do
     assert not (read(srv, dn, ["mail", "givenName"], who="jsmith") or {})
@@ -203,8 +205,8 @@ def test_nonemployee_anonymous_submit_track_and_approve(srv):
     assert gentime(364) < expiry < gentime(366)
     assert entry["rollcallExpiry"] == [expiry]
 
-    # the anonymous requester sees the outcome
-    assert read(srv, dn, ["rollcallRequestStatus"], who=None) == {"rollcallRequestStatus": ["APPROVED"]}
+    # anonymous does not see the outcome (nor the reason) by number
+    assert not read(srv, dn, ["rollcallRequestStatus", "rollcallDecisionReason", "rollcallDecidedAt"], who=None)
 
     # audit: the submission (anonymous, with its address), the decision, the account
     log = audit(srv)
@@ -225,9 +227,11 @@ def test_nonemployee_deny_needs_a_reason_the_requester_sees(srv):
     assert decide(principal, dn, "DENIED") == CONSTRAINT          # no reason
     assert status_of(srv, dn) == "PENDING"
     assert decide(principal, dn, "DENIED", reason="No contract with Bayside Charter") == SUCCESS
-    seen = read(srv, dn, ["rollcallRequestStatus", "rollcallDecisionReason"], who=None)
+    # staff read the reason; anonymous does not, by number alone
+    seen = read(srv, dn, ["rollcallRequestStatus", "rollcallDecisionReason"], who="ewilson")
     assert seen == {"rollcallRequestStatus": ["DENIED"],
                     "rollcallDecisionReason": ["No contract with Bayside Charter"]}
+    assert not read(srv, dn, ["rollcallRequestStatus", "rollcallDecisionReason"], who=None)
     entry = read(srv, dn)
     assert "rollcallLinkedAccount" not in entry
     assert any(r["op"] == "requestDenied" and r["dn"] == dn for r in audit(srv))
@@ -626,7 +630,9 @@ def test_command_line_submit_show_list_approve(srv):
     assert "submitted" in code.stdout, code
     number = code.stdout.split()[1]
     shown = srv.rollcall("request", "show", number, "--url", srv.url).stdout
-    assert "rollcallRequestStatus: PENDING" in shown and "mail" not in shown  # anonymous view
+    # anonymous view: the number and kind only
+    assert "rollcallRequestKind: NON_EMPLOYEE_ACCOUNT" in shown and "mail" not in shown
+    assert "rollcallRequestStatus" not in shown
     principal = ["-D", dn_of("lmartinez"), "-w", PASSWORDS["principal"], "--url", srv.url]
     listed = srv.rollcall("request", "list", *principal).stdout
     assert any(line.split()[:1] == [number] for line in listed.splitlines())
@@ -755,3 +761,29 @@ def test_expiry_job_removes_grants_disables_accounts_and_audits(fresh):
     c = connect(s, "ewilson")
     c.search(group, "(objectClass=*)", BASE, attributes=["member"])
     assert dn_of("ewilson") not in c.response[0]["attributes"].get("member", [])
+
+
+def test_tracking_digest_is_kept_secret_and_checked(srv):
+    import hashlib
+
+    digest = hashlib.sha256(b"a-secret").hexdigest()
+    anon = connect(srv)
+    code, dn, _ = nonemployee(anon, mail="tracked.one@acme.example", rollcallTrackingDigest=digest.upper())
+    assert code == SUCCESS, anon.result
+    assert read(srv, dn, ["rollcallTrackingDigest"])["rollcallTrackingDigest"] == [digest]  # stored lower-case
+    # nobody but the district administrators reads it, nor searches by it
+    for who in (None, "ewilson", "pwong", "jsmith"):
+        assert "rollcallTrackingDigest" not in (read(srv, dn, ["rollcallTrackingDigest"], who=who) or {})
+    staff = connect(srv, "ewilson")
+    staff.search(f"ou=requests,{SUFFIX}", f"(rollcallTrackingDigest={digest})", attributes=["1.1"])
+    assert not [e for e in staff.response or [] if e.get("type") == "searchResEntry"]
+    # not a digest; a digest on another kind of request
+    code, _, _ = nonemployee(connect(srv), mail="tracked.two@acme.example", rollcallTrackingDigest="1234")
+    assert code == CONSTRAINT
+    teacher = connect(srv, "ewilson")
+    assert submit(teacher, "APPLICATION_ROLE", rollcallRequestTarget=app_role("therapist"),
+                  rollcallTrackingDigest=digest)[0] == CONSTRAINT
+    # not changed after the fact, even by the approver
+    principal = connect(srv, "pwong")
+    principal.modify(dn, {"rollcallTrackingDigest": [(MODIFY_REPLACE, [hashlib.sha256(b"x").hexdigest()])]})
+    assert principal.result["result"] != SUCCESS

@@ -148,6 +148,8 @@ BAD = [
     ("web", merged("web", sesion_idle_minutes=15), "web.sesion_idle_minutes", "unknown key"),
     ("web", merged("web", max_upload_mb="50MB"), "web.max_upload_mb", "expected an integer >= 1"),
     ("web", merged("web", session_idle_minutes=0), "web.session_idle_minutes", "> 0"),
+    ("web", merged("web", photo_zip_max_files=0), "web.photo_zip_max_files", "expected an integer >= 1"),
+    ("web", merged("web", photo_zip_max_mb="200MB"), "web.photo_zip_max_mb", "expected an integer >= 1"),
     ("web", merged("web", listen="http://127.0.0.1:8443"), "web.listen", "https"),
 ]
 

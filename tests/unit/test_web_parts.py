@@ -60,3 +60,31 @@ def test_throttle_counts_per_key_within_the_window():
     assert t.blocked("10.0.0.1") and not t.blocked("user:a") and not t.blocked("10.0.0.2")
     time.sleep(0.35)
     assert not t.blocked("10.0.0.1")
+
+
+# ---------------------------------------------------------------------- safe_next (open redirect)
+OPEN_REDIRECTS = [
+    "", "evil", "evil.example/x", "//evil", "///evil", "////evil", "/\\evil", "\\\\evil", "/\\/evil",
+    "/%09/evil", "/%09/%09evil", "/%2F/evil", "/%2f/evil", "/%252F/evil", "/%25252F%25252Fevil",
+    "/%5C/evil", "/%5cevil", "https://evil", "http://evil/", "HTTPS://evil", "javascript:alert(1)",
+    "JaVaScRiPt:alert(1)", "data:text/html,x", "/\t/evil", "/ /evil", "/%20/evil", "/\n/evil",
+    "/%0a/evil", "/%0d%0aSet-Cookie:x=1", "/%00/evil", "/\x00", "/%E2%80%8B/evil", "/%C2%A0/evil",
+    "/\u3000/evil", "/é", " /x", "\t/x", "/x\r\nLocation: //evil", "/%e2%80%ae/evil",
+    "/" + "a" * 3000,
+]
+SAFE = ["/", "/students", "/requests/12", "/photos/roster?site=1234", "/students?q=ana%20lopez",
+        "/a//b", "/track?number=3&token=abc-DEF_1", "/x:y", "/students/000123s045"]
+
+
+@pytest.mark.parametrize("value", OPEN_REDIRECTS)
+def test_safe_next_refuses_other_origins(value):
+    from directory.web.pages.account import safe_next
+
+    assert safe_next(value) == "/"
+
+
+@pytest.mark.parametrize("value", SAFE)
+def test_safe_next_keeps_paths_of_this_site(value):
+    from directory.web.pages.account import safe_next
+
+    assert safe_next(value) == value

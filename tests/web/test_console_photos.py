@@ -273,3 +273,16 @@ def test_principal_grants_and_revokes(console, new_page):
     # already granted
     grant(vendor_label, "mdubois")
     assert "already a photo vendor of 1234" in page.get_by_role("alert").inner_text()
+
+
+def test_a_zip_bomb_is_refused_whole(console, new_page):
+    page = new_page()
+    sign_in(page, console, *PRINCIPAL)
+    # 210 members of 1 MB of zeros: ~200 KB uploaded, 210 MB once expanded (web.photo_zip_max_mb: 200)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for i in range(210):
+            zf.writestr(f"{i:06d}s001.jpg", bytes(1024 * 1024))
+    got = upload(page, console, ("bomb.zip", buf.getvalue()))
+    assert list(got) == ["bomb.zip"]
+    assert got["bomb.zip"][-2] == "rejected" and "expands to 210 MB" in got["bomb.zip"][-1]

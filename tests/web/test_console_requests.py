@@ -47,14 +47,20 @@ def fill_account_request(page, console, given="Ana", sn="Lopez", mail=None, site
     return mail
 
 
-def request_account(page, console, **kw) -> int:
+def request_account(page, console, with_token=False, **kw):
     fill_account_request(page, console, **kw)
     page.get_by_role("button", name="Send the request").click()
-    return int(page.locator(".request-number").inner_text())
+    number = int(page.locator(".request-number").inner_text())
+    token = page.locator(".tracking-code").inner_text().strip()
+    assert len(token) >= 20
+    return (number, token) if with_token else number
 
 
-def tracked(page, console, number):
-    page.goto(f"{console.base}/track?number={number}")
+def tracked(page, console, number, token):
+    page.goto(console.base + "/track")
+    page.get_by_label("Request number").fill(str(number))
+    page.get_by_label("Tracking code").fill(token)
+    page.get_by_role("button", name="Show").click()
     return page.locator(".request-status .status").inner_text()
 
 
@@ -68,7 +74,7 @@ def test_anonymous_request_tracked_and_approved_by_the_principal(console, new_pa
     anon.goto(console.base + "/request-account")
     assert unlabelled_controls(anon) == []
     shot(anon, "requests-account")
-    number = request_account(anon, console, given="Ana", sn="Lopez")
+    number, token = request_account(anon, console, with_token=True, given="Ana", sn="Lopez")
     shot(anon, "requests-account-submitted")
     anon.get_by_role("link", name="follow its status").click()
     assert anon.locator(".request-status .status").inner_text() == "PENDING"
@@ -89,7 +95,14 @@ def test_anonymous_request_tracked_and_approved_by_the_principal(console, new_pa
     principal.goto(console.base + "/requests")
     assert principal.locator(f"#queue tr[data-number='{number}']").count() == 0
 
-    assert tracked(anon, console, number) == "APPROVED"
+    assert tracked(anon, console, number, token) == "APPROVED"
+    # the number alone, or with another request's code, shows nothing
+    other, other_token = request_account(new_page(), console, with_token=True, given="Eve", sn="Prying")
+    for query in (f"number={number}", f"number={number}&token={other_token}", f"number={number}&token=x",
+                  f"number={other}&token={token}"):
+        anon.goto(f"{console.base}/track?{query}")
+        assert anon.locator(".request-status").count() == 0
+        assert "APPROVED" not in anon.content() and "Lopez" not in anon.content()
     shot(anon, "requests-track-approved")
     made = root_read(console, f"ou=nonemployees,ou=people,{SUFFIX}", "(sn=Lopez)", SUBTREE,
                      ["rollcallAccountStatus", "departmentNumber"])
@@ -98,7 +111,7 @@ def test_anonymous_request_tracked_and_approved_by_the_principal(console, new_pa
 
 def test_denied_with_a_reason_the_tracking_page_shows(console, new_page):
     anon = new_page()
-    number = request_account(anon, console, given="Ben", sn="Okoro")
+    number, token = request_account(anon, console, with_token=True, given="Ben", sn="Okoro")
     principal = sign_in(new_page(), console, *PRINCIPAL_1234)
     open_request(principal, console, number)
     principal.get_by_role("button", name="Deny").click()  # no reason
@@ -110,7 +123,7 @@ def test_denied_with_a_reason_the_tracking_page_shows(console, new_page):
     principal.get_by_role("button", name="Deny").click()
     assert principal.locator("#request-status").inner_text() == "DENIED"
 
-    assert tracked(anon, console, number) == "DENIED"
+    assert tracked(anon, console, number, token) == "DENIED"
     assert anon.locator(".request-status .reason").inner_text() == \
         "Acme Therapy has no contract with Lincoln Elementary this year."
     shot(anon, "requests-track-denied")
@@ -127,8 +140,10 @@ def test_account_request_is_checked(console, new_page):
     page.get_by_role("button", name="Send the request").click()
     assert page.get_by_role("alert").inner_text() == "Enter a valid e-mail address, e.g. ana.lopez@example.org."
     assert page.get_by_label("Given name").input_value() == "Ana"  # the form keeps what was typed
-    page.goto(console.base + "/track?number=999999")
-    assert page.get_by_role("alert").inner_text().startswith("There is no account request number 999999.")
+    page.goto(console.base + "/track?number=999999&token=abcdefabcdefabcdefabcd")
+    assert page.get_by_role("alert").inner_text().startswith("There is no account request with that number")
+    page.goto(console.base + "/track?number=12")
+    assert page.get_by_role("alert").inner_text().startswith("Enter the tracking code")
 
 
 def test_teacher_gets_an_application_role_from_its_approver(console, new_page):
@@ -147,8 +162,8 @@ def test_teacher_gets_an_application_role_from_its_approver(console, new_page):
     assert teacher.locator(f"#mine tr[data-number='{number}']").count() == 1
     # not an account request: not trackable anonymously
     anon = new_page()
-    anon.goto(f"{console.base}/track?number={number}")
-    assert anon.get_by_role("alert").inner_text().startswith(f"There is no account request number {number}.")
+    anon.goto(f"{console.base}/track?number={number}&token=abcdefabcdefabcdefabcd")
+    assert anon.get_by_role("alert").inner_text().startswith("There is no account request with that number")
 
     approver = sign_in(new_page(), console, *WELLIGENT_APPROVER)
     approver.goto(console.base + "/requests")
@@ -226,8 +241,10 @@ def test_request_pages_fit_a_phone(console, new_page):
     anon.goto(console.base + "/request-account")
     assert no_horizontal_scroll(anon)
     shot(anon, "requests-account-phone")
-    number = request_account(anon, console, given="Chidi", sn="Anagonye-Featherstonehaugh")
-    anon.goto(f"{console.base}/track?number={number}")
+    number, token = request_account(anon, console, with_token=True, given="Chidi",
+                                    sn="Anagonye-Featherstonehaugh")
+    anon.goto(f"{console.base}/track?number={number}&token={token}")
+    assert anon.locator(".request-status .status").inner_text() == "PENDING"
     assert no_horizontal_scroll(anon)
     principal = sign_in(new_page(PHONE), console, *PRINCIPAL_1234)
     principal.goto(console.base + "/requests")

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import json
 import logging
+import unicodedata
+from urllib.parse import unquote
 
 from ldap3 import BASE, SUBTREE
 from twisted.internet import reactor
-from twisted.internet.threads import deferToThreadPool
+from twisted.internet.threads import blockingCallFromThread, deferToThreadPool
 
 from ... import admin
 from ...core.accounts import accounts_of
@@ -25,10 +27,33 @@ SITE_ROLES = {"student-email-admins": "subadmin_sites", "principals": "principal
 
 
 def safe_next(value: str) -> str:
-    """Only a path of this site (no //host, no scheme) may follow a sign-in."""
-    if value.startswith("/") and not value.startswith("//") and "\\" not in value:
-        return value
-    return "/"
+    """Only an absolute path of this site may follow a sign-in, else "/". Refused: a
+    scheme or host (`https://x`, `//x`, `javascript:`), backslashes (browsers read
+    them as slashes), non-ASCII, and control characters or whitespace, all judged after
+    percent-decoding (repeatedly) so that `/%09/evil` or `/%2F/evil` do not pass."""
+    if not isinstance(value, str) or not value.startswith("/") or len(value) > 2000:
+        return "/"
+    if not all(0x21 <= ord(c) < 0x7F for c in value):  # as sent: printable ASCII only
+        return "/"
+    decoded = _unquoted(value)
+    path = value.split("?", 1)[0]
+    for v in (path, _unquoted(path)):
+        if not v.startswith("/") or v.startswith("//") or "\\" in v:
+            return "/"
+        if any(c.isspace() or unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in v):
+            return "/"
+    # the query may hold an encoded space (a search), never a control character or a backslash
+    if "\\" in decoded or any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in decoded):
+        return "/"
+    return value
+
+
+def _unquoted(value: str) -> str:
+    seen = set()
+    while value not in seen:  # %252F -> %2F -> /
+        seen.add(value)
+        value = unquote(value)
+    return value
 
 
 @route("GET", "/", allow="public")
@@ -80,7 +105,8 @@ def signin(ctx):
     d = console.factory.authenticate(dn, password.encode("utf-8"), ctx.client, f"{ctx.client}:web", True)
 
     def bound(ident):
-        return deferToThreadPool(reactor, console.pool, _open_session, ctx, ident, password, nxt)
+        stamp = console.password_stamp(ident.dn)  # on the reactor, before the session's own bind
+        return deferToThreadPool(reactor, console.pool, _open_session, ctx, ident, password, nxt, stamp)
 
     def refused(f):
         f.trap(LDAPError)
@@ -93,13 +119,14 @@ def signin(ctx):
     return d.addCallbacks(bound, refused)
 
 
-def _open_session(ctx, ident, password, nxt):
+def _open_session(ctx, ident, password, nxt, stamp=None):
     console = ctx.console
     conn = console.connect(ident.dn, password)
     old = ctx.session
     s = console.start_session(old)
     s.conn = conn
     s.dn = ident.dn
+    s.pwd_stamp = stamp
     s.must_change = ident.restricted
     try:
         read_roles(console, s)
@@ -174,16 +201,20 @@ def password_change(ctx):
     elif new != again:
         error = "The two new passwords are not the same."
     else:
+        s = ctx.session
+        stamp, s.pwd_stamp = s.pwd_stamp, None  # no check while this session changes it
         try:
             admin.change_password(ctx.conn, old, new)
         except admin.AdminError as exc:
+            s.pwd_stamp = stamp
             error = _password_refusal(exc)
         else:
-            s = ctx.session
             s.must_change = False
             # the connection's identity was restricted until now: bind again with the new password
             s.close()
             s.conn = ctx.console.connect(s.dn, new)
+            # this change is the session's own: it goes on with the new password's stamp
+            s.pwd_stamp = blockingCallFromThread(reactor, ctx.console.password_stamp, s.dn)
             return ctx.console.render_page(ctx, "password.html", error="", done=True)
     return ctx.console.render_page(ctx, "password.html", status=400, error=error, done=False)
 

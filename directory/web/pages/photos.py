@@ -69,7 +69,8 @@ def upload(ctx):
     up = photos.make_uploader(ctx.conn, ctx.session.dn, normalise=normalise, sites=sites)
     verdicts = []
     for f in files:
-        for name, data in photos.expand(f.filename or "unnamed", f.data):
+        for name, data in photos.expand(f.filename or "unnamed", f.data, ctx.console.web.photo_zip_max_files,
+                                        ctx.console.web.photo_zip_max_mb):
             verdicts.append(photos.stage_one(up, name, data))
     counts = {"files": len(verdicts),
               "accepted": sum(v.verdict in ("accepted", "replaced") for v in verdicts),

@@ -1,4 +1,5 @@
-"""Access requests: a non-employee account request (public) and its tracking by number;
+"""Access requests: a non-employee account request (public) and its tracking by number
+and secret tracking code;
 an application role or sub-administrator rights (signed in); the approvers' queue,
 approve / deny with a reason, withdraw.
 
@@ -11,6 +12,7 @@ address (as /activate does), because the overlay limits anonymous requests per s
 address and over LDAP every browser would share the console's loopback address."""
 from __future__ import annotations
 
+import hmac
 import re
 
 from twisted.internet import reactor
@@ -19,7 +21,7 @@ from twisted.internet.threads import blockingCallFromThread, deferToThreadPool
 from ... import requests_client as rc
 from ...core.directory import Identity
 from ...core.errors import LDAPError
-from ..forms import PageError, redirect, sentence
+from ..forms import PageError, redirect, sentence, url
 from ..routes import route
 
 NOT_STUDENT = (lambda r: r.kind != "student", "Students cannot file or decide access requests.")
@@ -43,19 +45,16 @@ def _too_long(values: dict) -> str:
     return ""
 
 
-def _refusal(exc: rc.RequestError) -> str:
-    return sentence(exc.message)
-
-
 # ---------------------------------------------------------------------- public: account request
 ACCOUNT_FIELDS = ("given", "sn", "mail", "phone", "organization", "ne_kind", "site", "justification")
 NEW_FIELDS = ("what", "role", "site", "site_role", "justification")
 
 
-def _account_form(ctx, status=200, error="", values=None, number=None):
+def _account_form(ctx, status=200, error="", values=None, number=None, token=""):
     v = {k: (values or {}).get(k, "") for k in ACCOUNT_FIELDS}
     return ctx.console.render_page(ctx, "requests_account.html", status=status, error=error,
-                                   v=v, ne_kinds=NE_KINDS, number=number)
+                                   v=v, ne_kinds=NE_KINDS, number=number, token=token,
+                                   track_url=url("/track", number=number, token=token) if number else "")
 
 
 @route("GET", "/request-account", allow="public")
@@ -87,6 +86,9 @@ def account_submit(ctx):
     suffix = ctx.console.suffix
     fields = rc.nonemployee_attrs(suffix, v["given"], v["sn"], v["mail"], v["organization"], v["ne_kind"],
                                   v["site"], v["phone"] or None)
+    # the secret the requester follows the request with (shown once; only its digest is kept)
+    token = rc.new_tracking_secret()
+    fields["rollcallTrackingDigest"] = rc.tracking_digest(token)
     try:
         attrs = rc.request_entry("NON_EMPLOYEE_ACCOUNT", justification=v["justification"], **fields)
         if ctx.session.signed_in:
@@ -98,7 +100,7 @@ def account_submit(ctx):
         return _account_form(ctx, 403 if exc.code == 50 else 400, _submit_refusal(exc.message, v["site"]), v)
     except LDAPError as exc:
         return _account_form(ctx, 403 if exc.code == 50 else 400, _submit_refusal(exc.message or "", v["site"]), v)
-    return _account_form(ctx, 200, "", {}, number)
+    return _account_form(ctx, 200, "", {}, number, token)
 
 
 def _submit_anonymous(ctx, attrs) -> int:
@@ -122,27 +124,51 @@ def _submit_refusal(message: str, site: str) -> str:
 
 
 # ---------------------------------------------------------------------- public: tracking
-@route("GET", "/track", allow="public")
+NOT_FOUND = ("There is no account request with that number and tracking code. Check both (they were "
+             "shown when the request was sent); other requests are followed under Requests after signing in.")
+
+
+@route("GET", "/track", allow="public", on_reactor=True)
 def track(ctx):
+    """The status of a non-employee account request, for whoever holds its number AND
+    its tracking code. Read from the directory's own entry on the reactor (an indexed
+    read, like the sign-in's lookup): over LDAP anonymous users see no status."""
     number = ctx.arg("number").strip().lstrip("#")
+    token = ctx.arg("token").strip()
     req, error, status = None, "", 200
-    if number:
+    if number or token:
         if not NUMBER.match(number):
             error, status = "A request number is a whole number, e.g. 17.", 400
+        elif not token:
+            error, status = "Enter the tracking code you were given with the request number.", 400
         else:
-            # what anonymous may see, whoever asks: the page promises nothing more
-            conn = ctx.console.connect()
-            try:
-                req = rc.get(conn, int(number))
-            except rc.RequestError as exc:
-                error, status = _refusal(exc), 400
-            finally:
-                conn.unbind()
-            if req is None and not error:
-                error, status = (f"There is no account request number {number}. Other requests are followed "
-                                 "under Requests after signing in."), 404
-    return ctx.console.render_page(ctx, "requests_track.html", status=status, number=number, req=req,
-                                   error=error)
+            req = _tracked(ctx.console, int(number), token)
+            if req is None:
+                error, status = NOT_FOUND, 404
+    return ctx.console.render_page(ctx, "requests_track.html", status=status, number=number, token=token,
+                                   req=req, error=error)
+
+
+def _tracked(console, number: int, token: str) -> dict | None:
+    d = console.directory
+    try:
+        entry = d.lookup(d.normalize_dn(rc.request_dn(console.suffix, number)))
+    except LDAPError:
+        entry = None
+    given = rc.tracking_digest(token).encode()
+    stored = (entry.attrs.get("rollcallTrackingDigest") or [b""])[0] if entry is not None else b""
+    # compared in constant time, and the same answer for "no such request" and "wrong code"
+    if not hmac.compare_digest(given, stored.lower() or b"-" * 64):
+        return None
+    if (entry.attrs.get("rollcallRequestKind") or [b""])[0].upper() != b"NON_EMPLOYEE_ACCOUNT":
+        return None
+
+    def text(name):
+        v = entry.attrs.get(name)
+        return v[0].decode("utf-8", "replace") if v else ""
+
+    return {"number": number, "status": text("rollcallRequestStatus"), "reason": text("rollcallDecisionReason"),
+            "decided_at": rc._when(text("rollcallDecidedAt"))}
 
 
 # ---------------------------------------------------------------------- signed in
