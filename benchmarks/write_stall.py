@@ -52,6 +52,8 @@ def build(workdir: Path, accounts: int, checkout: Path):
     lines = [f"dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\ndc: bench\no: Bench\n",
              f"dn: ou=people,{SUFFIX}\nobjectClass: organizationalUnit\nou: people\n",
              f"dn: ou=added,{SUFFIX}\nobjectClass: organizationalUnit\nou: added\n"]
+    lines.append(f"dn: uid=binder,{SUFFIX}\nobjectClass: inetOrgPerson\nuid: binder\ncn: Binder\nsn: Binder\n"
+                 f"userPassword: {current}\n")  # signs in during the load; its password never changes
     for i in range(accounts):
         lines.append(f"dn: uid=u{i},ou=people,{SUFFIX}\nobjectClass: inetOrgPerson\nuid: u{i}\ncn: User {i}\n"
                      f"sn: {i}\nuserPassword: {current}\n" + "".join(f"pwdHistory: {h}\n" for h in history))
@@ -85,10 +87,16 @@ def pct(values, p):
 def run(port, rate, adds_per_s, duration, label):
     url = f"ldap://127.0.0.1:{port}"
     stop = time.monotonic() + duration
-    add_lat, pw_lat, pw_err = [], [], []
+    add_lat, pw_lat, pw_err, bind_lat = [], [], [], []
+
+    nthreads = max(1, min(int(rate), 32)) if rate else 0
+    # bound one after the other before the load starts (the server verifies at most
+    # limits.max_binds_per_address binds of one address at once)
+    changer_conns = [Connection(Server(url), ROOT_DN, ROOT_PW, auto_bind=True, receive_timeout=120)
+                     for _ in range(nthreads)]
 
     def changer(slot, nthreads):
-        conn = Connection(Server(url), ROOT_DN, ROOT_PW, auto_bind=True, receive_timeout=120)
+        conn = changer_conns[slot]
         interval = nthreads / rate
         nxt = time.monotonic() + slot * interval / nthreads
         n = 0
@@ -122,14 +130,26 @@ def run(port, rate, adds_per_s, duration, label):
             i += 1
         conn.unbind()
 
-    nthreads = max(1, min(int(rate), 32)) if rate else 0
-    threads = [threading.Thread(target=changer, args=(k, nthreads)) for k in range(nthreads)]
+    def binder():
+        """A person signing in every 0.25 s (new connection, simple bind)."""
+        nxt = time.monotonic() + 1.0
+        while time.monotonic() < stop:
+            time.sleep(max(0.0, nxt - time.monotonic()))
+            nxt += 0.25
+            t0 = time.perf_counter()
+            c = Connection(Server(url), f"uid=binder,{SUFFIX}", "Current-pw-0001", receive_timeout=120)
+            ok = c.bind()
+            bind_lat.append(time.perf_counter() - t0)
+            assert ok, c.result
+            c.unbind()
+
+    threads = [threading.Thread(target=binder)] + [threading.Thread(target=changer, args=(k, nthreads)) for k in range(nthreads)]
     threads.append(threading.Thread(target=adder))
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return add_lat, pw_lat, pw_err
+    return add_lat, pw_lat, pw_err, bind_lat
 
 
 ACCOUNTS = 200
@@ -161,15 +181,17 @@ def main(argv=None):
                         raise SystemExit("the server did not start")
                     time.sleep(0.1)
             print(f"server from {checkout}")
-            print(f"{'phase':<28} {'adds':>5} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}   password changes")
+            print(f"{'phase':<28} {'ops':>5} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}   password changes")
             for label, rate in (("quiet", 0), ("loaded", args.rate)):
                 t_server0 = _proc_cpu(proc.pid)
-                add_lat, pw_lat, pw_err = run(port, rate, args.adds, args.duration, label)
+                add_lat, pw_lat, pw_err, bind_lat = run(port, rate, args.adds, args.duration, label)
                 srv_cpu = _proc_cpu(proc.pid) - t_server0
                 pw = (f"{len(pw_lat) / args.duration:.1f}/s done (offered {rate:g}/s), p50 {pct(pw_lat, 50) * 1000:.0f} ms,"
                       f" errors {len(pw_err)}; server CPU {srv_cpu:.1f} s") if rate else f"none; server CPU {srv_cpu:.1f} s"
                 print(f"{label + ' (unrelated adds)':<28} {len(add_lat):>5} {pct(add_lat, 50) * 1000:>8.1f} "
                       f"{pct(add_lat, 99) * 1000:>8.1f} {max(add_lat) * 1000:>8.1f}   {pw}", flush=True)
+                print(f"{label + ' (sign-ins)':<28} {len(bind_lat):>5} {pct(bind_lat, 50) * 1000:>8.1f} "
+                      f"{pct(bind_lat, 99) * 1000:>8.1f} {max(bind_lat) * 1000:>8.1f}", flush=True)
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(30)

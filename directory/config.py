@@ -311,6 +311,7 @@ SECTIONS = {
         "argon2": Section({"time_cost": Int(None, 1), "memory_cost": Int(None, 1), "parallelism": Int(None, 1)}),
         "rehash_on_bind": Bool(True),
         "hash_threads": Int(4, minimum=1),
+        "change_threads": Int(2, minimum=1),
     }),
     "server": Section({"workers": Int(1, minimum=1)}),
     "log": Section({"level": Str("info", choices=_LEVELS)}),
@@ -449,6 +450,7 @@ class Config:
     argon2: dict
     rehash_on_bind: bool
     hash_threads: int
+    change_threads: int  # password changes' checks and hashes, apart from bind verification
     workers: int
     log_level: str
     # limits.* that bound what one client may hold (see config.yaml's comments)
@@ -598,6 +600,7 @@ def parse_config(doc: dict, path: Path) -> Config:
         argon2={k: n for k, n in pw["argon2"].items() if n is not None},
         rehash_on_bind=pw["rehash_on_bind"],
         hash_threads=pw["hash_threads"],
+        change_threads=pw["change_threads"],
         workers=v["server"]["workers"],
         log_level=v["log"]["level"],
         web=web,

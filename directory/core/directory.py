@@ -324,7 +324,7 @@ class Directory:
 
     def rehash_password(self, entry_id: int, old: bytes, plain: bytes):
         """Upgrade a migrated hash after a successful bind: hashed before the lock (the
-        caller runs this in the hash pool), written as an internal write."""
+        caller runs this in the password-change pool), written as an internal write."""
         new = self.hasher.hash(plain)
         with self.store.transaction() as tx:
             entry = tx.get(entry_id)

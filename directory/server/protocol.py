@@ -606,8 +606,8 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
         pool = self.server.write_pool
         if op in (OP_ADD, OP_MODIFY) and _sets_clear_password(op, fields):
             # checking and hashing a clear password is slow: the whole write runs in
-            # the hash pool, which holds the write lock only for its short transaction
-            pool = self.server.hash_pool
+            # the password-change pool, which holds the write lock only for its short transaction
+            pool = self.server.change_pool
         self.run_write(msgid, op, (write, self.ident, *fields, opts), pool)
 
     def _write_options(self, controls) -> WriteOptions:
@@ -658,8 +658,8 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
         elif name == ACCOUNT_OP:
             # create for a new enrollee, issue activation codes, activate: JSON in, JSON out
             # activation verifies a code and hashes a password, issuing codes hashes them:
-            # the hash pool, whose short transactions take the write lock themselves
-            d = deferToThreadPool(reactor, self.server.hash_pool, accounts_of(self.directory).extended,
+            # the password-change pool, whose short transactions take the write lock themselves
+            d = deferToThreadPool(reactor, self.server.change_pool, accounts_of(self.directory).extended,
                                   self.ident, value)
             d.addCallbacks(lambda out: self.send(ber.encode_extended_response(
                 msgid, ResultCode.SUCCESS, name=ACCOUNT_OP, value=out)),
@@ -703,7 +703,7 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
             except (ber.BERError, UnicodeDecodeError) as exc:
                 raise LDAPError(ResultCode.PROTOCOL_ERROR, f"password modify: malformed request ({exc})") from None
         # verification, policy and hashing before the write lock (see Directory.password_modify)
-        d = deferToThreadPool(reactor, self.server.hash_pool, self.directory.password_modify,
+        d = deferToThreadPool(reactor, self.server.change_pool, self.directory.password_modify,
                               self.ident, user, old, new)
 
         def ok(result):

@@ -100,3 +100,50 @@ def test_rehash_is_an_internal_write_named_in_the_audit_log(srv):
     assert read(srv, dn, ["modifyTimestamp"]) == stamp
     row = [r for r in audit(srv, dn) if r["op"] == "rehash"][-1]
     assert row["who"] == "cn=rehash,cn=internal" and row["detail"] == {"userPassword": "rehashed"}
+
+
+def test_sign_ins_do_not_queue_behind_password_changes(tmp_path):
+    """Password changes (history and quality verifications, new hashes) run in a pool
+    of their own: with a queue of them in flight, a sign-in is verified at once instead
+    of waiting for the whole queue (it waited 14 s behind a reset storm in
+    scripts/bench-writes when both shared one pool)."""
+    import threading
+
+    from tests.protocol.district import STAFF_UIDS, STUDENT_DATA, dn_of
+
+    argon2 = {"time_cost": 2, "memory_cost": 65536, "parallelism": 1}  # production cost: ~0.1 s a hash
+    s = make_server(tmp_path, extra={"passwords": {"scheme": "ARGON2", "argon2": argon2,
+                                                   "hash_threads": 1, "change_threads": 1}})
+    try:
+        admin = Connection(Server(s.url), ROOT_DN, ROOT_PW, auto_bind=True)
+        # the district's passwords were loaded in clear; give them slow hashes first
+        targets = [dn_of(u) for u in STUDENT_DATA if STUDENT_DATA[u][1] == "ENABLED"] + \
+                  [dn_of(u) for u in STAFF_UIDS if u not in ("admindis",)]
+        conns = [Connection(Server(s.url), ROOT_DN, ROOT_PW, auto_bind=True, receive_timeout=120)
+                 for _ in targets]
+        done = []
+
+        def change(conn, dn, n):
+            conn.extend.standard.modify_password(dn, None, f"Storm-{n}-pw-2026")
+            done.append(time.monotonic())
+
+        threads = [threading.Thread(target=change, args=(c, dn, n)) for n, (c, dn) in enumerate(zip(conns, targets))]
+        for t in threads:
+            t.start()
+        time.sleep(0.3)  # the changes are queued in their pool
+        t0 = time.monotonic()
+        sso = Connection(Server(s.url), dn_of("sso-portal"), password("sso-portal"))
+        assert sso.bind(), sso.result
+        signed_in = time.monotonic()
+        for t in threads:
+            t.join(120)
+        assert len(done) == len(targets)
+        # the queue of changes took seconds; the sign-in waited for none of it
+        storm = max(done) - t0
+        assert storm > 1.0, storm
+        assert signed_in - t0 < storm / 4, (signed_in - t0, storm)
+        assert sum(1 for d in done if d > signed_in) >= len(targets) // 2, (len(targets), sorted(done), signed_in)
+        for c in conns + [admin, sso]:
+            c.unbind()
+    finally:
+        s.stop()

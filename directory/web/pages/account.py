@@ -253,7 +253,7 @@ def activate(ctx):
         return form("Too many failed attempts. Wait a few minutes and try again.", 429)
     ident = Identity(peer=f"{ctx.client}:web", tls=True)
     value = json.dumps({"action": "activate", "uid": uid, "code": code, "newPassword": new}).encode()
-    d = deferToThreadPool(reactor, console.factory.hash_pool, accounts_of(console.directory).extended,
+    d = deferToThreadPool(reactor, console.factory.change_pool, accounts_of(console.directory).extended,
                           ident, value)
 
     def ok(out):
