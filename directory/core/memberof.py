@@ -8,8 +8,12 @@ group that named it is updated. All inside the caller's transaction.
 """
 import json
 
+from ..district.gentime import gentime
 from .entry import Entry, decode_attrs
+from .operation import system_identity
 from .overlay import Overlay
+
+REFINT = system_identity("refint")  # who rewrites a group's members after a delete or rename
 
 MEMBER_ATTRS = ("member", "uniqueMember")
 GROUP_CLASSES = {"groupofnames", "groupofuniquenames"}
@@ -167,7 +171,7 @@ class MemberOf(Overlay):
                         # groupOfNames must keep a member: like slapd's olcRefintNothing,
                         # the root DN stands in for the last one removed
                         attrs[name] = [self.d.root_dn.encode()]
-            tx.replace(Entry(g.dn, g.ndn, attrs, g.id), self.d.index_rows(attrs))
+            self._refint_write(tx, g, attrs, {"refint": "member deleted", "member": entry.dn})
         if self.is_group(entry.attrs):
             affected |= self.member_ndns(entry.attrs)
         if affected:
@@ -183,7 +187,7 @@ class MemberOf(Overlay):
                 for name in MEMBER_ATTRS:
                     if name in attrs:
                         attrs[name] = [dn.encode() if self._norm(v) == old else v for v in attrs[name]]
-                tx.replace(Entry(g.dn, g.ndn, attrs, g.id), self.d.index_rows(attrs))
+                self._refint_write(tx, g, attrs, {"refint": "member renamed", "member": dn})
                 touched_groups.add(g.ndn)
         # memberOf values naming a renamed group, and groups' own members
         affected = {new for _, (new, _) in renamed.items()}
@@ -192,6 +196,16 @@ class MemberOf(Overlay):
             if e is not None and self.is_group(e.attrs):
                 affected |= self.member_ndns(e.attrs)
         self.refresh(tx, affected)
+
+    def _refint_write(self, tx, group, attrs, detail):
+        """A group's member values follow a deleted or renamed entry (slapd's refint):
+        written and audited as the refint identity. The other overlays do not run on
+        it (the change that caused it already passed them), and memberOf below is
+        recomputed by the caller."""
+        attrs["modifiersName"] = [REFINT.dn.encode()]
+        attrs["modifyTimestamp"] = [gentime()]
+        tx.replace(Entry(group.dn, group.ndn, attrs, group.id), self.d.index_rows(attrs))
+        tx.log(REFINT.ndn, REFINT.peer, "modify", group.dn, group.id, {"changes": ["replace:member"], **detail})
 
     def _norm(self, value: bytes) -> str:
         try:

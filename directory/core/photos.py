@@ -33,6 +33,7 @@ from ..district.photos import CONTAINER, STUDENTS, PhotoError, check_photo
 from .acl import Level
 from .entry import Entry
 from .errors import LDAPError, ResultCode
+from .operation import internal_replace
 from .overlay import Overlay
 
 
@@ -143,13 +144,8 @@ class PhotoOverlay(Overlay):
             return
         attrs = student.copy_attrs()
         attrs["rollcallPhotoStatus"] = [status]
-        attrs["modifiersName"] = [(ident.dn or "").encode()]
-        attrs["modifyTimestamp"] = [now_generalized()]
-        self.d.schema.check_entry(attrs)
-        new = Entry(student.dn, student.ndn, attrs, student.id)
-        tx.replace(new, self.d.index_rows(attrs))
-        tx.log(ident.ndn, ident.peer, "modify", student.dn, student.id,
-               {"changes": ["replace:rollcallPhotoStatus"], "value": status.decode(), "reason": reason})
+        internal_replace(self.d, tx, ident, student, attrs,
+                         {"changes": ["replace:rollcallPhotoStatus"], "value": status.decode(), "reason": reason})
 
     # -- hooks
     def before_add(self, tx, ident, entry):

@@ -5,13 +5,16 @@ audit log names, and they leave modifiersName/modifyTimestamp alone."""
 import base64
 import hashlib
 import json
+import threading
 import time
 
 import pytest
-from ldap3 import BASE, Connection, Server
+from ldap3 import BASE, MODIFY_ADD, Connection, Server
 
 from tests.conftest import ROOT_DN, ROOT_PW
-from tests.protocol.district import make_server, password, staff, student
+from tests.protocol.district import (
+    STAFF, STAFF_UIDS, STUDENT_DATA, dn_of, make_server, password, role_group, staff, student,
+)
 
 
 @pytest.fixture(scope="module")
@@ -107,10 +110,6 @@ def test_sign_ins_do_not_queue_behind_password_changes(tmp_path):
     of their own: with a queue of them in flight, a sign-in is verified at once instead
     of waiting for the whole queue (it waited 14 s behind a reset storm in
     scripts/bench-writes when both shared one pool)."""
-    import threading
-
-    from tests.protocol.district import STAFF_UIDS, STUDENT_DATA, dn_of
-
     argon2 = {"time_cost": 2, "memory_cost": 65536, "parallelism": 1}  # production cost: ~0.1 s a hash
     s = make_server(tmp_path, extra={"passwords": {"scheme": "ARGON2", "argon2": argon2,
                                                    "hash_threads": 1, "change_threads": 1}})
@@ -147,3 +146,20 @@ def test_sign_ins_do_not_queue_behind_password_changes(tmp_path):
             c.unbind()
     finally:
         s.stop()
+
+
+def test_refint_rewrites_are_audited_as_refint(srv):
+    """Deleting an entry removes it from the groups that named it (referential
+    integrity): that rewrite of the group is in the audit log, by the refint identity."""
+    root = Connection(Server(srv.url), ROOT_DN, ROOT_PW, auto_bind=True)
+    dn = f"uid=leaver,{STAFF}"
+    group = role_group("principals", "3333")
+    assert root.add(dn, ["inetOrgPerson"], {"uid": "leaver", "cn": "Lea Ver", "sn": "Ver"}), root.result
+    assert root.modify(group, {"member": [(MODIFY_ADD, [dn])]}), root.result
+    assert root.delete(dn), root.result
+    root.unbind()
+    assert dn.encode() not in read(srv, group, ["member"])["member"]
+    row = [r for r in audit(srv, group) if r["detail"].get("refint")][-1]
+    assert row["who"] == "cn=refint,cn=internal"
+    assert row["detail"] == {"changes": ["replace:member"], "refint": "member deleted", "member": dn}
+    assert read(srv, group, ["modifiersName"])["modifiersName"] == [b"cn=refint,cn=internal"]
