@@ -17,8 +17,9 @@ made here too is only there to phrase the refusal well.
     activate(conn, uid, code, new_password)   self-service, anonymous connection
     change_password(conn, old, new)           the must-change-after-reset flow (bound as the user)
 
-Every function raises AdminError (message, LDAP result code) when the directory
-refuses; the message is fit to show to the sub-administrator.
+Every function raises AdminError (message, LDAP result code; a directory.client
+ClientError) when the directory refuses; the message is fit to show to the
+sub-administrator. Connections, paged searches and results go through directory.client.
 """
 from __future__ import annotations
 
@@ -34,6 +35,8 @@ from ldap3 import BASE, MODIFY_REPLACE, SUBTREE
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import parse_dn
 
+from . import client
+from .client import ClientError
 from .district.ids import DISTRICT_ID
 
 ACCOUNT_OP = "2.25.69814933526364736177629039217756273497.4.1"
@@ -53,11 +56,15 @@ MISSING_COLUMNS = ["district_id", "reason"]
 PAGE = 1000
 
 
-class AdminError(Exception):
-    def __init__(self, message: str, code: int | None = None):
-        super().__init__(message)
-        self.message = message
-        self.code = code
+class AdminError(ClientError):
+    """A refusal, phrased for the sub-administrator (a ClientError: message, code)."""
+
+    def __init__(self, message: str, code: int | None = None, description: str = "", kind: str = "result"):
+        super().__init__(message, code, description, kind)
+
+    @classmethod
+    def of(cls, exc: ClientError) -> "AdminError":
+        return exc if isinstance(exc, cls) else cls(exc.message, exc.code, exc.description, exc.kind)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -65,22 +72,18 @@ class AdminError(Exception):
 
 def _suffix(conn) -> str:
     """The naming context (from the root DSE), cached on the connection."""
-    got = getattr(conn, "_rollcall_suffix", None)
-    if got is None:
-        conn.search("", "(objectClass=*)", BASE, attributes=["namingContexts"])
-        entries = conn.response or []
-        vals = entries[0]["attributes"].get("namingContexts", []) if entries and "attributes" in entries[0] else []
-        if not vals:
-            raise AdminError("cannot read the directory's naming context from the root DSE")
-        got = vals[0]
-        conn._rollcall_suffix = got
-    return got
+    try:
+        return client.naming_context(conn)
+    except ClientError as exc:
+        raise AdminError.of(exc) from None
 
 
 def _fail(conn, what: str):
-    r = conn.result or {}
-    message = r.get("message") or r.get("description") or "failed"
-    raise AdminError(f"{what}: {message}", r.get("result"))
+    try:
+        client.check(conn, what)
+    except ClientError as exc:
+        raise AdminError.of(exc) from None
+    raise AdminError(f"{what}: failed", (conn.result or {}).get("result"))
 
 
 def _one(v):
@@ -103,25 +106,12 @@ def _entries(conn):
 
 
 def paged_search(conn, base, flt, attributes, page=PAGE) -> list:
-    """All entries of a search, RFC 2696 pages of `page` entries: [(dn, attrs)]."""
-    out, cookie = [], None
-    # only raw values are used: ldap3's per-value formatting (check_names) would double the time
-    check_names = conn.check_names
-    conn.check_names = False
+    """All entries of a search (directory.client.paged_search): [(dn, attrs)]; a base the
+    caller cannot see gives nothing."""
     try:
-        while True:
-            ok = conn.search(base, flt, SUBTREE, attributes=attributes, paged_size=page, paged_cookie=cookie)
-            if not ok and (conn.result or {}).get("result") not in (0, None):
-                if (conn.result or {}).get("result") == 32:  # base invisible/absent: nothing in scope
-                    return out
-                _fail(conn, f"search of {base}")
-            out.extend((e["dn"], {k.lower(): v for k, v in e["raw_attributes"].items()}) for e in _entries(conn))
-            ctrl = ((conn.result or {}).get("controls") or {}).get("1.2.840.113556.1.4.319")
-            cookie = ctrl["value"]["cookie"] if ctrl else None
-            if not cookie:
-                return out
-    finally:
-        conn.check_names = check_names
+        return client.paged_search(conn, base, flt, attributes, SUBTREE, page, absent_ok=True)
+    except ClientError as exc:
+        raise AdminError.of(exc) from None
 
 
 def _raw(attrs, name) -> str:
@@ -282,9 +272,10 @@ def _show(s: dict) -> dict:
 def account_op(conn, request: dict) -> dict:
     """Call the RollcallAccountOp extended operation; returns its JSON answer."""
     conn.extended(ACCOUNT_OP, json.dumps(request).encode("utf-8"))
-    r = conn.result or {}
-    if r.get("result") != 0:
-        raise AdminError(r.get("message") or r.get("description") or "refused", r.get("result"))
+    try:
+        r = client.check(conn, "")
+    except ClientError as exc:
+        raise AdminError.of(exc) from None
     value = r.get("responseValue") or b"{}"
     return json.loads(value.decode("utf-8") if isinstance(value, bytes) else value)
 

@@ -1,14 +1,10 @@
 """`rollcall roster` and `rollcall account …`: LDAP clients (ldap3) that bind as the
 caller, so the directory's rules apply to them as to ldapmodify/ldappasswd.
 
-Connection options (every command):
-    --url URL            ldap:// or ldaps:// (env ROLLCALL_URL; default ldap://127.0.0.1:3389)
-    --bind-dn DN / -D    who you are (env ROLLCALL_BIND_DN)
-    -W                   prompt for the password (the default when no -y / env is given)
-    -y FILE              read the password from FILE (first line), like ldapsearch -y
-    env ROLLCALL_BIND_PASSWORD   the password (for scripts)
-    --starttls / -Z, --ca-file FILE   TLS (ldaps:// or StartTLS) and the CA to trust
-A password is never taken on the command line in clear.
+Connection options (every command; directory/client/options.py, shared by every
+command-line LDAP client): -H/--url URL, -D/--bind-dn DN, -y/--password-file FILE,
+-W (prompt), -w PASSWORD, -Z/--starttls, --ca-file FILE, --config FILE (defaults);
+env ROLLCALL_URL, ROLLCALL_BIND_DN, ROLLCALL_BIND_PASSWORD.
 
     rollcall roster --cost-center CODE [--ids ID,ID,…] [-o FILE.zip] [--no-codes]
     rollcall account find TEXT
@@ -21,23 +17,16 @@ A password is never taken on the command line in clear.
 """
 import getpass
 import os
-import ssl
 import sys
 import time
 
-from ldap3 import NONE, Connection, Server, Tls
+from ldap3.core.exceptions import LDAPException
 
-from . import admin
+from . import admin, client
 
 
 def _password(args, prompt="Password: "):
-    if args.password_file:
-        with open(args.password_file, encoding="utf-8") as fh:
-            return fh.readline().rstrip("\r\n")
-    env = os.environ.get("ROLLCALL_BIND_PASSWORD")
-    if env is not None and not args.prompt:
-        return env
-    return getpass.getpass(prompt)
+    return client.password_from_args(args)
 
 
 def _new_password(args):
@@ -59,28 +48,13 @@ def _die(args, message, code=1):
 
 
 def connect(args, anonymous=False):
-    tls = None
-    if args.url.startswith("ldaps://") or args.starttls:
-        tls = Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=args.ca_file) if args.ca_file else \
-            Tls(validate=ssl.CERT_REQUIRED)
-    server = Server(args.url, get_info=NONE, tls=tls, connect_timeout=10)
-    if anonymous:
-        conn = Connection(server, auto_bind=False, receive_timeout=60)
-        conn.open()
-        if args.starttls:
-            conn.start_tls()
-        return conn
-    if not args.bind_dn:
+    """The caller's connection (directory.client); exits with the reason when it fails."""
+    if not anonymous and not args.bind_dn:
         _die(args, "--bind-dn (or ROLLCALL_BIND_DN) is required", 2)
-    password = _password(args)
-    conn = Connection(server, user=args.bind_dn, password=password, auto_bind=False, receive_timeout=60)
-    conn.open()
-    if args.starttls:
-        conn.start_tls()
-    if not conn.bind():
-        r = conn.result or {}
-        _die(args, f"cannot bind as {args.bind_dn}: {r.get('description')} {r.get('message') or ''}".strip())
-    return conn
+    try:
+        return client.connect_from_args(args, anonymous=anonymous)
+    except client.ClientError as exc:
+        _die(args, exc.message)
 
 
 def _run(args, fn):
@@ -88,8 +62,10 @@ def _run(args, fn):
         fn()
     except admin.AdminError as exc:
         _die(args, f"refused: {exc.message}")
-    except OSError as exc:
-        _die(args, f"cannot reach {args.url}: {exc}")
+    except client.ClientError as exc:
+        _die(args, exc.message)
+    except (LDAPException, OSError) as exc:
+        _die(args, client.describe_exception(exc, args.url or "the directory").message)
 
 
 def _print_person(d, extra=()):
@@ -211,12 +187,7 @@ def cmd_change_password(args):
 
 
 def _connection_options(p):
-    p.add_argument("--url", default=os.environ.get("ROLLCALL_URL", "ldap://127.0.0.1:3389"))
-    p.add_argument("-D", "--bind-dn", default=os.environ.get("ROLLCALL_BIND_DN"))
-    p.add_argument("-W", dest="prompt", action="store_true", help="prompt for the bind password")
-    p.add_argument("-y", "--password-file", help="read the bind password from this file")
-    p.add_argument("-Z", "--starttls", action="store_true")
-    p.add_argument("--ca-file", help="CA certificate(s) to trust for TLS")
+    client.add_connection_options(p)
 
 
 def register(sub):

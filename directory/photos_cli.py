@@ -7,34 +7,24 @@
     rollcall photos roster --cost-center CODE --as DN [-o FILE]   CSV for the site
     rollcall photos setup --as DN                       create ou=staged-photos (administrator)
 
-Every command is an LDAP client bound as --as (the access rules and the server's photo
-rules apply to it as to ldapmodify). The password comes from --password-file, else
-$ROLLCALL_PASSWORD_FILE, else $ROLLCALL_PASSWORD, else a prompt.
+Every command is an LDAP client bound as -D/--as (the access rules and the server's photo
+rules apply to it as to ldapmodify), with the connection options every command-line
+client shares (directory/client/options.py: -H/--url, -D/--as, -y/--password-file, -W,
+-w, -Z, --ca-file, --config). The password comes from -w, -y, $ROLLCALL_PASSWORD_FILE,
+$ROLLCALL_BIND_PASSWORD or $ROLLCALL_PASSWORD, else a prompt on a terminal.
 Exit status: 0 all well; 1 some file rejected / some photo not published; 2 usage,
 connection or bind error.
 """
 import argparse
 import csv
-import getpass
 import json
-import os
 import sys
 
 import yaml
 
+from . import client
 from .district.photos import ZIP_MAX_FILES, ZIP_MAX_MB
-from .photos_client import connect, make_uploader, publish, roster, setup, upload
-
-
-def _default_url(config_path):
-    try:
-        with open(config_path) as fh:
-            for url in (yaml.safe_load(fh) or {}).get("listeners", []):
-                if str(url).startswith("ldap://"):
-                    return str(url)
-    except (OSError, ValueError, AttributeError):
-        pass
-    return "ldap://127.0.0.1:3389"
+from .photos_client import make_uploader, publish, roster, setup, upload
 
 
 def _zip_limits(config_path) -> tuple:
@@ -51,25 +41,12 @@ def _zip_limits(config_path) -> tuple:
     return max(1, files), max(1, mb)
 
 
-def _password(args) -> str:
-    path = args.password_file or os.environ.get("ROLLCALL_PASSWORD_FILE")
-    if path:
-        with open(path, encoding="utf-8") as fh:
-            return fh.readline().rstrip("\r\n")
-    if os.environ.get("ROLLCALL_PASSWORD"):
-        return os.environ["ROLLCALL_PASSWORD"]
-    if sys.stdin.isatty():
-        return getpass.getpass(f"Password for {args.bind_dn}: ")
-    print("rollcall photos: no password (use --password-file, $ROLLCALL_PASSWORD_FILE, $ROLLCALL_PASSWORD "
-          "or a terminal)", file=sys.stderr)
-    sys.exit(2)
-
-
 def _connect(args):
     try:
-        return connect(args.url or _default_url(args.config), args.bind_dn, _password(args), args.ca_file)
-    except Exception as exc:  # socket errors, TLS, bind refused
-        print(f"rollcall photos: {exc}", file=sys.stderr)
+        return client.connect_from_args(args)
+    except client.ClientError as exc:  # unreachable, TLS, bind refused, no password
+        reason = f"cannot bind: {exc.message}" if exc.kind == "bind" else exc.message
+        print(f"rollcall photos: {reason}", file=sys.stderr)
         sys.exit(2)
 
 
@@ -78,7 +55,7 @@ def cmd_upload(args):
     try:
         up = make_uploader(conn, args.bind_dn, normalise=args.normalise, sites=args.site)
         verdicts = upload(up, args.files, *_zip_limits(args.config))
-    except RuntimeError as exc:
+    except (RuntimeError, client.ClientError) as exc:
         print(f"rollcall photos upload: {exc}", file=sys.stderr)
         sys.exit(2)
     finally:
@@ -106,7 +83,7 @@ def cmd_publish(args):
     conn = _connect(args)
     try:
         report = publish(conn, dry_run=args.dry_run, log=(lambda m: print(m)) if args.verbose else None)
-    except RuntimeError as exc:
+    except (RuntimeError, client.ClientError) as exc:
         print(f"rollcall photos publish: {exc}", file=sys.stderr)
         sys.exit(2)
     finally:
@@ -123,7 +100,7 @@ def cmd_roster(args):
     conn = _connect(args)
     try:
         rows = roster(conn, args.cost_center)
-    except RuntimeError as exc:
+    except (RuntimeError, client.ClientError) as exc:
         print(f"rollcall photos roster: {exc}", file=sys.stderr)
         sys.exit(2)
     finally:
@@ -146,7 +123,7 @@ def cmd_setup(args):
     conn = _connect(args)
     try:
         created = setup(conn)
-    except RuntimeError as exc:
+    except (RuntimeError, client.ClientError) as exc:
         print(f"rollcall photos setup: {exc}", file=sys.stderr)
         sys.exit(2)
     finally:
@@ -163,11 +140,7 @@ def register(sub):
     def command(name, fn, help):
         c = photos.add_parser(name, help=help)
         c.set_defaults(fn=fn)
-        c.add_argument("--config", default="config.yaml", help="only for the default --url (its ldap:// listener)")
-        c.add_argument("--url", help="LDAP server, e.g. ldaps://ldap.district.example")
-        c.add_argument("--as", "--bind-dn", dest="bind_dn", required=True, help="DN to bind as")
-        c.add_argument("--password-file", help="file whose first line is the password")
-        c.add_argument("--ca-file", help="CA certificate for ldaps:// (and a server with a private CA)")
+        client.add_connection_options(c, require_bind=True)
         return c
 
     c = command("upload", cmd_upload, "stage JPEG files and zip batches (each file gets a verdict)")

@@ -16,19 +16,27 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import ssl
 import zipfile
 from dataclasses import dataclass, field
 
-from ldap3 import BASE, LEVEL, MODIFY_REPLACE, SUBTREE, Connection, Server, Tls
-from ldap3.core.exceptions import LDAPException
+from ldap3 import BASE, LEVEL, MODIFY_REPLACE, SUBTREE
 from ldap3.operation.search import compile_filter, parse_filter
 from ldap3.utils.conv import escape_filter_chars
 from pyasn1.codec.ber import encoder
 
+from . import client
 from .district.gentime import from_date, gentime_text
 from .district.photos import (CONTAINER, MAX_MEMBER_BYTES, PHOTO_ROLES, STUDENTS, ZIP_MAX_FILES, ZIP_MAX_MB,
                               PhotoError, check_photo, district_id_of, kb, normalise)
+
+
+class PhotosError(client.ClientError, RuntimeError):
+    """A failure of the photo commands (a directory.client ClientError; a RuntimeError as
+    this module's callers have always caught)."""
+
+    @classmethod
+    def of(cls, exc: client.ClientError) -> "PhotosError":
+        return exc if isinstance(exc, cls) else cls(exc.message, exc.code, exc.description, exc.kind)
 
 
 @dataclass
@@ -57,24 +65,19 @@ class Uploader:
     dn: str = ""
 
 
-def connect(url: str, bind_dn: str, password: str, ca_file: str | None = None):
-    """A bound ldap3 connection, or RuntimeError with the server's answer."""
-
-    tls = Tls(ca_certs_file=ca_file, validate=ssl.CERT_REQUIRED) if ca_file else None
-    conn = Connection(Server(url, tls=tls, connect_timeout=10), bind_dn, password, receive_timeout=60,
-                      raise_exceptions=False)
-    if not conn.bind():
-        raise RuntimeError(f"cannot bind as {bind_dn}: {conn.result.get('description')} "
-                           f"{conn.result.get('message') or ''}".strip())
-    return conn
+def connect(url: str, bind_dn: str, password: str, ca_file: str | None = None, start_tls: bool = False):
+    """A bound ldap3 connection (directory.client.connect), or PhotosError."""
+    try:
+        return client.connect(url, bind_dn, password, ca_file=ca_file, start_tls=start_tls)
+    except client.ClientError as exc:
+        raise PhotosError.of(exc) from None
 
 
 def naming_context(conn) -> str:
-    conn.search("", "(objectClass=*)", BASE, attributes=["namingContexts"])
-    values = conn.response[0]["attributes"].get("namingContexts", []) if conn.response else []
-    if not values:
-        raise RuntimeError("the server publishes no naming context")
-    return values[0]
+    try:
+        return client.naming_context(conn)
+    except client.ClientError as exc:
+        raise PhotosError.of(exc) from None
 
 
 def photo_sites(conn, dn: str, suffix: str) -> list:
@@ -256,17 +259,17 @@ def setup(conn, suffix: str | None = None) -> bool:
     if conn.result.get("result") == 68:
         return False
     if conn.result.get("result") != 0:
-        raise RuntimeError(f"cannot create {CONTAINER},{suffix}: {_result_reason(conn.result)}")
+        raise PhotosError(f"cannot create {CONTAINER},{suffix}: {_result_reason(conn.result)}",
+                          conn.result.get("result"), conn.result.get("description") or "")
     return True
 
 
-def _paged(conn, base, flt, scope, attributes):
-
+def _paged(conn, base, flt, scope, attributes) -> list:
+    """[(dn, {attribute lower-case: [bytes]})]; a base the caller cannot see gives []."""
     try:
-        yield from conn.extend.standard.paged_search(base, flt, scope, attributes=attributes, paged_size=200,
-                                                     generator=True)
-    except LDAPException as exc:
-        raise RuntimeError(f"search of {base} failed: {exc}") from None
+        return client.paged_search(conn, base, flt, attributes, scope, 200, absent_ok=True)
+    except client.ClientError as exc:
+        raise PhotosError.of(exc) from None
 
 
 def _assertion(flt: str):
@@ -300,11 +303,9 @@ def publish(conn, dry_run=False, log=None) -> PublishReport:
         return report
     attrs = ["employeeNumber", "jpegPhoto", "rollcallPhotoStudent", "rollcallPhotoDigest",
              "rollcallPhotoUploadedAt", "rollcallPhotoUploadedBy"]
-    staged = [r for r in _paged(conn, base, "(objectClass=rollcallStagedPhoto)", LEVEL, attrs)
-              if r.get("type") == "searchResEntry"]
-    for r in staged:
-        a = r["raw_attributes"]
-        first = (lambda n: a[n][0] if a.get(n) else b"")
+    staged = _paged(conn, base, "(objectClass=rollcallStagedPhoto)", LEVEL, attrs)
+    for staged_dn, a in staged:
+        first = (lambda n: a[n.lower()][0] if a.get(n.lower()) else b"")
         district_id = first("employeeNumber").decode()
         student = first("rollcallPhotoStudent").decode()
         photo, digest = first("jpegPhoto"), first("rollcallPhotoDigest").decode()
@@ -333,14 +334,14 @@ def publish(conn, dry_run=False, log=None) -> PublishReport:
         if conn.result.get("result") != 0:
             report.failed.append((district_id, f"modify {student}: {_result_reason(conn.result)}"))
             continue
-        conn.delete(r["dn"], controls=[_assertion(f"(rollcallPhotoDigest={digest})")])
+        conn.delete(staged_dn, controls=[_assertion(f"(rollcallPhotoDigest={digest})")])
         code = conn.result.get("result")
         if code == 122:  # assertionFailed: replaced since we read it; the next run publishes that one
             report.published.append((district_id, student))
             log(f"published {district_id}; a newer upload arrived meanwhile and stays staged")
             continue
         if code not in (0, 32):
-            report.failed.append((district_id, f"delete {r['dn']}: {_result_reason(conn.result)}"))
+            report.failed.append((district_id, f"delete {staged_dn}: {_result_reason(conn.result)}"))
             continue
         report.published.append((district_id, student))
         log(f"published {district_id} -> {student}")
@@ -369,8 +370,8 @@ def _date(gt: str, with_time=False) -> str:
     return out
 
 
-def _raw(r, name) -> str:
-    values = r["raw_attributes"].get(name) or []
+def _raw(attrs, name) -> str:
+    values = attrs.get(name.lower()) or []
     return values[0].decode("utf-8", "replace") if values else ""
 
 
@@ -380,19 +381,16 @@ def roster(conn, code: str) -> list:
     suffix = naming_context(conn)
     code_f = escape_filter_chars(code)
     staged = {}
-    for r in _paged(conn, f"{CONTAINER},{suffix}", f"(&(objectClass=rollcallStagedPhoto)(departmentNumber={code_f}))",
+    for _dn, r in _paged(conn, f"{CONTAINER},{suffix}", f"(&(objectClass=rollcallStagedPhoto)(departmentNumber={code_f}))",
                     LEVEL, ["employeeNumber", "rollcallPhotoUploadedAt", "rollcallPhotoUploadedBy",
                             "rollcallPhotoSource"]):
-        if r.get("type") == "searchResEntry":
-            staged[_raw(r, "employeeNumber").lower()] = r
+        staged[_raw(r, "employeeNumber").lower()] = r
     rows = []
-    for r in _paged(conn, f"{STUDENTS},{suffix}", f"(departmentNumber={code_f})", SUBTREE,
+    for _dn, r in _paged(conn, f"{STUDENTS},{suffix}", f"(departmentNumber={code_f})", SUBTREE,
                     ["employeeNumber", "uid", "cn", "rollcallGrade", "rollcallPhotoStatus", "rollcallPhotoDate",
                      "jpegPhoto"]):
-        if r.get("type") != "searchResEntry":
-            continue
         district_id = _raw(r, "employeeNumber")
-        published = bool(r["raw_attributes"].get("jpegPhoto")) or _raw(r, "rollcallPhotoStatus").upper() == "PUBLISHED"
+        published = bool(r.get("jpegphoto")) or _raw(r, "rollcallPhotoStatus").upper() == "PUBLISHED"
         s = staged.get(district_id.lower())
         row = RosterRow(district_id, _raw(r, "uid"), _raw(r, "cn"), _raw(r, "rollcallGrade"),
                         "STAGED" if s else ("PUBLISHED" if published else "NONE"),

@@ -1,9 +1,10 @@
 """`rollcall request …`: access requests from the command line.
 
 submit, list, show, approve, deny and withdraw are LDAP clients (ldap3) of the server
-named by --url (default: the first ldap:// listener of --config), bound as the person
-acting (-D/--bind-dn, password from -w, --password-file or $ROLLCALL_PASSWORD; no -D:
-anonymous, which may only submit a non-employee account request: it gets a number and a
+named by -H/--url (default: the first ldap:// listener of --config), bound as the person
+acting (-D/--bind-dn, password from -w, -y/--password-file, -W or $ROLLCALL_PASSWORD;
+-Z StartTLS, --ca-file/--cacert: the connection options every command-line client
+shares, directory/client/options.py; no -D: anonymous, which may only submit a non-employee account request: it gets a number and a
 tracking code, and follows its status on the web console's Track page with both —
 anonymous LDAP reads show a request's number and kind only). They obey the same rules as ldapadd/ldapmodify because the server's requests
 overlay (directory/core/requests.py) enforces them.
@@ -26,12 +27,9 @@ Examples:
     rollcall request withdraw 17 -D … -w …
 """
 import argparse
-import os
-import ssl
 import sys
 
-from ldap3 import NONE, Connection, Server, Tls
-
+from . import client
 from . import requests_client as rc
 from .app import open_directory
 from .config import ConfigError, load_config
@@ -53,11 +51,7 @@ def add_request_parser(p):
         q.set_defaults(fn=lambda a, fn=fn: run(fn, a))
         q.add_argument("--config", default=argparse.SUPPRESS, help="configuration file (default: config.yaml)")
         if ldap:
-            q.add_argument("--url", help="server URL (default: the first ldap:// listener in the config)")
-            q.add_argument("-D", "--bind-dn", help="bind as this DN (default: anonymous)")
-            q.add_argument("-w", "--password", help="bind password (or --password-file, or $ROLLCALL_PASSWORD)")
-            q.add_argument("--password-file")
-            q.add_argument("--cacert", help="CA certificate for ldaps:// (default: tls.cert of the config)")
+            client.add_connection_options(q, config_default=None)
         return q
 
     q = cmd("submit", cmd_submit, "file a request")
@@ -120,28 +114,11 @@ class Session:
     def __init__(self, args):
         self.cfg = _config(args)
         self.suffix = self.cfg.suffix
-        url = args.url
-        if not url:
-            plain = [lst for lst in self.cfg.listeners if lst.scheme == "ldap"]
-            lst = plain[0] if plain else self.cfg.listeners[0]
-            url = lst.url
-        tls = None
-        if url.startswith("ldaps://"):
-            ca = args.cacert or (str(self.cfg.tls_cert) if self.cfg.tls_cert else None)
-            tls = Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=ca)
-        password = args.password
-        if password is None and args.password_file:
-            with open(args.password_file) as fh:
-                password = fh.readline().rstrip("\n")
-        if password is None:
-            password = os.environ.get("ROLLCALL_PASSWORD")
         self.me = args.bind_dn
-        if self.me and not password:
-            raise CLIError("-D needs a password (-w, --password-file or $ROLLCALL_PASSWORD)")
-        self.conn = Connection(Server(url, tls=tls, get_info=NONE), user=self.me, password=password if self.me else None,
-                               raise_exceptions=False, receive_timeout=30)
-        if not self.conn.bind():
-            raise CLIError(f"bind failed: {self.conn.result.get('description')} {self.conn.result.get('message')}")
+        try:
+            self.conn = client.connect_from_args(args, self.cfg, receive_timeout=30)
+        except client.ClientError as exc:
+            raise CLIError(exc.message) from None
         self.conn._rollcall_suffix = self.suffix
 
 
@@ -263,4 +240,7 @@ def run(fn, args):
         sys.exit(1)
     except rc.RequestError as exc:
         print(f"rollcall request: {exc.detail()}", file=sys.stderr)
+        sys.exit(1)
+    except client.ClientError as exc:
+        print(f"rollcall request: {exc.message}", file=sys.stderr)
         sys.exit(1)

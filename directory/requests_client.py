@@ -23,6 +23,8 @@ from ldap3 import BASE, LEVEL, MODIFY_REPLACE, SUBTREE
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import parse_dn
 
+from . import client
+from .client import ClientError
 from .core.requests import KINDS, MAIL_RE, NE_KINDS, STATUSES  # noqa: F401 - re-exported for callers
 from .district.gentime import from_user_input
 
@@ -41,15 +43,14 @@ READ_ATTRS = ["*", "createTimestamp"]
 SUBADMIN_ROLES = ("student-email-admins", "photo-designees")
 
 
-class RequestError(Exception):
+class RequestError(ClientError):
     """The directory refused (or the input cannot be sent). `message` is the server's
-    diagnostic (or ours); `code`/`description` the LDAP result when there is one."""
+    diagnostic (or ours); `code`/`description` the LDAP result when there is one
+    (a directory.client ClientError)."""
 
-    def __init__(self, message: str, code: int | None = None, description: str = "", what: str = ""):
-        super().__init__(message)
-        self.message = message
-        self.code = code
-        self.description = description
+    def __init__(self, message: str, code: int | None = None, description: str = "", what: str = "",
+                 kind: str = "result"):
+        super().__init__(message, code, description, kind)
         self.what = what
 
     def detail(self) -> str:
@@ -67,15 +68,10 @@ def _fail(conn, what: str):
 
 def suffix_of(conn) -> str:
     """The naming context (root DSE), cached on the connection."""
-    got = getattr(conn, "_rollcall_suffix", None)
-    if got is None:
-        conn.search("", "(objectClass=*)", BASE, attributes=["namingContexts"])
-        entries = [e for e in conn.response or [] if e.get("type") == "searchResEntry"]
-        vals = entries[0]["attributes"].get("namingContexts", []) if entries else []
-        if not vals:
-            raise RequestError("cannot read the directory's naming context from the root DSE")
-        got = conn._rollcall_suffix = vals[0]
-    return got
+    try:
+        return client.naming_context(conn)
+    except ClientError as exc:
+        raise RequestError(exc.message, exc.code, exc.description, kind=exc.kind) from None
 
 
 def request_dn(suffix: str, number) -> str:
@@ -189,20 +185,15 @@ def _request(entry) -> Request:
 
 
 def _search(conn, base, flt, scope, attributes, what, page=200) -> list:
-    """All entries of a (paged) search; a base the caller cannot see gives nothing."""
-    out, cookie = [], None
-    while True:
-        ok = conn.search(base, flt, scope, attributes=attributes, paged_size=page, paged_cookie=cookie)
-        code = (conn.result or {}).get("result")
-        if not ok and code not in (0, None):
-            if code == 32:
-                return out
+    """All entries of a (paged) search (directory.client.paged_search) as
+    {"dn", "raw_attributes"}; a base the caller cannot see gives nothing."""
+    try:
+        found = client.paged_search(conn, base, flt, attributes, scope, page, absent_ok=True)
+    except ClientError as exc:
+        if exc.code is not None:
             _fail(conn, what)
-        out.extend(e for e in conn.response or [] if e.get("type") == "searchResEntry")
-        ctrl = ((conn.result or {}).get("controls") or {}).get("1.2.840.113556.1.4.319")
-        cookie = ctrl["value"]["cookie"] if ctrl else None
-        if not cookie:
-            return out
+        raise RequestError(exc.message, None, "", what, exc.kind) from None
+    return [{"dn": dn, "raw_attributes": attrs} for dn, attrs in found]
 
 
 # --------------------------------------------------------------------------- submit

@@ -1,5 +1,9 @@
 """`rollcall sync sis FILE | hr FILE | oneroster ZIP [--dry-run] [--force] [--every 1h] …`
 
+The connection comes from the `sync:` section of --config (server, bind_dn, password_env
+/ password_file, start_tls, ca_file); the connection options every command-line client
+shares (directory/client/options.py: -H URL, -D DN, -w/-W/-y, -Z, --ca-file) override it.
+
 Exit codes: 0 done; 1 done, but rows were rejected or operations failed (see the
 report); 2 unusable input, configuration or connection (nothing applied); 3 refused by
 a safety rule (threshold, empty file) — nothing applied; `--force` overrides a
@@ -7,11 +11,14 @@ threshold (never an empty file) and leaves an audit entry in the directory.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import fcntl
 import re
 import sys
 import time
+
+from directory import client
 
 from .config import SyncConfigError, load
 from .engine import EXIT_ERRORS, EXIT_INPUT, EXIT_OK, EXIT_REFUSED, Sync
@@ -30,6 +37,7 @@ def register(sub):
         k = kinds.add_parser(kind, help=f"sync {what}")
         k.add_argument("input", metavar="ZIP" if kind == "oneroster" else "FILE")
         k.add_argument("--config", default="config.yaml", help="configuration file (default: config.yaml)")
+        client.add_connection_options(k, config_default=None, env_defaults=False)
         k.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
         k.add_argument("--force", action="store_true",
                        help="apply even above the safety thresholds (recorded in the directory's audit log)")
@@ -50,6 +58,17 @@ def _interval(text: str) -> int:
     if not m:
         raise ValueError(f"--every {text!r}: use e.g. 90s, 30m, 1h, 1d")
     return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+
+
+def _load(args):
+    """The sync configuration, with the command line's connection options over it."""
+    password = None
+    if any(getattr(args, k, None) for k in ("password", "password_file", "prompt", "bind_dn")):
+        password = client.password_from_args(args)
+    cfg = load(args.config, password=password)
+    over = {"server": getattr(args, "url", None), "bind_dn": getattr(args, "bind_dn", None),
+            "ca_file": getattr(args, "ca_file", None), "start_tls": getattr(args, "starttls", False) or None}
+    return dataclasses.replace(cfg, **{k: v for k, v in over.items() if v})
 
 
 def main_args(args):
@@ -73,9 +92,12 @@ def run(args, out=None) -> int:
         print(f"rollcall sync: {msg}", file=sys.stderr)
 
     try:
-        cfg = load(args.config)
+        cfg = _load(args)
     except SyncConfigError as exc:
         err(f"configuration error: {exc}")
+        return EXIT_INPUT
+    except client.ClientError as exc:
+        err(exc.message)
         return EXIT_INPUT
     today = _dt.date.today().strftime("%Y%m%d")
     if args.today:
@@ -129,10 +151,13 @@ def run(args, out=None) -> int:
         return EXIT_INPUT
     try:
         work, records = sync.plan(inp, report, full=args.full)
+    except client.ClientError as exc:  # unreachable, TLS, bind refused, LDAPReadError (no ou=sis …)
+        err(f"cannot read the directory at {cfg.server}: {exc.message}")
+        return EXIT_INPUT
     except (OSError, ConnectionError) as exc:
         err(f"cannot read the directory at {cfg.server}: {exc}")
         return EXIT_INPUT
-    except Exception as exc:  # LDAPReadError (bind refused, no ou=sis …)
+    except Exception as exc:  # noqa: BLE001 - an unexpected answer: reported, nothing applied
         err(f"cannot read the directory at {cfg.server}: {exc}")
         return EXIT_INPUT
     report.timings.update(sync.timings)
@@ -152,7 +177,7 @@ def run(args, out=None) -> int:
     t = time.monotonic()
     try:
         sync.apply(work, report, forced_reason=refusal)
-    except (OSError, ConnectionError) as exc:
+    except (OSError, ConnectionError, client.ClientError) as exc:
         err(f"apply interrupted: {exc} (rerun: the sync resumes where it stopped)")
         report.timings.update(sync.timings)
         finish(EXIT_ERRORS)

@@ -93,9 +93,10 @@ def _any(v):
     return {str(x).upper() for x in v}
 
 
-def from_raw(raw: dict, base_dir: Path, env=None) -> SyncConfig:
+def from_raw(raw: dict, base_dir: Path, env=None, password: str | None = None) -> SyncConfig:
     """The `sync:` section, checked against its declaration in directory/config.py
-    (unknown keys and wrong types are errors naming the key), then resolved."""
+    (unknown keys and wrong types are errors naming the key), then resolved. `password`
+    (from the command line's -w/-y/-W) takes the place of the configured one."""
     env = os.environ if env is None else env
     try:
         v = check_sync_document(raw)
@@ -109,8 +110,7 @@ def from_raw(raw: dict, base_dir: Path, env=None) -> SyncConfig:
     server = s["server"] or next((u for u in v["listeners"] or [] if str(u).startswith("ldap")), None)
     if not server:
         raise SyncConfigError("server", "no server URL (and no listener to default to)")
-    password = None
-    if s["password_env"]:
+    if password is None and s["password_env"]:
         password = env.get(s["password_env"])
     if not password and s["password_file"]:
         p = Path(s["password_file"])
@@ -147,10 +147,10 @@ def from_raw(raw: dict, base_dir: Path, env=None) -> SyncConfig:
     )
 
 
-def load(path, env=None) -> SyncConfig:
+def load(path, env=None, password: str | None = None) -> SyncConfig:
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise SyncConfigError("", f"{path}: {exc}") from None
-    return from_raw(raw, path.resolve().parent, env)
+    return from_raw(raw, path.resolve().parent, env, password)

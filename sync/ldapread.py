@@ -7,23 +7,24 @@ reader decodes only what a SearchResultEntry/Done needs (~15 µs per entry). Eve
 else (all writes, small look-ups) goes through ldap3. Plain standard LDAPv3: it works
 against any server that implements the paged-results control.
 
-Supports ldap:// (optionally StartTLS) and ldaps://.
+Supports ldap:// (optionally StartTLS) and ldaps://. The URL, the TLS verification and
+the error sentences are directory.client's, as for every other client.
 """
 from __future__ import annotations
 
 import socket
-import ssl
-from urllib.parse import urlparse
+
+from directory import client
+from directory.client import bind_error
 
 PAGED_OID = b"1.2.840.113556.1.4.319"
 STARTTLS_OID = b"1.3.6.1.4.1.1466.20037"
 SCOPE_BASE, SCOPE_ONE, SCOPE_SUB = 0, 1, 2
 
 
-class LDAPReadError(Exception):
-    def __init__(self, code, message):
-        super().__init__(f"LDAP result {code}: {message}")
-        self.code = code
+class LDAPReadError(client.ClientError):
+    def __init__(self, code, message, text=None, kind="result"):
+        super().__init__(text or f"LDAP result {code}: {message}", code, "", kind)
 
 
 # ---------------------------------------------------------------------- encoding
@@ -80,28 +81,35 @@ def _read_int(buf, s, e):
 
 
 class Reader:
-    def __init__(self, url: str, ca_file: str | None = None, timeout: float = 600.0, start_tls=False):
-        u = urlparse(url)
-        self.host = u.hostname or "127.0.0.1"
-        port = u.port or (636 if u.scheme == "ldaps" else 389)
-        self.sock = socket.create_connection((self.host, port), timeout=timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def __init__(self, url: str, ca_file: str | None = None, timeout: float = 600.0, start_tls=False,
+                 connect_timeout: float = 10.0):
+        scheme, self.host, port = client.endpoint(url)
+        self.url = url
         self.ca_file = ca_file
-        if u.scheme == "ldaps":
-            self._wrap()
-        self.buf = bytearray()
-        self.msgid = 0
-        if start_tls and u.scheme != "ldaps":
-            self._send(tlv(0x77, tlv(0x80, STARTTLS_OID)))
-            _, _, res = self._next()
-            code, msg = self._result(res)
-            if code:
-                raise LDAPReadError(code, "StartTLS: " + msg)
-            self._wrap()
+        self.sock = None
+        try:
+            self.sock = socket.create_connection((self.host, port), timeout=connect_timeout)
+            self.sock.settimeout(timeout)
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if scheme == "ldaps":
+                self._wrap()
+            self.buf = bytearray()
+            self.msgid = 0
+            if start_tls and scheme != "ldaps":
+                self._send(tlv(0x77, tlv(0x80, STARTTLS_OID)))
+                _, _, res = self._next()
+                code, msg = self._result(res)
+                if code:
+                    raise LDAPReadError(code, "StartTLS: " + msg, f"the server at {url} refused StartTLS: {msg}",
+                                        "tls")
+                self._wrap()
+        except OSError as exc:
+            if self.sock is not None:
+                self.sock.close()
+            raise client.describe_exception(exc, url) from None
 
     def _wrap(self):
-        ctx = ssl.create_default_context(cafile=self.ca_file)
-        self.sock = ctx.wrap_socket(self.sock, server_hostname=self.host)
+        self.sock = client.ssl_context(self.ca_file).wrap_socket(self.sock, server_hostname=self.host)
 
     def close(self):
         try:
@@ -176,7 +184,8 @@ class Reader:
         _, _, res = self._next()
         code, msg = self._result(res)
         if code:
-            raise LDAPReadError(code, "bind: " + msg)
+            e = bind_error({"result": code, "message": msg}, self.url, dn)
+            raise LDAPReadError(code, "bind: " + msg, e.message, "bind")
 
     def paged_search(self, base: str, scope: int, filt: bytes, attrs, page_size: int = 1000):
         """Yield (dn, {attr lower-case: [bytes, ...]}) for every entry, page by page."""

@@ -1,32 +1,22 @@
-"""Writes through ldap3 (ASYNC strategy): many operations on the wire at once."""
+"""Writes through ldap3 (ASYNC strategy): many operations on the wire at once, over a
+connection from directory.client."""
 from __future__ import annotations
 
-import ssl
 from collections import deque
 
-from ldap3 import ASYNC, MODIFY_ADD, MODIFY_DELETE, MODIFY_REPLACE, NONE, Connection, Server, Tls
+from ldap3 import MODIFY_ADD, MODIFY_DELETE, MODIFY_REPLACE
+
+from directory import client
 
 ALREADY_EXISTS, NO_SUCH_OBJECT, NO_SUCH_ATTRIBUTE, VALUE_EXISTS = 68, 32, 16, 20
 
 
-def connect(cfg, strategy=ASYNC) -> Connection:
-    tls = None
-    if cfg.server.startswith("ldaps://") or cfg.start_tls:
-        tls = Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=cfg.ca_file)
-    server = Server(cfg.server, use_ssl=cfg.server.startswith("ldaps://"), tls=tls, get_info=NONE,
-                    connect_timeout=10)
-    # No socket receive timeout with ASYNC: ldap3's receiver thread retries a failed recv
-    # forever when one is set, spinning on a dead socket after the server went away
-    # (each response is awaited with its own timeout in Pipeline._collect instead).
-    conn = Connection(server, cfg.bind_dn, cfg.password, client_strategy=strategy, check_names=False,
-                      raise_exceptions=False, receive_timeout=None if strategy == ASYNC else 600,
-                      auto_bind=False)
-    conn.open()
-    if cfg.start_tls and not cfg.server.startswith("ldaps://"):
-        conn.start_tls()
-    if not conn.bind():
-        raise ConnectionError(f"bind as {cfg.bind_dn} failed: {conn.result}")
-    return conn
+def connect(cfg, strategy=client.ASYNC):
+    """The sync's bound connection (ClientError when it cannot be had). With ASYNC there
+    is no socket receive timeout (see directory.client.connect): each response is
+    awaited with its own timeout in Pipeline._collect."""
+    return client.connect(cfg.server, cfg.bind_dn, cfg.password, ca_file=cfg.ca_file, start_tls=cfg.start_tls,
+                          strategy=strategy, check_names=False, receive_timeout=600)
 
 
 def mods(changes: dict) -> dict:
@@ -44,7 +34,7 @@ def mods(changes: dict) -> dict:
 class Pipeline:
     """Send operations with up to `window` outstanding; `done(tag, result_dict)` is called for each."""
 
-    def __init__(self, conn: Connection, window: int, done):
+    def __init__(self, conn, window: int, done):
         self.conn = conn
         self.window = max(1, window)
         self.done = done

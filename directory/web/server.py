@@ -13,19 +13,18 @@ import hmac
 import io
 import logging
 import secrets
-import ssl
 from pathlib import Path
 from urllib.parse import urlparse
 
 import jinja2
-from ldap3 import NONE, Connection, Server, Tls
 from ldap3.core.exceptions import LDAPException
 from twisted.internet import defer, reactor, task
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 from twisted.web import resource, server
 
-from ..admin import AdminError
+from .. import client
+from ..client import ClientError
 from ..district.photos import PhotoError
 from . import pages  # noqa: F401 - registers the routes
 from . import routes
@@ -49,13 +48,13 @@ SECURITY_HEADERS = {
 }
 
 
-def local_ldap_url(config) -> tuple[str, object]:
+def local_ldap_url(config) -> tuple[str, str | None]:
     """How the console reaches this same server: its first ldap:// listener on loopback
-    (or ldaps://, trusting our own certificate). Returns (url, ldap3 Tls or None)."""
+    (or ldaps://, trusting our own certificate). Returns (url, CA file or None)."""
     web = config.web
+    cert = str(config.tls_cert) if config.tls_cert else None
     if web.ldap_url:
-        return web.ldap_url, (Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=str(config.tls_cert))
-                              if web.ldap_url.startswith("ldaps") else None)
+        return web.ldap_url, (cert if web.ldap_url.startswith("ldaps") else None)
     ordered = sorted(config.listeners, key=lambda lst: lst.scheme != "ldap")
     lst = ordered[0]
     host = "127.0.0.1" if lst.host in ("0.0.0.0", "", "localhost") else ("::1" if lst.host == "::" else lst.host)
@@ -63,9 +62,8 @@ def local_ldap_url(config) -> tuple[str, object]:
         host = f"[{host}]"
     if lst.scheme == "ldap":
         return f"ldap://{host}:{lst.port}", None
-    # our own certificate over loopback: checked against the configured file, not a hostname
-    return f"ldaps://{host}:{lst.port}", Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=str(config.tls_cert),
-                                             valid_names=None)
+    # our own certificate over loopback: checked against the configured file
+    return f"ldaps://{host}:{lst.port}", cert
 
 
 class Console(resource.Resource):
@@ -80,7 +78,7 @@ class Console(resource.Resource):
         self.suffix = config.suffix
         self.sessions = SessionStore(self.web.idle_minutes * 60)
         self.throttle = SignInThrottle(self.web.signin_max_failures, self.web.signin_window, self.directory.store)
-        self.ldap_url, self.ldap_tls = local_ldap_url(config)
+        self.ldap_url, self.ldap_ca = local_ldap_url(config)
         self.pool = ThreadPool(1, self.web.threads, name="rollcall-web")
         self.pool.start()
         reactor.addSystemEventTrigger("during", "shutdown", self._shutdown)
@@ -95,13 +93,15 @@ class Console(resource.Resource):
 
     # ------------------------------------------------------------------ LDAP
     def connect(self, dn: str | None = None, password: str | None = None):
-        """A new ldap3 connection to this server: bound as `dn`, or anonymous."""
-        conn = Connection(Server(self.ldap_url, tls=self.ldap_tls, get_info=NONE, connect_timeout=10),
-                          user=dn, password=password, raise_exceptions=False, receive_timeout=60,
-                          auto_referrals=False)
-        if not conn.bind():
-            r = conn.result or {}
-            raise PageError(f"the directory refused the sign-in ({r.get('description')})", 401)
+        """A new ldap3 connection to this server (directory.client): bound as `dn`, or anonymous."""
+        try:
+            conn = client.connect(self.ldap_url, dn, password, ca_file=self.ldap_ca, receive_timeout=60)
+        except ClientError as exc:
+            if exc.kind in ("bind", "input"):
+                raise PageError(f"the directory refused the sign-in ({exc.description or exc.message})", 401) \
+                    from None
+            log.warning("console cannot reach the directory: %s", exc.message)
+            raise PageError("The directory could not be reached. Sign in again and retry.", 503) from None
         conn._rollcall_suffix = self.suffix
         return conn
 
@@ -242,16 +242,22 @@ class Console(resource.Resource):
             return handler(ctx)
         except PageError as exc:
             return self.error_page(ctx, exc.message, exc.status)
-        except (AdminError, PhotoError) as exc:
-            code = getattr(exc, "code", None)
-            status = 403 if code == 50 else 404 if code == 32 else 400
-            return self.error_page(ctx, sentence(str(getattr(exc, "message", exc))), status)
+        except ClientError as exc:
+            if exc.kind == "connect":
+                return self._unreachable(ctx, exc.message)
+            status = 403 if exc.code == 50 else 404 if exc.code == 32 else 400
+            return self.error_page(ctx, sentence(exc.message), status)
+        except PhotoError as exc:
+            return self.error_page(ctx, sentence(str(getattr(exc, "message", exc))), 400)
         except LDAPException as exc:
-            log.warning("LDAP error on %s: %s", ctx.path, exc)
-            if ctx.session is not None and ctx.session.conn is not None:
-                # the connection may be gone (server restart): a new sign-in makes a new one
-                self.sessions.drop(ctx.session)
-            return self.error_page(ctx, "The directory could not be reached. Sign in again and retry.", 503)
+            return self._unreachable(ctx, exc)
+
+    def _unreachable(self, ctx, why):
+        log.warning("LDAP error on %s: %s", ctx.path, why)
+        if ctx.session is not None and ctx.session.conn is not None:
+            # the connection may be gone (server restart): a new sign-in makes a new one
+            self.sessions.drop(ctx.session)
+        return self.error_page(ctx, "The directory could not be reached. Sign in again and retry.", 503)
 
     def _failed(self, failure, request):
         ref = secrets.token_hex(4)

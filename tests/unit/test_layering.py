@@ -10,7 +10,12 @@ functions, classes or try blocks).
                          factory (directory.store.open_store): no module outside the
                          package names a backend (store.sqlite …), and the core
                          imports store.base only
-    sync                 an LDAP client: never the core, the server, the store or the console
+    sync                 an LDAP client: of ours only directory.client, directory.district and
+                         directory.config (sync/config.py checks its `sync:` section against the
+                         one declaration of config.yaml's keys)
+    directory.client     the one LDAP client helper: imports nothing of ours but itself
+    LDAP clients         reach the server only through directory.client: no module outside it
+                         (and the tests) calls ldap3's Connection(...) or Server(...)
     *_cli, cli           command-line modules: imported only by other command-line modules
 
 An import inside a function must say why on its line or just above it (e.g. "the
@@ -54,10 +59,12 @@ RULES = [
      "no backend module (store.sqlite, store.throttle …)",
      lambda m: not under(m, "directory.store"),
      lambda t: under(t, "directory.store") and t != "directory.store" and not under(t, "directory.store.base")),
-    ("sync is an LDAP client: no core, server, store or web console",
+    ("sync is an LDAP client: of ours only directory.client, directory.district (and directory.config)",
      lambda m: under(m, "sync"),
-     lambda t: under(t, "directory.core", "directory.server", "directory.store", "directory.web",
-                     "directory.app")),
+     lambda t: under(t, "directory") and not under(t, "directory.client", "directory.district", "directory.config")),
+    ("directory.client imports nothing of ours but itself",
+     lambda m: under(m, "directory.client"),
+     lambda t: under(t, "directory", "sync") and not under(t, "directory.client")),
     ("only command-line modules import command-line modules",
      lambda m: not is_cli(m),
      is_cli),
@@ -158,6 +165,74 @@ def test_allowed_imports_pass():
     assert not violations("directory.core.filter", "from ..store.base import Eq, Substring\n")
     assert not violations("directory.web.session", "from ..store.base import MemoryThrottles\n")
     assert not violations("directory.store", "def f():\n    from .sqlite import SQLiteStore\n")
+
+
+LDAP_CLASSES = ("Connection", "Server")
+
+
+def ldap_constructions(name: str, source: str):
+    """(line, what) for every call of ldap3's Connection/Server (by name, as an attribute
+    such as ldap3.Connection, or imported from ldap3 under another name) in a module
+    outside directory.client."""
+    if under(name, "directory.client"):
+        return []
+    tree = ast.parse(source)
+    aliases = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "ldap3":
+            for a in node.names:
+                if a.name in LDAP_CLASSES:
+                    aliases[a.asname or a.name] = a.name
+    out = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        f = node.func
+        called = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else None
+        if called in LDAP_CLASSES or called in aliases:
+            out.append((node.lineno, aliases.get(called, called)))
+    return out
+
+
+def test_ldap_clients_connect_only_through_directory_client():
+    found = []
+    for name, path in modules():
+        for line, what in ldap_constructions(name, path.read_text(encoding="utf-8")):
+            found.append(f"{name}:{line} calls {what}(...): use directory.client.connect")
+    assert not found, "LDAP connections made outside directory.client:\n" + "\n".join(found)
+
+
+@pytest.mark.parametrize("name, source", [
+    ("directory.admin_cli", "from ldap3 import Connection, Server\nc = Connection(Server('ldap://x'))\n"),
+    ("sync.ldapwrite", "import ldap3\nc = ldap3.Connection(ldap3.Server('ldap://x'))\n"),
+    ("directory.web.server", "from ldap3 import Server as S\ns = S('ldap://x')\n"),
+    ("directory.photos_client", "def f():\n    return Connection(None)\n"),
+])
+def test_the_ldap_construction_check_catches(name, source):
+    assert ldap_constructions(name, source)
+
+
+def test_the_ldap_construction_check_allows():
+    assert not ldap_constructions("directory.client.connection", "from ldap3 import Connection\nConnection(1)\n")
+    assert not ldap_constructions("directory.web.server", "self.channel.loseConnection()\n")
+    assert not ldap_constructions("directory.admin_cli", "from directory import client\nclient.connect('u')\n")
+
+
+@pytest.mark.parametrize("name, line", [
+    ("sync.engine", "from directory import admin"),
+    ("sync.ldapwrite", "from directory.requests_client import RequestError"),
+    ("directory.client.connection", "from ..config import load_config"),
+    ("directory.client.options", "from directory.core.dn import DN"),
+])
+def test_client_rules_catch(name, line):
+    assert violations(name, line + "\n")
+
+
+def test_client_rules_allow():
+    assert not violations("sync.ldapwrite", "from directory import client\n")
+    assert not violations("sync.ldapread", "from directory.client import bind_error\n")
+    assert not violations("sync.engine", "from directory.district.gentime import gentime_text\n")
+    assert not violations("directory.client", "from .connection import connect\n")
 
 
 def test_every_import_inside_a_function_says_why():

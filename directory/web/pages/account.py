@@ -10,7 +10,7 @@ from ldap3 import BASE, SUBTREE
 from twisted.internet import reactor
 from twisted.internet.threads import blockingCallFromThread, deferToThreadPool
 
-from ... import admin
+from ... import admin, client
 from ...core.accounts import accounts_of
 from ...core.directory import Identity
 from ...core.dn import escape_value as escape_rdn_value
@@ -170,12 +170,9 @@ def read_roles(console, s):
     for attr in SITE_ROLES.values():
         getattr(r, attr).sort()
     # application approvers: groups named by an application's rollcallApprovers
-    conn.search(f"ou=groups,{suffix}", "(objectClass=rollcallApplication)", SUBTREE,
-                attributes=["rollcallApprovers"])
-    for e in conn.response or []:
-        if e.get("type") != "searchResEntry":
-            continue
-        for g in admin._raw_all(e["raw_attributes"], "rollcallApprovers"):
+    for _dn, attrs in client.paged_search(conn, f"ou=groups,{suffix}", "(objectClass=rollcallApplication)",
+                                          ["rollcallApprovers"], SUBTREE, absent_ok=True):
+        for g in admin._raw_all(attrs, "rollcallApprovers"):
             if g.lower().replace(" ", "") in groups:
                 r.approver_groups.append(g)
 

@@ -14,7 +14,7 @@ import time
 from ldap3 import BASE, LEVEL, MODIFY_ADD, MODIFY_DELETE, SUBTREE
 from ldap3.utils.conv import escape_filter_chars
 
-from ... import admin
+from ... import admin, client
 from ... import photos_client as photos
 from ..forms import PageError, download, redirect
 from ..routes import route
@@ -38,9 +38,9 @@ def _norm(dn: str) -> str:
 
 
 def _all_sites(ctx) -> list:
-    ctx.conn.search(f"ou=sites,{ctx.console.suffix}", "(objectClass=rollcallSite)", LEVEL, attributes=["ou"])
-    return sorted(admin._raw(e["raw_attributes"], "ou") for e in ctx.conn.response or []
-                  if e.get("type") == "searchResEntry")
+    return sorted(admin._raw(attrs, "ou") for _dn, attrs in
+                  client.paged_search(ctx.conn, f"ou=sites,{ctx.console.suffix}", "(objectClass=rollcallSite)",
+                                      ["ou"], LEVEL, absent_ok=True))
 
 
 def _photo_sites(ctx) -> list:

@@ -1,0 +1,19 @@
+"""The one LDAP client helper of Rollcall's own clients (command-line tools, web
+console, SIS sync): they reach the server only through this package.
+
+    connect(url, bind_dn=None, password=None, *, ca_file=None, start_tls=False,
+            strategy=SYNC, ...) -> a bound (or anonymous) ldap3 Connection
+    paged_search(conn, base, filter, attributes, scope=SUBTREE, page=500) -> [(dn, attrs)]
+    check(conn, what)           the last result, or ClientError
+    ClientError(message, code)  every failure, as a sentence fit to show a person
+    add_connection_options(parser) / connect_from_args(args, config)
+                                the command-line tools' one set of connection options
+"""
+from .connection import (ASYNC, BASE, LEVEL, SUBTREE, SYNC, check, connect, endpoint, naming_context,
+                         paged_search, ssl_context, tls_for)
+from .errors import ClientError, bind_error, describe_exception, from_result
+from .options import add_connection_options, config_defaults, connect_from_args, password_from_args, resolve
+
+__all__ = ["ASYNC", "BASE", "LEVEL", "SUBTREE", "SYNC", "ClientError", "bind_error", "add_connection_options", "check",
+           "connect", "connect_from_args", "describe_exception", "endpoint", "from_result", "naming_context",
+           "paged_search", "password_from_args", "resolve", "config_defaults", "ssl_context", "tls_for"]
