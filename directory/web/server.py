@@ -172,7 +172,7 @@ class Console(resource.Resource):
             ctx.session = ctx.set_session = self.sessions.new()
         if ctx.session.signed_in and self._password_changed(ctx.session):
             # changed elsewhere (ldappasswd, an administrator's reset, another browser):
-            # this session ends; the browser gets a fresh anonymous one
+            # the current session ends; the browser gets a fresh anonymous one
             log.info("console session of %s ended: its password changed", ctx.session.dn)
             self.sessions.forget(ctx.session)
             self.pool.callInThread(ctx.session.close)

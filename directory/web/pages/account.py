@@ -199,7 +199,7 @@ def password_change(ctx):
         error = "The two new passwords are not the same."
     else:
         s = ctx.session
-        stamp, s.pwd_stamp = s.pwd_stamp, None  # no check while this session changes it
+        stamp, s.pwd_stamp = s.pwd_stamp, None  # no check while the current session changes it
         try:
             admin.change_password(ctx.conn, old, new)
         except admin.AdminError as exc:
