@@ -9,8 +9,9 @@ the `access:` rules of the real config.yaml and a password policy with small num
 from pathlib import Path
 
 import yaml
+from ldap3 import Connection, Server
 
-from tests.conftest import ROOT, SUFFIX, ServerProcess
+from tests.conftest import ROOT, ROOT_DN, ROOT_PW, SUFFIX, ServerProcess
 
 SCHEMA_FILES = ["core.schema", "cosine.schema", "inetorgperson.schema", "nis.schema",
                 "eduperson.schema", "rollcall.schema"]
@@ -97,6 +98,20 @@ def dn_of(name):
     if name == "nevalid":
         return NE_VALID
     raise KeyError(name)
+
+
+def bind(srv, name=None, pw=None):
+    """An ldap3 connection bound as `name` (a district account), the root DN or anonymous."""
+    server = Server(srv.url)
+    if name is None:
+        conn = Connection(server)
+    elif name == "root":
+        conn = Connection(server, ROOT_DN, ROOT_PW)
+    else:
+        conn = Connection(server, dn_of(name), pw or password(name))
+    conn.open()
+    conn.bind()
+    return conn
 
 
 def _entry(dn, *pairs):

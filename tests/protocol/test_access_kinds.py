@@ -12,14 +12,16 @@ OpenLDAP command-line tools where the finding used them."""
 import itertools
 
 import pytest
-from ldap3 import BASE, MODIFY_ADD, MODIFY_REPLACE, Connection, Server
+import yaml
+from ldap3 import BASE, MODIFY_ADD, MODIFY_REPLACE
 
 from directory import admin
-from tests.conftest import ROOT_DN, ROOT_PW, SUFFIX, requires_ldap_utils
+from tests.conftest import SUFFIX, requires_ldap_utils
 from tests.protocol import ldaputil
 from tests.protocol.district import (
-    NONEMP, SERVICES, STAFF, STUDENTS, dn_of, make_server, password, role_group, site, staff, student,
+    NONEMP, SERVICES, STAFF, STUDENTS, bind, dn_of, make_server, password, role_group, site, staff, student,
 )
+from tests.protocol.test_ldap3 import ASSERTION, encode_filter
 
 SUCCESS, COMPARE_TRUE = 0, 6
 INSUFFICIENT_ACCESS, NO_SUCH_OBJECT, UNWILLING = 50, 32, 53
@@ -101,19 +103,6 @@ def srv(tmp_path_factory):
     s = make_server(tmp_path_factory.mktemp("aclkinds"))
     yield s
     s.stop()
-
-
-def bind(srv, name=None, pw=None):
-    server = Server(srv.url)
-    if name is None:
-        conn = Connection(server)
-    elif name == "root":
-        conn = Connection(server, ROOT_DN, ROOT_PW)
-    else:
-        conn = Connection(server, dn_of(name), pw or password(name))
-    conn.open()
-    conn.bind()
-    return conn
 
 
 @pytest.fixture(scope="module")
@@ -406,8 +395,6 @@ def test_rename_checks_school_codes_like_modify(tmp_path):
     ]
     s = make_server(tmp_path)
     s.stop()
-    import yaml
-
     cfg = yaml.safe_load(s.config_path.read_text())
     cfg["access"] = rules
     s.config_path.write_text(yaml.safe_dump(cfg))
@@ -439,8 +426,6 @@ def test_assertion_control_does_not_reveal_invisible_entries(srv, conns):
     """A search or compare with the assertion control (RFC 4528) on an entry the caller
     may not see is noSuchObject with no matched DN below what they may see, like every
     other path (the check used to run without the caller's identity)."""
-    from tests.protocol.test_ldap3 import ASSERTION, encode_filter
-
     ctl = [(ASSERTION, True, encode_filter("(objectClass=*)"))]
     s1 = conns["s1"]
     hidden = student("s2")                    # another student: invisible to s1

@@ -7,12 +7,12 @@ and the OpenLDAP command-line client seeing what the rules allow."""
 import re
 
 import pytest
-from ldap3 import BASE, MODIFY_ADD, MODIFY_DELETE, MODIFY_REPLACE, SUBTREE, Connection, Server
+from ldap3 import BASE, MODIFY_ADD, MODIFY_DELETE, MODIFY_REPLACE, SUBTREE
 
-from tests.conftest import ROOT_DN, ROOT_PW, SUFFIX, requires_ldap_utils
+from tests.conftest import SUFFIX, requires_ldap_utils
 from tests.protocol import ldaputil
 from tests.protocol.district import (
-    PEOPLE, STUDENTS, STUDENT_DATA, dn_of, make_server, password, role_group, staff, student,
+    PEOPLE, STUDENTS, STUDENT_DATA, bind, dn_of, make_server, password, role_group, staff, student,
 )
 
 SUCCESS, COMPARE_TRUE = 0, 6
@@ -119,20 +119,6 @@ def srv(tmp_path_factory):
     s = make_server(tmp_path_factory.mktemp("acl"))
     yield s
     s.stop()
-
-
-def bind(srv, name=None, pw=None):
-    """An ldap3 connection bound as `name` (a district account), the root DN or anonymous."""
-    server = Server(srv.url)
-    if name is None:
-        conn = Connection(server)
-    elif name == "root":
-        conn = Connection(server, ROOT_DN, ROOT_PW)
-    else:
-        conn = Connection(server, dn_of(name), pw or password(name))
-    conn.open()
-    conn.bind()
-    return conn
 
 
 @pytest.fixture(scope="module")
