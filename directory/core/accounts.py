@@ -88,6 +88,7 @@ from .errors import LDAPError, ResultCode
 from .identity import Identity
 from .overlay import Overlay
 from .ppolicy import PreparedPasswords
+from .requests import RequestsOverlay
 from .operation import internal_add, internal_replace, operation
 
 ACCOUNT_EXOP = "2.25.69814933526364736177629039217756273497.4.1"
@@ -460,7 +461,6 @@ class AccountsOverlay(Overlay):
     def _approver_of(self, reader, ident, e) -> bool:
         """The approver of the access request that created this (non-employee) account
         delivers its activation code (core/requests.py approves_account decides)."""
-        from .requests import RequestsOverlay
         ov = next((o for o in self.d.overlays if isinstance(o, RequestsOverlay)), None)
         return ov is not None and ov.approves_account(reader, ident, e)
 
