@@ -51,7 +51,7 @@ ROSTER_STUDENT_ATTRS = ["uid", "givenName", "sn", "mail", "employeeNumber", "dep
                         "rollcallAccountStatus", "rollcallActivationState", "rollcallPhotoStatus"]
 ROSTER_COLUMNS = ["district_id", "last_name", "first_name", "grade", "school_code", "school", "username",
                   "email", "account_status", "activation_state", "activation_code", "activation_code_expires",
-                  "photo_status", "sis_record_date", "all_schools"]
+                  "activation_code_note", "photo_status", "sis_record_date", "all_schools"]
 MISSING_COLUMNS = ["district_id", "reason"]
 PAGE = 1000
 
@@ -290,10 +290,16 @@ def create_account(conn, district_id: str) -> dict:
     return out
 
 
-def issue_codes(conn, accounts: list) -> list:
+def issue_codes(conn, accounts: list, keep_valid: bool = False) -> list:
+    """New one-time activation codes for PENDING accounts (each replaces the earlier
+    code); with keep_valid an account whose code has not expired keeps it, and its item
+    says so ({"uid", "dn", "valid": True, "issued", "expiry"})."""
     if not accounts:
         return []
-    return account_op(conn, {"action": "issue-codes", "accounts": list(accounts)})["codes"]
+    req = {"action": "issue-codes", "accounts": list(accounts)}
+    if keep_valid:
+        req["keepValid"] = True
+    return account_op(conn, req)["codes"]
 
 
 def reset_password(conn, target: str) -> dict:
@@ -371,6 +377,7 @@ class Roster:
     missing: list = field(default_factory=list)  # dicts with MISSING_COLUMNS keys
     generated_at: float = field(default_factory=time.time)
     codes_issued: int = 0
+    codes_kept: int = 0  # PENDING accounts whose earlier code is still valid (not replaced)
     code_errors: list = field(default_factory=list)
 
     @property
@@ -411,11 +418,14 @@ def _date(gentime: str) -> str:
     return f"{gentime[0:4]}-{gentime[4:6]}-{gentime[6:8]}" if len(gentime) >= 8 else gentime
 
 
-def roster(conn, code: str, ids=None, issue_activation_codes: bool = True) -> Roster:
+def roster(conn, code: str, ids=None, issue_activation_codes: bool = True, reissue_codes: bool = False) -> Roster:
     """The roster of a cost center (or only the listed district IDs): one row per
     student whose SIS record or account carries the code, including SIS records with
-    no account yet. Unknown or out-of-scope IDs go to `missing`. PENDING accounts get
-    a fresh one-time activation code (replacing any earlier one) unless disabled."""
+    no account yet. Unknown or out-of-scope IDs go to `missing`. A PENDING account
+    without a valid activation code gets a one-time code; one whose code (e.g. printed
+    when the account was created) has not expired keeps it, and its row says so in
+    activation_code_note. reissue_codes replaces every PENDING account's code;
+    issue_activation_codes=False issues none."""
     site = check_cost_center(conn, code)
     code = site["code"]
     suffix = _suffix(conn)
@@ -464,13 +474,21 @@ def roster(conn, code: str, ids=None, issue_activation_codes: bool = True) -> Ro
         pending = [r["username"] for r in selected if r["account_status"] == "PENDING" and r["username"]]
         if pending:
             by_uid = {r["username"]: r for r in selected}
-            for item in issue_codes(conn, pending):
+            for item in issue_codes(conn, pending, keep_valid=not reissue_codes):
                 if "code" in item:
                     r = by_uid.get(item["uid"])
                     if r is not None:
                         r["activation_code"] = item["code"]
                         r["activation_code_expires"] = _date(item["expiry"])
+                        r["activation_code_note"] = "new code in this roster (earlier codes no longer work)"
                         report.codes_issued += 1
+                elif item.get("valid"):
+                    r = by_uid.get(item["uid"])
+                    if r is not None:
+                        r["activation_code_expires"] = _date(item["expiry"])
+                        r["activation_code_note"] = (f"a code issued on {_date(item['issued'])} is still valid "
+                                                     "(ask the person who created the account, or reissue)")
+                        report.codes_kept += 1
                 else:
                     report.code_errors.append(item)
     report.rows = selected
@@ -489,7 +507,7 @@ def _row(site, did, sis_attrs, acc) -> dict:
         "email": acc["mail"] if acc else "",
         "account_status": acc["status"] if acc else "NO ACCOUNT",
         "activation_state": acc["activation_state"] if acc else "",
-        "activation_code": "", "activation_code_expires": "",
+        "activation_code": "", "activation_code_expires": "", "activation_code_note": "",
         "photo_status": (acc["photo_status"] or "NONE") if acc else "",
         "sis_record_date": _date(_raw(a, "rollcallSisImportedAt")) if sis_attrs else "",
         "all_schools": " ".join(acc["schools"] if acc else _raw_all(a, "departmentNumber")),

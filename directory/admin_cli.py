@@ -6,7 +6,7 @@ command-line LDAP client): -H/--url URL, -D/--bind-dn DN, -y/--password-file FIL
 -W (prompt), -w PASSWORD, -Z/--starttls, --ca-file FILE, --config FILE (defaults);
 env ROLLCALL_URL, ROLLCALL_BIND_DN, ROLLCALL_BIND_PASSWORD.
 
-    rollcall roster --cost-center CODE [--ids ID,ID,…] [-o FILE.zip] [--no-codes]
+    rollcall roster --cost-center CODE [--ids ID,ID,…] [-o FILE.zip] [--no-codes | --reissue-codes]
     rollcall account find TEXT
     rollcall account create DISTRICT_ID
     rollcall account reset USERNAME|DISTRICT_ID
@@ -84,7 +84,8 @@ def cmd_roster(args):
         conn = connect(args)
         ids = [x for x in args.ids.split(",")] if args.ids else None
         started = time.perf_counter()
-        report = admin.roster(conn, args.cost_center, ids, issue_activation_codes=not args.no_codes)
+        report = admin.roster(conn, args.cost_center, ids, issue_activation_codes=not args.no_codes,
+                              reissue_codes=args.reissue_codes)
         data = report.zip_bytes()
         elapsed = time.perf_counter() - started
         out = args.output or f"roster-{report.code}-{report.stamp}.zip"
@@ -94,8 +95,12 @@ def cmd_roster(args):
               + (f", {len(report.missing)} IDs not found (see not-found CSV)" if report.missing else "")
               + f" ({elapsed:.2f} s)")
         if report.codes_issued:
-            print(f"{report.codes_issued} one-time activation codes issued for PENDING accounts "
-                  "(they replace codes printed earlier for these students)")
+            print(f"{report.codes_issued} one-time activation codes issued for PENDING accounts"
+                  + (" (they replace codes printed earlier for these students)" if args.reissue_codes
+                     else " that had no valid code"))
+        if report.codes_kept:
+            print(f"{report.codes_kept} PENDING accounts keep the code issued earlier (still valid; "
+                  "--reissue-codes replaces them)")
         for item in report.code_errors:
             print(f"  no activation code for {item.get('account')}: {item.get('error')}", file=sys.stderr)
 
@@ -197,8 +202,13 @@ def register(sub):
     p.add_argument("--cost-center", required=True)
     p.add_argument("--ids", help="only these district IDs (comma-separated)")
     p.add_argument("-o", "--output", help="zip file to write (default roster-CODE-DATE.zip)")
-    p.add_argument("--no-codes", action="store_true",
-                   help="do not issue activation codes for PENDING accounts (earlier codes stay valid)")
+    codes = p.add_mutually_exclusive_group()
+    codes.add_argument("--no-codes", action="store_true",
+                       help="do not issue activation codes for PENDING accounts (earlier codes stay valid)")
+    codes.add_argument("--reissue-codes", action="store_true",
+                       help="replace the activation codes of PENDING accounts, valid ones too (the codes "
+                            "handed out earlier stop working); by default only accounts without a valid "
+                            "code get one")
     p.set_defaults(fn=cmd_roster, command_name="roster")
 
     acc = sub.add_parser("account", help="delegated account administration (sub-administrators)")

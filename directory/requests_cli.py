@@ -25,6 +25,7 @@ Examples:
     rollcall request approve 17 -D … -w … [--expiry 2026-06-30] [--reason …]
     rollcall request deny 17 -D … -w … --reason "wrong role: ask for case manager"
     rollcall request withdraw 17 -D … -w …
+    rollcall request issue-code 17 -D … -w …   (the approver: username + one-time activation code)
 """
 import argparse
 import sys
@@ -87,6 +88,9 @@ def add_request_parser(p):
     q = cmd("withdraw", cmd_withdraw, "withdraw your own pending request")
     q.add_argument("number", type=int)
     q.add_argument("--reason")
+    q = cmd("issue-code", cmd_issue_code, "the approver of a non-employee account request: the account's "
+                                          "username and a one-time activation code (replaces an earlier one)")
+    q.add_argument("number", type=int)
     q = cmd("expire", cmd_expire, "remove expired grants, disable expired non-employee accounts (cron job)",
             ldap=False)
     q.add_argument("--now", help="act as if it were this time (generalized time; for tests and catch-up)")
@@ -207,6 +211,17 @@ def cmd_deny(args):
 
 def cmd_withdraw(args):
     _decide(args, "WITHDRAWN", args.reason)
+
+
+def cmd_issue_code(args):
+    s = Session(args)
+    out = rc.issue_activation_code(s.conn, args.number)
+    print(f"request {out['number']}: account of {out['name']} ({out['mail']})")
+    print(f"  username:        {out['username']}")
+    print(f"  activation code: {out['code']}")
+    print(f"  valid until:     {out['expiry']}")
+    print("Give both to the person (shown once; a new code replaces this one). They activate the account "
+          "with `rollcall account activate` or the console's activation page and choose their password.")
 
 
 def cmd_expire(args):

@@ -318,6 +318,31 @@ def decide(conn, number, status, reason=None, expiry=None) -> Request | None:
     return get(conn, number)
 
 
+def issue_activation_code(conn, number) -> dict:
+    """The approver of an APPROVED non-employee account request delivers the account's
+    username and a one-time activation code (it replaces any earlier code). The server
+    decides who may (core/requests.py approves_account). Returns number, username, dn,
+    name, mail, code, expiry."""
+    from . import admin  # the account operation's client
+
+    req = get(conn, number)
+    if req is None:
+        raise RequestError(f"request {number}: not found", 32)
+    if req.kind != "NON_EMPLOYEE_ACCOUNT":
+        raise RequestError(f"request {number} is a {req.kind} request: activation codes are for the accounts "
+                           "of non-employee account requests", 53)
+    if req.status != "APPROVED" or not req.linked_account:
+        raise RequestError(f"request {number} is {req.status}: only an approved request has an account", 53)
+    try:
+        [item] = admin.issue_codes(conn, [req.linked_account])
+    except ClientError as exc:
+        raise RequestError(exc.message, exc.code) from None
+    if "code" not in item:
+        raise RequestError(item.get("error") or "no activation code issued", item.get("result"))
+    return {"number": req.number, "username": item["uid"], "dn": item["dn"], "name": req.name,
+            "mail": req.one("mail"), "code": item["code"], "expiry": _when(item["expiry"])}
+
+
 # --------------------------------------------------------------------------- what may be asked for
 
 

@@ -44,10 +44,15 @@ the OID). Errors are ordinary LDAP result codes with a diagnostic message.
         record's rollcallLinkedAccount names it, and a one-time activation code is
         issued. Answer: {"dn", "uid", "mail", "cn", "status", "activationCode",
         "activationCodeExpiry"}.
-  {"action": "issue-codes", "accounts": [uid or DN, ...]}
+  {"action": "issue-codes", "accounts": [uid or DN, ...], "keepValid": false}
         New one-time activation codes for PENDING accounts the caller may write
-        (rollcallActivationCodeHash); each replaces the account's earlier code.
-        Answer: {"codes": [{"uid", "dn", "code", "expiry"} | {"account", "error"}]}.
+        (rollcallActivationCodeHash), or, for a non-employee account, that the
+        caller approved (the approver of the access request that created it, as
+        core/requests.py approves_account decides); each replaces the account's
+        earlier code. With "keepValid": true an account whose code has not expired
+        keeps it (codes already handed out stay valid) and gets no new one.
+        Answer: {"codes": [{"uid", "dn", "code", "expiry"} | {"uid", "dn", "valid": true,
+        "issued", "expiry"} | {"account", "error"}]}.
   {"action": "activate", "uid": "...", "code": "XXXX-XXXX", "newPassword": "..."}
         Anonymous: a PENDING account's holder proves who they are with the code
         handed out by the school and chooses a password: the account becomes ENABLED
@@ -83,6 +88,7 @@ from .errors import LDAPError, ResultCode
 from .identity import Identity
 from .overlay import Overlay
 from .ppolicy import PreparedPasswords
+from .requests import RequestsOverlay
 from .operation import internal_add, internal_replace, operation
 
 ACCOUNT_EXOP = "2.25.69814933526364736177629039217756273497.4.1"
@@ -298,7 +304,10 @@ class AccountsOverlay(Overlay):
                     raise LDAPError(ResultCode.PROTOCOL_ERROR, "issue-codes: 'accounts' is a list of uids or DNs")
                 for t in targets:
                     _utf8_text(t, "accounts")
-                out = self.issue_codes(ident, targets)
+                keep = req.get("keepValid", False)
+                if not isinstance(keep, bool):
+                    raise LDAPError(ResultCode.PROTOCOL_ERROR, "issue-codes: 'keepValid' is true or false")
+                out = self.issue_codes(ident, targets, keep_valid=keep)
             else:
                 raise LDAPError(ResultCode.PROTOCOL_ERROR,
                                 f"account operation: unknown action {action!r} (create, issue-codes, activate)")
@@ -444,39 +453,65 @@ class AccountsOverlay(Overlay):
             found = [e] if e is not None and e.ndn.endswith("," + self.people_ndn) else []
         else:
             found = self._find_in(tx, "uid", target, self.people_ndn)
-        found = [e for e in found if d.visible(ident, e)]
+        found = [e for e in found if d.visible(ident, e) or self._approver_of(tx, ident, e)]
         if len(found) != 1:
             raise LDAPError(ResultCode.NO_SUCH_OBJECT, f"no account {target!r} in your scope")
         return found[0]
 
+    def _approver_of(self, reader, ident, e) -> bool:
+        """The approver of the access request that created this (non-employee) account
+        delivers its activation code (core/requests.py approves_account decides)."""
+        ov = next((o for o in self.d.overlays if isinstance(o, RequestsOverlay)), None)
+        return ov is not None and ov.approves_account(reader, ident, e)
+
     def _may_issue(self, reader, ident, target: str):
         e = self._resolve_account(reader, ident, target)
-        self.d.acl.check(ident, e, Level.WRITE, "rollcallActivationCodeHash")
+        if not self._approver_of(reader, ident, e):
+            self.d.acl.check(ident, e, Level.WRITE, "rollcallActivationCodeHash")
         status = self.d.account_status(e)
         if status != "PENDING":
             _refuse(f"the account is {status}: activation codes are for PENDING accounts")
         return e
 
-    def issue_codes(self, ident, targets: list) -> dict:
+    def _valid_code(self, e):
+        """(issued, expiry) of the account's code when it has one not yet expired, else
+        None. The issue date is the expiry less activation_code_days."""
+        if not e.attrs.get("rollcallActivationCodeHash"):
+            return None
+        expiry = parse_time(e.first("rollcallActivationCodeExpiry"))
+        if expiry is None or expiry <= time.time():
+            return None
+        return gentime(expiry - self.code_days * 86400).decode(), gentime(expiry).decode()
+
+    def issue_codes(self, ident, targets: list, keep_valid: bool = False) -> dict:
         d = self.d
         # the access decision first, on committed data: nothing is hashed for an account
-        # the caller may not issue a code for; then the hashes, before the write lock;
-        # then the transaction decides again
+        # the caller may not issue a code for (nor, with keep_valid, for one whose code is
+        # still valid); then the hashes, before the write lock; then the transaction
+        # decides again
         refused = {}
+        kept = set()
         for target in targets:
             try:
-                self._may_issue(d.store, ident, target)
+                e = self._may_issue(d.store, ident, target)
+                if keep_valid and self._valid_code(e):
+                    kept.add(target)
             except LDAPError as exc:
                 refused[target] = exc
-        pairs = iter(self._hash_codes(len([t for t in targets if t not in refused])))
+        pairs = iter(self._hash_codes(len([t for t in targets if t not in refused and t not in kept])))
         out = []
         with d.store.transaction() as tx:
             for target in targets:
                 try:
                     if target in refused:
                         raise refused[target]
-                    code, code_hash = next(pairs)
                     e = self._may_issue(tx, ident, target)
+                    valid = self._valid_code(e) if keep_valid else None
+                    if valid:
+                        out.append({"uid": _text(e, "uid"), "dn": e.dn, "valid": True,
+                                    "issued": valid[0], "expiry": valid[1]})
+                        continue
+                    code, code_hash = next(pairs, None) or self._hash_codes(1)[0]
                     expiry = self._code_expiry()
                     attrs = e.copy_attrs()
                     attrs["rollcallActivationCodeHash"] = [code_hash]

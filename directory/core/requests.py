@@ -506,6 +506,36 @@ class RequestsOverlay(Overlay):
             _refuse(f"{ident.dn} may not decide request {n}: {kind} requests are decided by "
                     f"{self.approver_rule(kind, target)}", ResultCode.INSUFFICIENT_ACCESS_RIGHTS)
 
+    def approves_account(self, tx, ident, account) -> bool:
+        """May `ident` hand the holder of `account` its activation code? Yes when the
+        account was created by an APPROVED NON_EMPLOYEE_ACCOUNT request (its
+        rollcallLinkedAccount) that `ident` may decide (check_approver, read now: a
+        principal who left cn=principals no longer may). The accounts overlay's
+        issue-codes asks this: the approver delivers the username and code, without
+        write access to staff accounts' activation codes in general."""
+        if ident.is_root or not account.ndn.endswith("," + self.d.normalize_dn(self.nonemployees_dn)):
+            return False
+        if "eq" in self.d.index_kinds("rollcallLinkedAccount"):
+            key = self.d.index_key(self.d.schema.normalize("rollcallLinkedAccount", account.dn.encode()))
+            ids = tx.index_eq("rollcalllinkedaccount", key)
+        else:
+            ids = tx.index_eq("objectclass", "rollcallrequest")
+        for i in sorted(ids):
+            r = tx.get(i)
+            if r is None or not self.is_request(r):
+                continue
+            _, linked = self._dn_value(r.attrs, "rollcallLinkedAccount")
+            if linked != account.ndn \
+                    or _text(r.attrs, "rollcallRequestKind", "").upper() != "NON_EMPLOYEE_ACCOUNT" \
+                    or _text(r.attrs, "rollcallRequestStatus", "").upper() != "APPROVED":
+                continue
+            try:
+                self.check_approver(tx, ident, r.attrs, self.resolve(tx, r.attrs))
+            except LDAPError:
+                return False
+            return True
+        return False
+
     def _plan(self, tx, ident, old, new, target):
         kind = target.kind
         expiry = new.attrs.get("rollcallExpiry")

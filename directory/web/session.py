@@ -52,7 +52,20 @@ class Session:
         self.conn = None           # ldap3 connection bound as `dn`
         self.lock = threading.Lock()
         self.flash: list = []      # one-time messages for the next page
+        self.results: dict = {}    # one-time results (a reset's password): token -> dict, taken once
         self.pwd_stamp = None      # the password's stamp at sign-in (Console.password_stamp)
+
+    def keep_result(self, value: dict) -> str:
+        """Keep a result for one GET (POST-redirect-GET); returns its token."""
+        while len(self.results) >= 20:
+            self.results.pop(next(iter(self.results)))
+        token = secrets.token_urlsafe(16)
+        self.results[token] = value
+        return token
+
+    def take_result(self, token: str):
+        """The result kept under `token`, once; None afterwards (or for a made-up token)."""
+        return self.results.pop(token, None)
 
     @property
     def signed_in(self) -> bool:

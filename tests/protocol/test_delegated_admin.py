@@ -57,6 +57,8 @@ ENROLLEES = {
     "burn": ("900007s007", "Burn", "Code", "1111"),
     "ldap3": ("900008s008", "Eli", "Extended", "1111"),
     "reserved": ("900009s009", "Rae", "Served", "1111"),
+    "keep": ("900010s010", "Kip", "Keeper", "1111"),
+    "reissue": ("900011s011", "Rhea", "Issue", "1111"),
 }
 NO_SIS_ID = "999999s999"
 
@@ -612,9 +614,15 @@ def test_roster_zip_of_a_cost_center(srv, pwdir, tmp_path):
     assert rosa["sis_record_date"] == "2025-10-06"
     row = rows[district_id("sD")]
     assert row["account_status"] == "DISABLED" and row["email"] == "sD@students.district.example"
-    # a PENDING account gets a one-time activation code in the roster
+    # a PENDING account keeps the (valid) code issued earlier (test_issue_codes_refused_…):
+    # the roster says so; --reissue-codes gives it a new one in the roster
     sp = rows[district_id("sP")]
-    assert sp["account_status"] == "PENDING" and len(sp["activation_code"]) == 9
+    assert sp["account_status"] == "PENDING" and sp["activation_code"] == ""
+    assert "is still valid" in sp["activation_code_note"] and "keep the code issued earlier" in r.stdout
+    r = cli(srv, pwdir, "admin1", "roster", "--cost-center", "1111", "--ids", district_id("sP"), "--reissue-codes",
+            "-o", str(tmp_path / "sp.zip"), check=True)
+    [sp] = next(iter(_open_zip(tmp_path / "sp.zip").values()))
+    assert len(sp["activation_code"]) == 9
     assert "activation codes issued" in r.stdout
     assert admin.activate(bind(srv), "sP", sp["activation_code"], "Sp-activated-1")["status"] == "ENABLED"
     # CSV injection neutralised
@@ -635,6 +643,41 @@ def test_roster_with_ids_lists_unknown_and_out_of_scope_ids(srv, pwdir, tmp_path
     missing = {r["district_id"]: r["reason"] for r in files[missing_name]}
     assert set(missing) == {district_id("s2"), NO_SIS_ID, "bogus"}
     assert "not a district ID" in missing["bogus"] and "not a student of cost center 1111" in missing[NO_SIS_ID]
+
+
+def test_roster_keeps_the_code_handed_out_at_creation(srv, pwdir, tmp_path):
+    """A roster downloaded right after the account was created does not replace the
+    code the sub-administrator printed: it still activates; the CSV says a valid code
+    exists. --reissue-codes replaces it explicitly."""
+    out = admin.create_account(bind(srv, staff("admin1"), password("admin1")), ENROLLEES["keep"][0])
+    zpath = tmp_path / "keep.zip"
+    r = cli(srv, pwdir, "admin1", "roster", "--cost-center", "1111", "--ids", ENROLLEES["keep"][0],
+            "-o", str(zpath), check=True)
+    [rows] = [v for k, v in _open_zip(zpath).items() if k.startswith("roster-")]
+    [row] = rows
+    assert row["account_status"] == "PENDING" and row["activation_code"] == ""
+    assert row["activation_code_note"].startswith("a code issued on 20") and "is still valid" in row["activation_code_note"]
+    assert "keep the code issued earlier" in r.stdout
+    # the library call (the console's roster) keeps it too
+    again = admin.roster(bind(srv, staff("admin1"), password("admin1")), "1111", ids=[ENROLLEES["keep"][0]])
+    assert again.codes_issued == 0 and again.codes_kept == 1 and again.rows[0]["activation_code"] == ""
+    assert admin.activate(bind(srv), out["uid"], out["activationCode"], "Kip-keeps-his-1")["status"] == "ENABLED"
+
+
+def test_roster_reissue_codes_replaces_valid_codes(srv, pwdir, tmp_path):
+    out = admin.create_account(bind(srv, staff("admin1"), password("admin1")), ENROLLEES["reissue"][0])
+    zpath = tmp_path / "reissue.zip"
+    r = cli(srv, pwdir, "admin1", "roster", "--cost-center", "1111", "--ids", ENROLLEES["reissue"][0],
+            "--reissue-codes", "-o", str(zpath), check=True)
+    [rows] = [v for k, v in _open_zip(zpath).items() if k.startswith("roster-")]
+    [row] = rows
+    assert len(row["activation_code"]) == 9 and "replace codes printed earlier" in r.stdout
+    with pytest.raises(admin.AdminError):
+        admin.activate(bind(srv), out["uid"], out["activationCode"], "Rhea-issue-pw-1")
+    assert admin.activate(bind(srv), out["uid"], row["activation_code"], "Rhea-issue-pw-1")["status"] == "ENABLED"
+    r = cli(srv, pwdir, "admin1", "roster", "--cost-center", "1111", "--no-codes", "--reissue-codes",
+            "-o", str(tmp_path / "no.zip"))
+    assert r.returncode == 2
 
 
 def test_roster_refused_for_a_cost_center_not_administered(srv, pwdir, tmp_path):

@@ -787,3 +787,47 @@ def test_tracking_digest_is_kept_secret_and_checked(srv):
     principal = connect(srv, "pwong")
     principal.modify(dn, {"rollcallTrackingDigest": [(MODIFY_REPLACE, [hashlib.sha256(b"x").hexdigest()])]})
     assert principal.result["result"] != SUCCESS
+
+
+def test_approver_issues_the_contractors_activation_code_on_the_command_line(srv):
+    """Anonymous request -> the principal approves -> `rollcall request issue-code`
+    gives the username and a one-time code -> the contractor activates (account
+    operation) -> their first bind with the chosen password works. Only the people who
+    may decide the request may issue it (not the site's student sub-administrator, not
+    another site's principal): staff accounts' codes stay out of their reach."""
+    import json
+
+    from directory.core.accounts import ACCOUNT_EXOP
+
+    anon = connect(srv)
+    result, dn, _ = nonemployee(anon, code="1234", mail="carl.cli@acme.example", givenName="Carl", sn="Cli")
+    assert result == SUCCESS, dn
+    number = dn.split(",")[0].split("=")[1]
+    principal = ["-D", dn_of("pwong"), "-w", PASSWORDS["principal"], "--url", srv.url]
+    # before the approval: no account to hand out
+    early = srv.rollcall("request", "issue-code", number, *principal, check=False)
+    assert early.returncode == 1 and "PENDING" in early.stderr
+    assert decide(connect(srv, "pwong"), dn, "APPROVED") == SUCCESS
+    account = read(srv, dn)["rollcallLinkedAccount"][0]
+    for who, role in (("tnguyen", "sub-administrator"), ("dokafor", "principal"), ("ewilson", "teacher")):
+        bad = srv.rollcall("request", "issue-code", number, "-D", dn_of(who), "-w", PASSWORDS[role],
+                           "--url", srv.url, check=False)
+        assert bad.returncode == 1, (who, bad.stdout)
+    # nor through the account operation directly (a staff account's code, say)
+    sub = connect(srv, "tnguyen")
+    sub.extended(ACCOUNT_EXOP, json.dumps({"action": "issue-codes", "accounts": [account]}).encode())
+    assert "error" in json.loads(sub.result["responseValue"] or b"{}")["codes"][0]
+    assert "rollcallActivationCodeHash" not in read(srv, account)
+
+    out = srv.rollcall("request", "issue-code", number, *principal).stdout
+    username = out.split("username:")[1].split()[0]
+    code = out.split("activation code:")[1].split()[0]
+    assert account.startswith(f"uid={username},")
+    anon = connect(srv)
+    anon.extended(ACCOUNT_EXOP, json.dumps({"action": "activate", "uid": username, "code": code,
+                                            "newPassword": "Carl-cli-pass-1"}).encode())
+    assert anon.result["result"] == SUCCESS, anon.result
+    c = Connection(Server(srv.url, get_info=NONE), account, "Carl-cli-pass-1", raise_exceptions=False)
+    assert c.bind(), c.result
+    c.unbind()
+    assert any(a["op"] == "accountActivated" for a in audit(srv, account))

@@ -253,3 +253,64 @@ def test_request_pages_fit_a_phone(console, new_page):
     shot(principal, "requests-queue-phone")
     open_request(principal, console, number)
     assert no_horizontal_scroll(principal)
+
+
+def test_approved_contractor_gets_username_and_code_from_the_principal_and_activates(console, new_page):
+    import re
+
+    anon = new_page()
+    number = request_account(anon, console, given="Carla", sn="Contractor")
+    principal = sign_in(new_page(), console, *PRINCIPAL_1234)
+    open_request(principal, console, number)
+    # nothing to hand out before the approval
+    assert principal.get_by_role("button", name="Issue activation code").count() == 0
+    principal.get_by_role("button", name="Approve").click()
+    assert principal.locator("#request-status").inner_text() == "APPROVED"
+    (_, req), = root_read(console, f"rollcallRequestNumber={number},ou=requests,{SUFFIX}")
+    account_dn = req["rollcallLinkedAccount"][0]
+
+    # people who may not decide the request may not hand out its account either (the
+    # server decides: a forged POST by the site's student email sub-administrator)
+    subadmin = sign_in(new_page(), console, "tnguyen", "demo-subadmin-pw")
+    csrf = subadmin.locator("form.signout input[name=csrf]").get_attribute("value")
+    r = subadmin.request.post(f"{console.base}/requests/{number}/issue-code", form={"csrf": csrf})
+    assert r.status == 403 and "You may not hand out the account" in r.text()
+    other = sign_in(new_page(), console, *PRINCIPAL_5678)
+    csrf = other.locator("form.signout input[name=csrf]").get_attribute("value")
+    r = other.request.post(f"{console.base}/requests/{number}/issue-code", form={"csrf": csrf})
+    assert r.status == 403
+    (_, acc), = root_read(console, account_dn)
+    assert "rollcallActivationCodeHash" not in acc
+
+    open_request(principal, console, number)
+    principal.get_by_role("button", name="Issue activation code").click()
+    assert "/code/" in principal.url
+    result_url = principal.url
+    username = principal.locator("#issued-username").inner_text().strip()
+    code = principal.locator("#activation-code").inner_text().strip()
+    assert re.fullmatch(r"[A-Z2-9]{4}-[A-Z2-9]{4}", code) and account_dn.startswith(f"uid={username},")
+    assert unlabelled_controls(principal) == []
+    shot(principal, "requests-issued-code")
+    # shown once: a reload does not issue another code
+    principal.reload()
+    assert "This result was shown already" in principal.locator("main").inner_text()
+    assert code not in principal.content()
+    principal.goto(result_url)
+    assert code not in principal.content()
+
+    contractor = new_page()
+    contractor.goto(console.base + "/activate")
+    contractor.get_by_label("Username").fill(username)
+    contractor.get_by_label("Activation code").fill(code)
+    contractor.get_by_label("New password", exact=True).fill("carla-contract-pw-1")
+    contractor.get_by_label("New password again").fill("carla-contract-pw-1")
+    contractor.get_by_role("button", name="Activate").click()
+    assert "is active" in contractor.get_by_role("status").inner_text()
+    # the contractor's first LDAP bind with the chosen password
+    c = Connection(Server(console.server.url), account_dn, "carla-contract-pw-1")
+    assert c.bind(), c.result
+    c.unbind()
+    # an active account gets no new code
+    open_request(principal, console, number)
+    principal.get_by_role("button", name="Issue activation code").click()
+    assert "activation codes are for PENDING accounts" in principal.get_by_role("alert").inner_text()

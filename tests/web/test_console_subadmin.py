@@ -2,13 +2,15 @@
 search, detail, reset (password shown once; the student must change it), deactivate
 with reason, reference and confirmation, a new enrollee's account and its activation,
 the roster zip; cross-school attempts and a POST without CSRF token are refused."""
+import csv
 import io
 import re
 import zipfile
 
 from ldap3 import Connection, Server
 
-from tests.conftest import SUFFIX
+from directory import admin
+from tests.conftest import ROOT_DN, ROOT_PW, SUFFIX
 from tests.web.conftest import PHONE, no_horizontal_scroll, shot, sign_in, unlabelled_controls
 
 SUBADMIN = ("tnguyen", "demo-subadmin-pw")      # student-email-admins of 1234
@@ -74,14 +76,28 @@ def test_wrong_password_is_a_plain_sentence(console, new_page):
 def test_reset_shows_the_password_once_and_the_student_must_change_it(console, new_page):
     page = subadmin_page(console, new_page)
     page.goto(console.base + "/students/osmith")
-    with page.expect_response(lambda r: r.url.endswith("/reset")) as got:
-        page.get_by_role("button", name="Reset password").click()
+    page.get_by_role("link", name="Reset password…").click()
+    # the confirmation page: nothing changed yet
+    assert "Yes, reset the password" in page.content()
+    shot(page, "reset-confirm")
+    assert bind_ok(console, "osmith", STUDENT_PW)
+    with page.expect_response(lambda r: "/reset/" in r.url) as got:
+        page.get_by_role("button", name="Yes, reset the password").click()
     assert got.value.headers.get("cache-control") == "no-store"
+    result_url = page.url
+    assert "/students/osmith/reset/" in result_url
     password = page.locator("#new-password").inner_text().strip()
     assert len(password) >= 12
     shot(page, "reset-done")
     assert bind_ok(console, "osmith", password)
     assert not bind_ok(console, "osmith", STUDENT_PW)
+    # POST-redirect-GET, one-time result: a reload neither resets again nor shows it again
+    page.reload()
+    assert "This result was shown already" in page.locator("main").inner_text()
+    assert password not in page.content()
+    page.goto(result_url)
+    assert "This result was shown already" in page.locator("main").inner_text()
+    assert bind_ok(console, "osmith", password)
     # shown once: the student's page does not show it again
     page.goto(console.base + "/students/osmith")
     assert password not in page.content()
@@ -126,7 +142,7 @@ def test_deactivate_with_reason_reference_and_confirmation(console, new_page):
     assert "DISABLED" in facts and "PR-2026-114" in facts and "tnguyen" in facts
     assert not bind_ok(console, "moconnor", STUDENT_PW)
     # no reset for a deactivated account: no button, and a forged POST is refused by the directory
-    assert page.get_by_role("button", name="Reset password").count() == 0
+    assert page.get_by_role("link", name="Reset password…").count() == 0
     csrf = page.locator("form.signout input[name=csrf]").get_attribute("value")
     r = page.request.post(console.base + "/students/moconnor/reset", form={"csrf": csrf})
     assert r.status == 400 and "only an ENABLED account" in r.text()
@@ -221,3 +237,77 @@ def test_a_teacher_has_no_student_pages(console, new_page):
     r = page.goto(console.base + "/students?q=smith")
     assert r.status == 403
     assert "student email administrators" in page.get_by_role("alert").inner_text()
+
+
+def _bound(dn, password, console):
+    c = Connection(Server(console.server.url), dn, password)
+    assert c.bind()
+    return c
+
+
+def test_reactivate_a_mistaken_deactivation_with_confirmation(console, new_page):
+    tn = _bound(f"uid=tnguyen,ou=staff,ou=people,{SUFFIX}", SUBADMIN[1], console)
+    admin.deactivate(tn, "stanaka", "student-request", "SR-2026-7")
+    tn.unbind()
+    assert not bind_ok(console, "stanaka", STUDENT_PW)
+    page = subadmin_page(console, new_page)
+    page.goto(console.base + "/students/stanaka")
+    page.get_by_role("link", name="Re-activate…").click()
+    # the confirmation page: what happens, and nothing changed yet
+    main = page.locator("main").inner_text()
+    assert "becomes ENABLED" in main and "SR-2026-7" in main and "Yes, re-activate" in page.content()
+    assert unlabelled_controls(page) == []
+    shot(page, "reactivate-confirm")
+    assert not bind_ok(console, "stanaka", STUDENT_PW)
+    page.get_by_role("button", name="Yes, re-activate").click()
+    assert "is ENABLED again" in page.get_by_role("status").inner_text()
+    assert "ENABLED" in page.locator("dl.facts").inner_text()
+    assert bind_ok(console, "stanaka", STUDENT_PW)
+    # the server's rules decide: an ENABLED account is not re-activated (a forged POST)
+    csrf = page.locator("form.signout input[name=csrf]").get_attribute("value")
+    r = page.request.post(console.base + "/students/stanaka/reactivate", form={"csrf": csrf, "confirmed": "yes"})
+    assert r.status == 400 and "only a DISABLED account" in r.text()
+    # and another school's student is out of reach
+    r = page.request.post(console.base + "/students/jobrien/reactivate", form={"csrf": csrf, "confirmed": "yes"})
+    assert r.status == 404
+
+
+def test_console_roster_keeps_the_code_printed_at_creation(console, new_page):
+    root = _bound(ROOT_DN, ROOT_PW, console)
+    did = "000097s097"
+    assert root.add(f"rollcallSisSourceId=stu-000097,ou=sis,{SUFFIX}", ["top", "rollcallSisRecord"],
+                    {"rollcallSisSourceId": "stu-000097", "employeeNumber": did, "givenName": "Kira",
+                     "sn": "Keeper", "cn": "Kira Keeper", "rollcallGrade": "02", "departmentNumber": "1234",
+                     "rollcallEnrollmentStatus": "ENROLLED"}), root.result
+    root.unbind()
+    page = subadmin_page(console, new_page)
+    page.goto(console.base + "/accounts/new")
+    page.get_by_label("District ID").fill(did)
+    page.get_by_role("button", name="Create account").click()
+    slip = page.locator("section.slip").inner_text()
+    username = re.search(r"Username\s+(\S+)", slip).group(1)
+    code = page.locator("code.secret").inner_text().strip()
+
+    def download(reissue=False):
+        page.goto(console.base + "/roster")
+        page.get_by_label("Cost center").select_option("1234")
+        page.get_by_label(re.compile("Only these district IDs")).fill(did)
+        box = page.get_by_label(re.compile("Replace the activation codes"))
+        assert not box.is_checked()  # off by default
+        if reissue:
+            box.check()
+        with page.expect_download() as dl:
+            page.get_by_role("button", name="Download roster").click()
+        z = zipfile.ZipFile(io.BytesIO(open(dl.value.path(), "rb").read()))
+        text = z.read(next(n for n in z.namelist() if n.startswith("roster-1234-"))).decode("utf-8-sig")
+        return next(csv.DictReader(io.StringIO(text)))
+
+    row = download()
+    assert row["username"] == username and row["activation_code"] == ""
+    assert "is still valid (ask the person who created the account, or reissue)" in row["activation_code_note"]
+    # the code printed at creation still activates
+    anon = Connection(Server(console.server.url))
+    anon.open()
+    assert admin.activate(anon, username, code, "kira-keeper-pw-1")["status"] == "ENABLED"
+    anon.unbind()
+    assert bind_ok(console, username, "kira-keeper-pw-1")

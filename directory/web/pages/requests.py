@@ -182,8 +182,19 @@ def _apps_by_dn(apps) -> dict:
 
 def may_decide(session, req, apps_by_dn) -> bool:
     """The console's guess of who may decide (the overlay still decides)."""
+    return req.status == "PENDING" and _is_decider(session, req, apps_by_dn)
+
+
+def may_issue_code(session, req) -> bool:
+    """The console's guess of who may hand out the account of an approved non-employee
+    account request: the people who may decide it (the server decides)."""
+    return (req.kind == "NON_EMPLOYEE_ACCOUNT" and req.status == "APPROVED" and bool(req.linked_account)
+            and _is_decider(session, req, {}))
+
+
+def _is_decider(session, req, apps_by_dn) -> bool:
     roles = session.roles
-    if req.status != "PENDING" or req.involves(session.dn):
+    if req.involves(session.dn):
         return False
     if roles.kind == "root":
         return True
@@ -281,7 +292,7 @@ def _detail(ctx, req, status=200, error="", reason="", expiry=""):
         ctx, "requests_detail.html", status=status, req=req, error=error, reason=reason, expiry=expiry,
         kinds=KIND_NAMES, ne_kinds=NE_KINDS, app=app, can_decide=may_decide(s, req, apps),
         can_withdraw=req.status == "PENDING" and rc.norm_dn(req.requester) == rc.norm_dn(s.dn),
-        deciders=deciders(req, apps), mine=req.involves(s.dn))
+        deciders=deciders(req, apps), mine=req.involves(s.dn), can_issue_code=may_issue_code(s, req))
 
 
 @route("GET", "/requests/(?P<n>[0-9]{1,9})", allow=NOT_STUDENT)
@@ -342,3 +353,25 @@ def withdraw(ctx):
         return _detail(ctx, req, 403 if exc.code == 50 else 400, message)
     ctx.session.flash.append(f"Request {req.number} withdrawn.")
     return redirect(f"/requests/{req.number}")
+
+
+@route("POST", "/requests/(?P<n>[0-9]{1,9})/issue-code", allow=NOT_STUDENT)
+def issue_code(ctx):
+    req = _load(ctx)
+    try:
+        out = rc.issue_activation_code(ctx.conn, req.number)
+    except rc.RequestError as exc:
+        message = (f"You may not hand out the account of request {req.number}. {deciders(req, {})}"
+                   if exc.code in (32, 50) else sentence(exc.message))
+        return _detail(ctx, req, 403 if exc.code in (32, 50) else 400, message)
+    # POST-redirect-GET: the code is shown once (kept in the session for one GET)
+    token = ctx.session.keep_result({"kind": "request-code", **out})
+    return redirect(f"/requests/{req.number}/code/{token}")
+
+
+@route("GET", "/requests/(?P<n>[0-9]{1,9})/code/(?P<token>[A-Za-z0-9_-]+)", allow=NOT_STUDENT)
+def issued_code(ctx):
+    out = ctx.session.take_result(ctx.params["token"])
+    if out is None or out.get("kind") != "request-code" or str(out["number"]) != ctx.params["n"]:
+        return ctx.console.render_page(ctx, "code_shown_already.html", number=int(ctx.params["n"]))
+    return ctx.console.render_page(ctx, "requests_code.html", out=out)

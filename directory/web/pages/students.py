@@ -1,5 +1,5 @@
 """A school's student email sub-administrator: find students, see one, reset a
-password, deactivate, create a new enrollee's account, download the roster.
+password, deactivate, re-activate, create a new enrollee's account, download the roster.
 
 Each action is the directory/admin.py function the `rollcall account` commands use,
 over the person's own LDAP connection: the directory decides (their cost centers
@@ -47,11 +47,56 @@ def detail(ctx):
     return ctx.console.render_page(ctx, "student.html", s=s, reasons=DEACTIVATION_REASONS)
 
 
+def _only_enabled(s, what):
+    if s["status"] != "ENABLED":
+        raise admin.AdminError(f"{s['uid']} is {s['status']}: only an ENABLED account can {what}", 53)
+
+
+@route("GET", "/students/(?P<uid>[^/]+)/reset", allow=SUBADMIN)
+def reset_form(ctx):
+    s = admin.resolve_student(ctx.conn, ctx.params["uid"])
+    _only_enabled(s, "have its password reset")
+    return ctx.console.render_page(ctx, "reset_confirm.html", s=s)
+
+
 @route("POST", "/students/(?P<uid>[^/]+)/reset", allow=SUBADMIN)
 def reset(ctx):
-    out = admin.reset_password(ctx.conn, ctx.params["uid"])
-    # shown once: the page is not cached (Cache-Control: no-store) and not kept anywhere
+    s = admin.resolve_student(ctx.conn, ctx.params["uid"])
+    _only_enabled(s, "have its password reset")
+    if ctx.arg("confirmed") != "yes":
+        return ctx.console.render_page(ctx, "reset_confirm.html", s=s)
+    out = admin.reset_password(ctx.conn, s["dn"])
+    # POST-redirect-GET: the result is kept in the session for one GET only (the page is
+    # not cached: Cache-Control: no-store); a reload shows "shown already", never resets again
+    token = ctx.session.keep_result({"kind": "reset", **out})
+    return redirect(f"/students/{out['username']}/reset/{token}")
+
+
+@route("GET", "/students/(?P<uid>[^/]+)/reset/(?P<token>[A-Za-z0-9_-]+)", allow=SUBADMIN)
+def reset_done(ctx):
+    out = ctx.session.take_result(ctx.params["token"])
+    if out is None or out.get("kind") != "reset" or out["username"] != ctx.params["uid"]:
+        return ctx.console.render_page(ctx, "shown_already.html", uid=ctx.params["uid"])
     return ctx.console.render_page(ctx, "reset_done.html", out=out)
+
+
+@route("GET", "/students/(?P<uid>[^/]+)/reactivate", allow=SUBADMIN)
+def reactivate_form(ctx):
+    s = admin.resolve_student(ctx.conn, ctx.params["uid"])
+    return ctx.console.render_page(ctx, "reactivate.html", s=s)
+
+
+@route("POST", "/students/(?P<uid>[^/]+)/reactivate", allow=SUBADMIN)
+def reactivate(ctx):
+    s = admin.resolve_student(ctx.conn, ctx.params["uid"])
+    if ctx.arg("confirmed") != "yes":
+        return ctx.console.render_page(ctx, "reactivate.html", s=s)
+    # the directory decides (the same rules as `rollcall account reactivate`)
+    out = admin.reactivate(ctx.conn, s["dn"])
+    ctx.session.flash.append(f"{out['name']} ({out['username']}) is {out['status']} again"
+                             + (": the account was never activated; the student activates it with an activation "
+                                "code (download the roster for a new one)." if out["status"] == "PENDING" else "."))
+    return redirect(f"/students/{out['username']}")
 
 
 @route("GET", "/students/(?P<uid>[^/]+)/deactivate", allow=SUBADMIN)
@@ -113,6 +158,6 @@ def roster(ctx):
     ids = [t for t in re.split(r"[\s,;]+", text) if t] or None
     if not code:
         raise PageError("Choose a cost center.")
-    r = admin.roster(ctx.conn, code, ids=ids)
+    r = admin.roster(ctx.conn, code, ids=ids, reissue_codes=ctx.arg("reissue") == "yes")
     return download(f"roster-{r.code}-{r.stamp}.zip", "application/zip", r.zip_bytes())
 
