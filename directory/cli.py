@@ -4,6 +4,8 @@ import csv
 import getpass
 import json
 import logging
+import os
+import select
 import sys
 import time
 
@@ -12,6 +14,7 @@ from sync.cli import register as register_sync  # `rollcall sync sis|oneroster â
 from . import passwords
 from .admin_cli import register as register_admin  # roster, account â€¦ (LDAP clients)
 from .app import open_directory
+from .client import find_config
 from .config import ConfigError, load_config
 from .core.bulk import BulkLoader, LoadError
 from .core.directory import Directory
@@ -24,12 +27,27 @@ from .store import open_store
 from .tls import make_self_signed
 
 
-def _config(args):
-    try:
-        return load_config(args.config)
-    except ConfigError as exc:
-        print(f"rollcall: configuration error: {exc}", file=sys.stderr)
+def config_or_exit(args, prog="rollcall"):
+    """args.config as find_config resolved it (in main), or exit 2 with the one line
+    naming the places looked at."""
+    if getattr(args, "config", None) is None:
+        print(f"{prog}: configuration error: {find_config(None)[1]}", file=sys.stderr)
         sys.exit(2)
+    return args.config
+
+
+def _config(args):
+    path = config_or_exit(args)
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"rollcall: configuration error: {exc}{_from(args)}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _from(args) -> str:
+    source = getattr(args, "config_source", "")
+    return f" (the configuration named by {source})" if source.startswith(("--", "$")) else ""
 
 
 def _open_directory(cfg):
@@ -164,6 +182,40 @@ def cmd_tls_selfsigned(args):
     print(f"wrote {cfg.tls_cert} and {cfg.tls_key}")
 
 
+CONFIG_HELP = ("configuration file (default: $ROLLCALL_CONFIG, else ./config.yaml, "
+               "else /etc/rollcall/config.yaml)")
+
+
+def _stdout_closed() -> bool:
+    """Whether standard output is a pipe whose reader has gone (`| head`), rather than
+    some other broken pipe (a socket to the server)."""
+    try:
+        fd = sys.stdout.fileno()
+        p = select.poll()
+        p.register(fd, select.POLLOUT)
+        return any(ev & select.POLLERR for _, ev in p.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def run_command(fn, args):
+    """Run a command; when the reader of its output goes away (`rollcall audit | head`),
+    stop quietly with status 141 (128 + SIGPIPE, as a shell reports `yes | head`)
+    instead of a BrokenPipeError traceback."""
+    try:
+        try:
+            fn(args)
+        finally:
+            sys.stdout.flush()
+    except BrokenPipeError:
+        if not _stdout_closed():
+            raise
+        # Python flushes stdout again at exit: point it at /dev/null first
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(141)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="rollcall", description="Rollcall identity directory")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -172,7 +224,7 @@ def main(argv=None):
         p = sub.add_parser(name, help=help)
         p.set_defaults(fn=fn)
         if name != "hash-password":
-            p.add_argument("--config", default="config.yaml", help="configuration file (default: config.yaml)")
+            p.add_argument("--config", default=None, help=CONFIG_HELP)
         return p
 
     command("serve", cmd_serve, "run the LDAP server")
@@ -200,7 +252,9 @@ def main(argv=None):
     register_sync(sub)
 
     args = parser.parse_args(argv)
-    args.fn(args)
+    if "config" in vars(args):  # every command that reads a configuration: one lookup
+        args.config, args.config_source = find_config(args.config)
+    run_command(args.fn, args)
 
 
 if __name__ == "__main__":

@@ -316,7 +316,10 @@ SECTIONS = {
     "server": Section({"workers": Int(1, minimum=1)}),
     "log": Section({"level": Str("info", choices=_LEVELS)}),
     "password_policy": Section({
-        **{f.name: Int(f.default) for f in fields(PolicyConfig) if isinstance(f.default, int)},
+        **{f.name: Int(f.default) for f in fields(PolicyConfig)
+           if isinstance(f.default, int) and not isinstance(f.default, bool)},
+        # refuse common passwords, repeats, runs and the account's own names (core/ppolicy.py)
+        "check_common": Bool(PolicyConfig.check_common),
         "trusted_sources": Key("strlist", [], check=_sources),  # SSO servers, front ends: addresses, CIDRs
     }),
     "access": Key("list", None),                    # rules: core/acl.py parse_rules, when the directory opens

@@ -91,6 +91,16 @@ SITE_GROUPS = [
     ("photo-vendors", "Photo vendor staff who deliver the site's student photos"),
 ]
 
+# the groups the SIS and HR syncs keep per site (sync/engine.py, sync.site_groups):
+# every enrolled student / every employee assigned to the site
+SYNC_SITE_GROUPS = [
+    ("students", "Students of {code} (maintained by the SIS sync)"),
+    ("staff", "Staff of {code} (maintained by the SIS sync)"),
+]
+# the photo designee who staged a site's photos on picture day
+PHOTO_STAGER = {"1234": "kpatel", "5678": "gsantos", "9012": "cdubois"}
+STAGED_AT = "20250911150000Z"
+
 # uid, given name, surname, title, schools, role, site groups [(code, cn)], other groups
 # (relative to the suffix), status
 STAFF = [
@@ -228,6 +238,23 @@ def _placeholder_jpeg(level: int) -> bytes:
             + scan + b"\xff\xd9")
 
 
+@functools.lru_cache(maxsize=None)
+def _staged_jpeg(seed: int) -> bytes:
+    """A 175x233 JPEG of 15-30 KB that passes the photo checks (a noisy gradient),
+    deterministic for a seed."""
+    from PIL import Image  # lazy: Pillow only when the demo is built
+
+    from .district.photos import _fit  # lazy: with Pillow, only when the demo is built
+
+    rng = random.Random(seed)
+    img = Image.new("RGB", (175, 233))
+    img.putdata([((x * 255 // 175 + rng.randint(0, 40)) % 256, (y * 255 // 233 + rng.randint(0, 40)) % 256,
+                  128 + rng.randint(0, 40)) for y in range(233) for x in range(175)])
+    data = _fit(img)
+    assert data is not None
+    return data
+
+
 def _code_hash(code: str, uid: str) -> str:
     """{ARGON2} hash of an activation code, with a salt derived from the uid (deterministic)."""
     salt = hashlib.sha256(b"rollcall-demo-activation:" + uid.encode()).digest()[:16]
@@ -257,6 +284,7 @@ class _Builder:
         self.accounts: list[DemoAccount] = []
         self.uids: set[str] = set()
         self.members: dict[str, list[str]] = {}   # group DN (relative) -> member DNs
+        self.staged: list = []                    # (student rel, district ID, schools, n): STAGED photos
         self.rng = random.Random(20250818)
 
     def dn(self, rel: str) -> str:
@@ -323,6 +351,7 @@ class _Builder:
         self.sis(students, sis_only)
         self.ou("ou=requests", "requests", "Access requests: kind, requester, target, status, decision")
         self.ou("ou=staged-photos", "staged-photos", "Uploaded student photos waiting for the nightly publish")
+        self.staged_photos()
 
     def person(self, rel, given, sn, uid, mail_domain, district_id, schools, extra_classes,
                affiliations, primary, password, status, *extra):
@@ -358,6 +387,9 @@ class _Builder:
             ))
             for code, cn in site_groups:
                 self.grant(f"cn={cn},ou={code},ou=sites", rel)
+            if not disabled:  # the HR sync removed the one who left from cn=staff
+                for code in schools:
+                    self.grant(f"cn=staff,ou={code},ou=sites", rel)
             for g in groups:
                 self.grant(g, rel)
             sites = ", ".join(f"{cn} of {code}" for code, cn in site_groups)
@@ -447,6 +479,10 @@ class _Builder:
                 ("rollcallPhotoDate", PICTURE_DAY if photo != "NONE" else None),
                 ("jpegPhoto", _placeholder_jpeg(rng.randint(140, 230)) if photo == "PUBLISHED" else None),
             ))
+            for school in schools:  # as the SIS sync makes them: every enrolled student
+                self.grant(f"cn=students,ou={school},ou=sites", rel)
+            if photo == "STAGED":  # what picture day left behind: the photo waiting to be published
+                self.staged.append((rel, f"{n:06d}s{n:03d}", schools, n))
             if uid == "jsmith" or status != "ENABLED" or len(schools) > 1:
                 if is_pending:
                     note, role = f"PENDING: activation code {code}", "student"
@@ -460,6 +496,20 @@ class _Builder:
                                                  listed=uid == "jsmith"))
         return out, [(len(plan) + i + 1, *rec) for i, rec in enumerate(sis_only)]
 
+    def staged_photos(self):
+        """The STAGED students' photos, as an upload by the site's photo designee leaves
+        them (directory/core/photos.py fills the same attributes)."""
+        for student_rel, district_id, schools, n in self.staged:
+            data = _staged_jpeg(n)
+            self.add(f"employeeNumber={district_id},ou=staged-photos",
+                     ("objectClass", ["top", "rollcallStagedPhoto"]), ("employeeNumber", district_id),
+                     ("jpegPhoto", data), ("departmentNumber", list(schools)),
+                     ("rollcallPhotoUploadedBy", self.dn(f"uid={PHOTO_STAGER[schools[0]]},ou=staff,ou=people")),
+                     ("rollcallPhotoUploadedAt", STAGED_AT),
+                     ("rollcallPhotoSource", f"picture-day-{schools[0]}.zip:{district_id}.jpg"),
+                     ("rollcallPhotoStudent", self.dn(student_rel)),
+                     ("rollcallPhotoDigest", hashlib.sha256(data).hexdigest()))
+
     def sites(self):
         for code, name, kind, grades, city, street, phone in SITES:
             self.add(f"ou={code},ou=sites", ("objectClass", ["top", "rollcallSite"]), ("ou", code),
@@ -470,6 +520,12 @@ class _Builder:
                 rel = f"cn={cn},ou={code},ou=sites"
                 self.add(rel, ("objectClass", ["top", "groupOfNames"]), ("cn", cn),
                          ("description", f"{description} ({name})"), ("member", self.members[rel]))
+            for cn, description in SYNC_SITE_GROUPS:
+                rel = f"cn={cn},ou={code},ou=sites"
+                # groupOfNames needs a member: the site stands in for none (as the sync does)
+                self.add(rel, ("objectClass", ["top", "groupOfNames"]), ("cn", cn),
+                         ("description", description.format(code=code)),
+                         ("member", self.members.get(rel) or [self.dn(f"ou={code},ou=sites")]))
 
     def groups(self):
         self.ou("ou=groups", "groups", "Application roles and district-wide groups")

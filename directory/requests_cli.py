@@ -50,9 +50,10 @@ def add_request_parser(p):
     def cmd(name, fn, help, ldap=True):
         q = sub.add_parser(name, help=help)
         q.set_defaults(fn=lambda a, fn=fn: run(fn, a))
-        q.add_argument("--config", default=argparse.SUPPRESS, help="configuration file (default: config.yaml)")
+        q.add_argument("--config", default=argparse.SUPPRESS, help="configuration file (default: $ROLLCALL_CONFIG, "
+                       "else ./config.yaml, else /etc/rollcall/config.yaml)")
         if ldap:
-            client.add_connection_options(q, config_default=None)
+            client.add_connection_options(q, config_default=False)
         return q
 
     q = cmd("submit", cmd_submit, "file a request")
@@ -101,6 +102,8 @@ def add_request_parser(p):
 
 
 def _config(args):
+    if getattr(args, "config", None) is None:
+        raise CLIError(f"configuration error: {client.find_config(None)[1]}")
     try:
         return load_config(args.config)
     except ConfigError as exc:

@@ -17,6 +17,7 @@ import fcntl
 import re
 import sys
 import time
+from pathlib import Path
 
 from directory import client
 
@@ -36,8 +37,9 @@ def register(sub):
                        ("oneroster", "a OneRoster 1.1/1.2 CSV package (zip or directory)")):
         k = kinds.add_parser(kind, help=f"sync {what}")
         k.add_argument("input", metavar="ZIP" if kind == "oneroster" else "FILE")
-        k.add_argument("--config", default="config.yaml", help="configuration file (default: config.yaml)")
-        client.add_connection_options(k, config_default=None, env_defaults=False)
+        k.add_argument("--config", default=None, help="configuration file (default: $ROLLCALL_CONFIG, else "
+                       "./config.yaml, else /etc/rollcall/config.yaml)")
+        client.add_connection_options(k, config_default=False, env_defaults=False)
         k.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
         k.add_argument("--force", action="store_true",
                        help="apply even above the safety thresholds (recorded in the directory's audit log)")
@@ -65,6 +67,11 @@ def _load(args):
     password = None
     if any(getattr(args, k, None) for k in ("password", "password_file", "prompt", "bind_dn")):
         password = client.password_from_args(args)
+    if getattr(args, "config", None) is None:
+        raise SyncConfigError("", client.find_config(None)[1], dotted="(file)")
+    source = getattr(args, "config_source", "")
+    if source.startswith(("--", "$")) and not Path(args.config).is_file():
+        raise SyncConfigError("", f"{args.config} (named by {source}): no such file", dotted="(file)")
     cfg = load(args.config, password=password)
     over = {"server": getattr(args, "url", None), "bind_dn": getattr(args, "bind_dn", None),
             "ca_file": getattr(args, "ca_file", None), "start_tls": getattr(args, "starttls", False) or None}

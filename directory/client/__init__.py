@@ -12,8 +12,8 @@ console, SIS sync): they reach the server only through this package.
 from .connection import (ASYNC, BASE, LEVEL, SUBTREE, SYNC, check, connect, endpoint, naming_context,
                          paged_search, ssl_context, tls_for)
 from .errors import ClientError, bind_error, describe_exception, from_result
-from .options import add_connection_options, config_defaults, connect_from_args, password_from_args, resolve
+from .options import add_connection_options, config_defaults, find_config, connect_from_args, password_from_args, resolve
 
 __all__ = ["ASYNC", "BASE", "LEVEL", "SUBTREE", "SYNC", "ClientError", "bind_error", "add_connection_options", "check",
            "connect", "connect_from_args", "describe_exception", "endpoint", "from_result", "naming_context",
-           "paged_search", "password_from_args", "resolve", "config_defaults", "ssl_context", "tls_for"]
+           "paged_search", "password_from_args", "resolve", "config_defaults", "find_config", "ssl_context", "tls_for"]

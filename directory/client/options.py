@@ -30,10 +30,33 @@ from .errors import ClientError
 DEFAULT_URL = "ldap://127.0.0.1:3389"
 
 
-def add_connection_options(p, *, config_default="config.yaml", require_bind=False, env_defaults=True):
+CONFIG_ENV = "ROLLCALL_CONFIG"
+SYSTEM_CONFIG = "/etc/rollcall/config.yaml"
+
+
+def find_config(explicit=None, env=None) -> tuple[Path | None, str]:
+    """Which configuration file a command uses: --config (`explicit`), else
+    $ROLLCALL_CONFIG, else ./config.yaml, else /etc/rollcall/config.yaml. Returns (path,
+    where it came from) — an explicit --config or $ROLLCALL_CONFIG is returned whether it
+    exists or not (a typo must not fall back to another file) — or (None, one line naming
+    every place looked at) when there is none."""
+    env = os.environ if env is None else env
+    if explicit:
+        return Path(explicit), "--config"
+    if env.get(CONFIG_ENV):
+        return Path(env[CONFIG_ENV]), f"${CONFIG_ENV}"
+    for candidate in (Path("config.yaml"), Path(SYSTEM_CONFIG)):
+        if candidate.is_file():
+            return candidate, str(candidate)
+    return None, (f"no configuration file: looked at --config (not given), ${CONFIG_ENV} (not set), "
+                  f"{Path('config.yaml').resolve()} and {SYSTEM_CONFIG}")
+
+
+def add_connection_options(p, *, config_default=None, require_bind=False, env_defaults=True):
     """Add the connection options to an argparse parser. `config_default`: the --config
-    default (argparse.SUPPRESS when a parent parser declares --config too; None: the
-    caller adds --config itself). `env_defaults`: -D defaults to $ROLLCALL_BIND_DN (not
+    default (argparse.SUPPRESS when a parent parser declares --config too; False: the
+    caller adds --config itself; None: find_config (above) looks for one,
+    which `rollcall`'s main does for every command). `env_defaults`: -D defaults to $ROLLCALL_BIND_DN (not
     for a service such as the sync, whose identity is its configuration's)."""
     g = p.add_argument_group("connection")
     g.add_argument("-H", "--url", dest="url", metavar="URL", help="LDAP server: ldap://host:port or ldaps://host:port")
@@ -49,9 +72,10 @@ def add_connection_options(p, *, config_default="config.yaml", require_bind=Fals
     g.add_argument("-Z", "--starttls", "--start-tls", dest="starttls", action="store_true", help="use StartTLS")
     g.add_argument("--ca-file", "--cacert", dest="ca_file", metavar="FILE",
                    help="CA certificate(s) to trust for TLS (default: tls.cert of the configuration)")
-    if config_default is not None:
+    if config_default is not False:
         g.add_argument("--config", default=config_default,
-                       help="configuration file for the defaults (default: config.yaml)")
+                       help="configuration file for the defaults (default: $ROLLCALL_CONFIG, else "
+                            "./config.yaml, else /etc/rollcall/config.yaml, when one exists)")
     return g
 
 
@@ -127,7 +151,7 @@ def config_defaults(config) -> tuple[str | None, str | None]:
 def resolve(args, config=None) -> dict:
     """url, bind_dn, ca_file, start_tls from the options, the environment and the config."""
     if config is None:
-        config = getattr(args, "config", None)
+        config = getattr(args, "config", None) or find_config(None)[0]
     cfg_url, cfg_ca = config_defaults(config)
     url = getattr(args, "url", None) or os.environ.get("ROLLCALL_URL") or cfg_url or DEFAULT_URL
     start_tls = bool(getattr(args, "starttls", False))

@@ -58,10 +58,14 @@ What an attacker can still do
   read: everything from it is one source. Listing a network in `trusted_sources`
   trusts every host in it.
 """
+import functools
 import hashlib
 import ipaddress
 import time
+import unicodedata
+from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .. import passwords
 from ..district.gentime import gentime, gentime_micro, parse_gentime
@@ -87,6 +91,69 @@ class PolicyConfig:
     source_account_max_failures: int = 5  # failed binds for one account from one address …
     source_account_window: int = 300  # … within this many seconds, then that pair is refused
     trusted_sources: tuple = ()  # addresses or CIDR blocks of SSO servers and other front ends
+    check_common: bool = True  # refuse common passwords, repeats, runs and the account's names
+
+
+# -- weak passwords (check_common)
+COMMON_FILE = Path(__file__).with_name("common-passwords.txt")
+# runs a password must not mostly be (and their reverses): the alphabet, digits, keyboard rows
+RUNS = ("abcdefghijklmnopqrstuvwxyz", "01234567890", "qwertyuiop", "asdfghjkl", "zxcvbnm",
+        "qwertzuiop", "azertyuiop", "1qaz2wsx3edc4rfv5tgb6yhn7ujm8ik9ol0p")
+NAME_ATTRS = ("uid", "givenName", "sn", "cn")  # the account's names a password must not contain
+MIN_NAME = 3  # shorter names (uid "s3", "Li") are not looked for
+
+
+@functools.lru_cache(maxsize=1)
+def common_passwords() -> frozenset:
+    """The shipped list (common-passwords.txt), read once per process."""
+    with open(COMMON_FILE, encoding="utf-8") as fh:
+        return frozenset(line.strip().casefold() for line in fh if line.strip() and not line.startswith("#"))
+
+
+def _plain(text: str) -> str:
+    """Case-folded, accents removed: "José" and "jose" are the same name."""
+    return "".join(c for c in unicodedata.normalize("NFKD", text.casefold()) if not unicodedata.combining(c))
+
+
+def _longest_run(pw: str) -> int:
+    """The longest stretch of pw that is a run of RUNS, forwards or backwards."""
+    best = 0
+    for run in RUNS + tuple(r[::-1] for r in RUNS):
+        i = 0
+        while i < len(pw):
+            j = i
+            while j + 1 < len(pw) and run.find(pw[j:j + 2]) >= 0:
+                j += 1
+            best = max(best, j - i + 1)
+            i = j + 1
+    return best
+
+
+def weakness(password: str, names=()) -> str | None:
+    """Why `password` is weak, or None: mostly one character or a short pattern repeated,
+    mostly an alphabet, digit or keyboard run, containing one of `names` (3 letters or
+    more), or a common password (also with digits or symbols before or after it)."""
+    pw = _plain(password)
+    n = len(pw)
+    if not n:
+        return "the password is empty"
+    if Counter(pw).most_common(1)[0][1] * 5 >= n * 3 or len(set(pw)) <= 2:
+        return "the password is mostly one repeated character"
+    for period in range(2, min(4, n // 2) + 1):
+        if all(pw[i] == pw[i % period] for i in range(n)):
+            return "the password is a short pattern repeated"
+    if _longest_run(pw) >= max(4, n - 2):
+        return "the password is a sequence of letters, digits or keyboard keys (such as abcdefgh or 12345678)"
+    for name in names:
+        name = _plain(name)
+        for part in {name, *name.replace("-", " ").replace("'", " ").replace(".", " ").split()}:
+            if sum(c.isalpha() for c in part) >= MIN_NAME and part in pw:
+                return "the password contains the account's name"
+    common = common_passwords()
+    core = pw.strip("0123456789!@#$%^&*()-_=+.,;:?/ ")
+    if pw in common or (core and core in common):
+        return "the password is one of the most common passwords"
+    return None
 
 
 def parse_sources(values) -> tuple:
@@ -260,6 +327,11 @@ class PasswordPolicy:
             for v in entry.attrs.get(attr, ()):
                 if v.decode("utf-8", "replace").casefold() == folded:
                     raise LDAPError(ResultCode.CONSTRAINT_VIOLATION, f"password must not be the account's {attr}")
+        if self.cfg.check_common:
+            names = [v.decode("utf-8", "replace") for a in NAME_ATTRS for v in entry.attrs.get(a, ())]
+            why = weakness(new.decode("utf-8", "replace"), names)
+            if why:
+                raise LDAPError(ResultCode.CONSTRAINT_VIOLATION, f"{why}; choose another")
         for old in list(entry.attrs.get("userPassword", ())) + list(entry.attrs.get("pwdHistory", ())):
             if passwords.verify(new, _history_hash(old)):
                 raise LDAPError(ResultCode.CONSTRAINT_VIOLATION, "password was used recently; choose another")
@@ -281,7 +353,8 @@ def _history_hash(value: bytes) -> bytes:
 
 # The entry state a password check depends on: if any of it changed between the slow
 # checks (outside the write lock) and the transaction, the write starts over.
-PASSWORD_STATE = ("userPassword", "pwdHistory", "rollcallAccountStatus", "uid", "employeeNumber", "mail", "cn")
+PASSWORD_STATE = ("userPassword", "pwdHistory", "rollcallAccountStatus", "uid", "employeeNumber", "mail", "cn",
+                  "givenName", "sn")
 PASSWORD_RETRIES = 3
 
 

@@ -85,28 +85,60 @@ def check_photo(data: bytes):
     return img.size
 
 
+def _encode(img, quality: int, subsampling: int) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=quality, optimize=True, subsampling=subsampling)
+    return buf.getvalue()
+
+
+def _fit(img) -> bytes | None:
+    """`img` encoded at the highest JPEG quality whose file is at most 30 KB, if that
+    file is at least 15 KB; else None. 4:2:0 chroma (as cameras write) first, then
+    4:4:4, which a smooth image needs to reach 15 KB at all. The size grows with the
+    quality, so a binary search finds it in a few encodings."""
+    for subsampling in (2, 0):
+        lo, hi, best = 1, 100, None
+        while lo <= hi:
+            q = (lo + hi) // 2
+            out = _encode(img, q, subsampling)
+            if len(out) <= MAX_BYTES:
+                best, lo = out, q + 1
+            else:
+                hi = q - 1
+        if best is not None and not size_problem(len(best)):
+            return best
+    return None
+
+
 def normalise(data: bytes) -> tuple[bytes, str | None]:
-    """A valid photo resized to 175x233 when it is not that size already, re-encoded at
-    the best JPEG quality that keeps it within 15-30 KB. Returns (bytes, note)."""
+    """A photo that passes check_photo: resized to 175x233 when it is not that size
+    already, re-encoded at the highest JPEG quality that keeps it within 15-30 KB. When
+    no quality does (a very smooth image stays under 15 KB even at 175x233 and quality
+    100), a valid original is kept as it is, else the smallest larger 3:4 size that
+    fits is used. Returns (bytes, note); PhotoError when nothing fits."""
     from PIL import Image  # lazy: Pillow only when a photo is normalised
 
     img = decode_jpeg(data)
-    if img.size == (WIDTH, HEIGHT):
+    if img.size == (WIDTH, HEIGHT) and not size_problem(len(data)):
         return data, None
     w, h = img.size
-    small = img.convert("RGB").resize((WIDTH, HEIGHT), Image.LANCZOS)
-    best = None
-    for quality in range(95, 49, -5):
-        buf = io.BytesIO()
-        small.save(buf, "JPEG", quality=quality, optimize=True)
-        out = buf.getvalue()
-        best = out
-        if len(out) <= MAX_BYTES:
-            break
-    if size_problem(len(best)):
-        raise PhotoError(f"normalised from {w}×{h} to {WIDTH}×{HEIGHT}, but the result is "
-                         f"{kb(len(best))}, outside 15–30 KB: send a {WIDTH}×{HEIGHT} photo")
-    return best, f"normalised from {w}×{h} to {WIDTH}×{HEIGHT}"
+    rgb = img.convert("RGB")
+    out = _fit(rgb.resize((WIDTH, HEIGHT), Image.LANCZOS) if img.size != (WIDTH, HEIGHT) else rgb)
+    if out is not None:
+        return out, (f"normalised from {w}×{h} to {WIDTH}×{HEIGHT}" if (w, h) != (WIDTH, HEIGHT)
+                     else f"re-encoded to {kb(len(out))}")
+    if not size_problem(len(data)) and not dimension_problem(w, h):
+        return data, f"kept at {w}×{h}: at {WIDTH}×{HEIGHT} it would be under 15 KB"
+    if not dimension_problem(w, h):  # a 3:4 photo of the wrong size: a larger 3:4 size may fit
+        for width in (240, 300, 360, 480, 600, 720, 900, 1200, 1500, 1800):
+            height = round(width * 4 / 3)
+            if width >= w or dimension_problem(width, height):
+                break
+            out = _fit(rgb.resize((width, height), Image.LANCZOS))
+            if out is not None:
+                return out, f"normalised from {w}×{h} to {width}×{height}"
+    raise PhotoError(f"cannot normalise {w}×{h} ({kb(len(data))}) to a JPEG of 15–30 KB at "
+                     f"{WIDTH}×{HEIGHT} or a larger 3:4 size: send a {WIDTH}×{HEIGHT} photo")
 
 
 def district_id_of(filename: str) -> str:

@@ -14,7 +14,7 @@ from ldap3 import Connection, Server
 from tests.conftest import ROOT, ROOT_DN, ROOT_PW, SUFFIX, ServerProcess
 
 SCHEMA_FILES = ["core.schema", "cosine.schema", "inetorgperson.schema", "nis.schema",
-                "eduperson.schema", "rollcall.schema"]
+                "eduperson.schema", "rollcall.schema", "rollcall-photos.schema"]
 
 PEOPLE = f"ou=people,{SUFFIX}"
 STUDENTS = f"ou=students,{PEOPLE}"
@@ -81,8 +81,8 @@ ROLE_MEMBERS = {
 
 
 def password(uid):
-    """Everyone's known password."""
-    return f"Pw-{uid}-2025!"
+    """Everyone's known password (the uid reversed: the policy refuses one containing the uid)."""
+    return f"Pw-{uid[::-1]}-2025!"  # the uid reversed: a password may not contain the uid
 
 
 def dn_of(name):

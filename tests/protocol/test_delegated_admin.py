@@ -304,11 +304,11 @@ def test_ldappasswd_by_subadmin_in_scope_and_out_of_scope(srv, root):
 def test_must_change_after_reset_then_change_password(srv, pwdir):
     r = cli(srv, pwdir, "admin1", "account", "reset", "r3", check=True)
     temp = [x for x in r.stdout.splitlines() if "password:" in x][0].split("password:")[1].strip()
-    newfile = pwfile(pwdir, "r3-new", "Mona-chose-this-1")
+    newfile = pwfile(pwdir, "r3-new", "Harbor-chose-this-1")
     r = cli(srv, pwdir, student("r3"), "account", "change-password", "--new-password-file", newfile, check=True,
             pw=temp)
     assert "password changed" in r.stdout
-    conn = bind(srv, student("r3"), "Mona-chose-this-1")
+    conn = bind(srv, student("r3"), "Harbor-chose-this-1")
     conn.search(student("r3"), "(objectClass=*)", BASE, attributes=["uid"])
     assert conn.result["result"] == 0 and conn.entries  # no longer restricted
 

@@ -707,7 +707,7 @@ def test_operational_attributes_are_maintained(server, admin):
     time.sleep(1.1)  # timestamps have a one second resolution
     # the user changes their own password: modifiersName becomes the user
     user = connect(server, dn, "stamps-pw-1")
-    assert user.extend.standard.modify_password(dn, "stamps-pw-1", "stamps-pw-2") is True
+    assert user.extend.standard.modify_password(dn, "stamps-pw-1", "Fresh-lamp-pw-2") is True
     admin.search(dn, "(objectClass=*)", BASE, attributes=["+"])
     after = admin.response[0]["raw_attributes"]
     assert after["modifiersName"] == [dn.encode()]
@@ -1185,7 +1185,7 @@ def test_pipelined_async_paged_and_plain(server, admin):
 
 def test_server_log_never_holds_a_password(server):
     """Runs last in this module: nothing above left a clear password in the server's log."""
-    used = [ROOT_PW, *USERS.values(), "not-the-password", "stamps-pw-1", "stamps-pw-2", "first-password",
+    used = [ROOT_PW, *USERS.values(), "not-the-password", "stamps-pw-1", "Fresh-lamp-pw-2", "first-password",
             "second-password", "third-password", "fourth-password", "hijacked-password", "anon-password",
             "wrong-old", "readpw-secret"]
     text = server.log_path.read_text(errors="replace")

@@ -437,3 +437,46 @@ def test_policy_applies_to_userpassword_written_by_modify(srv, root):
     assert c.result["result"] == SUCCESS
     assert search_code(c) == (UNWILLING, RESTRICTED)
     c.unbind()
+
+
+# ----------------------------------------------------------------------------- weak passwords
+
+
+def test_weak_passwords_refused_with_a_reason(srv, root):
+    """password_policy.check_common (on by default): a student's own Password Modify to a
+    repeated character, a run of digits or keys, a common password or the student's own
+    name is refused (constraintViolation) with the reason; a good password works."""
+    dn = f"uid=mquintero,{STUDENTS}"
+    assert root.add(dn, ["inetOrgPerson", "rollcallAccount", "rollcallStudent"], {
+        "uid": "mquintero", "cn": "Marisol Quintero", "givenName": "Marisol", "sn": "Quintero",
+        "mail": "mquintero@students.district.example", "employeeNumber": "000777s777",
+        "departmentNumber": "1111", "rollcallAccountStatus": "ENABLED", "rollcallGrade": "05",
+        "userPassword": "Start-Pw-for-mq-2025"}), root.result
+    conn = bind3(srv, dn, "Start-Pw-for-mq-2025")
+    assert conn.result["result"] == SUCCESS
+    try:
+        for weak, why in (("aaaaaaaa", "repeated"), ("12345678", "sequence"), ("qwertyui", "sequence"),
+                          ("abcdefgh", "sequence"), ("password1", "common"), ("Password123!", "common"),
+                          ("iloveyou", "common"), ("Marisol2025!", "name"), ("quintero-99", "name"),
+                          ("xx-MQUINTERO", "name"), ("abababab", "repeated")):
+            ok, code, msg = _change(conn, dn, "Start-Pw-for-mq-2025", weak)
+            assert (ok, code) == (False, CONSTRAINT_VIOLATION), weak
+            assert why in msg, (weak, msg)
+        assert _change(conn, dn, "Start-Pw-for-mq-2025", "Blue-Tractor-Harbor-41")[:2] == (True, SUCCESS)
+    finally:
+        conn.unbind()
+    c = bind3(srv, dn, "Blue-Tractor-Harbor-41")
+    assert c.result["result"] == SUCCESS
+    c.unbind()
+
+
+def test_weak_password_check_can_be_turned_off(tmp_path):
+    from directory.core.ppolicy import PasswordPolicy, PolicyConfig, weakness
+    from directory.core.entry import Entry
+
+    assert weakness("aaaaaaaa") and weakness("zxcvbnm1") and weakness("Summer2025!")
+    assert weakness("Correct-Horse-Battery") is None
+    entry = Entry("uid=x,ou=people", "uid=x,ou=people", {"uid": [b"x"]})
+    PasswordPolicy(PolicyConfig(check_common=False)).check_quality(entry, b"aaaaaaaa")
+    with pytest.raises(Exception, match="repeated"):
+        PasswordPolicy(PolicyConfig()).check_quality(entry, b"aaaaaaaa")

@@ -127,7 +127,7 @@ def photo_ldif():
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
     extra = {
-        "schema": [str(ROOT / "schema" / n) for n in SCHEMA_FILES + ["rollcall-photos.schema"]],
+        "schema": [str(ROOT / "schema" / n) for n in SCHEMA_FILES],  # rollcall-photos.schema included
         "access": access_rules(),
         "password_policy": {"min_length": 8, "max_failures": 1000, "source_max_failures": 1000},
         "indexes": {"memberOf": ["eq"], "rollcallGrantee": ["eq"]},

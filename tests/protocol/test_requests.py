@@ -16,7 +16,7 @@ from tests.conftest import ROOT, ROOT_DN, ROOT_PW, SUFFIX, ServerProcess, requir
 from tests.protocol import ldaputil
 
 SCHEMA = [str(ROOT / "schema" / f"{n}.schema")
-          for n in ("core", "cosine", "inetorgperson", "nis", "eduperson", "rollcall")]
+          for n in ("core", "cosine", "inetorgperson", "nis", "eduperson", "rollcall", "rollcall-photos")]
 REQUESTS = f"ou=requests,{SUFFIX}"
 NEW = f"rollcallRequestNumber=0,{REQUESTS}"
 SITES = f"ou=sites,{SUFFIX}"

@@ -1,5 +1,6 @@
 """The demo district (directory.demo): it loads through the real loader (`rollcall load`)
 into a fresh store with schema/rollcall.schema, and the directory it makes is coherent."""
+import hashlib
 import io
 import re
 import subprocess
@@ -13,10 +14,11 @@ from directory.core.directory import SCOPE_BASE, SCOPE_ONE, SCOPE_SUB, Identity
 from directory.demo import PASSWORDS, credential_table, credentials, demo_accounts, demo_ldif
 from directory.district.ids import DISTRICT_ID_PATTERN
 from directory.ldif import records
+from directory.district.photos import check_photo
 from tests.conftest import ROOT, ROOT_DN, SUFFIX, ServerProcess
 
 SCHEMA = [str(ROOT / "schema" / f"{name}.schema")
-          for name in ("core", "cosine", "inetorgperson", "nis", "eduperson", "rollcall")]
+          for name in ("core", "cosine", "inetorgperson", "nis", "eduperson", "rollcall", "rollcall-photos")]
 DISTRICT_ID = re.compile(DISTRICT_ID_PATTERN + r"\Z")
 
 # entries strictly beneath each branch
@@ -24,14 +26,14 @@ EXPECTED = {
     "ou=students,ou=people": 60,
     "ou=staff,ou=people": 13,
     "ou=nonemployees,ou=people": 2,
-    "ou=sites": 3 + 3 * 4,          # 3 sites, 4 role groups each
+    "ou=sites": 3 + 3 * 6,          # 3 sites, 4 role groups and the sync's students and staff each
     "ou=groups": 5,                 # district-admins, ou=welligent and its 3 role groups
     "ou=services": 3,               # SSO portal, SIS sync, photo publisher
     "ou=sis": 60 + 3,               # every student, and 3 enrollees without an account
     "ou=requests": 0,
-    "ou=staged-photos": 0,
+    "ou=staged-photos": None,       # one per STAGED student (checked in test_photos)
 }
-TOTAL = 1 + 7 + 3 + sum(EXPECTED.values())  # suffix, its 7 branches, the 3 people branches
+TOTAL = 1 + 7 + 3 + sum(n for n in EXPECTED.values() if n)  # suffix, its 7 branches, the 3 people branches
 
 
 @pytest.fixture(scope="module")
@@ -74,10 +76,11 @@ def text(values):
 
 
 def test_counts_per_branch(loaded):
-    assert len(search(loaded, "")) == TOTAL
+    staged = len(search(loaded, "ou=staged-photos", scope=SCOPE_ONE))
+    assert len(search(loaded, "")) == TOTAL + staged
     for branch, n in EXPECTED.items():
         below = [dn for dn, _ in search(loaded, branch) if loaded.normalize_dn(dn) != loaded.normalize_dn(f"{branch},{SUFFIX}")]
-        assert len(below) == n, branch
+        assert n is None or len(below) == n, branch
     assert len(search(loaded, "", eq("objectClass", "rollcallStudent"))) == 60
     assert len(search(loaded, "", eq("objectClass", "rollcallNonEmployee"))) == 2
     assert len(search(loaded, "", eq("objectClass", "rollcallSisRecord"))) == 63
@@ -93,7 +96,26 @@ def test_sites_and_their_role_groups(loaded):
     for code in sites:
         groups = search(loaded, f"ou={code},ou=sites", eq("objectClass", "groupOfNames"), SCOPE_ONE)
         assert sorted(text(a["cn"])[0] for _, a in groups) == [
-            "photo-designees", "photo-vendors", "principals", "student-email-admins"]
+            "photo-designees", "photo-vendors", "principals", "staff", "student-email-admins", "students"]
+
+
+def test_students_are_members_of_their_schools_students_group(loaded):
+    """What the SIS sync leaves behind (sync/engine.py site groups): every student is a
+    member of cn=students of each school it is enrolled at, and memberOf says so — what
+    an SSO that authorises by group checks."""
+    jsmith = search(loaded, "ou=students,ou=people", eq("uid", "jsmith"), attrs=["memberOf", "departmentNumber"])
+    (_, a), = jsmith
+    want = {loaded.normalize_dn(f"cn=students,ou={code},ou=sites,{SUFFIX}") for code in text(a["departmentNumber"])}
+    assert want and want <= {loaded.normalize_dn(v.decode()) for v in a["memberOf"]}
+    for _, a in search(loaded, "ou=students,ou=people", eq("objectClass", "rollcallStudent"),
+                       attrs=["memberOf", "departmentNumber"]):
+        groups = {loaded.normalize_dn(v.decode()) for v in a.get("memberOf", [])}
+        for code in text(a["departmentNumber"]):
+            assert loaded.normalize_dn(f"cn=students,ou={code},ou=sites,{SUFFIX}") in groups
+    # staff: the HR sync's cn=staff of their sites (not the one who left the district)
+    (_, a), = search(loaded, "ou=staff,ou=people", eq("uid", "kpatel"), attrs=["memberOf"])
+    assert loaded.normalize_dn(f"cn=staff,ou=1234,ou=sites,{SUFFIX}") in {
+        loaded.normalize_dn(v.decode()) for v in a["memberOf"]}
 
 
 def test_district_ids_valid_and_unique(loaded):
@@ -118,7 +140,7 @@ def test_uids_unique(loaded):
 
 def test_every_group_member_exists(loaded):
     groups = search(loaded, "", eq("objectClass", "groupOfNames"))
-    assert len(groups) == 12 + 4
+    assert len(groups) == 12 + 6 + 4  # role groups, the sync's students and staff, ou=groups
     for dn, attrs in groups:
         assert attrs.get("member"), dn
         for member in text(attrs["member"]):
@@ -236,6 +258,18 @@ def test_photos(loaded):
     published = [a for _, a in students if text(a["rollcallPhotoStatus"]) == ["PUBLISHED"]]
     assert published and all(a["jpegPhoto"][0][:3] == b"\xff\xd8\xff" for a in published)
     assert all("jpegPhoto" not in a for _, a in students if text(a["rollcallPhotoStatus"]) != ["PUBLISHED"])
+    # every STAGED student has its photo waiting under ou=staged-photos (what the photo
+    # roster reads), valid by the photo rules, and no other student has one
+    staged_ids = {text(a["employeeNumber"])[0] for _, a in students if text(a["rollcallPhotoStatus"]) == ["STAGED"]}
+    staged = search(loaded, "ou=staged-photos", eq("objectClass", "rollcallStagedPhoto"), SCOPE_ONE)
+    assert staged_ids and {text(a["employeeNumber"])[0] for _, a in staged} == staged_ids
+    by_id = {text(a["employeeNumber"])[0]: (dn, a) for dn, a in students}
+    for _, a in staged:
+        check_photo(a["jpegPhoto"][0])
+        student_dn, student = by_id[text(a["employeeNumber"])[0]]
+        assert text(a["departmentNumber"]) == text(student["departmentNumber"])
+        assert text(a["rollcallPhotoStudent"]) == [student_dn]
+        assert text(a["rollcallPhotoDigest"]) == [hashlib.sha256(a["jpegPhoto"][0]).hexdigest()]
 
 
 def test_ldif_is_deterministic_and_has_no_memberof():
@@ -243,7 +277,7 @@ def test_ldif_is_deterministic_and_has_no_memberof():
     assert a == b
     assert not re.search(r"(?im)^memberOf:", a)
     parsed = list(records(io.BytesIO(a.encode()), "demo"))
-    assert len(parsed) == TOTAL
+    assert len(parsed) == TOTAL + sum(1 for r in parsed if ",ou=staged-photos," in r[1])  # + the staged photos
     other = demo_ldif("dc=other,dc=example")
     assert "dc=district" not in other and other.count("\ndn: ") == a.count("\ndn: ")
 

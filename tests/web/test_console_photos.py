@@ -5,6 +5,7 @@ revoking designees and vendors (memberOf checked as root), and refusals for peop
 with no photo role."""
 import csv
 import io
+import re
 import zipfile
 
 from ldap3 import BASE, SUBTREE, Connection, Server
@@ -53,15 +54,25 @@ def root(console):
     return c
 
 
+def _demo_staged() -> set:
+    """District IDs whose photo the demo district has staged already (picture day)."""
+    from directory.demo import demo_ldif  # the console's district: the demo
+
+    return set(re.findall(r"(?m)^dn: employeeNumber=(\w+),ou=staged-photos,", demo_ldif(SUFFIX)))
+
+
 def students(console, code, only=True) -> list:
-    """(district ID, uid) of the students of a school (only there, when `only`)."""
+    """(district ID, uid) of the students of a school (only there, when `only`), but not
+    those the demo has a staged photo of already (an upload would replace it)."""
+    staged = _demo_staged()
     c = root(console)
     flt = f"(&(objectClass=rollcallStudent)(departmentNumber={code}))"
     c.search(f"ou=students,ou=people,{SUFFIX}", flt, SUBTREE, attributes=["employeeNumber", "uid", "departmentNumber"])
     out = []
     for e in c.response:
         a = {k.lower(): [v.decode() for v in vs] for k, vs in e.get("raw_attributes", {}).items()}
-        if e.get("type") == "searchResEntry" and (not only or a["departmentnumber"] == [code]):
+        if e.get("type") == "searchResEntry" and (not only or a["departmentnumber"] == [code]) \
+                and a["employeenumber"][0] not in staged:
             out.append((a["employeenumber"][0], a["uid"][0]))
     out.sort()
     c.unbind()

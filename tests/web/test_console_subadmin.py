@@ -110,11 +110,11 @@ def test_reset_shows_the_password_once_and_the_student_must_change_it(console, n
     student.goto(console.base + "/students")
     assert student.url.endswith("/password")
     student.get_by_label("Current password").fill(password)
-    student.get_by_label("New password", exact=True).fill("osmith-new-pw-2026")
-    student.get_by_label("New password again").fill("osmith-new-pw-2026")
+    student.get_by_label("New password", exact=True).fill("Lantern-new-pw-2026")
+    student.get_by_label("New password again").fill("Lantern-new-pw-2026")
     student.get_by_role("button", name="Change password").click()
     assert "Your password has been changed." in student.get_by_role("status").inner_text()
-    assert bind_ok(console, "osmith", "osmith-new-pw-2026")
+    assert bind_ok(console, "osmith", "Lantern-new-pw-2026")
     student.goto(console.base + "/")
     assert student.url.rstrip("/") == console.base
 
@@ -168,18 +168,18 @@ def test_new_enrollee_account_then_self_service_activation(console, new_page):
     assert unlabelled_controls(student) == []
     student.get_by_label("Username").fill(username)
     student.get_by_label("Activation code").fill("WRONG-CODE")
-    student.get_by_label("New password", exact=True).fill("mia-torres-pw-1")
-    student.get_by_label("New password again").fill("mia-torres-pw-1")
+    student.get_by_label("New password", exact=True).fill("Maple-river-pw-1")
+    student.get_by_label("New password again").fill("Maple-river-pw-1")
     student.get_by_role("button", name="Activate").click()
     assert "activation failed" in student.get_by_role("alert").inner_text().lower()
     student.get_by_label("Activation code").fill(code)
-    student.get_by_label("New password", exact=True).fill("mia-torres-pw-1")
-    student.get_by_label("New password again").fill("mia-torres-pw-1")
+    student.get_by_label("New password", exact=True).fill("Maple-river-pw-1")
+    student.get_by_label("New password again").fill("Maple-river-pw-1")
     student.get_by_role("button", name="Activate").click()
     assert "is active" in student.get_by_role("status").inner_text()
     shot(student, "activate-done")
-    assert bind_ok(console, username, "mia-torres-pw-1")
-    sign_in(student, console, username, "mia-torres-pw-1")
+    assert bind_ok(console, username, "Maple-river-pw-1")
+    sign_in(student, console, username, "Maple-river-pw-1")
 
 
 def test_roster_zip_for_a_list_of_district_ids(console, new_page):
