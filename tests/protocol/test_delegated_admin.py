@@ -661,7 +661,7 @@ def test_roster_keeps_the_code_handed_out_at_creation(srv, pwdir, tmp_path):
     # the library call (the console's roster) keeps it too
     again = admin.roster(bind(srv, staff("admin1"), password("admin1")), "1111", ids=[ENROLLEES["keep"][0]])
     assert again.codes_issued == 0 and again.codes_kept == 1 and again.rows[0]["activation_code"] == ""
-    assert admin.activate(bind(srv), out["uid"], out["activationCode"], "Kip-keeps-his-1")["status"] == "ENABLED"
+    assert admin.activate(bind(srv), out["uid"], out["activationCode"], "Lantern-cobalt-913!")["status"] == "ENABLED"
 
 
 def test_roster_reissue_codes_replaces_valid_codes(srv, pwdir, tmp_path):
@@ -673,8 +673,8 @@ def test_roster_reissue_codes_replaces_valid_codes(srv, pwdir, tmp_path):
     [row] = rows
     assert len(row["activation_code"]) == 9 and "replace codes printed earlier" in r.stdout
     with pytest.raises(admin.AdminError):
-        admin.activate(bind(srv), out["uid"], out["activationCode"], "Rhea-issue-pw-1")
-    assert admin.activate(bind(srv), out["uid"], row["activation_code"], "Rhea-issue-pw-1")["status"] == "ENABLED"
+        admin.activate(bind(srv), out["uid"], out["activationCode"], "Tulip-orbit-417!")
+    assert admin.activate(bind(srv), out["uid"], row["activation_code"], "Tulip-orbit-417!")["status"] == "ENABLED"
     r = cli(srv, pwdir, "admin1", "roster", "--cost-center", "1111", "--no-codes", "--reissue-codes",
             "-o", str(tmp_path / "no.zip"))
     assert r.returncode == 2

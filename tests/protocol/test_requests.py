@@ -825,9 +825,9 @@ def test_approver_issues_the_contractors_activation_code_on_the_command_line(srv
     assert account.startswith(f"uid={username},")
     anon = connect(srv)
     anon.extended(ACCOUNT_EXOP, json.dumps({"action": "activate", "uid": username, "code": code,
-                                            "newPassword": "Carl-cli-pass-1"}).encode())
+                                            "newPassword": "Maple-quartz-582!"}).encode())
     assert anon.result["result"] == SUCCESS, anon.result
-    c = Connection(Server(srv.url, get_info=NONE), account, "Carl-cli-pass-1", raise_exceptions=False)
+    c = Connection(Server(srv.url, get_info=NONE), account, "Maple-quartz-582!", raise_exceptions=False)
     assert c.bind(), c.result
     c.unbind()
     assert any(a["op"] == "accountActivated" for a in audit(srv, account))

@@ -302,12 +302,12 @@ def test_approved_contractor_gets_username_and_code_from_the_principal_and_activ
     contractor.goto(console.base + "/activate")
     contractor.get_by_label("Username").fill(username)
     contractor.get_by_label("Activation code").fill(code)
-    contractor.get_by_label("New password", exact=True).fill("carla-contract-pw-1")
-    contractor.get_by_label("New password again").fill("carla-contract-pw-1")
+    contractor.get_by_label("New password", exact=True).fill("Harbor-violet-639!")
+    contractor.get_by_label("New password again").fill("Harbor-violet-639!")
     contractor.get_by_role("button", name="Activate").click()
     assert "is active" in contractor.get_by_role("status").inner_text()
     # the contractor's first LDAP bind with the chosen password
-    c = Connection(Server(console.server.url), account_dn, "carla-contract-pw-1")
+    c = Connection(Server(console.server.url), account_dn, "Harbor-violet-639!")
     assert c.bind(), c.result
     c.unbind()
     # an active account gets no new code

@@ -308,6 +308,6 @@ def test_console_roster_keeps_the_code_printed_at_creation(console, new_page):
     # the code printed at creation still activates
     anon = Connection(Server(console.server.url))
     anon.open()
-    assert admin.activate(anon, username, code, "kira-keeper-pw-1")["status"] == "ENABLED"
+    assert admin.activate(anon, username, code, "Comet-saffron-274!")["status"] == "ENABLED"
     anon.unbind()
-    assert bind_ok(console, username, "kira-keeper-pw-1")
+    assert bind_ok(console, username, "Comet-saffron-274!")
