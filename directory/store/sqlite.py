@@ -340,7 +340,6 @@ class SQLiteStore:
         batch.touched |= tx.touched
         batch.renamed = batch.renamed or tx.renamed
         batch.drop_all = batch.drop_all or tx.drop_all
-        batch.last_seq = max(batch.last_seq, tx.last_seq)
 
     @contextmanager
     def group_commit(self):
@@ -469,7 +468,6 @@ class Tx:
         self.renamed = False
         self.drop_all = False
         self.op = None  # the core's context of the operation this transaction carries
-        self.last_seq = 0
 
     def add(self, entry: Entry, parent_id: int | None, rdn_key: str, index_rows) -> int:
         if parent_id is None:
@@ -665,7 +663,7 @@ class Tx:
         self.conn.execute("DELETE FROM idx_sub WHERE rowid BETWEEN ? AND ?", (base, base + SUB_SLOTS - 1))
 
     def log(self, who: str, peer: str, op: str, dn: str, entry_id: int | None, detail: dict):
-        cur = self.conn.execute(
+        self.conn.execute(
             "INSERT INTO changelog(time, who, peer, op, dn, entry_id, detail) VALUES (?,?,?,?,?,?,?)",
             (
                 gentime_text(),
@@ -677,7 +675,6 @@ class Tx:
                 json.dumps(detail, ensure_ascii=False, default=str),
             ),
         )
-        self.last_seq = cur.lastrowid
 
     def set_meta(self, key, value):
         self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?,?)", (key, str(value)))
