@@ -313,7 +313,12 @@ SECTIONS = {
         "hash_threads": Int(4, minimum=1),
         "change_threads": Int(2, minimum=1),
     }),
-    "server": Section({"workers": Int(1, minimum=1)}),
+    "server": Section({
+        "workers": Int(1, minimum=1),
+        # threads answering reads when the store is across the network (PostgreSQL):
+        # a query never waits on the reactor thread; an embedded store reads inline
+        "read_threads": Int(8, minimum=1),
+    }),
     "log": Section({"level": Str("info", choices=_LEVELS)}),
     "password_policy": Section({
         **{f.name: Int(f.default) for f in fields(PolicyConfig)
@@ -456,6 +461,7 @@ class Config:
     change_threads: int  # password changes' checks and hashes, apart from bind verification
     workers: int
     log_level: str
+    read_threads: int = 8  # server.read_threads: reads of a store across the network
     # limits.* that bound what one client may hold (see config.yaml's comments)
     max_pdu_anonymous: int = 262143
     write_timeout: int = 60
@@ -605,6 +611,7 @@ def parse_config(doc: dict, path: Path) -> Config:
         hash_threads=pw["hash_threads"],
         change_threads=pw["change_threads"],
         workers=v["server"]["workers"],
+        read_threads=v["server"]["read_threads"],
         log_level=v["log"]["level"],
         web=web,
         raw=doc,

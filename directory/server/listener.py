@@ -78,7 +78,14 @@ class LDAPServerFactory(protocol.ServerFactory):
         # One writer thread: SQLite takes one writer at a time anyway, and the
         # reactor never waits for an fsync; queued writes share one (group commit).
         self.write_pool = GroupCommitWriter(directory.store)
-        for pool in (self.hash_pool, self.change_pool, self.write_pool):
+        # A store across the network (PostgreSQL) may make a read wait: reads then run in
+        # a pool of their own, so a slow or unreachable database never stops the reactor
+        # (a store on local disk answers from its cache and is read inline: faster).
+        self.read_pool = (ThreadPool(1, config.read_threads, name="rollcall-read")
+                          if getattr(directory.store, "remote", False) else None)
+        for pool in (self.hash_pool, self.change_pool, self.write_pool, self.read_pool):
+            if pool is None:
+                continue
             pool.start()
             reactor.addSystemEventTrigger("during", "shutdown", pool.stop)
 
@@ -136,32 +143,50 @@ class LDAPServerFactory(protocol.ServerFactory):
             raise
         return d.addBoth(finished)
 
+    def read(self, fn, *args):
+        """A Deferred of fn(*args), which reads the store: in the read pool when the
+        store is across the network (refreshed first), else at once on this thread."""
+        if self.read_pool is None:
+            return defer.maybeDeferred(fn, *args)
+
+        def in_pool():
+            self.directory.store.refresh()
+            return fn(*args)
+
+        return deferToThreadPool(reactor, self.read_pool, in_pool)
+
     def _authenticate(self, name: str, password: bytes, peer_host: str, peer: str, tls: bool):
         directory = self.directory
-        directory.store.refresh()  # the console signs in here without an LDAP PDU
         policy = directory.policy
-        try:
+
+        def look_up():
+            if self.read_pool is None:
+                directory.store.refresh()  # the console signs in here without an LDAP PDU
             ndn, entry, hashes = directory.bind_lookup(name)
             # failed binds per (address, account), per unknown address: counted in the
-            # store's throttle file, shared by all workers; reads here and non-fsync
-            # inserts on failure, all on the reactor (see PasswordPolicy)
+            # store's throttles, shared by all workers and hosts (see PasswordPolicy)
             attempt = policy.bind_attempt(peer_host, ndn, policy.is_service(ndn))
-        except LDAPError as exc:
-            if exc.code == ResultCode.UNWILLING_TO_PERFORM:
-                log.info("bind refused dn=%r from %s: %s", name, peer, exc.message)
-            return defer.fail(exc)
-        if hashes and not any(passwords.is_slow(h) for h in hashes):
-            # salted SHA (as migrated from OpenLDAP) costs about a microsecond: less than
-            # the hand-off to a thread; only slow schemes (argon2, PBKDF2, crypt) go to the pool
-            d = defer.succeed(directory.verify_any(password, hashes))
-        else:
-            d = deferToThreadPool(reactor, self.hash_pool, directory.verify_any, password, hashes)
+            return ndn, entry, hashes, attempt
 
-        def in_writer(fn, *args):
-            deferToThreadPool(reactor, self.write_pool, fn, *args).addErrback(
-                lambda f: log.warning("%s after bind of %s failed: %s", fn.__name__, name, f.getErrorMessage()))
+        def refused(f):
+            f.trap(LDAPError)
+            if f.value.code == ResultCode.UNWILLING_TO_PERFORM:
+                log.info("bind refused dn=%r from %s: %s", name, peer, f.value.message)
+            return f
 
-        def done(matched):
+        def verify(found):
+            ndn, entry, hashes, attempt = found
+            if hashes and not any(passwords.is_slow(h) for h in hashes):
+                # salted SHA (as migrated from OpenLDAP) costs about a microsecond: less than
+                # the hand-off to a thread; only slow schemes (argon2, PBKDF2, crypt) go to the pool
+                d = defer.succeed(directory.verify_any(password, hashes))
+            else:
+                d = deferToThreadPool(reactor, self.hash_pool, directory.verify_any, password, hashes)
+            return d.addCallback(lambda matched: self.read(outcome, found, matched)).addCallback(done, found)
+
+        def outcome(found, matched):
+            """The bind's result and the throttle bookkeeping (reads and counts in the store)."""
+            ndn, entry, hashes, attempt = found
             try:
                 ident = directory.bind_complete(ndn, entry, matched, peer, tls)
             except LDAPError as exc:
@@ -169,7 +194,20 @@ class LDAPServerFactory(protocol.ServerFactory):
                 log.info("bind refused dn=%r from %s: %s", name, peer,
                          "wrong password" if matched is None else directory.bind_refusal(entry))
                 # a service account is never locked by failures (PasswordPolicy)
-                if entry is not None and matched is None and policy.records_failures(attempt):
+                record = entry is not None and matched is None and policy.records_failures(attempt)
+                return None, exc, record, matched
+            policy.bind_succeeded(attempt)
+            return ident, None, False, matched
+
+        def in_writer(fn, *args):
+            deferToThreadPool(reactor, self.write_pool, fn, *args).addErrback(
+                lambda f: log.warning("%s after bind of %s failed: %s", fn.__name__, name, f.getErrorMessage()))
+
+        def done(result, found):
+            ident, exc, record, matched = result
+            entry = found[1]
+            if exc is not None:
+                if record:
                     # answer only once the failure is recorded: the bind after the
                     # max_failures-th wrong one must find the account locked
                     recorded = deferToThreadPool(reactor, self.write_pool, directory.record_bind,
@@ -181,8 +219,7 @@ class LDAPServerFactory(protocol.ServerFactory):
                         raise error
 
                     return recorded.addCallback(refuse)
-                raise
-            policy.bind_succeeded(attempt)
+                raise exc
             if entry is not None and "pwdFailureTime" in entry.attrs:
                 in_writer(directory.record_bind, entry.id, True, peer)
             if entry is not None and directory.needs_rehash(matched):
@@ -192,7 +229,7 @@ class LDAPServerFactory(protocol.ServerFactory):
                                       "rehash after bind of %s failed: %s", name, f.getErrorMessage()))
             return ident
 
-        return d.addCallback(done)
+        return self.read(look_up).addErrback(refused).addCallback(verify)
 
     def audit_bind(self, conn, who, ok: bool):
         name = who.dn if hasattr(who, "dn") else who

@@ -10,7 +10,7 @@ import functools
 import ipaddress
 import logging
 
-from twisted.internet import protocol, reactor
+from twisted.internet import defer, protocol, reactor
 from twisted.internet.threads import deferToThreadPool
 from twisted.protocols.policies import TimeoutMixin
 
@@ -53,6 +53,7 @@ _CONTROL_OPS = {
 }
 
 SEARCH_BATCH = 256  # candidates examined per reactor turn
+MAX_READS_IN_FLIGHT = 4  # per connection, with a store across the network (read pool)
 MAX_PAGED_SEARCHES = 16  # paged searches a connection may leave open
 
 
@@ -103,6 +104,8 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
         # a bind being verified: later requests wait (RFC 4511 4.2.1; slapd does the same),
         # so a connection has one bind in flight and what follows runs as the new identity
         self.binding = False
+        self.reads_in_flight = 0  # reads waiting in the read pool (a store across the network)
+        self.read_tail = defer.succeed(None)  # the last of them: the next starts after it
         self.reading = True       # whether the transport is reading from the socket
         self.admitted = False     # counted in the factory's connection limits
         self.resume_call = None
@@ -133,7 +136,7 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
 
     def timeoutConnection(self):
         """limits.idle_timeout passed with no request (and no search or bind running)."""
-        if self.searches or self.binding or self.write_blocked or self.parked:
+        if self.searches or self.binding or self.write_blocked or self.parked or self.reads_in_flight:
             self.resetTimeout()  # busy, or blocked on the client (limits.write_timeout applies)
             return
         log.info("closing idle connection from %s", self.peer)
@@ -206,7 +209,8 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
 
     def _holding(self) -> bool:
         """Whether requests must wait (not be read, not be decoded) for now."""
-        return self.write_blocked or self.binding
+        # reads in the read pool: a few per connection, not a queue of every pipelined search
+        return self.write_blocked or self.binding or self.reads_in_flight >= MAX_READS_IN_FLIGHT
 
     def _update_reading(self):
         """Read from the socket only while requests can be handled: a paused
@@ -242,6 +246,8 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
 
     def _continue_parked(self):
         parked, self.parked = self.parked, []
+        # oldest request first (with a read pool, searches park in the order their reads end)
+        parked.sort(key=lambda state: state.msgid)
         for state in parked:
             self._continue_search(state)  # parks again if the client is still not reading
 
@@ -352,7 +358,9 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
             self.protocol_error("request received during TLS negotiation")
             return
         # other worker processes may have written: drop what they changed from our cache
-        self.directory.store.refresh()
+        # (a store across the network is refreshed in the read pool, by read())
+        if self.server.read_pool is None:
+            self.directory.store.refresh()
         if op == OP_UNBIND:
             self.close()
             return
@@ -436,31 +444,81 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
         d.addBoth(finished)
 
     # ------------------------------------------------------------------ search
+    def read(self, fn, then, msgid, op):
+        """fn() reads the store, then(its result) answers. A store across the network
+        is read in the read pool (refreshed first), so the reactor never waits on the
+        database; a store on local disk is read inline, as fast as it gets."""
+        pool = self.server.read_pool
+        if pool is None:
+            then(fn())  # an error goes to handle_pdu's handler: answered, connection kept
+            return
+
+        def in_pool():
+            self.directory.store.refresh()
+            return fn()
+
+        def finished(result):
+            self._read_done()
+            return result
+
+        self.reads_in_flight += 1
+        d = self._in_read_pool(in_pool).addBoth(finished)
+        d.addCallback(then).addErrback(lambda f: self.error(msgid, op, f.value))
+
+    def _read_done(self):
+        self.reads_in_flight -= 1
+        if self.reads_in_flight == MAX_READS_IN_FLIGHT - 1:
+            self._wake()  # reading and decoding the next requests may go on
+
+    def _in_read_pool(self, fn, *args):
+        """A Deferred of fn(*args) run in the read pool after this connection's earlier
+        reads: one connection's answers keep the order of its requests, as with a
+        local store, while other connections' reads run beside them."""
+        result = defer.Deferred()
+
+        def run(_):
+            d = deferToThreadPool(reactor, self.server.read_pool, fn, *args)
+            d.chainDeferred(result)
+            return d  # the next read waits for this one
+
+        self.read_tail.addCallback(run)
+        return result
+
     def do_search(self, msg):
         req, msgid = msg.request, msg.msgid
         controls = {c.oid: c for c in msg.controls}
         paged = controls.get(PAGED_RESULTS)
-        if ASSERTION in controls:
-            self._search_assertion(req, controls[ASSERTION])
-        if paged is not None:
-            size, cookie = decode_paged(paged.value)
+        size, cookie = decode_paged(paged.value) if paged is not None else (0, b"")
+        assertion = (self.decode_control_filter(controls[ASSERTION].value, "assertion control")
+                     if ASSERTION in controls else None)
+
+        def open_cursor():
+            if assertion is not None and not self.directory.assert_entry(self.ident, req.base, assertion):
+                # RFC 4528 on search: the assertion applies to the base object
+                raise LDAPError(ResultCode.ASSERTION_FAILED, "assertion control: filter did not match")
             if cookie:
-                state = self.pages.pop(cookie, None)
-                if state is None:
-                    raise LDAPError(ResultCode.UNWILLING_TO_PERFORM, "paged results: unknown or expired cookie")
-                if size == 0:  # RFC 2696: size 0 abandons the paged search
-                    self.result(msgid, OP_SEARCH, ResultCode.SUCCESS, controls=[encode_paged(0, b"")])
-                    return
-                state.msgid, state.page_size, state.abandoned = msgid, size, False
-                # the time limit bounds this page's request, not the whole paged search
-                state.cursor.deadline = self.directory.search_deadline(self.ident, req.time_limit)
-            else:
-                cursor = self.directory.search(self.ident, req.base, req.scope, req.filter, req.attributes,
-                                               req.types_only, req.size_limit, req.time_limit, paged=True)
-                state = _Search(msgid, cursor, paged=True, page_size=size or 1 << 31)
+                return None  # a later page: the cursor is the connection's
+            return self.directory.search(self.ident, req.base, req.scope, req.filter, req.attributes,
+                                         req.types_only, req.size_limit, req.time_limit, paged=paged is not None)
+
+        self.read(open_cursor, lambda cursor: self._start_search(msg, controls, paged, size, cookie, cursor),
+                  msgid, OP_SEARCH)
+
+    def _start_search(self, msg, controls, paged, size, cookie, cursor):
+        req, msgid = msg.request, msg.msgid
+        if cookie:
+            state = self.pages.pop(cookie, None)
+            if state is None:
+                raise LDAPError(ResultCode.UNWILLING_TO_PERFORM, "paged results: unknown or expired cookie")
+            if size == 0:  # RFC 2696: size 0 abandons the paged search
+                self.result(msgid, OP_SEARCH, ResultCode.SUCCESS, controls=[encode_paged(0, b"")])
+                return
+            state.msgid, state.page_size, state.abandoned = msgid, size, False
+            # the time limit bounds this page's request, not the whole paged search
+            state.cursor.deadline = self.directory.search_deadline(self.ident, req.time_limit)
+        elif paged is not None:
+            state = _Search(msgid, cursor, paged=True, page_size=size or 1 << 31)
         else:
-            cursor = self.directory.search(self.ident, req.base, req.scope, req.filter, req.attributes,
-                                           req.types_only, req.size_limit, req.time_limit)
             state = _Search(msgid, cursor)
         sort = controls.get(SORT_REQUEST)
         # a later page of a sorted paged search was sorted (or refused) on its first page
@@ -505,51 +563,74 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
         state.sort_result = encode_sort_result(ResultCode.SUCCESS)
         return True
 
-    def _search_assertion(self, req, control):
-        """RFC 4528 on search: the assertion applies to the base object."""
-        flt = self.decode_control_filter(control.value, "assertion control")
-        if not self.directory.assert_entry(self.ident, req.base, flt):
-            raise LDAPError(ResultCode.ASSERTION_FAILED, "assertion control: filter did not match")
-
     def _continue_search(self, state: _Search):
-        cursor, msgid = state.cursor, state.msgid
+        if state.abandoned or self.closed:
+            self.searches.pop(state.msgid, None)
+            return
+        if self.write_blocked or self.parked:
+            # the client is not reading: produce nothing more until it does (resumeProducing);
+            # behind searches parked before, so answers keep the order of the requests
+            self.parked.append(state)
+            return
+        pool = self.server.read_pool
+        if pool is None:
+            self._search_step(state, *self._fetch(state))
+            return
+        # one batch of a search in the read pool at a time; abandon is seen when it returns
+        self.reads_in_flight += 1
+
+        def step(fetched):
+            self._read_done()
+            self._search_step(state, *fetched)
+
+        self._in_read_pool(self._fetch, state).addCallback(step).addErrback(
+            lambda f: log.error("search step from %s failed: %s", self.peer, f.getTraceback()))
+
+    @staticmethod
+    def _fetch(state: _Search):
+        """The search's next batch: (entries, None), or (entries so far, what ended it):
+        a PartialResult or another exception. Reads the store; never raises."""
+        try:
+            if state.sort_keys is not None:  # collecting a result to sort: everything first
+                return state.cursor.next_batch(SEARCH_BATCH), None
+            return state.cursor.next_batch(SEARCH_BATCH, state.page_size if state.paged else None), None
+        except PartialResult as partial:
+            return partial.entries, partial
+        except Exception as exc:
+            return [], exc
+
+    def _search_step(self, state: _Search, entries, ended):
+        msgid = state.msgid
         if state.abandoned or self.closed:
             self.searches.pop(msgid, None)
             return
-        if self.write_blocked:
-            # the client is not reading: produce nothing more until it does (resumeProducing)
-            self.parked.append(state)
+        if ended is not None and not isinstance(ended, PartialResult):
+            self.searches.pop(msgid, None)
+            self.error(msgid, OP_SEARCH, ended)
             return
         if state.sort_keys is not None:
-            # collecting a result to sort: everything first, nothing sent yet
-            try:
-                entries = cursor.next_batch(SEARCH_BATCH)
-            except PartialResult as partial:
-                if self._sorted(state, partial.entries, partial.error):
+            if ended is not None:
+                if self._sorted(state, entries, ended.error):
                     self._send_entries(msgid, state.cursor.entries)
                     self.searches.pop(msgid, None)
-                    self.result(msgid, OP_SEARCH, partial.error.code, partial.error.message,
+                    self.result(msgid, OP_SEARCH, ended.error.code, ended.error.message,
                                 controls=[state.sort_result])
-                return
-            except Exception as exc:
-                self.searches.pop(msgid, None)
-                self.error(msgid, OP_SEARCH, exc)
                 return
             if not self._sorted(state, entries):
                 if state.sort_keys is not None:  # more to collect (not refused)
                     reactor.callLater(0, self._continue_search, state)
                 return
-            cursor = state.cursor
-        try:
-            entries = cursor.next_batch(SEARCH_BATCH, state.page_size if state.paged else None)
-        except PartialResult as partial:
-            self._send_entries(msgid, partial.entries)
+            # sorted: served from memory (SortedCursor reads no store)
+            entries, ended = self._fetch(state)
+            if ended is not None and not isinstance(ended, PartialResult):
+                self.searches.pop(msgid, None)
+                self.error(msgid, OP_SEARCH, ended)
+                return
+        cursor = state.cursor
+        if ended is not None:
+            self._send_entries(msgid, entries)
             self.searches.pop(msgid, None)
-            self.result(msgid, OP_SEARCH, partial.error.code, partial.error.message)
-            return
-        except Exception as exc:
-            self.searches.pop(msgid, None)
-            self.error(msgid, OP_SEARCH, exc)
+            self.result(msgid, OP_SEARCH, ended.error.code, ended.error.message)
             return
         self._send_entries(msgid, entries)
         if cursor.done:
@@ -593,12 +674,16 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
         opts = self._write_options(controls)
         d = self.directory
         if op == OP_COMPARE:
-            # a compare is a read: answered on the reactor thread like a search
+            # a compare is a read, like a search
             dn, attr, value = fields
-            if opts.assertion is not None and not d.assert_entry(self.ident, dn, opts.assertion):
-                raise LDAPError(ResultCode.ASSERTION_FAILED, "assertion control: filter did not match")
-            ok = d.compare(self.ident, dn, attr, value)
-            self.result(msgid, op, ResultCode.COMPARE_TRUE if ok else ResultCode.COMPARE_FALSE)
+
+            def compare():
+                if opts.assertion is not None and not d.assert_entry(self.ident, dn, opts.assertion):
+                    raise LDAPError(ResultCode.ASSERTION_FAILED, "assertion control: filter did not match")
+                return d.compare(self.ident, dn, attr, value)
+
+            self.read(compare, lambda ok: self.result(
+                msgid, op, ResultCode.COMPARE_TRUE if ok else ResultCode.COMPARE_FALSE), msgid, op)
             return
         write = {OP_ADD: d.add, OP_MODIFY: d.modify, OP_DELETE: d.delete, OP_MODDN: d.modify_dn}.get(op)
         if write is None:
