@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.pgcluster import PGCluster, find_binaries
+
 ROOT = Path(__file__).resolve().parent.parent
 SUFFIX = "dc=district,dc=example"
 ROOT_DN = "cn=admin,dc=district,dc=example"
@@ -181,3 +183,17 @@ def have(tool):
 
 
 requires_ldap_utils = pytest.mark.skipif(not have("ldapsearch"), reason="OpenLDAP ldap-utils not installed")
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """One private PostgreSQL cluster for the run (or ROLLCALL_TEST_PG_DSN's server);
+    tests make a scratch database each with pg_cluster.create_database()."""
+    cluster = PGCluster.from_env()
+    if cluster is None:
+        if find_binaries() is None:
+            pytest.skip("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb; "
+                        "scripts/test installs Debian's postgresql package when run as root)")
+        cluster = PGCluster.start()
+    yield cluster
+    cluster.teardown()
