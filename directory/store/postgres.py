@@ -33,7 +33,7 @@ from contextlib import contextmanager
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..core.entry import Entry, decode_attrs, encode_attrs
 from ..district.gentime import gentime_text
@@ -169,6 +169,8 @@ class PostgresStore:
         self._local = threading.local()
         self._hits = 0
         self._closed = threading.Event()
+        self.checkout_timeout = connect_timeout
+        self._failed_at = 0.0  # monotonic time of the last failure to reach the database
         self.schema_versions = (None, LATEST)
         try:
             with psycopg.connect(conninfo, **self._kwargs) as conn:
@@ -206,30 +208,45 @@ class PostgresStore:
         return self.schema_versions
 
     # -- connections ---------------------------------------------------------------
+    def _checkout(self):
+        """A pooled connection (a context manager). While the database was just found
+        unreachable, wait for one briefly: the client gets `unavailable` in half a
+        second, not after the connect timeout, and the pool keeps reconnecting behind."""
+        recent = self._failed_at and time.monotonic() - self._failed_at < 30
+        return self.pool.connection(timeout=0.5 if recent else self.checkout_timeout)
+
+    def _failed(self, exc):
+        self._failed_at = time.monotonic()
+        if not isinstance(exc, PoolTimeout):
+            # the pool drops a broken connection when it comes back; test the idle ones too
+            # so that the next call after a restart of PostgreSQL gets a working one
+            self.pool.check()
+        return unavailable(exc)
+
     @contextmanager
     def _read(self):
         """A pooled connection in autocommit; a lost database is StoreUnavailable."""
         try:
-            with self.pool.connection() as conn:
+            with self._checkout() as conn:
                 yield conn
         except _UNAVAILABLE as exc:
-            # the pool drops a broken connection when it comes back; test the idle ones too
-            # so that the next call after a restart of PostgreSQL gets a working one
-            self.pool.check()
-            raise unavailable(exc) from None
+            raise self._failed(exc) from None
+        self._failed_at = 0.0
 
     def _all(self, query, args=()):
         batch = getattr(self._local, "batch", None)
         if batch is not None:
             return batch._all(query, args)
-        for attempt in (0, 1):
-            try:
-                with self._read() as conn:
-                    return conn.execute(query, args).fetchall()
-            except StoreUnavailable:
-                # a read is idempotent: once more, on a connection the check left working
-                if attempt or self._closed.is_set():
-                    raise
+        try:
+            with self._read() as conn:
+                return conn.execute(query, args).fetchall()
+        except StoreUnavailable:
+            # a read is idempotent: once more (a connection broken by a restart of the
+            # server fails once), unless the database is known to be away
+            if self._closed.is_set() or not self._failed_at or self.pool.get_stats().get("pool_available", 0) == 0:
+                raise
+        with self._read() as conn:
+            return conn.execute(query, args).fetchall()
 
     def _one(self, query, args=()):
         rows = self._all(query, args)
@@ -248,7 +265,7 @@ class PostgresStore:
         holds what the notifications said, so nothing is lost."""
         while not self._closed.is_set():
             try:
-                with psycopg.connect(self.conninfo, **self._kwargs) as conn:
+                with psycopg.connect(self.conninfo, application_name="rollcall-listener", **self._kwargs) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     self._catch_up(conn)
                     while not self._closed.is_set():
@@ -446,11 +463,10 @@ class PostgresStore:
     @contextmanager
     def _writer(self, drop_all=False):
         try:
-            conn_cm = self.pool.connection()
+            conn_cm = self._checkout()
             conn = conn_cm.__enter__()
         except _UNAVAILABLE as exc:
-            self.pool.check()
-            raise unavailable(exc) from None
+            raise self._failed(exc) from None
         tx = Tx(self, conn)
         tx.drop_all = drop_all
         failed = None
@@ -460,7 +476,7 @@ class PostgresStore:
                 # all writers of all processes on all hosts, one at a time (see the module's docstring)
                 conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_SPACE, WRITE_LOCK))
             except _UNAVAILABLE as exc:
-                raise unavailable(exc) from None
+                raise self._failed(exc) from None
             try:
                 yield tx
                 self._record_invalidation(tx)
@@ -474,7 +490,9 @@ class PostgresStore:
                     pass
                 self._invalidate(tx.touched)
                 if isinstance(exc, _UNAVAILABLE):
-                    raise unavailable(exc) from None
+                    raise self._failed(exc) from None
+                if isinstance(exc, StoreUnavailable):
+                    self._failed_at = time.monotonic()
                 raise
         finally:
             conn_cm.__exit__(type(failed) if failed else None, failed, None)
@@ -601,7 +619,7 @@ class PostgresStore:
         """Atomic on every host: a transaction lock on the key, then count and record."""
         now = time.time() if now is None else now
         try:
-            with self._read() as conn, conn.transaction():
+            with self._checkout() as conn, conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (THROTTLE_SPACE, key))
                 n = conn.execute("SELECT count(*) FROM throttle WHERE key=%s AND at>%s",
                                  (key, now - window)).fetchone()[0]
@@ -609,7 +627,7 @@ class PostgresStore:
                     conn.execute("INSERT INTO throttle(key, at, expires) VALUES (%s, %s, %s)",
                                  (key, now, now + window))
         except _UNAVAILABLE as exc:
-            raise unavailable(exc) from None
+            raise self._failed(exc) from None
         self._maybe_prune(now)
         return n < limit
 
@@ -636,8 +654,8 @@ def like_pattern(query) -> str:
     default escape (backslash) rather than ESCAPE '' as the issue suggests: pg_trgm
     reads backslash escapes, so % and _ are literal too (exact candidates) and the
     GIN index still serves the pattern."""
-    return "%".join([escape_like(query.initial or ""), *(escape_like(p) for p in query.any),
-                     escape_like(query.final or "")]).replace("%%", "%")
+    middle = "".join(escape_like(p) + "%" for p in query.any if p)
+    return escape_like(query.initial or "") + "%" + middle + escape_like(query.final or "")
 
 
 class Tx:
