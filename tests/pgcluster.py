@@ -8,6 +8,7 @@ set, that server is used instead (it must allow CREATE DATABASE and have pg_trgm
     cluster.stop(); cluster.start_again()  # the database away for a moment
     cluster.teardown()
 """
+import atexit
 import glob
 import os
 import pwd
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import psycopg
 
+_shared = None
 TEMPLATE = "rollcall_template"  # has pg_trgm: each scratch database is a cheap copy
 
 
@@ -145,3 +147,14 @@ class PGCluster:
                 conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         except psycopg.Error:
             pass
+
+
+def shared() -> PGCluster:
+    """The test process's one cluster (ROLLCALL_TEST_PG_DSN's server, or a private one
+    started on first use and torn down at exit): the pg_cluster fixture and the
+    server processes of ROLLCALL_TEST_STORE=postgresql runs share it."""
+    global _shared
+    if _shared is None:
+        _shared = PGCluster.from_env() or PGCluster.start()
+        atexit.register(_shared.teardown)
+    return _shared
