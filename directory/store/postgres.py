@@ -290,11 +290,16 @@ class PostgresStore:
             if now - self._last_refresh < self.refresh_interval:
                 return
             self._last_refresh = now
+        if self._failed_at and time.monotonic() - self._failed_at < 1.0:
+            # just found away: no second wait here (the operation that follows reports it);
+            # dropping the cache is always exact, and the catch-up resumes once it is back
+            self._invalidate(None)
+            return
         try:
             with self._read() as conn:
                 self._catch_up(conn)
         except StoreUnavailable:
-            pass  # the operation that follows reports it
+            self._invalidate(None)  # the operation that follows reports it
 
     def _catch_up(self, conn):
         with self._refresh_lock:
