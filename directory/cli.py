@@ -24,6 +24,7 @@ from .photos_cli import register as register_photos  # photos upload | publish |
 from .requests_cli import add_request_parser
 from .server.workers import serve_workers
 from .store import open_store
+from .store.base import StoreError
 from .tls import make_self_signed
 
 
@@ -58,6 +59,9 @@ def _open_directory(cfg):
     except ConfigError as exc:
         print(f"rollcall: configuration error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except StoreError as exc:  # the database unreachable, or its schema at another version
+        print(f"rollcall: store: {exc}", file=sys.stderr)
+        sys.exit(1)
 
 
 def _check_directory(cfg):
@@ -149,10 +153,10 @@ def cmd_export(args):
 def cmd_audit(args):
     """The audit log (every write: who, from where, when, what; never a password)."""
     cfg = _config(args)
-    if not cfg.store_path.exists():
+    if cfg.store_backend == "sqlite" and not cfg.store_path.exists():
         print(f"rollcall audit: no store at {cfg.store_path}", file=sys.stderr)
         sys.exit(1)
-    store = open_store(cfg, cache_entries=0)
+    store = _open_store(cfg, "rollcall audit", cache_entries=0)
     rows = store.changes(since=args.since, dn_suffix=args.dn, who=args.who, limit=args.limit)
     if args.format == "json":
         for row in rows:
@@ -163,6 +167,48 @@ def cmd_audit(args):
         for r in rows:
             w.writerow([r["seq"], r["time"], r["who"], r["peer"], r["op"], r["dn"],
                         json.dumps(r["detail"], ensure_ascii=False)])
+
+
+def _open_store(cfg, prog, **kw):
+    """The store alone (no schema, no directory), its errors one line each."""
+    try:
+        return open_store(cfg, **kw)
+    except ConfigError as exc:
+        print(f"{prog}: configuration error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except StoreError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+def cmd_db_version(args):
+    """The database's schema version and the one this Rollcall needs."""
+    cfg = _config(args)
+    store = _open_store(cfg, "rollcall db version", cache_entries=0, schema="any")
+    try:
+        have, need = store.schema_version()
+    finally:
+        store.close()
+    state = ("current" if have == need else "empty: initialised on first open" if have is None
+             else "older: run `rollcall db upgrade`" if have < need else "newer than this Rollcall")
+    print(f"{cfg.store_backend} schema version {have if have is not None else '-'} "
+          f"(this Rollcall: {need}; {state})")
+    if have is not None and have > need:
+        sys.exit(1)
+
+
+def cmd_db_upgrade(args):
+    """Apply the pending schema migrations (one transaction; safe to run twice)."""
+    cfg = _config(args)
+    store = _open_store(cfg, "rollcall db upgrade", cache_entries=0, schema="upgrade")
+    try:
+        before, after = store.schema_version()
+    finally:
+        store.close()
+    if before == after:
+        print(f"{cfg.store_backend} schema version {after}: already current")
+    else:
+        print(f"{cfg.store_backend} schema upgraded from version {before or 0} to {after}")
 
 
 def cmd_hash_password(args):
@@ -244,6 +290,14 @@ def main(argv=None):
     p = command("tls-selfsigned", cmd_tls_selfsigned, "generate a self-signed certificate for tls.cert/tls.key")
     p.add_argument("--host", action="append")
     p.add_argument("--force", action="store_true")
+    db = command("db", None, "the store's schema: version, upgrade")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    for name, fn, text in (("version", cmd_db_version, "print the database's schema version"),
+                           ("upgrade", cmd_db_upgrade, "apply pending schema migrations (before starting "
+                                                       "a new release)")):
+        p = db_sub.add_parser(name, help=text)
+        p.set_defaults(fn=fn)
+        p.add_argument("--config", default=argparse.SUPPRESS, help=CONFIG_HELP)  # SUPPRESS: keeps `db --config`
     add_request_parser(command("request", None, "access requests: submit, list, show, approve, deny, "
                                                 "withdraw; expire (the nightly job)"))
 

@@ -10,6 +10,7 @@ The `access:` rules are a list here; their clauses are checked by core/acl.py wh
 the directory opens (they need the schema), still before anything listens.
 """
 import copy
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable
@@ -270,6 +271,17 @@ def _sources(value: list) -> list:
     return value
 
 
+def _conninfo(value):
+    """A libpq connection string (key=value pairs or a postgresql:// URI) without a
+    password: config.yaml is read by many and often kept in version control."""
+    text = str(value)
+    if re.search(r"(^|\s)password\s*=", text) or re.search(r"[?&]password=", text) \
+            or re.match(r"postgres(ql)?://[^/@]*:[^/@]*@", text):
+        raise Invalid("holds a password; config.yaml must not: set PGPASSWORD, use ~/.pgpass, "
+                      "or name a file in store.password_file")
+    return value
+
+
 def _positive(value):
     if value <= 0:
         raise Invalid("must be a number of minutes > 0")
@@ -283,9 +295,15 @@ SECTIONS = {
     "listeners": Key("list", REQUIRED),            # URLs: checked in parse_config
     "root": Section({"dn": Str(REQUIRED), "password": Str(REQUIRED)}),
     "store": Section({
-        "backend": Str("sqlite", choices=("sqlite",)),
-        "path": Str(REQUIRED),
+        "backend": Str("sqlite", choices=("sqlite", "postgresql")),
+        "path": Str(),                    # sqlite: the database file (required there)
         "cache_entries": Int(200000),
+        # postgresql: a libpq connection string, e.g. "host=db1,db2 dbname=rollcall user=rollcall
+        # target_session_attrs=read-write"; the password never here (PGPASSWORD, ~/.pgpass or password_file)
+        "conninfo": Str(check=lambda v: _conninfo(v)),
+        "password_file": Str(),
+        "pool_size": Int(10, minimum=2),  # connections per process (one writer, the rest readers)
+        "cache_ttl": Num(300, minimum=1),  # seconds a cached entry may live (invalidation is exact; a safety net)
     }),
     "schema": Key("strlist", REQUIRED),            # files: checked in parse_config
     "tls": Section({"cert": Str(), "key": Str(), "require_tls_for_bind": Bool(False)}),
@@ -441,7 +459,7 @@ class Config:
     root_dn: str
     root_password: bytes
     store_backend: str
-    store_path: Path
+    store_path: Path | None
     cache_entries: int
     schema_files: list
     tls_cert: Path | None
@@ -470,6 +488,10 @@ class Config:
     max_binds_per_address: int = 16
     filter_max_terms: int = 1000
     filter_max_depth: int = 32
+    store_conninfo: str | None = None   # store.backend postgresql: libpq connection string
+    store_password_file: Path | None = None
+    store_pool_size: int = 10
+    store_cache_ttl: float = 300.0
     web: "WebConfig | None" = None  # the `web:` section (web console), None when absent
     raw: dict = field(default_factory=dict)  # the whole document as written
     # every section checked against SECTIONS, defaults filled in (accounts, requests, sync, …)
@@ -576,6 +598,13 @@ def parse_config(doc: dict, path: Path) -> Config:
                         w["max_upload_mb"], w["threads"], w["ldap_url"], w["photo_zip_max_files"],
                         w["photo_zip_max_mb"])
 
+    store = v["store"]
+    if store["backend"] == "sqlite" and not store["path"]:
+        raise ConfigError("store.path", "required key is missing (a string): the SQLite database file", path)
+    if store["backend"] == "postgresql" and not store["conninfo"]:
+        raise ConfigError("store.conninfo", "store.backend postgresql needs a libpq connection string "
+                          "(e.g. \"host=db1,db2 dbname=rollcall user=rollcall target_session_attrs=read-write\")", path)
+
     limits, pw = v["limits"], v["passwords"]
     return Config(
         path=path,
@@ -584,9 +613,13 @@ def parse_config(doc: dict, path: Path) -> Config:
         listeners=listeners,
         root_dn=root_dn,
         root_password=root_pw.encode(),
-        store_backend=v["store"]["backend"],
-        store_path=rel(v["store"]["path"]),
-        cache_entries=v["store"]["cache_entries"],
+        store_backend=store["backend"],
+        store_path=rel(store["path"]) if store["path"] else None,
+        cache_entries=store["cache_entries"],
+        store_conninfo=store["conninfo"],
+        store_password_file=rel(store["password_file"]) if store["password_file"] else None,
+        store_pool_size=store["pool_size"],
+        store_cache_ttl=store["cache_ttl"],
         schema_files=schema_files,
         tls_cert=rel(tls["cert"]) if tls["cert"] else None,
         tls_key=rel(tls["key"]) if tls["key"] else None,

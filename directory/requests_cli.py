@@ -37,6 +37,7 @@ from .config import ConfigError, load_config
 from .core.identity import Identity
 from .core.requests import expire
 from .district.gentime import parse_time
+from .store.base import JobLocked, StoreError
 
 
 class CLIError(Exception):
@@ -229,9 +230,20 @@ def cmd_issue_code(args):
 
 def cmd_expire(args):
     cfg = _config(args)
-    if not cfg.store_path.exists():
+    if cfg.store_backend == "sqlite" and not cfg.store_path.exists():
         raise CLIError(f"no store at {cfg.store_path}")
-    d = open_directory(cfg)
+    try:
+        d = open_directory(cfg)
+        # run from any host's cron: one at a time (a second one says so and stops)
+        with d.store.job_lock("request-expire"):
+            _expire(d, args)
+    except JobLocked as exc:
+        raise CLIError(f"expire: {exc}") from None
+    except StoreError as exc:
+        raise CLIError(str(exc)) from None
+
+
+def _expire(d, args):
     ident = Identity("cn=rollcall-expire", "cn=rollcall-expire", is_root=True, peer="cron:request-expire")
     now = None
     if args.now:

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests import pgcluster
+
 ROOT = Path(__file__).resolve().parent.parent
 SUFFIX = "dc=district,dc=example"
 ROOT_DN = "cn=admin,dc=district,dc=example"
@@ -90,6 +92,15 @@ def wait_port(port, timeout=20.0, proc=None):
     raise TimeoutError(f"port {port} did not open")
 
 
+def store_section() -> dict:
+    """config.yaml's store section for a test server: SQLite in its directory, or with
+    ROLLCALL_TEST_STORE=postgresql a fresh database of the run's PostgreSQL cluster (the
+    protocol suites then run against the PostgreSQL store)."""
+    if os.environ.get("ROLLCALL_TEST_STORE", "sqlite") == "postgresql":
+        return {"backend": "postgresql", "conninfo": pgcluster.shared().create_database("srv")}
+    return {"backend": "sqlite", "path": "var/rollcall.db"}
+
+
 class ServerProcess:
     """A `rollcall serve` subprocess with its own directory."""
 
@@ -105,7 +116,7 @@ class ServerProcess:
             "suffix": SUFFIX,
             "listeners": [self.url, self.ldaps_url],
             "root": {"dn": ROOT_DN, "password": ROOT_HASH},
-            "store": {"backend": "sqlite", "path": "var/rollcall.db"},
+            "store": store_section(),
             "schema": schema,
             "tls": {"cert": "var/tls/server.crt", "key": "var/tls/server.key"},
             "limits": {"size": 500, "time": 60, "unindexed": 50},
@@ -181,3 +192,13 @@ def have(tool):
 
 
 requires_ldap_utils = pytest.mark.skipif(not have("ldapsearch"), reason="OpenLDAP ldap-utils not installed")
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """One private PostgreSQL cluster for the run (or ROLLCALL_TEST_PG_DSN's server);
+    tests make a scratch database each with pg_cluster.create_database()."""
+    if not os.environ.get("ROLLCALL_TEST_PG_DSN") and pgcluster.find_binaries() is None:
+        pytest.skip("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb; "
+                    "scripts/test installs Debian's postgresql package when run as root)")
+    return pgcluster.shared()  # torn down when the test process exits

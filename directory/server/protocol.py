@@ -19,6 +19,7 @@ from ..core.directory import ANONYMOUS, Identity, PartialResult, WriteOptions
 from ..core import sorting
 from ..core.errors import LDAPError, ResultCode
 from ..passwords import is_hashed
+from ..store.base import StoreUnavailable
 from ..core.sorting import SortedCursor
 from . import ber
 from .controls import (
@@ -313,6 +314,10 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
         self.send(ber.encode_result(msgid, RESPONSE_OP[op], code, matched, message, controls, extra))
 
     def error(self, msgid, op, exc):
+        if isinstance(exc, StoreUnavailable):
+            # the database away (restart, failover): the client may retry; we reconnect by ourselves
+            log.warning("%s from %s: %s", OP_NAMES.get(op, op), self.peer, exc)
+            exc = LDAPError(ResultCode.UNAVAILABLE, "the directory's database is unavailable; try again shortly")
         if isinstance(exc, LDAPError):
             if op == OP_EXTENDED:
                 self.send(ber.encode_extended_response(msgid, exc.code, exc.matched_dn, exc.message))

@@ -78,6 +78,30 @@ IndexQuery = Eq | Present | Substring | Range
 IndexRow = tuple  # (attr, kind, key)
 
 
+# -- errors a store raises (besides the core's) -------------------------------------
+
+class StoreError(Exception):
+    """A store's own refusal, with a message for an operator."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached now (a server down, a failover under way): the
+    LDAP server answers `unavailable` (52) and tries again at the next operation."""
+
+
+class StoreVersionError(StoreError):
+    """The database's schema is older (run `rollcall db upgrade`) or newer than this
+    code knows: refused before anything is served."""
+
+
+class JobLocked(StoreError):
+    """store.job_lock(name): another process (on any host) holds it."""
+
+    def __init__(self, name):
+        super().__init__(f"another process holds the job lock {name!r} (is the job running elsewhere?)")
+        self.name = name
+
+
 # -- protocols -------------------------------------------------------------------
 
 @runtime_checkable
@@ -250,6 +274,16 @@ class Store(Reader, Throttles, Protocol):
         ...
 
     def get_meta(self, key: str, default: str | None = None) -> str | None: ...
+
+    # -- operations ------------------------------------------------------------------
+    def job_lock(self, name: str) -> AbstractContextManager[None]:
+        """Held while the block runs, by one process on any host at a time: a nightly
+        job's guard. Raises JobLocked at once (never waits) when another holds it."""
+        ...
+
+    def schema_version(self) -> tuple[int | None, int]:
+        """(the database's schema version, the version this code needs)."""
+        ...
 
 
 class MemoryThrottles:

@@ -14,7 +14,9 @@ Tables
 Each write is one transaction; with synchronous=FULL a commit is on disk before
 the client sees success. Reads and writes use one connection per thread.
 """
+import fcntl
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -23,7 +25,7 @@ from contextlib import contextmanager
 
 from ..core.entry import Entry, decode_attrs, encode_attrs
 from ..district.gentime import gentime_text
-from .base import Eq, Present, Range, Substring
+from .base import Eq, JobLocked, Present, Range, Substring
 from .throttle import OPEN_LOCK, Throttle, throttle_path
 
 SCHEMA = """
@@ -426,6 +428,28 @@ class SQLiteStore:
     def get_meta(self, key, default=None):
         row = self._conn().execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return row[0] if row else default
+
+    # -- operations ------------------------------------------------------------
+    @contextmanager
+    def job_lock(self, name: str):
+        """A lock file next to the store (`rollcall-job-<name>.lock`): one holder among
+        the processes of this host (the only host a SQLite store has). The kernel
+        releases it when the holder dies, so no stale lock outlives a crash."""
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+        path = (os.path.splitext(self.path)[0] if self.path != ":memory:" else "rollcall") + f"-job-{safe}.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise JobLocked(name) from None
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def schema_version(self):
+        """The SQLite store creates its tables as it opens: always current."""
+        return (1, 1)
 
     # -- throttles (shared attempt counters) ---------------------------------
     # Kept in a file of their own without fsync (see store/throttle.py), opened on

@@ -11,7 +11,9 @@ import pytest
 import yaml
 from ldap3 import BASE, LEVEL, MODIFY_ADD, MODIFY_DELETE, MODIFY_REPLACE, NONE, SUBTREE, Connection, Server
 
+from directory.config import load_config
 from directory.demo import PASSWORDS, demo_ldif
+from directory.store import open_store
 from tests.conftest import ROOT, ROOT_DN, ROOT_PW, SUFFIX, ServerProcess, requires_ldap_utils
 from tests.protocol import ldaputil
 
@@ -704,6 +706,20 @@ def test_anonymous_submissions_are_rate_limited(fresh):
         ["five@acme.example", "one@acme.example", "two@acme.example"]
     c.search(f"ou=nonemployees,ou=people,{SUFFIX}", "(objectClass=*)", LEVEL, attributes=["uid"])
     assert len([e for e in c.response if e["type"] == "searchResEntry"]) == 2  # the demo's two
+
+
+def test_expiry_job_runs_once_at_a_time(fresh):
+    """cron may start it on every host: while one holds the job lock another stops, saying so."""
+    s = fresh()
+    store = open_store(load_config(s.config_path), cache_entries=0)
+    try:
+        with store.job_lock("request-expire"):
+            got = s.rollcall("request", "expire", check=False)
+            assert got.returncode == 1 and "another process holds the job lock 'request-expire'" in got.stderr, got
+            assert "Traceback" not in got.stderr
+        assert s.rollcall("request", "expire").stdout.strip().endswith("0 grants, 0 accounts, 0 requests")
+    finally:
+        store.close()
 
 
 def test_expiry_job_removes_grants_disables_accounts_and_audits(fresh):

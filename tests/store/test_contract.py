@@ -7,7 +7,7 @@ import pytest
 from directory.config import ConfigError
 from directory.core.entry import Entry, encode_attrs
 from directory.store import open_store
-from directory.store.base import Eq, MemoryThrottles, Present, Range, Store, Substring, Tx
+from directory.store.base import Eq, JobLocked, MemoryThrottles, Present, Range, Store, Substring, Tx
 
 SUFFIX = "o=district"
 
@@ -610,3 +610,22 @@ def test_index_pairs_and_attr_json(store, tree):
     with store.bulk() as tx:
         tx.set_attr_json("memberOf", [(mg.id, None)])  # removes the attribute
     assert "memberOf" not in store.get(mg.id).attrs and store.get(mg.id).attrs["uid"] == [b"mgarcia"]
+
+
+# -- job lock (the nightly jobs) -------------------------------------------------------
+
+def test_job_lock_one_holder_at_a_time(store, open_one):
+    other = open_one()
+    with store.job_lock("request-expire"):
+        with pytest.raises(JobLocked):
+            with other.job_lock("request-expire"):
+                pass
+        with other.job_lock("photos-publish"):  # another job: another lock
+            pass
+    with other.job_lock("request-expire"):  # released when the block ended
+        pass
+
+
+def test_schema_version_is_current(store):
+    have, need = store.schema_version()
+    assert have == need

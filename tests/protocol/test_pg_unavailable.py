@@ -1,0 +1,62 @@
+"""PostgreSQL stopped under a running frontend: every operation that needs the
+database is answered `unavailable` (52), the server stays up, and once PostgreSQL is
+back it serves again without a restart; nothing acknowledged is lost."""
+import time
+
+import pytest
+from ldap3 import BASE, MODIFY_REPLACE, SUBTREE, Connection, Server
+
+from tests.conftest import ROOT_DN, ROOT_PW, SUFFIX, ServerProcess
+
+
+@pytest.fixture
+def pg_server(tmp_path, pg_cluster):
+    if not pg_cluster.owned:
+        pytest.skip("stops the server: only the private cluster")
+    srv = ServerProcess(tmp_path, extra_config={"store": {"backend": "postgresql",
+                                                          "conninfo": pg_cluster.create_database("down")}})
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def connect(srv):
+    conn = Connection(Server(srv.url), ROOT_DN, ROOT_PW, receive_timeout=30)
+    conn.open()
+    assert conn.bind()
+    return conn
+
+
+def test_database_away_then_back(pg_server, pg_cluster):
+    conn = connect(pg_server)
+    jsmith = f"uid=jsmith,ou=students,ou=people,{SUFFIX}"
+    assert conn.modify(jsmith, {"description": [(MODIFY_REPLACE, ["before"])]})
+    pg_cluster.stop()
+    try:
+        codes = set()
+        for _ in range(3):
+            conn.search(f"ou=people,{SUFFIX}", "(cn=*smith*)", SUBTREE, attributes=["cn"])
+            codes.add(conn.result["result"])
+            conn.modify(jsmith, {"description": [(MODIFY_REPLACE, ["during"])]})
+            codes.add(conn.result["result"])
+        assert codes == {52}, codes
+        other = Connection(Server(pg_server.url), f"uid=mgarcia,ou=students,ou=people,{SUFFIX}", "whatever")
+        other.open()
+        other.bind()
+        assert other.result["result"] == 52  # not invalidCredentials: we could not tell
+        other.unbind()
+        assert pg_server.proc.poll() is None  # still up
+    finally:
+        pg_cluster.start_again()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        conn.search(jsmith, "(objectClass=*)", BASE, attributes=["description"])
+        if conn.result["result"] == 0:
+            break
+        time.sleep(0.2)
+    assert conn.result["result"] == 0
+    assert conn.entries[0].description.values == ["before"]  # the refused write left nothing
+    assert conn.modify(jsmith, {"description": [(MODIFY_REPLACE, ["after"])]})
+    fresh = connect(pg_server)  # a new connection and bind work too
+    fresh.search(jsmith, "(objectClass=*)", BASE, attributes=["description"])
+    assert fresh.entries[0].description.values == ["after"]
