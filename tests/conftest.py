@@ -79,13 +79,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_port(port, timeout=20.0, proc=None):
+def wait_port(port, timeout=20.0, proc=None, host="127.0.0.1"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            with socket.create_connection((host, port), timeout=0.5):
                 return
         except OSError:
             time.sleep(0.05)
@@ -102,21 +102,25 @@ def store_section() -> dict:
 
 
 class ServerProcess:
-    """A `rollcall serve` subprocess with its own directory."""
+    """A `rollcall serve` subprocess with its own directory. host/netns: listen on
+    that address inside that network namespace (a test host, tests/multihost);
+    store: a config `store:` section instead of the run's default."""
 
-    def __init__(self, workdir: Path, extra_config=None, ldif=BASE_LDIF):
+    def __init__(self, workdir: Path, extra_config=None, ldif=BASE_LDIF, host="127.0.0.1", netns=None,
+                 store=None):
         self.workdir = workdir
+        self.host, self.netns = host, netns
         self.port = free_port()
         self.tls_port = free_port()
-        self.url = f"ldap://127.0.0.1:{self.port}"
-        self.ldaps_url = f"ldaps://127.0.0.1:{self.tls_port}"
+        self.url = f"ldap://{host}:{self.port}"
+        self.ldaps_url = f"ldaps://{host}:{self.tls_port}"
         schema = [str(ROOT / "schema" / n) for n in
                   ("core.schema", "cosine.schema", "inetorgperson.schema", "nis.schema", "eduperson.schema")]
         cfg = {
             "suffix": SUFFIX,
             "listeners": [self.url, self.ldaps_url],
             "root": {"dn": ROOT_DN, "password": ROOT_HASH},
-            "store": store_section(),
+            "store": store or store_section(),
             "schema": schema,
             "tls": {"cert": "var/tls/server.crt", "key": "var/tls/server.key"},
             "limits": {"size": 500, "time": 60, "unindexed": 50},
@@ -150,10 +154,12 @@ class ServerProcess:
 
     def start(self):
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "directory.cli", "serve", "--config", str(self.config_path)],
-                                     cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
-        wait_port(self.port, proc=self.proc)
-        wait_port(self.tls_port, proc=self.proc)
+        cmd = [sys.executable, "-m", "directory.cli", "serve", "--config", str(self.config_path)]
+        if self.netns:
+            cmd = ["ip", "netns", "exec", self.netns, *cmd]
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
+        wait_port(self.port, proc=self.proc, host=self.host)
+        wait_port(self.tls_port, proc=self.proc, host=self.host)
         return self
 
     def kill(self, sig=signal.SIGKILL):

@@ -222,6 +222,10 @@ class Tx(Reader, Protocol):
 class Store(Reader, Throttles, Protocol):
     """A directory's entries, indexes, audit log and counters."""
 
+    # True when a read may wait on the network (PostgreSQL): the server then reads in
+    # its read pool, never on the reactor thread; False (SQLite) reads inline
+    remote: bool
+
     # -- reads (hot: implementations add no layers here) -------------------------
     def get_many(self, ids: Iterable[int]) -> list[Entry]:
         """The entries among ids that exist (any order)."""

@@ -147,6 +147,9 @@ class PostgresStore:
     database), "upgrade" (apply pending migrations) or "any" (open whatever is
     there: `rollcall db version`)."""
 
+    # reads wait on the network: the server makes them in its read pool, never on the reactor
+    remote = True
+
     def __init__(self, conninfo: str, password: str | None = None, pool_size: int = 10,
                  cache_entries: int = 200000, cache_ttl: float = 300.0, schema: str = "check",
                  listen: bool = True, connect_timeout: float = 5.0):

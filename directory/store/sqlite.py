@@ -74,6 +74,7 @@ SEP_END = "\x02"
 
 
 class SQLiteStore:
+    remote = False  # a file on this host: read inline (see Store.remote)
     def __init__(self, path, cache_entries: int = 200000):
         self.path = str(path)
         self.cache_limit = cache_entries

@@ -198,7 +198,11 @@ DEFAULT_POLICY = {"min_length": 8, "history": 2, "max_failures": 3, "failure_win
                   "lockout_duration": 0, "source_max_failures": 1000, "source_window": 60}
 
 
-def make_server(workdir: Path, policy=None, indexes=None, extra=None, extra_ldif="") -> ServerProcess:
+def make_server(workdir: Path, policy=None, indexes=None, extra=None, extra_ldif="", load=True,
+                start=True, **server) -> ServerProcess:
+    """The test district's server. load=False: its store already has the district
+    (another host's server over the same database); server: ServerProcess's host,
+    netns, store."""
     extra = {
         "schema": [str(ROOT / "schema" / n) for n in SCHEMA_FILES],
         "access": access_rules(),
@@ -207,5 +211,6 @@ def make_server(workdir: Path, policy=None, indexes=None, extra=None, extra_ldif
         "indexes": {"memberOf": ["eq"], "uniqueMember": ["eq"], **(indexes or {})},
         **(extra or {}),
     }
-    ldif = district_ldif() + ("\n" + extra_ldif if extra_ldif else "")
-    return ServerProcess(workdir, extra_config=extra, ldif=ldif).start()
+    ldif = district_ldif() + ("\n" + extra_ldif if extra_ldif else "") if load else None
+    srv = ServerProcess(workdir, extra_config=extra, ldif=ldif, **server)
+    return srv.start() if start else srv
