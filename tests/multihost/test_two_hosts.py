@@ -6,8 +6,11 @@ import time
 
 from ldap3 import MODIFY_ADD, MODIFY_DELETE, MODIFY_REPLACE, Connection, Server
 
+from tests import pgcluster
 from tests.conftest import ROOT_DN, ROOT_PW
 from tests.protocol.district import bind, password, role_group, staff, student
+
+from .conftest import frontends, make_standby
 
 SUCCESS, CONSTRAINT_VIOLATION, NO_SUCH_OBJECT, INVALID_CREDENTIALS = 0, 19, 32, 49
 INSUFFICIENT_ACCESS, ALREADY_EXISTS = 50, 68
@@ -156,3 +159,115 @@ def test_kill_9_of_one_host_loses_no_acknowledged_write(pair):
         found.update(str(e.uid) for e in on_b.entries)
     lost = [uid for uid in acked if uid not in found]
     assert not lost, f"{len(lost)} acknowledged adds are missing: {lost[:5]}"
+
+
+class Writers:
+    """Threads adding entries through each frontend: what was acknowledged, and
+    every result code seen (a frontend must answer, never crash nor hang)."""
+
+    def __init__(self, servers, per_server=2):
+        self.acked, self.codes, self.lock, self.stop = [], set(), threading.Lock(), threading.Event()
+        self.prefixes = {f"{name}{n}w": srv for name, srv in servers.items() for n in range(per_server)}
+        self.threads = [threading.Thread(target=self.run, args=(srv, prefix), daemon=True)
+                        for prefix, srv in self.prefixes.items()]
+
+    def run(self, srv, prefix):
+        i = 0
+        conn = None
+        while not self.stop.is_set():
+            try:
+                if conn is None:
+                    conn = root(srv)
+                code = add_person(conn, f"{prefix}{i}")
+            except Exception:
+                conn = None  # the frontend went away: connect again
+                time.sleep(0.1)
+                continue
+            with self.lock:
+                self.codes.add(code)
+                if code == SUCCESS:
+                    self.acked.append(f"{prefix}{i}")
+            if code != SUCCESS:
+                time.sleep(0.05)
+            i += 1
+
+    def count(self, prefix=""):
+        with self.lock:
+            return sum(1 for uid in self.acked if uid.startswith(prefix))
+
+    def wait_for(self, n, prefix="", timeout=30):
+        start = self.count(prefix)
+        deadline = time.monotonic() + timeout
+        while self.count(prefix) < start + n:
+            assert time.monotonic() < deadline, f"no {n} more acknowledged writes{' via ' + prefix if prefix else ''}"
+            time.sleep(0.05)
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for t in self.threads:
+            t.join(30)
+
+    def missing(self, srv):
+        found = set()
+        conn = root(srv)
+        for prefix in self.prefixes:
+            conn.search(STUDENTS_OU, f"(uid={prefix}*)", attributes=["uid"], paged_size=1000)
+            found.update(str(e.uid) for e in conn.entries)
+        return [uid for uid in self.acked if uid not in found]
+
+
+def test_postgresql_away_for_seconds_then_both_hosts_serve_again(pair, db_server):
+    a, b = pair
+    with Writers({"a": a, "b": b}) as w:
+        w.wait_for(5, "a")
+        w.wait_for(5, "b")
+        readers = [root(srv) for srv in (a, b)]
+        db_server.stop("fast")
+        time.sleep(3)
+        away = w.codes.copy()
+        # while it is away: a search is answered (unavailable), not left hanging
+        for c in readers:
+            c.search(STUDENTS_OU, "(uid=s1)", attributes=["uid"])
+            assert c.result["result"] in (51, 52), c.result
+        db_server.start_again()
+        w.wait_for(5, "a")  # both frontends write again, without a restart
+        w.wait_for(5, "b")
+    assert w.codes <= {SUCCESS, 51, 52}, f"result codes seen: {sorted(w.codes)}"
+    assert away <= {SUCCESS, 51, 52}
+    assert not w.missing(b), "acknowledged writes are missing"
+
+
+def test_failover_to_a_synchronous_standby_loses_no_acknowledged_write(tmp_path, network):
+    primary = pgcluster.PGCluster.start(listen_addresses=network.gateway)
+    standby = None
+    a = b = None
+    try:
+        dbname = primary.create_database("fo").rsplit("dbname=", 1)[1]
+        standby = make_standby(primary, network.gateway)
+        # the multi-host connection string: whichever of the two accepts writes
+        conninfo = (f"host={network.gateway},{network.gateway} port={primary.port},{standby.port} "
+                    f"user=postgres dbname={dbname} target_session_attrs=read-write connect_timeout=2")
+        a, b = frontends(tmp_path, network, conninfo)
+        with Writers({"a": a, "b": b}) as w:
+            w.wait_for(10, "a")
+            w.wait_for(10, "b")
+            primary.stop("immediate")  # the primary's host dies
+            before = len(w.acked)
+            standby._run("pg_ctl", "-D", str(standby.datadir), "-w", "promote")
+            w.wait_for(5, "a", timeout=60)  # both frontends write to the new primary
+            w.wait_for(5, "b", timeout=60)
+        assert before > 0
+        assert w.codes <= {SUCCESS, 51, 52}, f"result codes seen: {sorted(w.codes)}"
+        assert not w.missing(b), "acknowledged writes are missing after the failover"
+    finally:
+        for srv in (a, b):
+            if srv is not None:
+                srv.stop()
+        for cluster in (standby, primary):
+            if cluster is not None:
+                cluster.teardown()
