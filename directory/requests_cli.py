@@ -36,6 +36,7 @@ from .app import open_directory
 from .config import ConfigError, load_config
 from .core.identity import Identity
 from .core.requests import expire
+from .district import display
 from .district.gentime import parse_time
 
 
@@ -155,8 +156,7 @@ def cmd_submit(args):
         raise CLIError("which site / role? (--site, --application/--role or --target)")
     number = rc.submit(s.conn, kind, target, grantee=args.grantee, justification=args.justification,
                        expiry=_gentime(args.expiry), **fields)
-    dn = rc.request_dn(s.suffix, number)
-    print(f"request {number} submitted: {dn}")
+    print(f"request {number} submitted")
     got = rc.get(s.conn, number) if s.me else None
     for flag in got.flags if got else ():
         print(f"  {flag}")
@@ -173,15 +173,25 @@ def cmd_list(args):
     if args.mine and not s.me:
         raise CLIError("--mine needs -D")
     rows = []
+    names = dict(rc.sites(s.conn))
     for r in rc.list_requests(s.conn, args.status, s.me if args.mine else None):
-        who = r.requester or r.one("mail") or "(anonymous)"
-        target = ",".join(r.target.split(",")[:2])
-        rows.append((r.number, r.kind, r.status, target, (r.grantee or who).split(",")[0],
-                     r.one("createTimestamp")[:8]))
-    print(f"{'number':>6}  {'kind':<20}  {'status':<9}  {'target':<40}  {'for':<24}  filed")
+        who = display.person_label(r.grantee or r.requester) if (r.grantee or r.requester) else \
+            (r.name or r.one("mail") or "(anonymous)")
+        rows.append((r.number, r.kind, r.status, _what(r, names), who, display.local_date(r.one("createTimestamp"))))
+    print(f"{'number':>6}  {'kind':<20}  {'status':<9}  {'request':<40}  {'for':<24}  filed")
     for n, kind, st, target, who, created in rows:
         print(f"{n:>6}  {kind:<20}  {st:<9}  {target:<40}  {who:<24}  {created}")
     print(f"({len(rows)} request{'s' if len(rows) != 1 else ''})")
+
+
+def _what(r, names) -> str:
+    """What a request asks for, in the words of the console (site names, role names)."""
+    site = display.site_label(r.site_code, names.get(r.site_code)) if r.site_code else ""
+    if r.kind == "NON_EMPLOYEE_ACCOUNT":
+        return f"account for {r.name or r.one('mail')}, {site}"
+    if r.kind == "APPLICATION_ROLE":
+        return f"role {r.role} ({display.person_label(r.application)})"
+    return f"{r.role} of {site}" if site else r.role
 
 
 def cmd_show(args):
@@ -199,9 +209,12 @@ def _decide(args, status, reason=None, expiry=None):
     s = Session(args)
     r = rc.decide(s.conn, args.number, status, reason, expiry)
     print(f"request {args.number}: {status}")
-    for name in ("rollcallLinkedAccount", "rollcallExpiry"):
-        for v in r.all(name) if r is not None and status == "APPROVED" else ():
-            print(f"  {name}: {v}")
+    if r is not None and status == "APPROVED":
+        if r.linked_account:
+            print(f"  account:   {display.person_label(r.linked_account)} (PENDING until activated: "
+                  f"`rollcall request issue-code {args.number}` gives its activation code)")
+        if r.one("rollcallExpiry"):
+            print(f"  ends:      {display.local_date(r.one('rollcallExpiry'))}")
 
 
 def cmd_approve(args):

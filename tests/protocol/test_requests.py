@@ -4,6 +4,7 @@ every kind through approve and deny, the wrong approver, self-approval, withdraw
 a revoked principal, two approvers at once, anonymous submission and its rate limit,
 the expiry job, and the audit entries of it all."""
 import json
+import re
 import threading
 import time
 
@@ -639,8 +640,16 @@ def test_command_line_submit_show_list_approve(srv):
     bad = srv.rollcall("request", "approve", number, "-D", dn_of("pwong"), "-w", PASSWORDS["principal"],
                        "--url", srv.url, check=False)
     assert bad.returncode == 1 and "insufficient" in bad.stderr.lower() and "9012" in bad.stderr
+    assert "ou=requests" not in code.stdout  # a number for people, not the request's DN
+    # the list reads as the console does: the school's name, the filing date
+    row = next(line for line in listed.splitlines() if line.split()[:1] == [number])
+    assert "Washington High (9012)" in row and "ou=sites" not in row
+    assert re.search(r"\d{4}-\d{2}-\d{2}$", row) and not re.search(r"\d{14}Z", row)
     ok = srv.rollcall("request", "approve", number, *principal, "--expiry", "2099-06-30")
-    assert "APPROVED" in ok.stdout and "rollcallLinkedAccount" in ok.stdout
+    # people output: the account's username and the end date, no DN and no generalized time
+    assert "APPROVED" in ok.stdout and re.search(r"account: +[a-z0-9]+ \(PENDING", ok.stdout), ok.stdout
+    assert "ends:      2099-06-30" in ok.stdout and "20990630235959Z" not in ok.stdout
+    assert "ou=nonemployees" not in ok.stdout
     shown = srv.rollcall("request", "show", number, *principal).stdout
     assert "rollcallRequestStatus: APPROVED" in shown and "rollcallExpiry: 20990630235959Z" in shown
 
