@@ -7,6 +7,7 @@ json/csv`, the audit log, roster CSV columns that name DNs) keep the raw values.
     local_date("20270101131717Z") -> "2027-01-01"        (the server's local date)
     local_datetime("20270101131717Z") -> "2027-01-01 13:17" (local time; "" stays "")
     reason_label("parent-refusal") -> "Parent or guardian refused (signed form)"
+    role_label("student-email-admins") -> "Student e-mail administrator"
     DEACTIVATION_REASONS                 the reasons a sub-administrator chooses from
     plain_reason(exc_text) -> a sentence without Python object reprs
 """
@@ -23,6 +24,19 @@ DEACTIVATION_REASONS = {
     "misuse": "Misuse of the account",
     "other": "Other (explain in the reference)",
 }
+
+
+SITE_ROLES = {
+    "student-email-admins": "Student e-mail administrator",
+    "photo-designees": "Photo designee",
+    "principals": "Principal",
+    "photo-vendors": "Photo vendor",
+}
+
+
+def role_label(cn: str) -> str:
+    """A site's role group (its cn) as people name the role."""
+    return SITE_ROLES.get((cn or "").strip().lower(), cn or "")
 
 
 def site_label(code: str, name: str | None = None) -> str:

@@ -94,7 +94,8 @@ class Console(resource.Resource):
             autoescape=jinja2.select_autoescape(["html"], default=True),
             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
         self.templates.filters.update(site=_site_filter, date=display.local_date, datetime=display.local_datetime,
-                                      reason=display.reason_label, person=display.person_label)
+                                      reason=display.reason_label, person=display.person_label,
+                                      role=display.role_label)
         self.sweeper = task.LoopingCall(self._sweep)
         # with limits.idle_timeout, sweep often enough to keep session connections alive
         interval = min(30, config.idle_timeout / 4) if config.idle_timeout else 30
