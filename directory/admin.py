@@ -546,10 +546,6 @@ def csv_bytes(columns, rows) -> bytes:
     return b"\xef\xbb\xbf" + out.getvalue().encode("utf-8")
 
 
-def _date(gentime: str) -> str:
-    return f"{gentime[0:4]}-{gentime[4:6]}-{gentime[6:8]}" if len(gentime) >= 8 else gentime
-
-
 def roster(conn, code: str, ids=None, issue_activation_codes: bool = True, reissue_codes: bool = False) -> Roster:
     """The roster of a cost center (or only the listed district IDs): one row per
     student whose SIS record or account carries the code, including SIS records with
@@ -611,14 +607,15 @@ def roster(conn, code: str, ids=None, issue_activation_codes: bool = True, reiss
                     r = by_uid.get(item["uid"])
                     if r is not None:
                         r["activation_code"] = item["code"]
-                        r["activation_code_expires"] = _date(item["expiry"])
+                        r["activation_code_expires"] = display.local_date(item["expiry"])
                         r["activation_code_note"] = "new code in this roster (earlier codes no longer work)"
                         report.codes_issued += 1
                 elif item.get("valid"):
                     r = by_uid.get(item["uid"])
                     if r is not None:
-                        r["activation_code_expires"] = _date(item["expiry"])
-                        r["activation_code_note"] = (f"a code issued on {_date(item['issued'])} is still valid "
+                        r["activation_code_expires"] = display.local_date(item["expiry"])
+                        issued = display.local_date(item["issued"])
+                        r["activation_code_note"] = (f"a code issued on {issued} is still valid "
                                                      "(ask the person who created the account, or reissue)")
                         report.codes_kept += 1
                 else:
@@ -641,6 +638,6 @@ def _row(site, did, sis_attrs, acc) -> dict:
         "activation_state": acc["activation_state"] if acc else "",
         "activation_code": "", "activation_code_expires": "", "activation_code_note": "",
         "photo_status": (acc["photo_status"] or "NONE") if acc else "",
-        "sis_record_date": _date(_raw(a, "rollcallSisImportedAt")) if sis_attrs else "",
+        "sis_record_date": display.local_date(_raw(a, "rollcallSisImportedAt")) if sis_attrs else "",
         "all_schools": " ".join(acc["schools"] if acc else _raw_all(a, "departmentNumber")),
     }

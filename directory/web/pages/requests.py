@@ -293,8 +293,9 @@ def _detail(ctx, req, status=200, error="", reason="", expiry=""):
         ctx, "requests_detail.html", status=status, req=req, error=error, reason=reason, expiry=expiry,
         kinds=KIND_NAMES, ne_kinds=NE_KINDS, app=app, can_decide=may_decide(s, req, apps),
         can_withdraw=req.status == "PENDING" and rc.norm_dn(req.requester) == rc.norm_dn(s.dn),
-        deciders=deciders(ctx, req, apps),
-        people={dn: admin.person_name(ctx.conn, dn) for dn in (req.requester, req.grantee, req.decided_by) if dn}, mine=req.involves(s.dn), can_issue_code=may_issue_code(s, req))
+        deciders=deciders(ctx, req, apps), mine=req.involves(s.dn), can_issue_code=may_issue_code(s, req),
+        # people by name (who filed, for whom, who decided), not by DN
+        people={dn: admin.person_name(ctx.conn, dn) for dn in (req.requester, req.grantee, req.decided_by) if dn})
 
 
 @route("GET", "/requests/(?P<n>[0-9]{1,9})", allow=NOT_STUDENT)
