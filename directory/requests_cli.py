@@ -30,7 +30,7 @@ Examples:
 import argparse
 import sys
 
-from . import client
+from . import admin, client
 from . import requests_client as rc
 from .app import open_directory
 from .config import ConfigError, load_config
@@ -80,6 +80,8 @@ def add_request_parser(p):
     q.add_argument("--mine", action="store_true", help="only requests you filed or that name you as grantee")
     q = cmd("show", cmd_show, "show one request")
     q.add_argument("number", type=int)
+    q.add_argument("--format", choices=["text", "ldif"], default="text",
+                   help="text for people (default); ldif: its attributes as stored, with DNs and generalized times")
     q = cmd("approve", cmd_approve, "approve a request (the grant is made in the same transaction)")
     q.add_argument("number", type=int)
     q.add_argument("--reason")
@@ -199,10 +201,33 @@ def cmd_show(args):
     r = rc.get(s.conn, args.number)
     if r is None:
         raise CLIError(f"request {args.number}: not found")
-    print(f"dn: {r.dn}")
-    for name in rc.SHOW_ATTRS:
-        for v in r.all(name):
-            print(f"{name}: {v}")
+    if args.format == "ldif":  # the machine format: DNs and generalized times as stored
+        print(f"dn: {r.dn}")
+        for name in rc.SHOW_ATTRS:
+            for v in r.all(name):
+                print(f"{name}: {v}")
+        return
+    names = dict(rc.sites(s.conn)) if s.me else {}
+
+    def person(dn):
+        return admin.person_name(s.conn, dn) if dn else ""
+
+    lines = [("asks for", _what(r, names) if r.target else ""),
+             ("filed", " ".join(x for x in (r.filed_at, f"by {person(r.requester)}"
+                                             if r.requester else "") if x)),
+             ("for", person(r.grantee)),
+             ("name", r.name if r.kind == "NON_EMPLOYEE_ACCOUNT" else ""), ("e-mail", r.one("mail")),
+             ("organization", r.one("rollcallOrganization")), ("why", r.justification),
+             ("decided", " ".join(x for x in (r.decided_at, f"by {person(r.decided_by)}"
+                                               if r.decided_by else "") if x)),
+             ("reason", r.reason), ("ends", display.local_date(r.one("rollcallExpiry"))),
+             ("account", person(r.linked_account))]
+    print(f"request {r.number}: {r.kind.replace('_', ' ').lower()}" + (f", {r.status}" if r.status else ""))
+    for label, value in lines:
+        if value:
+            print(f"  {label + ':':<14}{value}")
+    for flag in r.flags:
+        print(f"  {flag}")
 
 
 def _decide(args, status, reason=None, expiry=None):

@@ -670,7 +670,7 @@ def test_command_line_submit_show_list_approve(srv):
                         "--ne-kind", "contractor", "--site", "9012", "--justification", "CLI test")
     assert "submitted" in code.stdout, code
     number = code.stdout.split()[1]
-    shown = srv.rollcall("request", "show", number, "--url", srv.url).stdout
+    shown = srv.rollcall("request", "show", number, "--url", srv.url, "--format", "ldif").stdout
     # anonymous view: the number and kind only
     assert "rollcallRequestKind: NON_EMPLOYEE_ACCOUNT" in shown and "mail" not in shown
     assert "rollcallRequestStatus" not in shown
@@ -690,8 +690,12 @@ def test_command_line_submit_show_list_approve(srv):
     assert "APPROVED" in ok.stdout and re.search(r"account: +[a-z0-9]+ \(PENDING", ok.stdout), ok.stdout
     assert "ends:      2099-06-30" in ok.stdout and "20990630235959Z" not in ok.stdout
     assert "ou=nonemployees" not in ok.stdout
-    shown = srv.rollcall("request", "show", number, *principal).stdout
+    shown = srv.rollcall("request", "show", number, *principal, "--format", "ldif").stdout
     assert "rollcallRequestStatus: APPROVED" in shown and "rollcallExpiry: 20990630235959Z" in shown
+    # for people: the school by name, who decided by name, the end as a date
+    shown = srv.rollcall("request", "show", number, *principal).stdout
+    assert "APPROVED" in shown and "Washington High (9012)" in shown and "by Lucía Martínez" in shown
+    assert "ends:         2099-06-30" in shown and "20990630235959Z" not in shown and "ou=" not in shown
 
     teacher = ["-D", dn_of("ewilson"), "-w", PASSWORDS["teacher"], "--url", srv.url]
     sub = srv.rollcall("request", "submit", *teacher, "--kind", "role", "--application", "welligent",
@@ -702,7 +706,7 @@ def test_command_line_submit_show_list_approve(srv):
     denied = srv.rollcall("request", "deny", number, "-D", dn_of("hkim"), "-w", PASSWORDS["case manager"],
                           "--url", srv.url, "--reason", "wrong role")
     assert "DENIED" in denied.stdout
-    assert "rollcallDecisionReason: wrong role" in srv.rollcall("request", "show", number, *teacher).stdout
+    assert "reason:       wrong role" in srv.rollcall("request", "show", number, *teacher).stdout
     nothing = srv.rollcall("request", "deny", number, *teacher, check=False)
     assert nothing.returncode == 2  # --reason is required
 
