@@ -193,6 +193,7 @@ def test_roster_zip_for_a_list_of_district_ids(console, new_page):
     page = subadmin_page(console, new_page)
     page.goto(console.base + "/roster")
     assert unlabelled_controls(page) == []
+    assert page.locator("#site option").all_inner_texts() == ["Lincoln Elementary (1234)"]
     page.get_by_label("Cost center").select_option("1234")
     page.get_by_label(re.compile("Only these district IDs")).fill("000001s001\n000024s024, bogus")
     with page.expect_download() as dl:
