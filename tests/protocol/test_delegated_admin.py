@@ -349,7 +349,7 @@ def test_find_names_in_either_order_and_the_comma_form(admin1):
     assert uids(admin1, "Jon Mia") == ["mjones"]
 
 
-def test_find_explains_short_queries_and_partial_district_ids(admin1):
+def test_find_explains_short_queries_and_partial_district_ids(admin1, root):
     found = admin.find_students(admin1, "Mi")
     assert found.students == [] and "at least 3 characters" in found.note
     assert uids(admin1, "Jones Mi") == []  # "Mi" is no whole first name …
@@ -362,6 +362,9 @@ def test_find_explains_short_queries_and_partial_district_ids(admin1):
     assert uids(admin1, district_id("mjones2")[:6]) == []  # another school's student
     found = admin.find_students(admin1, "80")
     assert found.students == [] and "too short" in found.note and "10 characters" in found.note
+    # district-wide, part of an ID would have no index to narrow it: the note asks for all of it
+    found = admin.find_students(root, did[:6])
+    assert found.students == [] and "type all of it" in found.note
 
 
 def test_find_offers_enrollees_with_a_sis_record_and_no_account(srv, pwdir, admin1):
