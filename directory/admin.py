@@ -272,6 +272,8 @@ def _name_filter(text: str) -> tuple[str, bool]:
     """(filter, short): names in either order ("Mia Jones", "Jones Mia") or the comma
     form ("Jones, Mia"); short when some word was matched whole only."""
     last, words = _words(text)
+    if not last + words:  # "," alone: no name at all ("(&)" would match every student)
+        raise AdminError("search for a district ID, an e-mail address or a name")
     short = any(len(w) < MIN_QUERY for w in last + words)
     if not last and len(words) == 1:
         w = words[0]

@@ -352,7 +352,9 @@ def test_find_names_in_either_order_and_the_comma_form(admin1):
 def test_find_explains_short_queries_and_partial_district_ids(admin1, root):
     found = admin.find_students(admin1, "Mi")
     assert found.students == [] and "at least 3 characters" in found.note
-    assert uids(admin1, "Jones Mi") == []  # "Mi" is no whole first name …
+    assert uids(admin1, "Jones Mi") == []
+    with pytest.raises(admin.AdminError, match="search for a district ID"):
+        admin.find_students(admin1, " , ")  # no name at all is no search of every student  # "Mi" is no whole first name …
     assert "3 characters" in admin.find_students(admin1, "Jones Mi").note  # … and the note says so
     # part of a district ID: found within the caller's schools
     did = district_id("mjones")
