@@ -138,7 +138,7 @@ def cmd_find(args):
         def schools(codes):
             return ", ".join(display.site_label(c, names.get(c)) for c in codes)
 
-        if not rows:
+        if not rows and not found.note:  # the note says why instead
             print(f"no student in your scope matches “{args.text.strip()}”")
         for s in found.students:
             print(f"{s['district_id']:<11} {s['uid']:<20} {s['status']:<9} {s['name']:<30} {s['mail']}"

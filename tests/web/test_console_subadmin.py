@@ -336,7 +336,7 @@ def test_search_names_in_either_order_short_queries_and_partial_ids(console, new
         assert len(rows) == 1 and "mjones" in rows[0] and "Lincoln Elementary (1234)" in rows[0], (q, rows)
     # too short: the page says why instead of a bare "no match"
     main = search(page, console, "Mi")
-    assert "at least 3 characters" in main
+    assert "at least 3 characters" in main and "No student of your schools matches" not in main
     shot(page, "students-search-short")
     # part of a district ID: within the sub-administrator's schools
     main = search(page, console, "000013")
