@@ -534,6 +534,9 @@ def test_create_account_cli_for_new_enrollee(srv, pwdir, root):
     # jdoe is taken: the sync's rule numbers the next one
     assert "username: jdoe2" in r.stdout and "jdoe2@students.district.example" in r.stdout
     assert "PENDING" in r.stdout and "activation code" in r.stdout
+    # for people: the student's name, the code's expiry as a local date; no DN, no generalized time
+    assert "created the account of Jane Doe" in r.stdout and "uid=" not in r.stdout
+    assert re.search(r"code expires: \d{4}-\d{2}-\d{2}\n", r.stdout) and not re.search(r"\d{14}Z", r.stdout)
     e = read(root, student("jdoe2"))
     assert e["rollcallAccountStatus"] == ["PENDING"] and e["employeeNumber"] == [did]
     assert e["departmentNumber"] == ["1111"] and e["rollcallActivationState"] == ["NOT_ACTIVATED"]
