@@ -7,7 +7,8 @@ directory's, so `ldappasswd` and `ldapmodify` obey exactly the same ones; a chec
 made here too is only there to phrase the refusal well.
 
     roster(conn, code, ids=None, issue_codes=True) -> Roster   (.rows, .missing, .zip_bytes())
-    find_students(conn, text)                 district ID, mail, first or last name (substring)
+    find_students(conn, text) -> StudentSearch  district ID (or part), mail, names in either order,
+                                              "Last, First"; SIS enrollees without an account
     resolve_student(conn, target)             username, district ID or DN -> one student
     create_account(conn, district_id)         RollcallAccountOp "create" (new enrollee)
     reset_password(conn, target)              Password Modify without a new password
@@ -32,11 +33,13 @@ import zipfile
 from dataclasses import dataclass, field
 
 from ldap3 import BASE, MODIFY_REPLACE, SUBTREE
+from ldap3.core.exceptions import LDAPException
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import parse_dn
 
 from . import client
 from .client import ClientError
+from .district import display
 from .district.ids import DISTRICT_ID
 
 ACCOUNT_OP = "2.25.69814933526364736177629039217756273497.4.1"
@@ -204,29 +207,160 @@ def _student(dn, attrs) -> dict:
     }
 
 
+def site_names(conn) -> dict:
+    """{cost center: site name} of every site the caller may read (signed-in users read
+    ou=sites), to name schools in output for people."""
+    out = {}
+    for _dn, a in paged_search(conn, f"ou=sites,{_suffix(conn)}", "(objectClass=rollcallSite)",
+                               ["rollcallCostCenter", "rollcallSiteName", "ou"]):
+        code = _raw(a, "rollcallCostCenter") or _raw(a, "ou")
+        if code:
+            out[code] = _raw(a, "rollcallSiteName") or code
+    return out
+
+
+def person_name(conn, dn: str) -> str:
+    """How a person named by DN reads for people: their cn, else their username (the
+    DN's first value) when the entry cannot be read."""
+    if not dn:
+        return ""
+    try:
+        conn.search(dn, "(objectClass=*)", BASE, attributes=["cn"])
+        entries = _entries(conn)
+    except LDAPException:
+        entries = []
+    return display.person_label(dn, _raw(entries[0]["raw_attributes"], "cn") if entries else "")
+
+
 def _students_base(conn) -> str:
     return f"ou=students,ou=people,{_suffix(conn)}"
 
 
-def find_students(conn, text: str, limit: int = 200) -> list:
-    """Students in the caller's scope matching a district ID, an e-mail address, a
-    username, or a first or last name (substring, at least 3 characters)."""
-    t = text.strip()
+MIN_QUERY = 3  # the substring index is of trigrams: a shorter piece of a name cannot use it
+PARTIAL_ID = re.compile(r"^(?=.*[0-9])(?:[0-9]{1,9}|[0-9]{0,6}[A-Za-z][0-9]{0,3})$")
+
+
+@dataclass
+class StudentSearch:
+    """What a student search found: accounts, enrollees with a SIS record and no account
+    yet (their account can be created), and a note saying how the query was read when
+    that matters (a short query, a partial district ID)."""
+    students: list = field(default_factory=list)
+    enrollees: list = field(default_factory=list)  # {"district_id", "name", "given", "sn", "schools", "grade"}
+    note: str = ""
+
+
+def _words(text: str) -> tuple[list, list]:
+    """("Jones, Mia") -> (["Jones"], ["Mia"]): last names before a comma, first names
+    after it; without a comma every word is either ([], words)."""
+    if "," in text:
+        last, _, first = text.partition(",")
+        return last.split(), first.replace(",", " ").split()
+    return [], text.split()
+
+
+def _name_term(word: str, attrs) -> str:
+    """One word of a name: a substring of any of `attrs` (trigram index), or, shorter
+    than MIN_QUERY, a whole value (equality index): both stay indexed."""
+    e = escape_filter_chars(word)
+    if len(word) >= MIN_QUERY:
+        return "(|" + "".join(f"({a}=*{e}*)" for a in attrs) + ")"
+    return "(|" + "".join(f"({a}={e})" for a in attrs) + ")"
+
+
+def _name_filter(text: str) -> tuple[str, bool]:
+    """(filter, short): names in either order ("Mia Jones", "Jones Mia") or the comma
+    form ("Jones, Mia"); short when some word was matched whole only."""
+    last, words = _words(text)
+    if not last + words:  # "," alone: no name at all ("(&)" would match every student)
+        raise AdminError("search for a district ID, an e-mail address or a name")
+    short = any(len(w) < MIN_QUERY for w in last + words)
+    if not last and len(words) == 1:
+        w = words[0]
+        e = escape_filter_chars(w)
+        if len(w) >= MIN_QUERY:
+            return f"(|(uid={e})(mail=*{e}*)(givenName=*{e}*)(sn=*{e}*)(cn=*{e}*))", short
+        return f"(|(uid={e})(givenName={e})(sn={e}))", short
+    terms = [_name_term(w, ("sn",)) for w in last]
+    terms += [_name_term(w, ("givenName",) if last else ("givenName", "sn")) for w in words]
+    return "(&" + "".join(terms) + ")", short
+
+
+def _enrollee(dn, attrs) -> dict:
+    given, sn = _raw(attrs, "givenName"), _raw(attrs, "sn")
+    return {"dn": dn, "district_id": _raw(attrs, "employeeNumber"), "given": given, "sn": sn,
+            "name": _raw(attrs, "cn") or " ".join(x for x in (given, sn) if x),
+            "schools": _raw_all(attrs, "departmentNumber"), "grade": _raw(attrs, "rollcallGrade"),
+            "linked": _raw(attrs, "rollcallLinkedAccount")}
+
+
+def find_students(conn, text: str, limit: int = 200) -> StudentSearch:
+    """Students in the caller's scope matching a district ID (whole, or part of one
+    within the caller's schools), an e-mail address, a username, or names: first or
+    last, both in either order, or "Last, First". Names match by substring from
+    MIN_QUERY characters on, shorter ones as whole names (the note says so). Also
+    finds enrollees whose SIS record the caller may read and who have no account yet.
+    Every search is answered from an index (the server refuses unindexed searches of
+    large OUs); the directory's access rules decide what the caller sees."""
+    t = " ".join(text.split())
     if not t:
         raise AdminError("search for a district ID, an e-mail address or a name")
     e = escape_filter_chars(t)
+    note = ""
     if DISTRICT_ID.match(t):
         flt = f"(employeeNumber={e})"
+    elif PARTIAL_ID.match(t):
+        flt, note = _partial_id_filter(conn, t)
+        if flt is None:
+            return StudentSearch(note=note)
     elif "@" in t:
         flt = f"(mail={e})"
-    elif len(t) < 3:
-        flt = f"(|(uid={e})(givenName={e})(sn={e}))"
     else:
-        flt = f"(|(uid={e})(mail=*{e}*)(givenName=*{e}*)(sn=*{e}*))"
+        flt, short = _name_filter(t)
+        if short:
+            note = (f"Parts of names shorter than {MIN_QUERY} characters match whole first or last names only; "
+                    f"type at least {MIN_QUERY} characters to match part of a name.")
     found = paged_search(conn, _students_base(conn), flt, STUDENT_ATTRS)
-    out = [_student(dn, a) for dn, a in found]
-    out.sort(key=lambda s: (s["sn"].casefold(), s["given"].casefold(), s["uid"]))
-    return out[:limit]
+    out = StudentSearch(note=note)
+    out.students = sorted((_student(dn, a) for dn, a in found),
+                          key=lambda s: (s["sn"].casefold(), s["given"].casefold(), s["uid"]))[:limit]
+    if "@" not in t:
+        out.enrollees = _enrollees_without_account(conn, flt, out.students)[:limit]
+    return out
+
+
+def _partial_id_filter(conn, t: str):
+    """Part of a district ID: matched within the caller's schools (the departmentNumber
+    index narrows the candidates; employeeNumber has an equality index only). Returns
+    (filter, note) or (None, why not)."""
+    whole = "A district ID has 10 characters, e.g. 000123s456"
+    if len(t) < MIN_QUERY:
+        return None, f"“{t}” is too short to look for: {whole}; type at least {MIN_QUERY} of them."
+    scope = my_scope(conn)
+    if scope.root or scope.district_admin or not scope.cost_centers:
+        return None, (f"“{t}” is part of a district ID. {whole}: type all of it (searching by part of an ID "
+                      "works within a school's students, for its sub-administrators).")
+    schools = "".join(f"(departmentNumber={escape_filter_chars(c)})" for c in sorted(scope.cost_centers))
+    return (f"(&(|{schools})(employeeNumber=*{escape_filter_chars(t)}*))",
+            f"District IDs containing “{t}” among the students of your schools.")
+
+
+def _enrollees_without_account(conn, flt: str, students: list) -> list:
+    """SIS records matching `flt` (read from the suffix: a sub-administrator may read
+    the records of their sites, not the ou=sis entry) that no account carries."""
+    records = [_enrollee(dn, a) for dn, a in
+               paged_search(conn, _suffix(conn), f"(&(objectClass=rollcallSisRecord){flt})", SIS_ATTRS + ["cn"])]
+    have = {s["district_id"].lower() for s in students}
+    candidates = [r for r in records if r["district_id"] and not r["linked"] and r["district_id"].lower() not in have]
+    if not candidates:
+        return []
+    # an account the search did not match (e.g. other names than the SIS's) still counts
+    ids = "".join(f"(employeeNumber={escape_filter_chars(r['district_id'])})" for r in candidates)
+    taken = {_raw(a, "employeeNumber").lower()
+             for _dn, a in paged_search(conn, _students_base(conn), f"(|{ids})", ["employeeNumber"])}
+    out = [r for r in candidates if r["district_id"].lower() not in taken]
+    out.sort(key=lambda r: (r["sn"].casefold(), r["given"].casefold(), r["district_id"]))
+    return out
 
 
 def resolve_student(conn, target: str) -> dict:
@@ -414,10 +548,6 @@ def csv_bytes(columns, rows) -> bytes:
     return b"\xef\xbb\xbf" + out.getvalue().encode("utf-8")
 
 
-def _date(gentime: str) -> str:
-    return f"{gentime[0:4]}-{gentime[4:6]}-{gentime[6:8]}" if len(gentime) >= 8 else gentime
-
-
 def roster(conn, code: str, ids=None, issue_activation_codes: bool = True, reissue_codes: bool = False) -> Roster:
     """The roster of a cost center (or only the listed district IDs): one row per
     student whose SIS record or account carries the code, including SIS records with
@@ -479,14 +609,15 @@ def roster(conn, code: str, ids=None, issue_activation_codes: bool = True, reiss
                     r = by_uid.get(item["uid"])
                     if r is not None:
                         r["activation_code"] = item["code"]
-                        r["activation_code_expires"] = _date(item["expiry"])
+                        r["activation_code_expires"] = display.local_date(item["expiry"])
                         r["activation_code_note"] = "new code in this roster (earlier codes no longer work)"
                         report.codes_issued += 1
                 elif item.get("valid"):
                     r = by_uid.get(item["uid"])
                     if r is not None:
-                        r["activation_code_expires"] = _date(item["expiry"])
-                        r["activation_code_note"] = (f"a code issued on {_date(item['issued'])} is still valid "
+                        r["activation_code_expires"] = display.local_date(item["expiry"])
+                        issued = display.local_date(item["issued"])
+                        r["activation_code_note"] = (f"a code issued on {issued} is still valid "
                                                      "(ask the person who created the account, or reissue)")
                         report.codes_kept += 1
                 else:
@@ -509,6 +640,6 @@ def _row(site, did, sis_attrs, acc) -> dict:
         "activation_state": acc["activation_state"] if acc else "",
         "activation_code": "", "activation_code_expires": "", "activation_code_note": "",
         "photo_status": (acc["photo_status"] or "NONE") if acc else "",
-        "sis_record_date": _date(_raw(a, "rollcallSisImportedAt")) if sis_attrs else "",
+        "sis_record_date": display.local_date(_raw(a, "rollcallSisImportedAt")) if sis_attrs else "",
         "all_schools": " ".join(acc["schools"] if acc else _raw_all(a, "departmentNumber")),
     }

@@ -7,7 +7,7 @@ command-line LDAP client): -H/--url URL, -D/--bind-dn DN, -y/--password-file FIL
 env ROLLCALL_URL, ROLLCALL_BIND_DN, ROLLCALL_BIND_PASSWORD.
 
     rollcall roster --cost-center CODE [--ids ID,ID,…] [-o FILE.zip] [--no-codes | --reissue-codes]
-    rollcall account find TEXT
+    rollcall account find TEXT [--format text|json|csv]
     rollcall account create DISTRICT_ID
     rollcall account reset USERNAME|DISTRICT_ID
     rollcall account deactivate USERNAME|DISTRICT_ID --reason REASON --reference FORM-NUMBER
@@ -15,7 +15,9 @@ env ROLLCALL_URL, ROLLCALL_BIND_DN, ROLLCALL_BIND_PASSWORD.
     rollcall account activate USERNAME [--code CODE] [--new-password-file FILE]   (anonymous)
     rollcall account change-password [--new-password-file FILE]   (bound as the account)
 """
+import csv
 import getpass
+import json
 import os
 import sys
 import time
@@ -23,6 +25,7 @@ import time
 from ldap3.core.exceptions import LDAPException
 
 from . import admin, client
+from .district import display
 
 
 def _password(args, prompt="Password: "):
@@ -91,7 +94,7 @@ def cmd_roster(args):
         out = args.output or f"roster-{report.code}-{report.stamp}.zip"
         with open(out, "wb") as fh:
             fh.write(data)
-        print(f"{out}: {len(report.rows)} students of {report.code} {report.site_name}"
+        print(f"{out}: {len(report.rows)} students of {display.site_label(report.code, report.site_name)}"
               + (f", {len(report.missing)} IDs not found (see not-found CSV)" if report.missing else "")
               + f" ({elapsed:.2f} s)")
         if report.codes_issued:
@@ -107,16 +110,47 @@ def cmd_roster(args):
     _run(args, go)
 
 
+FIND_COLUMNS = ["kind", "district_id", "username", "status", "name", "email", "schools", "grade", "dn"]
+
+
 def cmd_find(args):
     def go():
         conn = connect(args)
         found = admin.find_students(conn, args.text)
-        if not found:
-            print("no student in your scope matches")
+        rows = ([{"kind": "account", "district_id": s["district_id"], "username": s["uid"], "status": s["status"],
+                  "name": s["name"], "email": s["mail"], "schools": " ".join(s["schools"]), "grade": s["grade"],
+                  "dn": s["dn"]} for s in found.students]
+                + [{"kind": "enrollee", "district_id": r["district_id"], "username": "", "status": "NO ACCOUNT",
+                    "name": r["name"], "email": "", "schools": " ".join(r["schools"]), "grade": r["grade"],
+                    "dn": r["dn"]} for r in found.enrollees])
+        if args.format == "json":  # machine formats: DNs and codes as the directory has them
+            for row in rows:
+                print(json.dumps(row, ensure_ascii=False))
             return
-        for s in found:
+        if args.format == "csv":
+            w = csv.writer(sys.stdout)
+            w.writerow(FIND_COLUMNS)
+            for row in rows:
+                w.writerow([row[c] for c in FIND_COLUMNS])
+            return
+        names = admin.site_names(conn)
+
+        def schools(codes):
+            return ", ".join(display.site_label(c, names.get(c)) for c in codes)
+
+        if not rows and not found.note:  # the note says why instead
+            print(f"no student in your scope matches “{args.text.strip()}”")
+        for s in found.students:
             print(f"{s['district_id']:<11} {s['uid']:<20} {s['status']:<9} {s['name']:<30} {s['mail']}"
-                  f"  [{' '.join(s['schools'])}]")
+                  f"  [{schools(s['schools'])}]")
+        if found.enrollees:
+            print(f"{len(found.enrollees)} enrollee{'s' if len(found.enrollees) != 1 else ''} with a SIS record "
+                  "and no account yet (`rollcall account create DISTRICT_ID` creates it):")
+            for r in found.enrollees:
+                print(f"{r['district_id']:<11} {'(no account)':<20} {'':<9} {r['name']:<30} "
+                      f"grade {r['grade'] or '?'}  [{schools(r['schools'])}]")
+        if found.note:
+            print(found.note)
 
     _run(args, go)
 
@@ -125,10 +159,10 @@ def cmd_create(args):
     def go():
         conn = connect(args)
         out = admin.create_account(conn, args.district_id)
-        print(f"created {out['dn']} (PENDING)")
+        print(f"created the account of {out['name']} (PENDING)")
         _print_person(out, [("status", "PENDING"),
                             ("activation code", out.get("activationCode", "")),
-                            ("code expires", out.get("activationCodeExpiry", ""))])
+                            ("code expires", display.local_date(out.get("activationCodeExpiry", "")))])
         print("Hand the username and the activation code to the student: they choose their password "
               "with `rollcall account activate` or in the web console.")
 
@@ -150,8 +184,8 @@ def cmd_deactivate(args):
         conn = connect(args)
         out = admin.deactivate(conn, args.target, args.reason, args.reference)
         print("account deactivated (DISABLED); sync will not re-enable it")
-        _print_person(out, [("reason", out["reason"]), ("reference", out["reference"]),
-                            ("by", out["by"]), ("at", out["at"])])
+        _print_person(out, [("reason", display.reason_label(out["reason"])), ("reference", out["reference"]),
+                            ("by", admin.person_name(conn, out["by"])), ("at", display.local_datetime(out["at"]))])
 
     _run(args, go)
 
@@ -160,8 +194,9 @@ def cmd_reactivate(args):
     def go():
         conn = connect(args)
         out = admin.reactivate(conn, args.target)
-        print("account re-activated (ENABLED)")
-        _print_person(out, [("was", f"{out['previous_reason']} ({out['previous_reference']})")])
+        print(f"account re-activated ({out['status']})")
+        _print_person(out, [("was", f"{display.reason_label(out['previous_reason'])} "
+                                    f"({out['previous_reference']})")])
 
     _run(args, go)
 
@@ -220,8 +255,11 @@ def register(sub):
         q.set_defaults(fn=fn, command_name=f"account {name}")
         return q
 
-    q = command("find", cmd_find, "find students in your scope by district ID, e-mail or name")
+    q = command("find", cmd_find, "find students in your scope by district ID (or part of one), e-mail, "
+                                  "username or name (\"Mia Jones\", \"Jones, Mia\"), and enrollees with no account")
     q.add_argument("text")
+    q.add_argument("--format", choices=["text", "json", "csv"], default="text",
+                   help="text for people (default); json or csv with DNs, for scripts")
     q = command("create", cmd_create, "create the account of a new enrollee (SIS record, no account)")
     q.add_argument("district_id")
     q = command("reset", cmd_reset, "reset an ENABLED student's password (generated, shown once)")

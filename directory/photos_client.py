@@ -25,6 +25,7 @@ from ldap3.utils.conv import escape_filter_chars
 from pyasn1.codec.ber import encoder
 
 from . import client
+from .district import display
 from .district.gentime import from_date, gentime_text
 from .district.photos import (CONTAINER, MAX_MEMBER_BYTES, PHOTO_ROLES, STUDENTS, ZIP_MAX_FILES, ZIP_MAX_MB,
                               PhotoError, check_photo, district_id_of, kb, normalise)
@@ -192,11 +193,11 @@ def _result_reason(result) -> str:
 def stage_one(up: Uploader, name: str, data) -> Verdict:
 
     if isinstance(data, PhotoError):
-        return Verdict(name, "rejected", reason=str(data))
+        return Verdict(name, "rejected", reason=display.plain_reason(str(data)))
     try:
         district_id = district_id_of(name)
     except PhotoError as exc:
-        return Verdict(name, "rejected", reason=str(exc))
+        return Verdict(name, "rejected", reason=display.plain_reason(str(exc)))
     v = Verdict(name, "rejected", district_id)
     try:
         check_photo(data)
@@ -204,7 +205,7 @@ def stage_one(up: Uploader, name: str, data) -> Verdict:
             data, note = normalise(data)
             v.note = note or ""
     except PhotoError as exc:
-        v.reason = str(exc)
+        v.reason = display.plain_reason(str(exc))
         return v
     if not up.sites:
         v.reason = ("you hold no photo role at any site (principal, photo designee or a granted "
@@ -356,9 +357,10 @@ class RosterRow:
     grade: str
     status: str           # NONE | STAGED | PUBLISHED
     photo_date: str       # YYYY-MM-DD of the published photo
-    staged_at: str        # when the staged photo was uploaded
+    staged_at: str        # when the staged photo was uploaded (UTC, for the CSV)
     staged_by: str
     source: str
+    uploaded_at: str = "" # the same as generalized time (pages show it in local time)
 
 
 def _date(gt: str, with_time=False) -> str:
@@ -397,6 +399,7 @@ def roster(conn, code: str) -> list:
                         _date(_raw(r, "rollcallPhotoDate")) if published else "", "", "", "")
         if s:
             row.staged_at = _date(_raw(s, "rollcallPhotoUploadedAt"), True)
+            row.uploaded_at = _raw(s, "rollcallPhotoUploadedAt")
             row.staged_by = _raw(s, "rollcallPhotoUploadedBy")
             row.source = _raw(s, "rollcallPhotoSource")
         rows.append(row)

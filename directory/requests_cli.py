@@ -30,12 +30,13 @@ Examples:
 import argparse
 import sys
 
-from . import client
+from . import admin, client
 from . import requests_client as rc
 from .app import open_directory
 from .config import ConfigError, load_config
 from .core.identity import Identity
 from .core.requests import expire
+from .district import display
 from .district.gentime import parse_time
 from .store.base import JobLocked, StoreError
 
@@ -80,6 +81,8 @@ def add_request_parser(p):
     q.add_argument("--mine", action="store_true", help="only requests you filed or that name you as grantee")
     q = cmd("show", cmd_show, "show one request")
     q.add_argument("number", type=int)
+    q.add_argument("--format", choices=["text", "ldif"], default="text",
+                   help="text for people (default); ldif: its attributes as stored, with DNs and generalized times")
     q = cmd("approve", cmd_approve, "approve a request (the grant is made in the same transaction)")
     q.add_argument("number", type=int)
     q.add_argument("--reason")
@@ -156,8 +159,7 @@ def cmd_submit(args):
         raise CLIError("which site / role? (--site, --application/--role or --target)")
     number = rc.submit(s.conn, kind, target, grantee=args.grantee, justification=args.justification,
                        expiry=_gentime(args.expiry), **fields)
-    dn = rc.request_dn(s.suffix, number)
-    print(f"request {number} submitted: {dn}")
+    print(f"request {number} submitted")
     got = rc.get(s.conn, number) if s.me else None
     for flag in got.flags if got else ():
         print(f"  {flag}")
@@ -174,15 +176,25 @@ def cmd_list(args):
     if args.mine and not s.me:
         raise CLIError("--mine needs -D")
     rows = []
+    names = dict(rc.sites(s.conn))
     for r in rc.list_requests(s.conn, args.status, s.me if args.mine else None):
-        who = r.requester or r.one("mail") or "(anonymous)"
-        target = ",".join(r.target.split(",")[:2])
-        rows.append((r.number, r.kind, r.status, target, (r.grantee or who).split(",")[0],
-                     r.one("createTimestamp")[:8]))
-    print(f"{'number':>6}  {'kind':<20}  {'status':<9}  {'target':<40}  {'for':<24}  filed")
+        who = display.person_label(r.grantee or r.requester) if (r.grantee or r.requester) else \
+            (r.name or r.one("mail") or "(anonymous)")
+        rows.append((r.number, r.kind, r.status, _what(r, names), who, display.local_date(r.one("createTimestamp"))))
+    print(f"{'number':>6}  {'kind':<20}  {'status':<9}  {'request':<40}  {'for':<24}  filed")
     for n, kind, st, target, who, created in rows:
         print(f"{n:>6}  {kind:<20}  {st:<9}  {target:<40}  {who:<24}  {created}")
     print(f"({len(rows)} request{'s' if len(rows) != 1 else ''})")
+
+
+def _what(r, names) -> str:
+    """What a request asks for, in the words of the console (site names, role names)."""
+    site = display.site_label(r.site_code, names.get(r.site_code)) if r.site_code else ""
+    if r.kind == "NON_EMPLOYEE_ACCOUNT":
+        return f"account for {r.name or r.one('mail')}, {site}"
+    if r.kind == "APPLICATION_ROLE":
+        return f"role {r.role} ({display.person_label(r.application)})"
+    return f"{r.role} of {site}" if site else r.role
 
 
 def cmd_show(args):
@@ -190,19 +202,45 @@ def cmd_show(args):
     r = rc.get(s.conn, args.number)
     if r is None:
         raise CLIError(f"request {args.number}: not found")
-    print(f"dn: {r.dn}")
-    for name in rc.SHOW_ATTRS:
-        for v in r.all(name):
-            print(f"{name}: {v}")
+    if args.format == "ldif":  # the machine format: DNs and generalized times as stored
+        print(f"dn: {r.dn}")
+        for name in rc.SHOW_ATTRS:
+            for v in r.all(name):
+                print(f"{name}: {v}")
+        return
+    names = dict(rc.sites(s.conn)) if s.me else {}
+
+    def person(dn):
+        return admin.person_name(s.conn, dn) if dn else ""
+
+    lines = [("asks for", _what(r, names) if r.target else ""),
+             ("filed", " ".join(x for x in (r.filed_at, f"by {person(r.requester)}"
+                                             if r.requester else "") if x)),
+             ("for", person(r.grantee)),
+             ("name", r.name if r.kind == "NON_EMPLOYEE_ACCOUNT" else ""), ("e-mail", r.one("mail")),
+             ("organization", r.one("rollcallOrganization")), ("why", r.justification),
+             ("decided", " ".join(x for x in (r.decided_at, f"by {person(r.decided_by)}"
+                                               if r.decided_by else "") if x)),
+             ("reason", r.reason), ("ends", display.local_date(r.one("rollcallExpiry"))),
+             ("account", person(r.linked_account))]
+    print(f"request {r.number}: {r.kind.replace('_', ' ').lower()}" + (f", {r.status}" if r.status else ""))
+    for label, value in lines:
+        if value:
+            print(f"  {label + ':':<14}{value}")
+    for flag in r.flags:
+        print(f"  {flag}")
 
 
 def _decide(args, status, reason=None, expiry=None):
     s = Session(args)
     r = rc.decide(s.conn, args.number, status, reason, expiry)
     print(f"request {args.number}: {status}")
-    for name in ("rollcallLinkedAccount", "rollcallExpiry"):
-        for v in r.all(name) if r is not None and status == "APPROVED" else ():
-            print(f"  {name}: {v}")
+    if r is not None and status == "APPROVED":
+        if r.linked_account:
+            print(f"  account:   {display.person_label(r.linked_account)} (PENDING until activated: "
+                  f"`rollcall request issue-code {args.number}` gives its activation code)")
+        if r.one("rollcallExpiry"):
+            print(f"  ends:      {display.local_date(r.one('rollcallExpiry'))}")
 
 
 def cmd_approve(args):

@@ -26,6 +26,7 @@ from ldap3.utils.dn import parse_dn
 from . import client
 from .client import ClientError
 from .core.requests import KINDS, MAIL_RE, NE_KINDS, STATUSES  # noqa: F401 - re-exported for callers
+from .district import display
 from .district.gentime import from_user_input
 
 KIND_ALIASES = {
@@ -110,10 +111,8 @@ def parent_dn(dn: str) -> str:
 
 
 def _when(value: str) -> str:
-    """20260630235959Z -> 2026-06-30 23:59 UTC."""
-    if not re.fullmatch(r"\d{12,14}(\.\d+)?Z", value or ""):
-        return value or ""
-    return f"{value[:4]}-{value[4:6]}-{value[6:8]} {value[8:10]}:{value[10:12]} UTC"
+    """20260630235959Z -> 2026-06-30 16:59 (local time, for people)."""
+    return display.local_datetime(value or "")
 
 
 @dataclass

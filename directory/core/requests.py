@@ -22,7 +22,11 @@ Kinds (rollcallRequestKind) and what they need:
                         request's number and kind, never its status or reason, so
                         following it needs the secret (the console's track page
                         checks it); a mail already used by an account is flagged in
-                        `description` ("flag: duplicate mail …"). Approval creates
+                        `description` ("flag: duplicate mail …"). An anonymous request
+                        for a site code that does not exist is accepted all the same
+                        (flagged "flag: no school or office …"), so that the answer
+                        tells nobody which codes exist; no principal sees it and
+                        approving it is refused. Approval creates
                         uid=<uid>,ou=nonemployees,ou=people: PENDING, with rollcallExpiry
                         (default now + requests.account_expiry_days, 365), sponsor (the
                         one named, else the approver), seeAlso the flagged account(s);
@@ -98,6 +102,7 @@ MAIL_RE = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-
                      r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
 COUNTER_KEY = "requests.next_number"
 TRACKING_DIGEST_RE = re.compile(rb"^[0-9a-fA-F]{64}$")
+UNKNOWN_SITE_FLAG = b"flag: no school or office has this code (the request reaches no principal)"
 
 
 def _text(attrs, name, default=None):
@@ -342,6 +347,14 @@ class RequestsOverlay(Overlay):
                 _refuse("rollcallTrackingDigest: the SHA-256 of the tracking secret, 64 hex digits",
                         ResultCode.CONSTRAINT_VIOLATION)
             attrs["rollcallTrackingDigest"] = [digest[0].lower()]
+        if ident.anonymous and self._unknown_site(tx, attrs):
+            # Anonymous users cannot read ou=sites: a refusal here would tell them which
+            # school codes exist. The request is recorded like any other (the same answer
+            # and the same work); it reaches no principal, approving it is refused (resolve),
+            # a district administrator may deny it and the expiry job ends it.
+            self._validate_nonemployee(tx, attrs)
+            attrs["description"] = attrs.get("description", []) + [UNKNOWN_SITE_FLAG]
+            return
         target = self.resolve(tx, attrs)
         if kind == "NON_EMPLOYEE_ACCOUNT":
             self._validate_nonemployee(tx, attrs)
@@ -354,6 +367,11 @@ class RequestsOverlay(Overlay):
             attrs["rollcallRequestTarget"] = [target.group.dn.encode()]
             if self.d.normalize_dn(grantee.dn) in self._member_ndns(target.group):
                 _refuse(f"{grantee.dn} already holds {target.group.dn}", ResultCode.ATTRIBUTE_OR_VALUE_EXISTS)
+
+    def _unknown_site(self, tx, attrs) -> bool:
+        """Whether rollcallRequestTarget names a site (ou=<code>,ou=sites) that does not exist."""
+        _, ndn = self._dn_value(attrs, "rollcallRequestTarget")
+        return ndn is not None and self._parent_ndn(ndn) == self.sites_ndn and tx.get_by_ndn(ndn) is None
 
     def _validate_nonemployee(self, tx, attrs):
         for name in ("givenName", "sn", "rollcallOrganization", "rollcallNonEmployeeKind"):

@@ -10,4 +10,6 @@ standard library, and Pillow in `photos` when a photo is checked):
     gentime    generalized time (RFC 4517), as the directory writes and reads it
     grades     grade levels the sync accepts, and those provisioned by default
     photos     the ID-card photo rules (JPEG, 15-30 KB, 175x233 or larger at 3:4)
+    display    how records read for people: "Lincoln Elementary (1234)", names instead
+               of DNs, local dates, reason and role labels, plain reasons
 """

@@ -56,8 +56,13 @@ def decode_jpeg(data: bytes):
         img.load()  # every pixel: truncated or corrupt data fails here
     except PhotoError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise PhotoError(f"not a JPEG (cannot decode: {exc})") from None
+    except UnidentifiedImageError:
+        # Pillow's message names its buffer object (<_io.BytesIO object at 0x…>): say it plainly
+        raise PhotoError("not a JPEG (the file is not an image, or is damaged)") from None
+    except Image.DecompressionBombError:
+        raise PhotoError(f"too many pixels (more than {MAX_PIXELS // 1_000_000} million)") from None
+    except (OSError, SyntaxError, ValueError):
+        raise PhotoError("not a JPEG that can be read (the file is damaged or cut short)") from None
     return img
 
 

@@ -6,6 +6,8 @@ import email.policy
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, quote
 
+from ..district.display import site_label
+
 
 class PageError(Exception):
     """A plain sentence for the person, shown on an error page (or above a form)."""
@@ -78,6 +80,11 @@ class Ctx:
 
     def args(self, name: str) -> list:
         return list(self.form.get(name) or self.query.get(name) or [])
+
+    def site(self, code: str) -> str:
+        """A school as pages name it (display.site_label), from the names read at sign-in."""
+        names = getattr(self.session, "site_names", None) or {}
+        return site_label(code, names.get(code))
 
     @property
     def conn(self):

@@ -25,6 +25,7 @@ from twisted.web import resource, server
 
 from .. import client
 from ..client import ClientError
+from ..district import display
 from ..district.photos import PhotoError
 from . import pages  # noqa: F401 - registers the routes
 from . import routes
@@ -66,6 +67,12 @@ def local_ldap_url(config) -> tuple[str, str | None]:
     return f"ldaps://{host}:{lst.port}", cert
 
 
+@jinja2.pass_context
+def _site_filter(context, code) -> str:
+    """`{{ code|site }}`: "Lincoln Elementary (1234)", from the names read at sign-in."""
+    return display.site_label(code, (context.get("site_names") or {}).get(code))
+
+
 class Console(resource.Resource):
     isLeaf = True
 
@@ -86,6 +93,9 @@ class Console(resource.Resource):
             loader=jinja2.FileSystemLoader(str(HERE / "templates")),
             autoescape=jinja2.select_autoescape(["html"], default=True),
             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+        self.templates.filters.update(site=_site_filter, date=display.local_date, datetime=display.local_datetime,
+                                      reason=display.reason_label, person=display.person_label,
+                                      role=display.role_label)
         self.sweeper = task.LoopingCall(self._sweep)
         # with limits.idle_timeout, sweep often enough to keep session connections alive
         interval = min(30, config.idle_timeout / 4) if config.idle_timeout else 30
@@ -113,7 +123,8 @@ class Console(resource.Resource):
             flash, s.flash = s.flash, []
         html = self.templates.get_template(template).render(
             session=s, roles=s.roles if s is not None else None, csrf=s.csrf if s is not None else "",
-            flash=flash, path=ctx.path, suffix=self.suffix, **values)
+            flash=flash, path=ctx.path, suffix=self.suffix, site_names=s.site_names if s is not None else {},
+            **values)
         return Response(status=status, body=html.encode("utf-8"))
 
     def error_page(self, ctx, message: str, status: int) -> Response:

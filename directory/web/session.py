@@ -54,6 +54,7 @@ class Session:
         self.flash: list = []      # one-time messages for the next page
         self.results: dict = {}    # one-time results (a reset's password): token -> dict, taken once
         self.pwd_stamp = None      # the password's stamp at sign-in (Console.password_stamp)
+        self.site_names: dict = {} # cost center -> site name, to name schools on pages
 
     def keep_result(self, value: dict) -> str:
         """Keep a result for one GET (POST-redirect-GET); returns its token."""

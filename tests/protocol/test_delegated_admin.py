@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -45,6 +46,8 @@ EXTRA = {
     "d4": (["1111"], "ENABLED", "Sync", "Withdrawn"),
     "jdoe": (["1111"], "ENABLED", "John", "Doe"),
     "x2": (["2222"], "ENABLED", "Xavier", "Otherschool"),
+    "mjones": (["1111"], "ENABLED", "Mia", "Jones"),
+    "mjones2": (["2222"], "ENABLED", "Mia", "Jones"),
 }
 # new enrollees: SIS record, no account (district ID, given, sn, school)
 ENROLLEES = {
@@ -59,6 +62,7 @@ ENROLLEES = {
     "reserved": ("900009s009", "Rae", "Served", "1111"),
     "keep": ("900010s010", "Kip", "Keeper", "1111"),
     "reissue": ("900011s011", "Rhea", "Issue", "1111"),
+    "enrolls": ("900012s012", "Mia", "Enrolls", "1111"),
 }
 NO_SIS_ID = "999999s999"
 
@@ -329,7 +333,79 @@ def test_find_by_id_email_first_and_last_name_within_scope(srv, pwdir, admin1):
 
 
 def admin1_find(conn, text):
-    return admin.find_students(conn, text)
+    return admin.find_students(conn, text).students
+
+
+def uids(conn, text):
+    return [s["uid"] for s in admin.find_students(conn, text).students]
+
+
+def test_find_names_in_either_order_and_the_comma_form(admin1):
+    for q in ("Mia Jones", "Jones Mia", "Jones, Mia", "jones,mia", "  MIA   JONES "):
+        assert uids(admin1, q) == ["mjones"], q  # mjones2 (school 2222) is out of scope
+    # "Last, First" is read in that order
+    assert uids(admin1, "Mia, Jones") == []
+    # a part of each name
+    assert uids(admin1, "Jon Mia") == ["mjones"]
+
+
+def test_find_explains_short_queries_and_partial_district_ids(admin1, root):
+    found = admin.find_students(admin1, "Mi")
+    assert found.students == [] and "at least 3 characters" in found.note
+    assert uids(admin1, "Jones Mi") == []
+    with pytest.raises(admin.AdminError, match="search for a district ID"):
+        admin.find_students(admin1, " , ")  # no name at all is no search of every student  # "Mi" is no whole first name …
+    assert "3 characters" in admin.find_students(admin1, "Jones Mi").note  # … and the note says so
+    # part of a district ID: found within the caller's schools
+    did = district_id("mjones")
+    found = admin.find_students(admin1, did[:6])
+    assert [s["uid"] for s in found.students] == ["mjones"] and "District IDs containing" in found.note
+    assert "mjones" in uids(admin1, did[-4:])  # the end of an ID, too
+    assert uids(admin1, district_id("mjones2")[:6]) == []  # another school's student
+    found = admin.find_students(admin1, "80")
+    assert found.students == [] and "too short" in found.note and "10 characters" in found.note
+    # district-wide, part of an ID would have no index to narrow it: the note asks for all of it
+    found = admin.find_students(root, did[:6])
+    assert found.students == [] and "type all of it" in found.note
+
+
+def test_find_offers_enrollees_with_a_sis_record_and_no_account(srv, pwdir, admin1):
+    found = admin.find_students(admin1, "Mia Enrolls")
+    assert found.students == []
+    assert [(e["district_id"], e["name"]) for e in found.enrollees] == [("900012s012", "Mia Enrolls")]
+    assert [e["district_id"] for e in admin.find_students(admin1, "900012s012").enrollees] == ["900012s012"]
+    assert [e["district_id"] for e in admin.find_students(admin1, "900012").enrollees] == ["900012s012"]
+    # a student with an account is not offered again; another school's enrollee is not seen
+    assert admin.find_students(admin1, "Jones, Mia").enrollees == []
+    assert admin.find_students(admin1, "Nordmann").enrollees == []
+    r = cli(srv, pwdir, "admin1", "account", "find", "Enrolls", check=True)
+    assert "900012s012" in r.stdout and "no account yet" in r.stdout and "account create" in r.stdout
+    assert "School 1111 (1111)" in r.stdout
+
+
+def test_find_on_the_command_line(srv, pwdir):
+    r = cli(srv, pwdir, "admin1", "account", "find", "Jones, Mia", check=True)
+    assert "mjones " in r.stdout and "mjones2" not in r.stdout
+    assert "School 1111 (1111)" in r.stdout and "ou=" not in r.stdout
+    r = cli(srv, pwdir, "admin1", "account", "find", "Mi", check=True)
+    assert "at least 3 characters" in r.stdout and "no student in your scope matches" not in r.stdout
+    # machine format: DNs as the directory has them
+    r = cli(srv, pwdir, "admin1", "account", "find", "Mia Jones", "--format", "json", check=True)
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [(x["kind"], x["dn"]) for x in rows] == [("account", student("mjones"))]
+
+
+def test_find_stays_indexed_in_a_large_school(srv, pwdir):
+    """School 4444 has 3,000 students; this server refuses unindexed searches of more
+    than 50 entries, so every form of the query must be answered from an index."""
+    conn = bind(srv, staff("admin4"), password("admin4"))
+    try:
+        for q in ("Given42 Surname00042", "Surname00042, Given42", "Surname00042", "700042"):
+            assert "big00042" in uids(conn, q), q
+        found = admin.find_students(conn, "Surname03010")  # a SIS record only (BIG < 3010)
+        assert found.students == [] and [e["name"] for e in found.enrollees] == ["Given3010 Surname03010"]
+    finally:
+        conn.unbind()
 
 
 # =========================================================================== deactivate
@@ -339,6 +415,10 @@ def test_deactivate_cli_records_reason_reference_who_and_when(srv, pwdir, root):
     r = cli(srv, pwdir, "admin1", "account", "deactivate", "d1", "--reason", "parent-refusal",
             "--reference", "FORM-2025-0042", check=True)
     assert "Dana Deactiv" in r.stdout and "d1@students.district.example" in r.stdout and "username: d1" in r.stdout
+    # output for people: who by name, when as a local date and time, the reason's label
+    assert "by:       Staff admin1" in r.stdout and "uid=" not in r.stdout
+    assert re.search(r"at: +\d{4}-\d{2}-\d{2} \d{2}:\d{2}\n", r.stdout) and not re.search(r"\d{14}Z", r.stdout)
+    assert "reason:   Parent or guardian refused (signed form)" in r.stdout
     e = read(root, student("d1"))
     assert e["rollcallAccountStatus"] == ["DISABLED"]
     assert e["rollcallDeactivationReason"] == ["parent-refusal"]
@@ -419,7 +499,7 @@ def test_sync_never_reenables_what_an_admin_disabled_and_reactivation(srv, pwdir
     assert modify(sync, student("d3"), rollcallStatusSource="SYNC")["result"] == 19
     # re-activation: a separate, audited action of the school's administrators
     r = cli(srv, pwdir, "admin12", "account", "reactivate", "d3", check=True)
-    assert "re-activated" in r.stdout and "parent-refusal (F-3)" in r.stdout
+    assert "re-activated" in r.stdout and "Parent or guardian refused (signed form) (F-3)" in r.stdout
     e = read(root, student("d3"))
     assert e["rollcallAccountStatus"] == ["ENABLED"] and "rollcallDeactivationReason" not in e
     log = [a for a in audit(srv, student("d3")) if a["op"] == "accountReactivated"]
@@ -454,6 +534,9 @@ def test_create_account_cli_for_new_enrollee(srv, pwdir, root):
     # jdoe is taken: the sync's rule numbers the next one
     assert "username: jdoe2" in r.stdout and "jdoe2@students.district.example" in r.stdout
     assert "PENDING" in r.stdout and "activation code" in r.stdout
+    # for people: the student's name, the code's expiry as a local date; no DN, no generalized time
+    assert "created the account of Jane Doe" in r.stdout and "uid=" not in r.stdout
+    assert re.search(r"code expires: \d{4}-\d{2}-\d{2}\n", r.stdout) and not re.search(r"\d{14}Z", r.stdout)
     e = read(root, student("jdoe2"))
     assert e["rollcallAccountStatus"] == ["PENDING"] and e["employeeNumber"] == [did]
     assert e["departmentNumber"] == ["1111"] and e["rollcallActivationState"] == ["NOT_ACTIVATED"]

@@ -4,6 +4,8 @@ every kind through approve and deny, the wrong approver, self-approval, withdraw
 a revoked principal, two approvers at once, anonymous submission and its rate limit,
 the expiry job, and the audit entries of it all."""
 import json
+import re
+import statistics
 import threading
 import time
 
@@ -249,7 +251,7 @@ def test_nonemployee_deny_needs_a_reason_the_requester_sees(srv):
     ({"givenName": None}, 65),                                    # required field missing
     ({"rollcallNonEmployeeKind": "FRIEND"}, CONSTRAINT),
     ({"rollcallRequestTarget": f"cn=principals,{site('1234')}"}, CONSTRAINT),   # not a site
-    ({"rollcallRequestTarget": f"ou=4444,{SITES}"}, CONSTRAINT),                 # no such site
+    # no such site: accepted alike (test_anonymous_request_answers_alike_for_a_known_and_an_unknown_site)
     ({"rollcallRequestStatus": "APPROVED"}, CONSTRAINT),           # must start PENDING
     ({"rollcallDecidedBy": dn_of("pwong")}, CONSTRAINT),           # server-set
     ({"rollcallRequester": dn_of("ewilson")}, INSUFFICIENT),       # anonymous has no requester
@@ -290,6 +292,45 @@ def test_anonymous_may_only_request_accounts(srv):
     code, _, _ = submit(anon, "SUBADMIN", rollcallRequestTarget=role_group("photo-designees", "1234"),
                         rollcallGrantee=dn_of("ewilson"))
     assert code == INSUFFICIENT
+
+
+def test_anonymous_request_answers_alike_for_a_known_and_an_unknown_site(srv):
+    """Anonymous users cannot read ou=sites, and the request must not tell them which
+    school codes exist: the same result, the same message and about the same time for
+    1234 (Lincoln Elementary) and 4321 (no such site). The request for 4321 then reaches
+    nobody: no principal decides it, approval is refused, a district administrator
+    may deny it."""
+    anon = connect(srv)
+    answers, times = {"1234": [], "4321": []}, {"1234": [], "4321": []}
+    for i in range(12):
+        for code in ("1234", "4321"):
+            started = time.perf_counter()
+            answers[code].append(nonemployee(anon, code=code, mail=f"alike{i}.{code}@acme.example"))
+            times[code].append(time.perf_counter() - started)
+    for code in answers:
+        assert {a[0] for a in answers[code]} == {SUCCESS}, answers[code]
+    assert {re.sub(r"[0-9]+", "N", a[2]) for a in answers["1234"] + answers["4321"]} == \
+        {f"added as rollcallRequestNumber=N,ou=requests,{SUFFIX}"}
+    # what anonymous users read back of either: the number and the kind, nothing else
+    seen = [read(srv, answers[code][0][1], who=None) for code in ("1234", "4321")]
+    assert [sorted(k for k in e if k != "rollcallRequestNumber") for e in seen] == [["objectClass",
+                                                                                     "rollcallRequestKind"]] * 2
+    # timing: the medians differ by less than the noise of one durable write
+    known, unknown = statistics.median(times["1234"]), statistics.median(times["4321"])
+    assert abs(known - unknown) < max(0.015, 0.5 * min(known, unknown)), (known, unknown)
+
+    dn = answers["4321"][0][1]
+    entry = read(srv, dn)
+    assert entry["rollcallRequestStatus"] == ["PENDING"]
+    assert any(d.startswith("flag: no school or office has this code") for d in entry["description"])
+    # no principal of any site decides it; approval is refused, denial by a district administrator works
+    assert decide(connect(srv, "pwong"), dn, "DENIED", "not mine") == INSUFFICIENT
+    for who in ("pwong", "aroberts"):
+        assert decide(connect(srv, who), dn, "APPROVED") == CONSTRAINT  # its site does not exist
+    assert decide(connect(srv, "aroberts"), dn, "DENIED", "No school or office has the code 4321.") == SUCCESS
+    # signed-in users read the sites anyway: for them the refusal names the problem
+    code, _, message = nonemployee(connect(srv, "ewilson"), code="4321", mail="signed.in@acme.example")
+    assert code == CONSTRAINT and "does not exist" in message
 
 
 def test_duplicate_mail_is_flagged_and_dual_capacity_is_a_second_identity(srv):
@@ -631,7 +672,7 @@ def test_command_line_submit_show_list_approve(srv):
                         "--ne-kind", "contractor", "--site", "9012", "--justification", "CLI test")
     assert "submitted" in code.stdout, code
     number = code.stdout.split()[1]
-    shown = srv.rollcall("request", "show", number, "--url", srv.url).stdout
+    shown = srv.rollcall("request", "show", number, "--url", srv.url, "--format", "ldif").stdout
     # anonymous view: the number and kind only
     assert "rollcallRequestKind: NON_EMPLOYEE_ACCOUNT" in shown and "mail" not in shown
     assert "rollcallRequestStatus" not in shown
@@ -641,10 +682,22 @@ def test_command_line_submit_show_list_approve(srv):
     bad = srv.rollcall("request", "approve", number, "-D", dn_of("pwong"), "-w", PASSWORDS["principal"],
                        "--url", srv.url, check=False)
     assert bad.returncode == 1 and "insufficient" in bad.stderr.lower() and "9012" in bad.stderr
+    assert "ou=requests" not in code.stdout  # a number for people, not the request's DN
+    # the list reads as the console does: the school's name, the filing date
+    row = next(line for line in listed.splitlines() if line.split()[:1] == [number])
+    assert "Washington High (9012)" in row and "ou=sites" not in row
+    assert re.search(r"\d{4}-\d{2}-\d{2}$", row) and not re.search(r"\d{14}Z", row)
     ok = srv.rollcall("request", "approve", number, *principal, "--expiry", "2099-06-30")
-    assert "APPROVED" in ok.stdout and "rollcallLinkedAccount" in ok.stdout
-    shown = srv.rollcall("request", "show", number, *principal).stdout
+    # people output: the account's username and the end date, no DN and no generalized time
+    assert "APPROVED" in ok.stdout and re.search(r"account: +[a-z0-9]+ \(PENDING", ok.stdout), ok.stdout
+    assert "ends:      2099-06-30" in ok.stdout and "20990630235959Z" not in ok.stdout
+    assert "ou=nonemployees" not in ok.stdout
+    shown = srv.rollcall("request", "show", number, *principal, "--format", "ldif").stdout
     assert "rollcallRequestStatus: APPROVED" in shown and "rollcallExpiry: 20990630235959Z" in shown
+    # for people: the school by name, who decided by name, the end as a date
+    shown = srv.rollcall("request", "show", number, *principal).stdout
+    assert "APPROVED" in shown and "Washington High (9012)" in shown and "by Lucía Martínez" in shown
+    assert "ends:         2099-06-30" in shown and "20990630235959Z" not in shown and "ou=" not in shown
 
     teacher = ["-D", dn_of("ewilson"), "-w", PASSWORDS["teacher"], "--url", srv.url]
     sub = srv.rollcall("request", "submit", *teacher, "--kind", "role", "--application", "welligent",
@@ -655,7 +708,7 @@ def test_command_line_submit_show_list_approve(srv):
     denied = srv.rollcall("request", "deny", number, "-D", dn_of("hkim"), "-w", PASSWORDS["case manager"],
                           "--url", srv.url, "--reason", "wrong role")
     assert "DENIED" in denied.stdout
-    assert "rollcallDecisionReason: wrong role" in srv.rollcall("request", "show", number, *teacher).stdout
+    assert "reason:       wrong role" in srv.rollcall("request", "show", number, *teacher).stdout
     nothing = srv.rollcall("request", "deny", number, *teacher, check=False)
     assert nothing.returncode == 2  # --reason is required
 

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from directory.district import gentime, ids, statuses, usernames
+from directory.district import display, gentime, ids, statuses, usernames
 
 T = calendar.timegm((2026, 6, 30, 23, 59, 58, 0, 0, 0)) + 0.123456
 
@@ -59,3 +59,35 @@ def test_username_policy():
 def test_statuses():
     assert statuses.ACCOUNT_STATUSES == ("ENABLED", "DISABLED", "PENDING")
     assert set(statuses.ENROLLMENT_ACTIVE) | set(statuses.ENROLLMENT_ENDED) == set(statuses.ENROLLMENT_STATUSES)
+
+
+# --------------------------------------------------------------------------- display
+
+
+def test_display_names_schools_people_reasons_and_roles():
+    assert display.site_label("1234", "Lincoln Elementary") == "Lincoln Elementary (1234)"
+    assert display.site_label("1234", None) == "1234" and display.site_label("1234", "1234") == "1234"
+    assert display.person_label("uid=tnguyen,ou=staff,ou=people,dc=x", "Thanh Nguyen") == "Thanh Nguyen"
+    assert display.person_label("uid=tnguyen,ou=staff,ou=people,dc=x") == "tnguyen"
+    assert display.reason_label("parent-refusal") == "Parent or guardian refused (signed form)"
+    assert display.reason_label("typed by hand") == "typed by hand"
+    assert display.role_label("student-email-admins") == "Student e-mail administrator"
+
+
+def test_display_dates_are_local(monkeypatch):
+    monkeypatch.setenv("TZ", "America/Los_Angeles")
+    time.tzset()
+    try:
+        # 13:17 UTC on New Year's Day is 05:17 in Los Angeles; 03:00 UTC is the evening before
+        assert display.local_datetime("20270101131717Z") == "2027-01-01 05:17"
+        assert display.local_date(b"20270101030000Z") == "2026-12-31"
+        assert display.local_date("") == "" and display.local_date("not a time") == "not a time"
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
+def test_plain_reason_drops_python_object_reprs():
+    text = "cannot identify image file <_io.BytesIO object at 0x7f3a2c1d5e40>"
+    assert display.plain_reason(text) == "cannot identify image file"
+    assert display.plain_reason("wrong size: 14.9 KB") == "wrong size: 14.9 KB"

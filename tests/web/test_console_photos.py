@@ -23,6 +23,7 @@ from tests.web.conftest import (
 
 PRINCIPAL = ("pwong", "demo-principal-pw")       # principal of 1234
 DESIGNEE = ("kpatel", "demo-designee-pw")        # photo designee of 1234
+LINCOLN = "Lincoln Elementary (1234)"
 VENDOR = ("mdubois", "demo-vendor-pw")           # photo vendor of 1234, 5678 and 9012 (no grant record)
 TEACHER = ("ewilson", "demo-teacher-pw")         # no photo role
 THERAPIST = ("sjones", "demo-therapist-pw")      # staff, no photo role until granted
@@ -159,8 +160,8 @@ def test_roster_status_and_csv(console, new_page):
     sign_in(page, console, *PRINCIPAL)
     upload(page, console, ("000001s001.jpg", jpeg(seed=6)))   # jsmith: PUBLISHED, a new photo waits
     page.goto(console.base + "/photos")
-    page.get_by_role("link", name="Photo roster of 1234").click()
-    assert page.get_by_role("heading", name="Photo roster of 1234").is_visible()
+    page.get_by_role("link", name=f"Photo roster of {LINCOLN}").click()
+    assert page.get_by_role("heading", name=f"Photo roster of {LINCOLN}").is_visible()
     rows = {r.locator("td").nth(2).inner_text(): r.locator("td").nth(4).inner_text()
             for r in page.locator("table.photo-roster tbody tr").all()}
     assert rows["000001s001"] == "STAGED" and rows[staged_id] == "STAGED"
@@ -212,6 +213,10 @@ def test_vendor_uploads_but_sees_no_student_list(console, new_page):
     assert got[f"{target}.jpg"][:2] == (target, "accepted")
     page.goto(console.base + "/photos/roster?site=9012")
     assert "does not show you its students" in page.locator("p.note").inner_text()
+    # and so no download is offered, nor given
+    assert page.get_by_role("link", name="Download CSV").count() == 0
+    assert page.goto(console.base + "/photos/roster.csv?site=9012").status == 403
+    assert "does not show you its students" in page.get_by_role("alert").inner_text()
 
 
 def test_no_photo_role_is_refused(console, new_page):
@@ -231,17 +236,21 @@ def test_principal_grants_and_revokes(console, new_page):
     sign_in(page, console, *PRINCIPAL)
     page.goto(console.base + "/photos")
     page.get_by_role("link", name="Photo access").click()
-    assert page.get_by_role("heading", name="School 1234").is_visible()
+    assert page.get_by_role("heading", name=LINCOLN).is_visible()
     assert "kpatel" in page.locator("#site-1234").inner_text()
     assert unlabelled_controls(page) == []
     shot(page, "photos-access")
+
+    def revoke(uid, label):
+        page.get_by_role("button", name=f"Revoke {uid} as {label} of {LINCOLN}").click()
+        page.get_by_role("button", name="Yes, revoke").click()
 
     def grant(label, username):
         page.get_by_label(label).fill(username)
         page.get_by_label(label).locator("xpath=..").get_by_role("button", name="Grant").click()
 
-    designee_label = "Add a photo designee of 1234: username of the staff member"
-    vendor_label = "Add a photo vendor of 1234: username of the non-employee (contractor)"
+    designee_label = f"Add a photo designee of {LINCOLN}: username of the staff member"
+    vendor_label = f"Add a photo vendor of {LINCOLN}: username of the non-employee (contractor)"
     # the wrong kind of person, and nobody
     grant(designee_label, "jreyes")
     assert "must be a staff member" in page.get_by_role("alert").inner_text()
@@ -251,13 +260,20 @@ def test_principal_grants_and_revokes(console, new_page):
     # designee: granted, can then use the photo pages, revoked
     assert designees not in member_of(console, "sjones", "staff")
     grant(designee_label, "sjones")
-    assert page.get_by_role("status").inner_text() == "Samuel Jones (sjones) is now a photo designee of 1234."
+    assert page.get_by_role("status").inner_text() == f"Samuel Jones (sjones) is now a photo designee of {LINCOLN}."
     assert designees in member_of(console, "sjones", "staff")
     other = new_page()
     sign_in(other, console, *THERAPIST)
     assert other.goto(console.base + "/photos").status == 200
-    page.get_by_role("button", name="Revoke sjones as photo designee of 1234").click()
-    assert page.get_by_role("status").inner_text() == "Samuel Jones (sjones) is no longer a photo designee of 1234."
+    page.get_by_role("button", name=f"Revoke sjones as photo designee of {LINCOLN}").click()
+    # a confirmation first, as for a deactivation: nothing changed yet
+    assert "Remove Samuel Jones as photo designee of Lincoln Elementary (1234)?" in page.locator("main").inner_text()
+    shot(page, "photos-revoke-confirm")
+    assert designees in member_of(console, "sjones", "staff")
+    page.get_by_role("link", name="Cancel").click()
+    assert designees in member_of(console, "sjones", "staff")
+    revoke("sjones", "photo designee")
+    assert page.get_by_role("status").inner_text() == f"Samuel Jones (sjones) is no longer a photo designee of {LINCOLN}."
     assert designees not in member_of(console, "sjones", "staff")
     again = new_page()
     sign_in(again, console, *THERAPIST)
@@ -265,17 +281,20 @@ def test_principal_grants_and_revokes(console, new_page):
 
     # vendor: granted and revoked
     grant(vendor_label, "jreyes")
-    assert page.get_by_role("status").inner_text() == "Jordan Reyes (jreyes) is now a photo vendor of 1234."
+    assert page.get_by_role("status").inner_text() == f"Jordan Reyes (jreyes) is now a photo vendor of {LINCOLN}."
     assert vendors in member_of(console, "jreyes", "nonemployees")
     shot(page, "photos-access-granted")
-    page.get_by_role("button", name="Revoke jreyes as photo vendor of 1234").click()
-    assert page.get_by_role("status").inner_text() == "Jordan Reyes (jreyes) is no longer a photo vendor of 1234."
+    page.get_by_role("button", name=f"Revoke jreyes as photo vendor of {LINCOLN}").click()
+    assert "Remove Jordan Reyes as photo vendor of Lincoln Elementary (1234)?" in page.locator("main").inner_text()
+    assert vendors in member_of(console, "jreyes", "nonemployees")
+    page.get_by_role("button", name="Yes, revoke").click()
+    assert page.get_by_role("status").inner_text() == f"Jordan Reyes (jreyes) is no longer a photo vendor of {LINCOLN}."
     assert vendors not in member_of(console, "jreyes", "nonemployees")
 
     # the last vendor: the site stands in as the group's member, and goes when one is granted
-    page.get_by_role("button", name="Revoke mdubois as photo vendor of 1234").click()
-    assert "no longer a photo vendor of 1234" in page.get_by_role("status").inner_text()
-    assert "No photo vendor at 1234." in page.locator("#site-1234").inner_text()
+    revoke("mdubois", "photo vendor")
+    assert f"no longer a photo vendor of {LINCOLN}" in page.get_by_role("status").inner_text()
+    assert f"No photo vendor at {LINCOLN}." in page.locator("#site-1234").inner_text()
     assert group_members(console, vendors) == [f"ou=1234,ou=sites,{SUFFIX}".lower()]
     assert vendors not in member_of(console, "mdubois", "nonemployees")
     grant(vendor_label, "mdubois")
@@ -283,7 +302,7 @@ def test_principal_grants_and_revokes(console, new_page):
     assert vendors in member_of(console, "mdubois", "nonemployees")
     # already granted
     grant(vendor_label, "mdubois")
-    assert "already a photo vendor of 1234" in page.get_by_role("alert").inner_text()
+    assert f"already a photo vendor of {LINCOLN}" in page.get_by_role("alert").inner_text()
 
 
 def test_a_zip_bomb_is_refused_whole(console, new_page):

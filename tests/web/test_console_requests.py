@@ -131,9 +131,6 @@ def test_denied_with_a_reason_the_tracking_page_shows(console, new_page):
 
 def test_account_request_is_checked(console, new_page):
     page = new_page()
-    fill_account_request(page, console, site="4321")
-    page.get_by_role("button", name="Send the request").click()
-    assert page.get_by_role("alert").inner_text() == "There is no school or office with the code 4321."
     # the browser checks type=email; the console checks again
     fill_account_request(page, console)
     page.locator("#mail").evaluate("el => { el.type = 'text'; el.value = 'not an address'; }")
@@ -144,6 +141,27 @@ def test_account_request_is_checked(console, new_page):
     assert page.get_by_role("alert").inner_text().startswith("There is no account request with that number")
     page.goto(console.base + "/track?number=12")
     assert page.get_by_role("alert").inner_text().startswith("Enter the tracking code")
+
+
+def test_the_form_answers_alike_for_a_known_and_an_unknown_school_code(console, new_page):
+    """Whether a school code exists is not the visitor's to learn: the same page (but
+    the number and the code), the same tracking status; the request for 4321 reaches
+    no principal and a district administrator refuses it."""
+    pages = {}
+    for code in ("1234", "4321"):
+        page = new_page()
+        number, token = request_account(page, console, with_token=True, site=code)
+        text = page.locator("main").inner_text()
+        pages[code] = (number, token, text.replace(token, "T").replace(str(number), "N"))
+        assert tracked(page, console, number, token) == "PENDING"
+    assert pages["1234"][2] == pages["4321"][2]
+    number = pages["4321"][0]
+    admin = sign_in(new_page(), console, "aroberts", "demo-district-admin-pw")
+    open_request(admin, console, number)
+    assert "no school or office has this code" in admin.locator("main").inner_text().lower()
+    admin.get_by_label("Reason (required to deny: the requester sees it)").fill("No school has the code 4321.")
+    admin.get_by_role("button", name="Deny").click()
+    assert admin.locator("#request-status").inner_text() == "DENIED"
 
 
 def test_teacher_gets_an_application_role_from_its_approver(console, new_page):
@@ -191,8 +209,10 @@ def test_subadmin_request_is_not_for_another_sites_principal(console, new_page):
     assert other.locator(f"#queue tr[data-number='{number}']").count() == 0
     open_request(other, console, number)
     assert other.get_by_role("button", name="Approve").count() == 0
-    assert "The principals of site 1234 or a district administrator decide this request." in \
-        other.locator("main").inner_text()
+    main = other.locator("main").inner_text()
+    assert "The principals of Lincoln Elementary (1234) or a district administrator decide this request." in main
+    # the role and the school by name, not their codes
+    assert "Student e-mail administrator of Lincoln Elementary (1234)" in main and "student-email-admins" not in main
     # a hand-made form: the directory refuses, the console says so in a sentence
     csrf = other.locator("form.signout input[name=csrf]").input_value()
     with other.expect_navigation() as nav:
@@ -208,7 +228,7 @@ def test_subadmin_request_is_not_for_another_sites_principal(console, new_page):
     assert nav.value.status == 403
     assert other.get_by_role("alert").inner_text() == (
         f"You may not decide request {number}. "
-        "The principals of site 1234 or a district administrator decide this request.")
+        "The principals of Lincoln Elementary (1234) or a district administrator decide this request.")
     shot(other, "requests-wrong-principal")
     assert status_of(console, number) == "PENDING"
 

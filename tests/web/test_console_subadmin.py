@@ -117,6 +117,8 @@ def test_reset_shows_the_password_once_and_the_student_must_change_it(console, n
     assert bind_ok(console, "osmith", "Lantern-new-pw-2026")
     student.goto(console.base + "/")
     assert student.url.rstrip("/") == console.base
+    # the name the restricted sign-in could not read is there once the password is changed
+    assert student.get_by_role("heading", level=1).inner_text() == "Hello, Omar Smith"
 
 
 def test_deactivate_with_reason_reference_and_confirmation(console, new_page):
@@ -139,7 +141,12 @@ def test_deactivate_with_reason_reference_and_confirmation(console, new_page):
     assert bind_ok(console, "moconnor", STUDENT_PW)
     page.get_by_role("button", name="Yes, deactivate").click()
     facts = page.locator("dl.facts").inner_text()
-    assert "DISABLED" in facts and "PR-2026-114" in facts and "tnguyen" in facts
+    assert "DISABLED" in facts and "PR-2026-114" in facts
+    # for people: the reason's label, who by name, the local date, the school by name
+    assert "Parent or guardian refused (signed form)" in facts and "parent-refusal" not in facts
+    assert "by Thanh Nguyen" in facts and "uid=" not in facts
+    assert re.search(r" on \d{4}-\d{2}-\d{2}", facts) and not re.search(r"\d{14}Z", facts)
+    assert "Lincoln Elementary (1234)" in facts
     assert not bind_ok(console, "moconnor", STUDENT_PW)
     # no reset for a deactivated account: no button, and a forged POST is refused by the directory
     assert page.get_by_role("link", name="Reset password…").count() == 0
@@ -186,6 +193,7 @@ def test_roster_zip_for_a_list_of_district_ids(console, new_page):
     page = subadmin_page(console, new_page)
     page.goto(console.base + "/roster")
     assert unlabelled_controls(page) == []
+    assert page.locator("#site option").all_inner_texts() == ["Lincoln Elementary (1234)"]
     page.get_by_label("Cost center").select_option("1234")
     page.get_by_label(re.compile("Only these district IDs")).fill("000001s001\n000024s024, bogus")
     with page.expect_download() as dl:
@@ -311,3 +319,52 @@ def test_console_roster_keeps_the_code_printed_at_creation(console, new_page):
     assert admin.activate(anon, username, code, "Comet-saffron-274!")["status"] == "ENABLED"
     anon.unbind()
     assert bind_ok(console, username, "Comet-saffron-274!")
+
+
+def search(page, console, text):
+    page.goto(console.base + "/students")
+    page.get_by_label("District ID, e-mail, username, first or last name").fill(text)
+    page.get_by_role("button", name="Search").click()
+    return page.locator("main").inner_text()
+
+
+def test_search_names_in_either_order_short_queries_and_partial_ids(console, new_page):
+    page = subadmin_page(console, new_page)
+    for q in ("Mia Jones", "Jones, Mia", "jones mia"):
+        search(page, console, q)
+        rows = page.locator("table.list tbody tr").all_inner_texts()
+        assert len(rows) == 1 and "mjones" in rows[0] and "Lincoln Elementary (1234)" in rows[0], (q, rows)
+    # too short: the page says why instead of a bare "no match"
+    main = search(page, console, "Mi")
+    assert "at least 3 characters" in main and "No student of your schools matches" not in main
+    shot(page, "students-search-short")
+    # part of a district ID: within the sub-administrator's schools
+    main = search(page, console, "000013")
+    assert "mjones" in page.locator("table.list").inner_text() and "District IDs containing" in main
+    main = search(page, console, "0000")
+    assert "jobrien" not in main  # a student of 5678 only
+
+
+def test_search_finds_an_enrollee_without_account_and_offers_to_create_it(console, new_page):
+    root = _bound(ROOT_DN, ROOT_PW, console)
+    did = "000098s098"
+    assert root.add(f"rollcallSisSourceId=stu-000098,ou=sis,{SUFFIX}", ["top", "rollcallSisRecord"],
+                    {"rollcallSisSourceId": "stu-000098", "employeeNumber": did, "givenName": "Nia",
+                     "sn": "Newcombe", "cn": "Nia Newcombe", "rollcallGrade": "01", "departmentNumber": "1234",
+                     "rollcallEnrollmentStatus": "ENROLLED"}), root.result
+    root.unbind()
+    page = subadmin_page(console, new_page)
+    search(page, console, "Newcombe, Nia")
+    table = page.locator("table.enrollees").inner_text()
+    assert did in table and "No account" in table and "Lincoln Elementary (1234)" in table
+    assert page.locator("main").inner_text().count("No student of your schools matches") == 0
+    shot(page, "students-search-enrollee")
+    page.get_by_role("link", name="Create the account…").click()
+    assert page.get_by_label("District ID").input_value() == did
+    page.get_by_role("button", name="Create account").click()
+    slip = page.locator("section.slip").inner_text()
+    assert "Nia Newcombe" in slip and re.search(r"Username\s+nnewcombe", slip)
+    # now an account, no longer an enrollee
+    search(page, console, "Nia Newcombe")
+    assert "nnewcombe" in page.locator("table.list").first.inner_text()
+    assert page.locator("table.enrollees").count() == 0

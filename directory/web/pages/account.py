@@ -15,8 +15,10 @@ from ...core.accounts import accounts_of
 from ...core.directory import Identity
 from ...core.dn import escape_value as escape_rdn_value
 from ...core.errors import LDAPError, ResultCode
+from ...district import display
 from ..forms import redirect
 from ..routes import route
+from ..session import Roles
 
 log = logging.getLogger("rollcall.web")
 
@@ -146,15 +148,20 @@ def read_roles(console, s):
     low = s.dn.lower().replace(" ", "")
     if low == console.config.root_dn.lower().replace(" ", ""):
         r.kind, r.district_admin, s.name = "root", True, "Directory manager"
+        s.site_names = admin.site_names(conn)
         return
     for kind, ou in (("student", "ou=students"), ("staff", "ou=staff"), ("nonemployee", "ou=nonemployees"),
                      ("service", "ou=services")):
         if f",{ou}," in low:
             r.kind = kind
+    # until a reset password is changed the connection may read nothing (not even the
+    # person's own entry): the username comes from the DN, the rest once it is changed
+    s.uid = s.uid or display.person_label(s.dn)
     conn.search(s.dn, "(objectClass=*)", BASE, attributes=["cn", "uid", "memberOf"])
     entries = [e for e in conn.response or [] if e.get("type") == "searchResEntry"]
     if not entries:
         return
+    s.site_names = admin.site_names(conn)
     a = entries[0]["raw_attributes"]
     s.name = admin._raw(a, "cn")
     s.uid = admin._raw(a, "uid")
@@ -212,6 +219,9 @@ def password_change(ctx):
             s.conn = ctx.console.connect(s.dn, new)
             # this change is the session's own: it goes on with the new password's stamp
             s.pwd_stamp = blockingCallFromThread(reactor, ctx.console.password_stamp, s.dn)
+            # the restricted connection could not read the person's name and roles: now it can
+            s.roles = Roles()
+            read_roles(ctx.console, s)
             return ctx.console.render_page(ctx, "password.html", error="", done=True)
     return ctx.console.render_page(ctx, "password.html", status=400, error=error, done=False)
 

@@ -16,6 +16,7 @@ from ldap3.utils.conv import escape_filter_chars
 
 from ... import admin, client
 from ... import photos_client as photos
+from ...district import display
 from ..forms import PageError, download, redirect
 from ..routes import route
 
@@ -87,19 +88,24 @@ def _roster_site(ctx, sites) -> str:
             raise PageError("You hold no photo role at any school.", 403)
         return sites[0]
     if code not in sites:
-        raise PageError(f"You hold no photo role at school {code}.", 403)
+        raise PageError(f"You hold no photo role at {ctx.site(code)}.", 403)
     return code
+
+
+def _vendor_only(ctx, code) -> bool:
+    """A photo vendor (and nothing else) at this school: the access rules let vendors
+    stage photos but do not show them the student list."""
+    r = ctx.session.roles
+    return code in r.vendor_sites and code not in r.principal_sites and code not in r.designee_sites
 
 
 @route("GET", "/photos/roster", allow=PHOTO)
 def roster(ctx):
     sites = _photo_sites(ctx)
     code = _roster_site(ctx, sites)
-    rows = photos.roster(ctx.conn, code)
+    vendor_only = _vendor_only(ctx, code)
+    rows = [] if vendor_only else photos.roster(ctx.conn, code)
     counts = {s: sum(r.status == s for r in rows) for s in ("NONE", "STAGED", "PUBLISHED")}
-    r = ctx.session.roles
-    # vendors may stage photos but the access rules do not show them the student list
-    vendor_only = code in r.vendor_sites and code not in r.principal_sites and code not in r.designee_sites
     return ctx.console.render_page(ctx, "photos_roster.html", sites=sites, code=code, rows=rows, counts=counts,
                                    vendor_only=vendor_only)
 
@@ -107,6 +113,9 @@ def roster(ctx):
 @route("GET", "/photos/roster.csv", allow=PHOTO)
 def roster_csv(ctx):
     code = _roster_site(ctx, _photo_sites(ctx))
+    if _vendor_only(ctx, code):
+        raise PageError(f"As a photo vendor you may upload the photos of {ctx.site(code)}, but the directory "
+                        "does not show you its students: ask the school office for the roster.", 403)
     rows = [{"district_id": r.district_id, "username": r.uid, "name": r.name, "grade": r.grade,
              "photo_status": r.status, "photo_date": r.photo_date, "staged_at": r.staged_at,
              "staged_by": r.staged_by, "source": r.source} for r in photos.roster(ctx.conn, code)]
@@ -132,7 +141,7 @@ def _person(ctx, dn) -> dict | None:
     return {"dn": found[0]["dn"], "uid": admin._raw(a, "uid"), "name": admin._raw(a, "cn"),
             "title": admin._raw(a, "title"), "organization": admin._raw(a, "rollcallOrganization"),
             "status": admin._raw(a, "rollcallAccountStatus") or "ENABLED",
-            "expiry": f"{expiry[0:4]}-{expiry[4:6]}-{expiry[6:8]}" if len(expiry) >= 8 else ""}
+            "expiry": display.local_date(expiry)}
 
 
 def _members(ctx, code, role, missing_ok=False) -> list | None:
@@ -142,7 +151,7 @@ def _members(ctx, code, role, missing_ok=False) -> list | None:
     if not found:
         if missing_ok:
             return None
-        raise PageError(f"School {code} has no {ACCESS_ROLES[role][0]} group: "
+        raise PageError(f"{ctx.site(code)} has no {ACCESS_ROLES[role][0]} group: "
                         "ask the district's identity administrators to create it.", 404)
     return admin._raw_all(found[0]["raw_attributes"], "member")
 
@@ -192,13 +201,41 @@ def _refusal(result, what) -> str:
     return f"The directory refused to {what}: {msg}."
 
 
-@route("POST", "/photos/access", allow=PRINCIPAL)
-def access_change(ctx):
-    action, code, role = ctx.arg("action"), ctx.arg("site").strip(), ctx.arg("role")
+def _revoke_target(ctx, code, role, members):
+    """(member DN as stored, person) of the member to revoke, or PageError."""
+    _cn, _ou, label, _kind = ACCESS_ROLES[role]
+    people = _norm(f"ou=people,{ctx.console.suffix}")
+    dn = ctx.arg("member")
+    match = [m for m in members if _norm(m).endswith("," + people) and _norm(m) == _norm(dn)]
+    if not match:
+        raise PageError(f"That person is not a {label} of {ctx.site(code)} (any more).", 404)
+    return match[0], _person(ctx, match[0]) or {"name": "", "uid": match[0], "title": "", "organization": ""}
+
+
+def _check_access_form(ctx):
+    code, role = ctx.arg("site").strip(), ctx.arg("role")
     if code not in ctx.session.roles.principal_sites:
         raise PageError(f"You are not a principal of school {code or '(none given)'}.", 403)
-    if role not in ACCESS_ROLES or action not in ("grant", "revoke"):
-        raise PageError("Choose whether to grant or revoke, and which role.")
+    if role not in ACCESS_ROLES:
+        raise PageError("Choose which role.")
+    return code, role
+
+
+@route("GET", "/photos/access/revoke", allow=PRINCIPAL)
+def revoke_confirm(ctx):
+    """What a revocation will do; nothing changes until it is confirmed (POST)."""
+    code, role = _check_access_form(ctx)
+    dn, p = _revoke_target(ctx, code, role, _members(ctx, code, role))
+    return ctx.console.render_page(ctx, "photos_revoke.html", p=p, dn=dn, code=code, role=role,
+                                   label=ACCESS_ROLES[role][2])
+
+
+@route("POST", "/photos/access", allow=PRINCIPAL)
+def access_change(ctx):
+    code, role = _check_access_form(ctx)
+    action = ctx.arg("action")
+    if action not in ("grant", "revoke"):
+        raise PageError("Choose whether to grant or revoke.")
     _cn, ou, label, kind = ACCESS_ROLES[role]
     group = _group_dn(ctx, code, role)
     site_dn = f"ou={code},ou=sites,{ctx.console.suffix}"
@@ -213,7 +250,7 @@ def access_change(ctx):
             return _access_page(ctx, error=message, status=400, form=form)
 
         if not username:
-            return again(f"Enter the username of the {kind} to make a {label} of {code}.")
+            return again(f"Enter the username of the {kind} to make a {label} of {ctx.site(code)}.")
         ctx.conn.search(f"ou=people,{ctx.console.suffix}", f"(uid={escape_filter_chars(username)})", SUBTREE,
                         attributes=["uid"])
         found = [e["dn"] for e in ctx.conn.response or [] if e.get("type") == "searchResEntry"]
@@ -230,29 +267,29 @@ def access_change(ctx):
             return again(f"The account of {p['name']} ({p['uid']}) is {p['status']}: only an active "
                          f"account can be made a {label}.")
         if _norm(p["dn"]) in {_norm(m) for m in real}:
-            return again(f"{p['name']} ({p['uid']}) is already a {label} of {code}.")
+            return again(f"{p['name']} ({p['uid']}) is already a {label} of {ctx.site(code)}.")
         changes = [(MODIFY_ADD, [p["dn"]])]
         stand_ins = _placeholders(ctx, code, members)
         if stand_ins:
             changes.append((MODIFY_DELETE, stand_ins))
         ctx.conn.modify(group, {"member": changes})
         if ctx.conn.result.get("result") != 0:
-            return again(_refusal(ctx.conn.result, f"make {p['uid']} a {label} of {code}"))
-        ctx.session.flash.append(f"{p['name']} ({p['uid']}) is now a {label} of {code}.")
+            return again(_refusal(ctx.conn.result, f"make {p['uid']} a {label} of {ctx.site(code)}"))
+        ctx.session.flash.append(f"{p['name']} ({p['uid']}) is now a {label} of {ctx.site(code)}.")
     else:
-        dn = ctx.arg("member")
-        match = [m for m in real if _norm(m) == _norm(dn)]
-        if not match:
-            raise PageError(f"That person is not a {label} of {code} (any more).", 404)
-        p = _person(ctx, match[0]) or {"name": "", "uid": match[0]}
-        changes = [(MODIFY_DELETE, [match[0]])]
+        dn, p = _revoke_target(ctx, code, role, members)
+        if ctx.arg("confirmed") != "yes":
+            # as for a deactivation: say what happens, change nothing until confirmed
+            return ctx.console.render_page(ctx, "photos_revoke.html", p=p, dn=dn, code=code, role=role,
+                                           label=label)
+        changes = [(MODIFY_DELETE, [dn])]
         if len(real) == 1 and len(members) == 1:
             # groupOfNames must keep a member: the site stands in, as the grant expiry job does
             changes.append((MODIFY_ADD, [site_dn]))
         ctx.conn.modify(group, {"member": changes})
         if ctx.conn.result.get("result") != 0:
-            raise PageError(_refusal(ctx.conn.result, f"remove {p['uid']} from the {label}s of {code}"),
+            raise PageError(_refusal(ctx.conn.result, f"remove {p['uid']} from the {label}s of {ctx.site(code)}"),
                             403 if ctx.conn.result.get("result") == 50 else 400)
         who = f"{p['name']} ({p['uid']})" if p["name"] else p["uid"]
-        ctx.session.flash.append(f"{who} is no longer a {label} of {code}.")
+        ctx.session.flash.append(f"{who} is no longer a {label} of {ctx.site(code)}.")
     return redirect(f"/photos/access#site-{code}")

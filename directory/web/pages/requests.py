@@ -18,9 +18,11 @@ import re
 from twisted.internet import reactor
 from twisted.internet.threads import blockingCallFromThread, deferToThreadPool
 
+from ... import admin
 from ... import requests_client as rc
 from ...core.directory import Identity
 from ...core.errors import LDAPError
+from ...district import display
 from ..forms import PageError, redirect, sentence, url
 from ..routes import route
 
@@ -29,8 +31,7 @@ NE_KINDS = {"CONTRACTOR": "Contractor", "CHARTER": "Charter school", "NON_PUBLIC
             "AGENCY": "Agency"}
 KIND_NAMES = {"NON_EMPLOYEE_ACCOUNT": "Non-employee account", "APPLICATION_ROLE": "Application role",
               "SUBADMIN": "Sub-administrator", "PHOTO_VENDOR": "Photo vendor"}
-SUBADMIN_ROLES = {"student-email-admins": "Student e-mail administrator",
-                  "photo-designees": "Photo designee"}
+SUBADMIN_ROLES = {cn: display.SITE_ROLES[cn] for cn in ("student-email-admins", "photo-designees")}
 SITE_CODE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z_-]{0,15}$")
 NUMBER = re.compile(r"^[0-9]{1,9}$")
 PHONE = re.compile(r"^[0-9+()./ -]{3,32}$")
@@ -208,12 +209,12 @@ def _is_decider(session, req, apps_by_dn) -> bool:
     return False
 
 
-def deciders(req, apps_by_dn) -> str:
+def deciders(ctx, req, apps_by_dn) -> str:
     """Who decides this request, as a sentence."""
     if req.kind == "APPLICATION_ROLE":
         app = apps_by_dn.get(rc.norm_dn(req.application))
         return f"The approvers of {app.name if app else 'the application'} decide this request."
-    site = f"site {req.site_code}" if req.site_code else "the site"
+    site = ctx.site(req.site_code) if req.site_code else "the site"
     if req.kind == "PHOTO_VENDOR":
         return f"The principals of {site} decide this request."
     return f"The principals of {site} or a district administrator decide this request."
@@ -292,7 +293,9 @@ def _detail(ctx, req, status=200, error="", reason="", expiry=""):
         ctx, "requests_detail.html", status=status, req=req, error=error, reason=reason, expiry=expiry,
         kinds=KIND_NAMES, ne_kinds=NE_KINDS, app=app, can_decide=may_decide(s, req, apps),
         can_withdraw=req.status == "PENDING" and rc.norm_dn(req.requester) == rc.norm_dn(s.dn),
-        deciders=deciders(req, apps), mine=req.involves(s.dn), can_issue_code=may_issue_code(s, req))
+        deciders=deciders(ctx, req, apps), mine=req.involves(s.dn), can_issue_code=may_issue_code(s, req),
+        # people by name (who filed, for whom, who decided), not by DN
+        people={dn: admin.person_name(ctx.conn, dn) for dn in (req.requester, req.grantee, req.decided_by) if dn})
 
 
 @route("GET", "/requests/(?P<n>[0-9]{1,9})", allow=NOT_STUDENT)
@@ -333,7 +336,7 @@ def _decision_refusal(exc, req, ctx) -> str:
         return "Nobody decides their own request."
     if exc.code == 50:
         apps = _apps_by_dn(rc.applications(ctx.conn)) if req.kind == "APPLICATION_ROLE" else {}
-        return f"You may not decide request {req.number}. {deciders(req, apps)}"
+        return f"You may not decide request {req.number}. {deciders(ctx, req, apps)}"
     if "only a pending request" in low:
         return f"Request {req.number} has already been decided."
     if "must be in the future" in low:
@@ -361,7 +364,7 @@ def issue_code(ctx):
     try:
         out = rc.issue_activation_code(ctx.conn, req.number)
     except rc.RequestError as exc:
-        message = (f"You may not hand out the account of request {req.number}. {deciders(req, {})}"
+        message = (f"You may not hand out the account of request {req.number}. {deciders(ctx, req, {})}"
                    if exc.code in (32, 50) else sentence(exc.message))
         return _detail(ctx, req, 403 if exc.code in (32, 50) else 400, message)
     # POST-redirect-GET: the code is shown once (kept in the session for one GET)

@@ -10,17 +10,13 @@ from __future__ import annotations
 import re
 
 from ... import admin
+from ...district import display
 from ..forms import PageError, download, redirect
 from ..routes import route
 
 SUBADMIN = (lambda r: bool(r.subadmin_sites or r.district_admin),
             "This page is for the student email administrators of a school.")
-DEACTIVATION_REASONS = {
-    "parent-refusal": "Parent or guardian refused (signed form)",
-    "student-request": "Student request",
-    "misuse": "Misuse of the account",
-    "other": "Other (explain in the reference)",
-}
+DEACTIVATION_REASONS = display.DEACTIVATION_REASONS
 
 
 def _my_sites(ctx) -> list:
@@ -31,20 +27,21 @@ def _my_sites(ctx) -> list:
 @route("GET", "/students", allow=SUBADMIN)
 def search(ctx):
     q = ctx.arg("q").strip()
-    found, error = [], ""
+    found, error = admin.StudentSearch(), ""
     if q:
         try:
             found = admin.find_students(ctx.conn, q)
         except admin.AdminError as exc:
             error = exc.message
-    return ctx.console.render_page(ctx, "students.html", q=q, found=found, searched=bool(q), error=error,
-                                   sites=_my_sites(ctx))
+    return ctx.console.render_page(ctx, "students.html", q=q, found=found.students, enrollees=found.enrollees,
+                                   note=found.note, searched=bool(q), error=error, sites=_my_sites(ctx))
 
 
 @route("GET", "/students/(?P<uid>[^/]+)", allow=SUBADMIN)
 def detail(ctx):
     s = admin.resolve_student(ctx.conn, ctx.params["uid"])
-    return ctx.console.render_page(ctx, "student.html", s=s, reasons=DEACTIVATION_REASONS)
+    return ctx.console.render_page(ctx, "student.html", s=s, reasons=DEACTIVATION_REASONS,
+                                   deactivated_by=admin.person_name(ctx.conn, s["deactivated_by"]))
 
 
 def _only_enabled(s, what):
@@ -83,14 +80,16 @@ def reset_done(ctx):
 @route("GET", "/students/(?P<uid>[^/]+)/reactivate", allow=SUBADMIN)
 def reactivate_form(ctx):
     s = admin.resolve_student(ctx.conn, ctx.params["uid"])
-    return ctx.console.render_page(ctx, "reactivate.html", s=s)
+    return ctx.console.render_page(ctx, "reactivate.html", s=s,
+                                   deactivated_by=admin.person_name(ctx.conn, s["deactivated_by"]))
 
 
 @route("POST", "/students/(?P<uid>[^/]+)/reactivate", allow=SUBADMIN)
 def reactivate(ctx):
     s = admin.resolve_student(ctx.conn, ctx.params["uid"])
     if ctx.arg("confirmed") != "yes":
-        return ctx.console.render_page(ctx, "reactivate.html", s=s)
+        return ctx.console.render_page(ctx, "reactivate.html", s=s,
+                                       deactivated_by=admin.person_name(ctx.conn, s["deactivated_by"]))
     # the directory decides (the same rules as `rollcall account reactivate`)
     out = admin.reactivate(ctx.conn, s["dn"])
     ctx.session.flash.append(f"{out['name']} ({out['username']}) is {out['status']} again"
