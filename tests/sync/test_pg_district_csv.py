@@ -1,0 +1,3 @@
+"""tests/sync/test_district_csv.py against the PostgreSQL store (see tests/protocol/pgrun.py)."""
+from tests.protocol.pgrun import on_postgresql  # noqa: F401 - autouse: this module's servers on PostgreSQL
+from tests.sync.test_district_csv import *  # noqa: F401,F403 - the same scenarios

@@ -1,0 +1,3 @@
+"""tests/web/test_console_subadmin.py against the PostgreSQL store (see tests/protocol/pgrun.py)."""
+from tests.protocol.pgrun import on_postgresql  # noqa: F401 - autouse: this module's servers on PostgreSQL
+from tests.web.test_console_subadmin import *  # noqa: F401,F403 - the same pages
