@@ -26,6 +26,7 @@ The district (see schema/rollcall.schema and ../shared/DESIGN.md):
      ou=services        cn=sso-portal, cn=sis-sync
      ou=sis             a SIS record per student, and 3 new enrollees with no account yet
      ou=requests        empty
+     ou=jobs            the nightly jobs' locks (taken and given back by the jobs)
 
 Everything is deterministic (seeded) except the dates that must lie in the future
 (non-employee expiry, activation code expiry), which are computed from today.
@@ -352,6 +353,7 @@ class _Builder:
         self.ou("ou=requests", "requests", "Access requests: kind, requester, target, status, decision")
         self.ou("ou=staged-photos", "staged-photos", "Uploaded student photos waiting for the nightly publish")
         self.staged_photos()
+        self.ou("ou=jobs", "jobs", "Nightly jobs' locks: one run of each at a time, whichever host starts it")
 
     def person(self, rel, given, sn, uid, mail_domain, district_id, schools, extra_classes,
                affiliations, primary, password, status, *extra):

@@ -13,9 +13,10 @@ client shares (directory/client/options.py: -H/--url, -D/--as, -y/--password-fil
 -w, -Z, --ca-file, --config). The password comes from -w, -y, $ROLLCALL_PASSWORD_FILE,
 $ROLLCALL_BIND_PASSWORD or $ROLLCALL_PASSWORD, else a prompt on a terminal.
 Exit status: 0 all well; 1 some file rejected / some photo not published; 2 usage,
-connection or bind error.
+connection or bind error; 3 (publish) another run of the job holds its lock.
 """
 import argparse
+import contextlib
 import csv
 import json
 import sys
@@ -82,7 +83,12 @@ def cmd_upload(args):
 def cmd_publish(args):
     conn = _connect(args)
     try:
-        report = publish(conn, dry_run=args.dry_run, log=(lambda m: print(m)) if args.verbose else None)
+        # one run at a time, from whichever host cron starts it on (a dry run changes nothing)
+        with contextlib.nullcontext() if args.dry_run else client.job_lease(conn, "photos-publish"):
+            report = publish(conn, dry_run=args.dry_run, log=(lambda m: print(m)) if args.verbose else None)
+    except client.JobBusy as exc:
+        print(f"rollcall photos publish: {exc}; nothing done", file=sys.stderr)
+        sys.exit(3)
     except (RuntimeError, client.ClientError) as exc:
         print(f"rollcall photos publish: {exc}", file=sys.stderr)
         sys.exit(2)

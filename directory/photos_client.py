@@ -20,9 +20,7 @@ import zipfile
 from dataclasses import dataclass, field
 
 from ldap3 import BASE, LEVEL, MODIFY_REPLACE, SUBTREE
-from ldap3.operation.search import compile_filter, parse_filter
 from ldap3.utils.conv import escape_filter_chars
-from pyasn1.codec.ber import encoder
 
 from . import client
 from .district import display
@@ -273,12 +271,6 @@ def _paged(conn, base, flt, scope, attributes) -> list:
         raise PhotosError.of(exc) from None
 
 
-def _assertion(flt: str):
-    """RFC 4528 assertion control (OID 1.3.6.1.1.12) for ldap3."""
-    value = encoder.encode(compile_filter(parse_filter(flt, None, True, True, None, False).elements[0]))
-    return ("1.3.6.1.1.12", True, value)
-
-
 @dataclass
 class PublishReport:
     published: list = field(default_factory=list)    # (district ID, student DN)
@@ -335,7 +327,7 @@ def publish(conn, dry_run=False, log=None) -> PublishReport:
         if conn.result.get("result") != 0:
             report.failed.append((district_id, f"modify {student}: {_result_reason(conn.result)}"))
             continue
-        conn.delete(staged_dn, controls=[_assertion(f"(rollcallPhotoDigest={digest})")])
+        conn.delete(staged_dn, controls=[client.assertion_control(f"(rollcallPhotoDigest={digest})")])
         code = conn.result.get("result")
         if code == 122:  # assertionFailed: replaced since we read it; the next run publishes that one
             report.published.append((district_id, student))

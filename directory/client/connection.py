@@ -6,6 +6,8 @@ from urllib.parse import urlparse
 
 from ldap3 import ASYNC, BASE, LEVEL, NONE, SUBTREE, SYNC, Connection, Server, Tls
 from ldap3.core.exceptions import LDAPException
+from ldap3.operation.search import compile_filter, parse_filter
+from pyasn1.codec.ber import encoder
 
 from .errors import NO_SUCH_OBJECT, ClientError, bind_error, describe_exception, from_result
 
@@ -150,3 +152,10 @@ def naming_context(conn) -> str:
                               (conn.result or {}).get("result") or None)
         got = conn._rollcall_suffix = vals[0]
     return got
+
+
+def assertion_control(flt: str):
+    """RFC 4528's assertion control (OID 1.3.6.1.1.12) for ldap3: the write it goes
+    with happens only if the entry matches flt, else assertionFailed (122)."""
+    value = encoder.encode(compile_filter(parse_filter(flt, None, True, True, None, False).elements[0]))
+    return ("1.3.6.1.1.12", True, value)

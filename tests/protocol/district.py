@@ -23,6 +23,7 @@ NONEMP = f"ou=nonemployees,{PEOPLE}"
 SITES = f"ou=sites,{SUFFIX}"
 GROUPS = f"ou=groups,{SUFFIX}"
 SERVICES = f"ou=services,{SUFFIX}"
+JOBS = f"ou=jobs,{SUFFIX}"
 DISTRICT_ADMINS = f"cn=district-admins,{GROUPS}"
 
 
@@ -167,6 +168,7 @@ def district_ldif() -> str:
         _entry(DISTRICT_ADMINS, ("objectClass", "groupOfNames"), ("cn", "district-admins"),
                ("member", staff("distadmin"))),
         _entry(SERVICES, ("objectClass", "organizationalUnit"), ("ou", "services")),
+        _entry(JOBS, ("objectClass", "organizationalUnit"), ("ou", "jobs")),
     ]
     for cn, kind in (("sso-portal", "SSO"), ("sis-sync", "SYNC")):
         out.append(_entry(service(cn), ("objectClass", "rollcallService"), ("cn", cn),

@@ -18,7 +18,7 @@ import pytest
 from ldap3 import BASE, MODIFY_DELETE, MODIFY_REPLACE, SUBTREE, Connection, Server
 from PIL import Image
 
-from directory import photos_client
+from directory import client, photos_client
 from directory.district import photos as photo_rules
 from tests.conftest import ROOT, ROOT_DN, ROOT_PW, SUFFIX, ServerProcess
 from tests.jpegs import jpeg
@@ -546,3 +546,17 @@ def test_cli_text_report_and_bad_password(srv, tmp_path):
     assert "1 files: 0 accepted, 0 replaced, 1 rejected" in r.stderr
     r = cli(srv, "upload", PRINCIPAL1, f, password="wrong-password")
     assert r.returncode == 2 and "cannot bind" in r.stderr
+
+
+def test_publish_runs_once_at_a_time(srv):
+    """Another run (on another host, say) holds the job's lease: this one does nothing
+    and says so (exit 3); once it is given back, publish runs."""
+    other = Connection(Server(srv.url), PUBLISHER, pw(PUBLISHER), auto_bind=True)
+    with client.job_lease(other, "photos-publish"):
+        r = publish(srv)
+        assert r.returncode == 3, (r.returncode, r.stdout, r.stderr)
+        assert "photos-publish is already running" in r.stderr and "Traceback" not in r.stderr
+        assert "dry run" in publish(srv, "--dry-run").stdout  # a dry run changes nothing: no lease
+    r = publish(srv)
+    assert r.returncode == 0, r.stderr
+    other.unbind()
