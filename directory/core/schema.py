@@ -358,6 +358,8 @@ class Syntax:
 
 # DN-based syntaxes need the schema's DN normalizer; their checks are bound per schema.
 _DN_SYNTAX = _SYNTAX_PREFIX + "12"
+# Syntaxes whose values travel BER-encoded, the only ones ';binary' applies to (RFC 4522 2).
+_BINARY_TRANSFER = frozenset(_SYNTAX_PREFIX + n for n in ("8", "9", "10", "49"))
 _NAME_UID_SYNTAX = _SYNTAX_PREFIX + "34"
 
 _SYNTAXES = [
@@ -1258,8 +1260,29 @@ class Schema:
                 key, *options = key.split(";")
                 if any(o != "binary" for o in options):
                     return None
+                at = self._at.get(key)
+                # RFC 4522: ';binary' only for the syntaxes that are transferred in BER
+                # (certificates …); 'mail;binary' is not mail (slapd: undefined type)
+                return at if at is not None and at.syntax in _BINARY_TRANSFER else None
             at = self._at.get(key)
         return at
+
+    def matching_rule(self, name_or_oid: str) -> MatchingRule | None:
+        return self.matching_rules.get(name_or_oid.lower())
+
+    def rule_applies(self, rule: MatchingRule, at: AttributeType) -> bool:
+        """Does the rule apply to the type? As published in matchingRuleUse: the
+        type's syntax is the rule's, or the rule is one of the type's own."""
+        return at.syntax == rule.syntax or rule.name in (at.equality, at.ordering, at.substr)
+
+    def assertion_ok(self, rule: MatchingRule, value) -> bool:
+        """Is the value valid in the rule's assertion syntax? (RFC 4511 4.5.1.7:
+        an invalid assertion makes the filter item Undefined, a compare fail.)"""
+        syntax = self.syntaxes.get(rule.syntax)
+        try:
+            return syntax is None or syntax.validate(value)
+        except ValueError:
+            return False
 
     def objectclass(self, name_or_oid: str) -> ObjectClass | None:
         oc = self._oc.get(name_or_oid)
