@@ -241,8 +241,8 @@ class FilterCompiler:
         applies = self._applies
         if names is not None:
             names = tuple(n for n in names if applies(rule, n))
-            if not names and not dnattrs:
-                return undefined  # e.g. (gidNumber:caseExactMatch:=100)
+            if not names:
+                return undefined  # e.g. (gidNumber:caseExactMatch:=100); :dn: has the same types
         values = self.d.values_for_filter
         types = set(names) if names is not None else None
 
