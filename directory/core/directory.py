@@ -58,6 +58,14 @@ DEFAULT_ACCESS = [
 ]
 
 
+def _increment_ok(v: bytes) -> bool:
+    """RFC 4517 3.3.16, strictly as the schema checks it: not 'abc', '1.5', '', '+1',
+    ' 1', '1_0' or '01' (all of which int() takes or chokes on); and short enough
+    for int()/str() (Python refuses more than 4300 digits)."""
+    digits = v[1:] if v[:1] == b"-" else v
+    return digits.isdigit() and digits.isascii() and (digits[:1] != b"0" or v == b"0") and len(v) <= 4000
+
+
 @dataclass
 class WriteOptions:
     """Per-operation controls that change what a write does or returns."""
@@ -706,8 +714,14 @@ class Directory:
             at = self.schema.attribute(name)
             if at is None:
                 raise LDAPError(ResultCode.UNDEFINED_ATTRIBUTE_TYPE, f"{name}: attribute type undefined")
-            if op == MOD_INCREMENT or at.name in SERVER_MAINTAINED or at.no_user_modification:
-                continue  # an increment is checked as one (RFC 4525); no user modification: 19 first
+            if at.name in SERVER_MAINTAINED or at.no_user_modification:
+                continue  # no user modification: 19 first, as from slapd
+            if op == MOD_INCREMENT:
+                # RFC 4525: the increment is an INTEGER (21), whatever the entry holds
+                if len(values) == 1 and not _increment_ok(values[0]):
+                    raise LDAPError(ResultCode.INVALID_ATTRIBUTE_SYNTAX,
+                                    f"modify/increment: {at.name}: the increment is not an INTEGER")
+                continue
             for i, v in enumerate(values):
                 if not at.is_valid(v):
                     raise LDAPError(ResultCode.INVALID_ATTRIBUTE_SYNTAX, f"{at.name}: value #{i} invalid per syntax")
@@ -868,13 +882,7 @@ class Directory:
             if len(values) != 1:
                 raise LDAPError(ResultCode.PROTOCOL_ERROR, f"modify/increment: {name}: exactly one value required")
 
-            def integer(v: bytes) -> bool:
-                # RFC 4517 3.3.16, strictly as the schema checks it: not 'abc', '1.5', '', '+1',
-                # ' 1', '1_0' or '01' (all of which int() takes or chokes on); and short
-                # enough for int()/str() (Python refuses more than 4300 digits)
-                digits = v[1:] if v[:1] == b"-" else v
-                return digits.isdigit() and (digits[:1] != b"0" or v == b"0") and len(v) <= 4000
-
+            integer = _increment_ok
             if not integer(values[0]):  # RFC 4525: invalidAttributeSyntax
                 raise LDAPError(ResultCode.INVALID_ATTRIBUTE_SYNTAX,
                                 f"modify/increment: {name}: the increment is not an INTEGER")

@@ -263,6 +263,11 @@ class FilterCompiler:
 
         return _ext
 
+    def _known_name(self, value: bytes) -> bool:
+        name = value.decode("ascii").strip()
+        s = self.schema
+        return bool(s.objectclass(name) or s.attribute(name) or s.matching_rule(name))
+
     def _applies(self, rule, name):
         at = self.schema.attribute(name)
         if at is None:
@@ -308,6 +313,8 @@ class FilterCompiler:
             return lambda v: match(_str(key(v)))
         if not self.schema.assertion_ok(rule, value):
             return None
+        if rule.syntax == _OID_SYNTAX and not value[:1].isdigit() and not self._known_name(value):
+            return None  # a name the schema does not know: Undefined, as for objectClass (item 5)
         try:
             akey = int(value) if rule.kind in ("bitand", "bitor") else key(value)
         except ValueError:
