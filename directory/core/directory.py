@@ -106,7 +106,9 @@ class Directory:
             if at is None:
                 raise ConfigError(f"indexes.{attr}", "attribute type not in the schema", config.path)
             self._index_kinds[at.name] = frozenset(kinds)
-        self._index_plan = [(name, name.lower(), kinds, schema.attribute(name))
+        # an indexed supertype (name, …) indexes its subtypes' values too, as slapd's
+        # index does: (name=x) is then one index read; sources: the types it covers
+        self._index_plan = [(name, name.lower(), kinds, schema.attribute(name), self.subtypes(name))
                             for name, kinds in self._index_kinds.items()]
         self.supported_controls = []  # filled by the server: the controls it implements
         self.supported_extensions = []
@@ -526,8 +528,11 @@ class Directory:
         dict kept across entries, remembers objectClass keys."""
         rows = []
         index_key = self.index_key
-        for name, lname, kinds, at in self._index_plan:
-            values = attrs.get(name)
+        for name, lname, kinds, at, sources in self._index_plan:
+            if len(sources) == 1:
+                values = attrs.get(name)
+            else:
+                values = [v for n in sources for v in attrs.get(n, ())]
             if not values:
                 continue
             if "eq" in kinds:
@@ -543,7 +548,7 @@ class Directory:
                             memo[tuple(values)] = keys
                     rows.extend((lname, "eq", k) for k in keys)
                 else:
-                    keys = eq_keys.get(name) if eq_keys is not None else None
+                    keys = eq_keys.get(name) if eq_keys is not None and len(sources) == 1 else None
                     if keys is None:
                         norm = at.normalize_or_none
                         keys = {norm(v) for v in values}

@@ -427,7 +427,10 @@ class IndexPlanner:
             return None
         at = self.schema.attribute(ast[1])
         kinds = self.d.index_kinds(at.name)
-        if not kinds or len(self.d.subtypes(at.name)) > 1:
+        subtypes = self.d.subtypes(at.name)
+        if not kinds and len(subtypes) > 1:
+            return self._through_subtypes(ast, at, subtypes)
+        if not kinds:
             return None
         if kind == "eq" and "eq" in kinds:
             if at.name == "objectClass":
@@ -444,6 +447,30 @@ class IndexPlanner:
         if kind == "sub" and "sub" in kinds:
             return self._substring(at, ast[2], ast[3], ast[4])
         return None
+
+    def _through_subtypes(self, ast, at, subtypes):
+        """An unindexed supertype ((name=x)) answered from its subtypes' indexes: the
+        union of each subtype's candidates, when every subtype has the index kind and
+        compares as the supertype does, and no class but extensibleObject allows the
+        supertype itself (its entries are added from the objectClass index)."""
+        schema = self.schema
+        if any(at.name in oc.allowed for oc in schema.object_classes):
+            return None  # an entry may hold the supertype itself, which has no index
+        out = set()
+        if schema.objectclass("extensibleObject") is not None:
+            ids = self.candidates(("eq", "objectClass", b"extensibleObject"))
+            if ids is None:
+                return None
+            out |= ids
+        for n in subtypes[1:]:
+            sub_at = schema.attribute(n)
+            if sub_at.equality != at.equality or sub_at.substr != at.substr:
+                return None
+            ids = self.candidates((ast[0], n, *ast[2:]))
+            if ids is None:
+                return None
+            out |= ids
+        return out
 
     def _never(self, ast) -> bool:
         """Is this filter item Undefined for every entry? (unknown type or rule, a rule

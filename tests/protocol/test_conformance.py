@@ -6,8 +6,10 @@ import pytest
 
 ldap = pytest.importorskip("ldap")
 
-from tests.conftest import ROOT_DN, ROOT_PW, SUFFIX, requires_ldap_utils  # noqa: E402
-from tests.protocol.district import GROUPS, PEOPLE, STUDENTS, make_server  # noqa: E402
+from directory.core.schema import Schema  # noqa: E402
+from tests.conftest import ROOT, ROOT_DN, ROOT_PW, SUFFIX, requires_ldap_utils  # noqa: E402
+from tests.protocol.district import (GROUPS, PEOPLE, SCHEMA_FILES, STUDENTS, dn_of, make_server,  # noqa: E402
+                                     password)
 from tests.protocol.ldaputil import dns, search, tool  # noqa: E402
 
 PDOE = f"uid=pdoe,{PEOPLE}"
@@ -379,3 +381,58 @@ def test_ldapsearch_sees_the_same(srv):
     out = search(srv, "-b", SUFFIX, "(cn:caseIgnoreSubstringsMatch:=\\2aat\\2a)", "1.1")
     assert [d.lower() for d in dns(out.stdout)] == [PDOE.lower()]
     assert dns(search(srv, "-b", STUDENTS, "(uidNumber=01234)", "1.1").stdout) == []
+
+
+# ---------------------------------------------------------------- speed: no scan where none is needed
+
+
+def _name_subtypes():
+    """Every attribute type derived from `name` in the district's schema."""
+    schema = Schema.load([str(ROOT / "schema" / n) for n in SCHEMA_FILES])
+    out = []
+    for at in schema.attribute_types:
+        sup = at.sup
+        while sup:
+            if sup == "name":
+                out.append(at.name)
+                break
+            sup = schema.attribute(sup).sup
+    return out
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory):
+    # a low limits.unindexed: a search that scans is refused (adminLimitExceeded) for
+    # anyone but the root DN, so a search that succeeds was answered from indexes
+    indexes = {n: ["eq"] for n in _name_subtypes()}
+    indexes["distinguishedName"] = ["eq"]  # an indexed supertype covers member, owner, …
+    s = make_server(tmp_path_factory.mktemp("limited"), indexes=indexes, extra={"limits": {"unindexed": 5}},
+                    extra_ldif=EXTRA)
+    c = ldap.initialize(s.url)
+    c.simple_bind_s(dn_of("distadmin"), password("distadmin"))
+    yield c
+    c.unbind_s()
+    s.stop()
+
+
+def test_speed_a_scan_is_refused_here(limited):
+    assert code(limited.search_s, SUFFIX, ldap.SCOPE_SUBTREE, "(description=x)") == 11
+
+
+def test_speed_supertype_through_the_subtypes_indexes(limited):
+    assert found(limited, "(name=team)") == [TEAM.lower()]
+    assert found(limited, "(name=Pat Doe)") == [PDOE.lower()]
+    assert PDOE.lower() in found(limited, "(|(name=doe)(uid=nobody))")
+
+
+def test_speed_indexed_supertype_covers_its_subtypes(limited):
+    assert found(limited, f"(distinguishedName={PDOE})") == [TEAM.lower()]
+
+
+@pytest.mark.parametrize("flt", [
+    "(uidNumber=01234)", "(gidNumber:caseExactMatch:=100)", "(objectClass=noSuchClass)", "(noSuchAttr=1)",
+    "(&(description=x)(uid:caseExactIA5Match:=pdoe))", "(!(cn:integerMatch:=1))",
+    "(|(uidNumber=+1)(mail;binary=x))",
+])
+def test_speed_undefined_everywhere_reads_nothing(limited, flt):
+    assert found(limited, flt) == []
