@@ -268,6 +268,9 @@ def test_8_compare_on_the_root_dse_and_subschema(srv):
     assert ldapcompare("", "namingContexts:dc=other") == COMPARE_FALSE
     assert ldapcompare("cn=Subschema", "objectClass:subschema") == COMPARE_TRUE
     assert ldapcompare("cn=subschema", "cn:Subschema") == COMPARE_TRUE
+    # anyone may read the root DSE, so anyone may compare it
+    assert tool(srv, "ldapcompare", "", "objectClass:top").returncode == COMPARE_TRUE
+    assert tool(srv, "ldapcompare", "", "supportedLDAPVersion:3").returncode == 18  # no EQUALITY, as slapd
 
 
 @pytest.mark.parametrize("dn", ["", "cn=Subschema"])
