@@ -255,9 +255,11 @@ def _ok_numeric(v) -> bool:
 
 def _ok_integer(v) -> bool:
     # RFC 4517 3.3.16 is strict (no '+', no leading zeros, no "-0"), like slapd.
+    # At most 4000 digits: Python's int() refuses more than 4300, so a longer value
+    # could be neither compared nor incremented (21, not an error later).
     v = _bytes(v)
     digits = v[1:] if v[:1] == b"-" else v
-    return digits.isdigit() and (digits[:1] != b"0" or v == b"0")
+    return digits.isdigit() and (digits[:1] != b"0" or v == b"0") and len(v) <= 4000
 
 
 def _ok_boolean(v) -> bool:

@@ -330,6 +330,9 @@ def test_11_invalid_values_are_21_before_other_checks(conn):
     assert code(conn.modify_s, PDOE, [(ldap.MOD_DELETE, "uidNumber", [b"5"])]) == NO_SUCH_ATTRIBUTE
     assert code(conn.modify_s, f"uid=nobody,{PEOPLE}", [(ldap.MOD_ADD, "uidNumber", [b"abc"])]) == INVALID_SYNTAX
     assert uid_number(conn) == [b"1234"]
+    # longer than an int() can be: invalid here (21), never an error later
+    assert code(conn.modify_s, PDOE, [(ldap.MOD_DELETE, "uidNumber", [b"1" * 5000])]) == INVALID_SYNTAX
+    assert compare(conn, PDOE, "uidNumber", b"1" * 5000) == INVALID_SYNTAX
 
 
 def test_12_add_without_the_rdn_value_adds_it(conn):
