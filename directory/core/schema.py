@@ -1471,16 +1471,12 @@ class Schema:
     # -- publication ---------------------------------------------------------
 
     def _matching_rule_uses(self):
-        uses = {}
-        for at in self.attribute_types:
-            for name in (at.equality, at.ordering, at.substr):
-                if name:
-                    uses.setdefault(name, []).append(at)
+        # rule_applies decides both what is published here and what an extensible
+        # filter may use the rule on
         rules = {r.oid: r for r in self.matching_rules.values()}.values()
         out = []
         for rule in rules:
-            applies = [at for at in self.attribute_types if at.syntax == rule.syntax]
-            applies += [at for at in uses.get(rule.name, ()) if at not in applies]
+            applies = [at for at in self.attribute_types if self.rule_applies(rule, at)]
             if applies:
                 names = tuple(at.name for at in applies)
                 out.append(f"( {rule.oid} NAME '{rule.name}' APPLIES {_oids(names)} )")

@@ -156,6 +156,19 @@ def test_1_extensible_match_with_an_inapplicable_rule_is_undefined(conn, flt):
     assert undefined(conn, flt)
 
 
+def test_1_matching_rule_use_says_where_a_rule_applies(conn):
+    uses = conn.search_s("cn=Subschema", ldap.SCOPE_BASE, "(objectClass=*)", ["matchingRuleUse"])[0][1]
+    applies = {}
+    for d in uses["matchingRuleUse"]:
+        text = d.decode()
+        name = text.split("NAME '")[1].split("'")[0]
+        names = text.split("APPLIES")[1].strip(" ()").replace("$", " ").split()
+        applies[name] = {n.lower() for n in names}
+    assert "mail" in applies["caseExactIA5Match"] and "uid" not in applies["caseExactIA5Match"]
+    assert "gidnumber" not in applies["caseExactMatch"] and "cn" in applies["caseExactMatch"]
+    assert "member" in applies["distinguishedNameMatch"]
+
+
 def test_1_applicable_extensible_rules_match(conn):
     assert found(conn, "(uid:caseIgnoreMatch:=PDOE)") == [PDOE.lower()]
     assert found(conn, "(uid:caseExactMatch:=pdoe)") == [PDOE.lower()]
