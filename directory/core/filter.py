@@ -199,6 +199,9 @@ class FilterCompiler:
         return _sub
 
     def _approx(self, at, names, value):
+        rule = self.schema.matching_rule(at.equality) if at.equality else None
+        if rule is None or not self.schema.assertion_ok(rule, value):
+            return undefined  # approximate matching uses the equality rule's assertion syntax
         key = self.schema.approx_key(at.name, value)
         if key is None:
             return undefined

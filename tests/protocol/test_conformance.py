@@ -248,6 +248,7 @@ def test_6_assertions_invalid_in_the_syntax(conn, attr, value):
     assert compare(conn, target, attr, value.encode()) == INVALID_SYNTAX
     if attr == "uidNumber":
         assert undefined(conn, f"(uidNumber>={esc})")
+        assert undefined(conn, f"(uidNumber~={esc})")
         assert undefined(conn, f"(uidNumber:integerMatch:={esc})")
 
 
