@@ -1113,8 +1113,12 @@ class SearchCursor:
         self.returned = 0
         self.done = False
         self.key_of = None  # (entry, hidden) -> sort key, for server-side sorting
+        # a subtree search of the suffix: every entry is in scope, no DN to compare
+        self.whole_context = scope == SCOPE_SUB and base_entry is not None and base_entry.ndn == directory.suffix_ndn
 
     def _in_scope(self, entry):
+        if self.whole_context:
+            return True
         if self.scope == SCOPE_BASE:
             return entry.id == self.base.id
         b = self.base.ndn

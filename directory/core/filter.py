@@ -40,6 +40,7 @@ class FilterCompiler:
     def __init__(self, directory):
         self.d = directory
         self.schema = directory.schema
+        self._applies_cache = {}
 
     def compile(self, ast):
         kind = ast[0]
@@ -272,12 +273,17 @@ class FilterCompiler:
         return bool(s.objectclass(name) or s.attribute(name) or s.matching_rule(name))
 
     def _applies(self, rule, name):
-        at = self.schema.attribute(name)
-        if at is None:
-            return False
-        if rule.kind in ("bitand", "bitor"):
-            return at.syntax == _INTEGER_SYNTAX
-        return self.schema.rule_applies(rule, at)
+        got = self._applies_cache.get((rule.oid, name))
+        if got is None:  # asked per attribute of every candidate of (:rule:=x): remembered
+            at = self.schema.attribute(name)
+            if at is None:
+                got = False
+            elif rule.kind in ("bitand", "bitor"):
+                got = at.syntax == _INTEGER_SYNTAX
+            else:
+                got = self.schema.rule_applies(rule, at)
+            self._applies_cache[(rule.oid, name)] = got
+        return got
 
     def _dn_match(self, e, types, rule, test):
         """:dn: — the entry's DN's attribute values (of `types`, if given) to which the rule applies."""
