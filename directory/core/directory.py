@@ -502,7 +502,8 @@ class Directory:
         if special is not None:
             # the root DSE and cn=Subschema exist for every operation (RFC 4512 5.1, 4.2):
             # what a search of them shows, a compare may test
-            if at.name in self.acl.hidden_attrs(ident, entry):
+            hidden = self.acl.hidden_attrs(ident, entry)
+            if hidden is None or at.name in hidden:
                 raise LDAPError(ResultCode.INSUFFICIENT_ACCESS_RIGHTS, "")
         else:
             self.acl.check(ident, entry, Level.COMPARE, at.name)
