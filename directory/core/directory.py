@@ -510,12 +510,14 @@ class Directory:
         if at.name == "objectClass":
             oc = self.filters.objectclass_assertion(value)
             if oc is None:  # not an OID, or a name no class has: Undefined (slapd: 21)
-                raise LDAPError(ResultCode.INVALID_ATTRIBUTE_SYNTAX, "objectClass: value does not conform to assertion syntax")
+                raise LDAPError(ResultCode.INVALID_ATTRIBUTE_SYNTAX,
+                                "objectClass: value does not conform to assertion syntax")
             return oc is not False and oc.name.lower() in self.objectclass_closure(entry)
         if at.equality is None:
             raise LDAPError(ResultCode.INAPPROPRIATE_MATCHING, f"{at.name}: no equality matching rule")
         if not self.schema.assertion_ok(self.schema.matching_rule(at.equality), value):
-            raise LDAPError(ResultCode.INVALID_ATTRIBUTE_SYNTAX, f"{at.name}: value does not conform to assertion syntax")
+            raise LDAPError(ResultCode.INVALID_ATTRIBUTE_SYNTAX,
+                            f"{at.name}: value does not conform to assertion syntax")
         present = [n for n in self.subtypes(at.name) if self.values_for_filter(entry, n)]
         if not present:
             raise LDAPError(ResultCode.NO_SUCH_ATTRIBUTE, "")
@@ -888,12 +890,11 @@ class Directory:
             if len(values) != 1:
                 raise LDAPError(ResultCode.PROTOCOL_ERROR, f"modify/increment: {name}: exactly one value required")
 
-            integer = _increment_ok
-            if not integer(values[0]):  # RFC 4525: invalidAttributeSyntax
+            if not _increment_ok(values[0]):  # RFC 4525: invalidAttributeSyntax
                 raise LDAPError(ResultCode.INVALID_ATTRIBUTE_SYNTAX,
                                 f"modify/increment: {name}: the increment is not an INTEGER")
             delta = int(values[0])
-            if not all(integer(v) for v in current):
+            if not all(_increment_ok(v) for v in current):
                 raise LDAPError(ResultCode.CONSTRAINT_VIOLATION,
                                 f"modify/increment: {name}: a stored value is not an INTEGER that can be incremented")
             attrs[name] = [str(int(v) + delta).encode() for v in current]
@@ -1115,7 +1116,8 @@ class SearchCursor:
         self.done = False
         self.key_of = None  # (entry, hidden) -> sort key, for server-side sorting
         # a subtree search of the suffix: every entry is in scope, no DN to compare
-        self.whole_context = scope == SCOPE_SUB and base_entry is not None and base_entry.ndn == directory.suffix_ndn
+        self.whole_context = (scope == SCOPE_SUB and base_entry is not None
+                              and base_entry.ndn == directory.suffix_ndn)
 
     def _in_scope(self, entry):
         if self.whole_context:
