@@ -58,6 +58,14 @@ DEFAULT_ACCESS = [
 ]
 
 
+def _increment_ok(v: bytes) -> bool:
+    """RFC 4517 3.3.16, strictly as the schema checks it: not 'abc', '1.5', '', '+1',
+    ' 1', '1_0' or '01' (all of which int() takes or chokes on); and short enough
+    for int()/str() (Python refuses more than 4300 digits)."""
+    digits = v[1:] if v[:1] == b"-" else v
+    return digits.isdigit() and digits.isascii() and (digits[:1] != b"0" or v == b"0") and len(v) <= 4000
+
+
 @dataclass
 class WriteOptions:
     """Per-operation controls that change what a write does or returns."""
@@ -98,7 +106,9 @@ class Directory:
             if at is None:
                 raise ConfigError(f"indexes.{attr}", "attribute type not in the schema", config.path)
             self._index_kinds[at.name] = frozenset(kinds)
-        self._index_plan = [(name, name.lower(), kinds, schema.attribute(name))
+        # an indexed supertype (name, …) indexes its subtypes' values too, as slapd's
+        # index does: (name=x) is then one index read; sources: the types it covers
+        self._index_plan = [(name, name.lower(), kinds, schema.attribute(name), self.subtypes(name))
                             for name, kinds in self._index_kinds.items()]
         self.supported_controls = []  # filled by the server: the controls it implements
         self.supported_extensions = []
@@ -219,6 +229,31 @@ class Directory:
 
     def in_naming_context(self, ndn: str) -> bool:
         return ndn == self.suffix_ndn or ndn.endswith("," + self.suffix_ndn)
+
+    def _special_entry(self, dn_text: str) -> Entry | None:
+        """The root DSE or cn=Subschema when the DN names one of them."""
+        ndn = self.dn.normalize(dn_text) if dn_text.strip() else ""
+        if ndn == "":
+            return self.root_dse()
+        if ndn == "cn=subschema":
+            return self.subschema()
+        return None
+
+    def _writable(self, dn_text: str, op: str) -> str:
+        """The normalised DN of a write's target, after the answers slapd gives for the
+        entries no write may touch: the root DSE and cn=Subschema (53; an add of
+        them 68, they exist) and anything outside the naming context (53, "no
+        global superior knowledge": there is no referral to give)."""
+        ndn = self.dn.normalize(dn_text) if dn_text.strip() else ""
+        if ndn in ("", "cn=subschema"):
+            what = "the root DSE" if ndn == "" else "the subschema subentry"
+            if op == "add":
+                raise LDAPError(ResultCode.ENTRY_ALREADY_EXISTS, f"{what} already exists")
+            raise LDAPError(ResultCode.UNWILLING_TO_PERFORM, f"{op} of {what} not supported")
+        if not self.in_naming_context(ndn):
+            raise LDAPError(ResultCode.UNWILLING_TO_PERFORM,
+                            f"no global superior knowledge: {dn_text!r} is outside {self.suffix!r}")
+        return ndn
 
     def canonical_attrs(self, attrs) -> dict:
         """Attribute names to canonical form, merging 'CN' and 'commonName'."""
@@ -396,7 +431,9 @@ class Directory:
             entry = self.root_dse() if base_ndn == "" else self.subschema()
             return SearchCursor(self, ident, [entry], compiled, selector, types_only, size, deadline, virtual=True)
         if not base_ndn:
-            # one-level/subtree from the root DSE: the naming context (what slapd does for '')
+            # one-level/subtree from the root DSE: its children are the naming contexts, so
+            # one level is the suffix entry and a subtree the whole context (without the
+            # root DSE). slapd answers noSuchObject instead (README: Conformance notes).
             if scope == SCOPE_BASE:
                 return SearchCursor(self, ident, [], compiled, selector, types_only, size, deadline)
             base_ndn, base = self.suffix_ndn, self.suffix
@@ -457,17 +494,30 @@ class Directory:
     # ------------------------------------------------------------------ compare
     def compare(self, ident: Identity, dn: str, attr: str, value: bytes) -> bool:
         self.usable(ident)
-        entry = self.require(dn, ident=ident)
+        special = self._special_entry(dn)
+        entry = special or self.require(dn, ident=ident)
         at = self.schema.attribute(attr)
         if at is None:
             raise LDAPError(ResultCode.UNDEFINED_ATTRIBUTE_TYPE, f"{attr}: attribute type undefined")
-        self.acl.check(ident, entry, Level.COMPARE, at.name)
+        if special is not None:
+            # the root DSE and cn=Subschema exist for every operation (RFC 4512 5.1, 4.2):
+            # what a search of them shows, a compare may test
+            hidden = self.acl.hidden_attrs(ident, entry)
+            if hidden is None or at.name in hidden:
+                raise LDAPError(ResultCode.INSUFFICIENT_ACCESS_RIGHTS, "")
+        else:
+            self.acl.check(ident, entry, Level.COMPARE, at.name)
         if at.name == "objectClass":
-            return self.schema.objectclass(value.decode("utf-8", "replace")) is not None and (
-                self.schema.objectclass(value.decode()).name.lower() in self.objectclass_closure(entry)
-            )
+            oc = self.filters.objectclass_assertion(value)
+            if oc is None:  # not an OID, or a name no class has: Undefined (slapd: 21)
+                raise LDAPError(ResultCode.INVALID_ATTRIBUTE_SYNTAX,
+                                "objectClass: value does not conform to assertion syntax")
+            return oc is not False and oc.name.lower() in self.objectclass_closure(entry)
         if at.equality is None:
             raise LDAPError(ResultCode.INAPPROPRIATE_MATCHING, f"{at.name}: no equality matching rule")
+        if not self.schema.assertion_ok(self.schema.matching_rule(at.equality), value):
+            raise LDAPError(ResultCode.INVALID_ATTRIBUTE_SYNTAX,
+                            f"{at.name}: value does not conform to assertion syntax")
         present = [n for n in self.subtypes(at.name) if self.values_for_filter(entry, n)]
         if not present:
             raise LDAPError(ResultCode.NO_SUCH_ATTRIBUTE, "")
@@ -481,8 +531,11 @@ class Directory:
         dict kept across entries, remembers objectClass keys."""
         rows = []
         index_key = self.index_key
-        for name, lname, kinds, at in self._index_plan:
-            values = attrs.get(name)
+        for name, lname, kinds, at, sources in self._index_plan:
+            if len(sources) == 1:
+                values = attrs.get(name)
+            else:
+                values = [v for n in sources for v in attrs.get(n, ())]
             if not values:
                 continue
             if "eq" in kinds:
@@ -498,7 +551,7 @@ class Directory:
                             memo[tuple(values)] = keys
                     rows.extend((lname, "eq", k) for k in keys)
                 else:
-                    keys = eq_keys.get(name) if eq_keys is not None else None
+                    keys = eq_keys.get(name) if eq_keys is not None and len(sources) == 1 else None
                     if keys is None:
                         norm = at.normalize_or_none
                         keys = {norm(v) for v in values}
@@ -522,6 +575,18 @@ class Directory:
 
     def _read_back(self, ident, entry, attrs):
         return (entry.dn, self.render(ident, entry, AttributeSelector(self, attrs or [])))
+
+    def add_naming_values(self, dn: DN, attrs: dict):
+        """RFC 4511 4.7: the client MAY omit the RDN's values; they are added (valid in
+        their syntax), as slapd does."""
+        for t, v in dn.rdn:
+            at = self.schema.attribute(t)
+            if at is None:
+                raise LDAPError(ResultCode.UNDEFINED_ATTRIBUTE_TYPE, f"{t}: attribute type undefined")
+            key = self.schema.normalize(at.name, v.encode())
+            if key not in {self.schema.normalize_or_none(at.name, x) for x in attrs.get(at.name, ())}:
+                self.schema.validate(at.name, v.encode())
+                attrs.setdefault(at.name, []).append(v.encode())
 
     def check_naming(self, dn: DN, attrs: dict):
         """The RDN's values must be in the entry (slapd: namingViolation)."""
@@ -550,14 +615,14 @@ class Directory:
     def add(self, ident: Identity, dn_text: str, attrs, opts: WriteOptions | None = None) -> WriteResult:
         self.usable(ident)
         dn = DN.parse(dn_text)
-        if not dn:
-            raise LDAPError(ResultCode.UNWILLING_TO_PERFORM, "cannot add the root DSE")
-        ndn = self.dn.normalize(dn_text)
-        if not self.in_naming_context(ndn):
-            raise LDAPError(ResultCode.NO_SUCH_OBJECT, f"{dn_text!r} is outside the naming context {self.suffix!r}")
+        ndn = self._writable(dn_text, "add")
+        attrs = list(attrs.items()) if isinstance(attrs, dict) else list(attrs)
+        for name, values in attrs:
+            if not values:  # RFC 4511 4.7: every attribute of an add has a value
+                raise LDAPError(ResultCode.PROTOCOL_ERROR, f"add: {name}: no values")
         attrs = self.canonical_attrs(attrs)
         self._no_user_modification(attrs, opts)
-        self.check_naming(dn, attrs)
+        self.add_naming_values(dn, attrs)
         clear = [v for v in attrs.get("userPassword", ()) if not passwords.is_hashed(v)]
         if clear:
             # hashing is slow: only after the access decision, and before the write lock
@@ -609,6 +674,7 @@ class Directory:
 
     def delete(self, ident: Identity, dn_text: str, opts: WriteOptions | None = None) -> WriteResult:
         self.usable(ident)
+        self._writable(dn_text, "delete")
         with self.store.transaction() as tx:
             tx.op = Operation(ident, "delete")
             entry = self.require(dn_text, tx, ident)
@@ -636,6 +702,8 @@ class Directory:
         """changes: [(op, attr, [values])] with op MOD_ADD/DELETE/REPLACE/INCREMENT.
         Clear userPassword values are checked and hashed before the write lock."""
         self.usable(ident)
+        self._writable(dn_text, "modify")
+        self._check_change_values(changes)
         if not any(self.schema.canonical(name) == "userPassword" and any(not passwords.is_hashed(v) for v in values)
                    for _op, name, values in changes):
             return self._modify(Operation(ident, "modify"), dn_text, changes, opts, None)
@@ -645,6 +713,26 @@ class Directory:
             return self._modify(Operation(ident, "modify"), dn_text, changes, opts, prepared)
 
         return retry_stale(attempt)
+
+    def _check_change_values(self, changes):
+        """Every value of a modify in its attribute's syntax before anything else is
+        decided (slapd's frontend): 'delete: uidNumber: abc' is 21, not 16, and
+        'add: uidNumber: 01234' beside 1234 is 21, not 20."""
+        for op, name, values in changes:
+            at = self.schema.attribute(name)
+            if at is None:
+                raise LDAPError(ResultCode.UNDEFINED_ATTRIBUTE_TYPE, f"{name}: attribute type undefined")
+            if at.name in SERVER_MAINTAINED or at.no_user_modification:
+                continue  # no user modification: 19 first, as from slapd
+            if op == MOD_INCREMENT:
+                # RFC 4525: the increment is an INTEGER (21), whatever the entry holds
+                if len(values) == 1 and not _increment_ok(values[0]):
+                    raise LDAPError(ResultCode.INVALID_ATTRIBUTE_SYNTAX,
+                                    f"modify/increment: {at.name}: the increment is not an INTEGER")
+                continue
+            for i, v in enumerate(values):
+                if not at.is_valid(v):
+                    raise LDAPError(ResultCode.INVALID_ATTRIBUTE_SYNTAX, f"{at.name}: value #{i} invalid per syntax")
 
     def prepare_password_changes(self, ident, dn_text, changes, opts) -> PreparedPasswords:
         """The slow part of a modify of userPassword, outside the write lock: the access
@@ -681,8 +769,8 @@ class Directory:
                 prepared.check_unchanged(entry)
             self._check_assertion(ident, entry, opts)
             attrs = entry.copy_attrs()
-            rdn = {self.schema.canonical(t): self.schema.normalize(self.schema.canonical(t), v.encode())
-                   for t, v in DN.parse(entry.dn).rdn}
+            rdn = [(self.schema.canonical(t), self.schema.normalize(self.schema.canonical(t), v.encode()))
+                   for t, v in DN.parse(entry.dn).rdn]
             summary = []
             new_password = False
             for mod, name, values in changes:
@@ -702,8 +790,13 @@ class Directory:
                             self._check_password_write(ident, entry, values)
                         new_password = True
                     values = (prepared or PreparedPasswords()).stored(values, self.hasher)
-                self._apply_change(attrs, mod, at, values, rdn, prepared)
+                self._apply_change(attrs, mod, at, values, prepared)
                 summary.append(f"{('add', 'delete', 'replace', 'increment')[mod]}:{name}")
+            # the RDN's values must be in the entry the whole list makes (RFC 4511 4.6):
+            # deleting and re-adding one in the same modify is fine
+            for name, key in rdn:
+                if key not in {self.schema.normalize_or_none(name, v) for v in attrs.get(name, ())}:
+                    raise LDAPError(ResultCode.NOT_ALLOWED_ON_RDN, f"modify: {name}: cannot remove the naming value")
             if new_password:  # history, change time, must-change: the password policy overlay
                 op.notes[("ppolicy", entry.id)] = True
             if [v.lower() for v in attrs.get("objectClass", [])] != [v.lower() for v in entry.attrs.get("objectClass", [])]:
@@ -748,7 +841,7 @@ class Directory:
                                 "userPassword: a hashed value cannot be checked against the password policy")
             self.policy.check_quality(entry, v)
 
-    def _apply_change(self, attrs, op, at, values, rdn, prepared=None):
+    def _apply_change(self, attrs, op, at, values, prepared=None):
         name = at.name
         norm = self.schema.normalize_or_none
         current = attrs.get(name, [])
@@ -766,15 +859,11 @@ class Directory:
             if name not in attrs:
                 raise LDAPError(ResultCode.NO_SUCH_ATTRIBUTE, f"modify/delete: {name}: no such attribute")
             if not values:
-                if name in rdn:
-                    raise LDAPError(ResultCode.NOT_ALLOWED_ON_RDN, f"modify/delete: {name}: cannot delete the naming attribute")
                 del attrs[name]
                 return
             keep = list(current)
             for i, v in enumerate(values):
                 k = norm(name, v)
-                if name in rdn and k == rdn[name]:
-                    raise LDAPError(ResultCode.NOT_ALLOWED_ON_RDN, f"modify/delete: {name}: cannot delete the naming value")
                 if name != "userPassword":
                     matches = [x for x in keep if norm(name, x) == k]
                 elif prepared is not None and v in prepared.deletes:
@@ -789,8 +878,6 @@ class Directory:
             else:
                 del attrs[name]
         elif op == MOD_REPLACE:
-            if name in rdn and rdn[name] not in {norm(name, v) for v in values}:
-                raise LDAPError(ResultCode.NOT_ALLOWED_ON_RDN, f"modify/replace: {name}: cannot remove the naming value")
             if values:
                 attrs[name] = values
             else:
@@ -803,18 +890,11 @@ class Directory:
             if len(values) != 1:
                 raise LDAPError(ResultCode.PROTOCOL_ERROR, f"modify/increment: {name}: exactly one value required")
 
-            def integer(v: bytes) -> bool:
-                # RFC 4517 3.3.16, strictly as the schema checks it: not 'abc', '1.5', '', '+1',
-                # ' 1', '1_0' or '01' (all of which int() takes or chokes on); and short
-                # enough for int()/str() (Python refuses more than 4300 digits)
-                digits = v[1:] if v[:1] == b"-" else v
-                return digits.isdigit() and (digits[:1] != b"0" or v == b"0") and len(v) <= 4000
-
-            if not integer(values[0]):  # RFC 4525: invalidAttributeSyntax
+            if not _increment_ok(values[0]):  # RFC 4525: invalidAttributeSyntax
                 raise LDAPError(ResultCode.INVALID_ATTRIBUTE_SYNTAX,
                                 f"modify/increment: {name}: the increment is not an INTEGER")
             delta = int(values[0])
-            if not all(integer(v) for v in current):
+            if not all(_increment_ok(v) for v in current):
                 raise LDAPError(ResultCode.CONSTRAINT_VIOLATION,
                                 f"modify/increment: {name}: a stored value is not an INTEGER that can be incremented")
             attrs[name] = [str(int(v) + delta).encode() for v in current]
@@ -826,12 +906,19 @@ class Directory:
         rdn_dn = DN.parse(new_rdn)
         if len(rdn_dn) != 1:
             raise LDAPError(ResultCode.INVALID_DN_SYNTAX, f"invalid new RDN {new_rdn!r}")
+        self.dn.rdn_of(rdn_dn.rdn)  # 34 for 'cn=a+cn=b' or 'cn='
         self.usable(ident)
+        ndn = self._writable(dn_text, "rename")
+        # RFC 4511 4.9: a move out of this server's naming context, or of the context
+        # itself, would change what another DSA holds
+        if ndn == self.suffix_ndn:
+            raise LDAPError(ResultCode.AFFECTS_MULTIPLE_DSAS, "cannot rename the naming context")
+        if new_superior is not None and not self.in_naming_context(
+                self.dn.normalize(new_superior) if new_superior.strip() else ""):
+            raise LDAPError(ResultCode.AFFECTS_MULTIPLE_DSAS, "new superior outside the naming context")
         with self.store.transaction() as tx:
             tx.op = Operation(ident, "modrdn")
             entry = self.require(dn_text, tx, ident)
-            if entry.ndn == self.suffix_ndn:
-                raise LDAPError(ResultCode.UNWILLING_TO_PERFORM, "cannot rename the naming context")
             self._check_assertion(ident, entry, opts)
             self.acl.check(ident, entry, Level.WRITE, "entry")
             old = DN.parse(entry.dn)
@@ -1028,8 +1115,13 @@ class SearchCursor:
         self.returned = 0
         self.done = False
         self.key_of = None  # (entry, hidden) -> sort key, for server-side sorting
+        # a subtree search of the suffix: every entry is in scope, no DN to compare
+        self.whole_context = (scope == SCOPE_SUB and base_entry is not None
+                              and base_entry.ndn == directory.suffix_ndn)
 
     def _in_scope(self, entry):
+        if self.whole_context:
+            return True
         if self.scope == SCOPE_BASE:
             return entry.id == self.base.id
         b = self.base.ndn

@@ -206,11 +206,17 @@ class DNNormalizer:
         self._normalize_rdn = lru_cache(maxsize=262144)(self._normalize_rdn_uncached)
 
     def _normalize_rdn_uncached(self, rdn) -> str:
-        parts = []
+        parts, types = [], set()
         for attr, value in rdn:
             at = self.schema.attribute(attr)
             if at is None:
                 raise LDAPError(ResultCode.INVALID_DN_SYNTAX, f"invalid DN: attribute type {attr!r} undefined")
+            # as slapd: an RDN names each type once (cn=a+cn=b) and every value is non-empty
+            if at.name in types:
+                raise LDAPError(ResultCode.INVALID_DN_SYNTAX, f"invalid DN: {at.name} twice in one RDN")
+            if not value:
+                raise LDAPError(ResultCode.INVALID_DN_SYNTAX, f"invalid DN: empty value of {at.name}")
+            types.add(at.name)
             key = self.schema.normalize_or_none(at.name, value.encode("utf-8"))
             if key is None:
                 key = value.lower()

@@ -9,8 +9,18 @@ search normalises its assertion once, not once per candidate.
 """
 from ..store.base import Eq, Present, Substring
 from .errors import LDAPError, ResultCode
+from .schema import MatchingRule
 
 TRUE, FALSE, UNDEFINED = True, False, None
+_OID_SYNTAX = "1.3.6.1.4.1.1466.115.121.1.38"
+_INTEGER_SYNTAX = "1.3.6.1.4.1.1466.115.121.1.27"
+
+
+def undefined(e, hidden):
+    """The evaluator of an item that is Undefined for every entry (unknown type,
+    inapplicable rule, assertion invalid in its syntax): the planner answers it
+    from no candidates instead of scanning."""
+    return UNDEFINED
 
 
 def _and(results):
@@ -30,6 +40,7 @@ class FilterCompiler:
     def __init__(self, directory):
         self.d = directory
         self.schema = directory.schema
+        self._applies_cache = {}
 
     def compile(self, ast):
         kind = ast[0]
@@ -61,7 +72,7 @@ class FilterCompiler:
             return self._extensible(*ast[1:])
         at = self.schema.attribute(ast[1])
         if at is None:
-            return lambda e, hidden: UNDEFINED  # RFC 4511: unrecognised type is Undefined
+            return undefined  # RFC 4511: unrecognised type is Undefined
         names = self.d.subtypes(at.name)
         values = self.d.values_for_filter
         if kind == "present":
@@ -79,15 +90,20 @@ class FilterCompiler:
     def _equality(self, at, names, value):
         if at.name == "objectClass":
             # (objectClass=person) also matches entries of its subclasses
-            oc = self.schema.objectclass(value.decode("utf-8", "replace"))
+            oc = self.objectclass_assertion(value)
             if oc is None:
+                return undefined
+            if oc is False:
                 return lambda e, hidden: FALSE
             target = oc.name.lower()
             closure = self.d.objectclass_closure
             return lambda e, hidden: target in closure(e)
+        rule = self.schema.matching_rule(at.equality) if at.equality else None
+        if rule is None or not self.schema.assertion_ok(rule, value):
+            return undefined  # no equality rule, or e.g. (uidNumber=01234): RFC 4511 4.5.1.7
         key = self.schema.normalize_or_none(at.name, value)
         if key is None:
-            return lambda e, hidden: UNDEFINED
+            return undefined
         keys_of = self.d.keys_of
 
         def _eq(e, hidden):
@@ -100,15 +116,29 @@ class FilterCompiler:
 
         return _eq
 
+    def objectclass_assertion(self, value):
+        """The class an objectClass assertion names; None when the assertion is
+        Undefined (not an OID, or an unknown name), False for an unknown numeric
+        OID (valid, it just names no class here: it matches nothing)."""
+        if not self.schema.syntaxes[_OID_SYNTAX].validate(value):
+            return None
+        oc = self.schema.objectclass(value.decode("ascii"))
+        if oc is not None:
+            return oc
+        return False if value[:1].isdigit() else None
+
     def _ordering(self, at, names, kind, value):
         if self.schema.attribute(at.name).ordering is None and at.equality is None:
-            return lambda e, hidden: UNDEFINED
+            return undefined
+        rule = self.schema.matching_rule(at.ordering or at.equality)
+        if not self.schema.assertion_ok(rule, value):
+            return undefined  # (uidNumber>=01000) is not an INTEGER assertion
         try:
             bound = self.schema.order_key(at.name, value)
         except LDAPError:
             bound = None
         if bound is None:
-            return lambda e, hidden: UNDEFINED
+            return undefined
         values = self.d.values_for_filter
         order_key = self.schema.order_key
         ge = kind == "ge"
@@ -148,26 +178,10 @@ class FilterCompiler:
             ini, fin = norm(initial, "initial"), norm(final, "final")
             mids = [norm(a, "any") for a in anys]
         except LDAPError:
-            return lambda e, hidden: UNDEFINED
+            return undefined
         values = self.d.values_for_filter
 
-        def match(s):
-            pos = 0
-            if ini is not None:
-                if not s.startswith(ini):
-                    return False
-                pos = len(ini)
-            end = len(s)
-            if fin is not None:
-                if len(s) - len(fin) < pos or not s.endswith(fin):
-                    return False
-                end = len(s) - len(fin)
-            for m in mids:
-                i = s.find(m, pos, end)
-                if i < 0:
-                    return False
-                pos = i + len(m)
-            return True
+        match = _matcher(ini, mids, fin)
 
         def _sub(e, hidden):
             for n in names:
@@ -186,85 +200,186 @@ class FilterCompiler:
         return _sub
 
     def _approx(self, at, names, value):
+        rule = self.schema.matching_rule(at.equality) if at.equality else None
+        if rule is None or not self.schema.assertion_ok(rule, value):
+            return undefined  # approximate matching uses the equality rule's assertion syntax
         key = self.schema.approx_key(at.name, value)
         if key is None:
-            return lambda e, hidden: UNDEFINED
+            return undefined
         values = self.d.values_for_filter
         ak = self.schema.approx_key
         return lambda e, hidden: any(
             ak(n, v) == key for n in names if n not in hidden for v in values(e, n)
         )
 
-    def _extensible(self, rule, attr, value, dnattrs):
-        rule_fn = _RULES.get((rule or "").lower()) if rule else None
-        if rule and rule_fn is None:
-            return lambda e, hidden: UNDEFINED  # unknown matching rule: Undefined
+    def _extensible(self, rule_name, attr, value, dnattrs):
+        """RFC 4511 4.5.1.7.7. The rule applies to the types matchingRuleUse lists
+        (a type of the rule's syntax, or whose own rule it is); elsewhere, and for an
+        assertion invalid in the rule's syntax, the item is Undefined."""
         schema = self.schema
-        names = None
-        if attr:
-            at = schema.attribute(attr)
-            if at is None:
-                return lambda e, hidden: UNDEFINED
-            names = self.d.subtypes(at.name)
-        values = self.d.values_for_filter
+        at = schema.attribute(attr) if attr else None
+        if attr and at is None:
+            return undefined
+        names = self.d.subtypes(at.name) if at is not None else None
+        if rule_name is None:
+            # no rule: the attribute's equality, as (attr=value) (superclasses included
+            # for objectClass); with :dn: the RDN values of that type count too
+            plain = self._equality(at, names, value)
+            if not dnattrs or plain is undefined:
+                return plain
+            eq = schema.matching_rule(at.equality)
+            rule_test = self._rule_test(eq, value)
+            types = set(names)
 
-        def test(n, v):
-            if rule_fn is not None:
-                return rule_fn(v, value)
-            a = schema.normalize_or_none(n, value)
-            return a is not None and schema.normalize_or_none(n, v) == a
+            def _ext_dn(e, hidden):
+                r = plain(e, hidden)
+                return TRUE if r is TRUE or self._dn_match(e, types, None, rule_test) else r
+
+            return _ext_dn
+        rule = schema.matching_rule(rule_name) or _BIT_RULES.get(rule_name.lower())
+        if rule is None:
+            return undefined  # unknown matching rule: Undefined
+        test = self._rule_test(rule, value)
+        if test is None:
+            return undefined
+        applies = self._applies
+        if names is not None:
+            names = tuple(n for n in names if applies(rule, n))
+            if not names:
+                return undefined  # e.g. (gidNumber:caseExactMatch:=100); :dn: has the same types
+        values = self.d.values_for_filter
+        types = set(names) if names is not None else None
 
         def _ext(e, hidden):
-            candidates = names if names is not None else [n for n in e.attrs]
+            candidates = names if names is not None else [n for n in e.attrs if applies(rule, n)]
             for n in candidates:
                 if n in hidden:
                     continue
                 for v in values(e, n):
                     try:
-                        if test(n, v):
+                        if test(v):
                             return TRUE
                     except (ValueError, LDAPError):
                         continue
-            if dnattrs:
-                for rdn in self.d.parse_dn(e.dn).rdns:
-                    for t, v in rdn:
-                        if names is not None and schema.attribute(t) is not None and schema.attribute(t).name not in names:
-                            continue
-                        try:
-                            if test(schema.canonical(t), v.encode()):
-                                return TRUE
-                        except (ValueError, LDAPError):
-                            continue
+            if dnattrs and self._dn_match(e, types, rule, test):
+                return TRUE
             return FALSE
 
         return _ext
 
+    def _known_name(self, value: bytes) -> bool:
+        name = value.decode("ascii").strip()
+        s = self.schema
+        return bool(s.objectclass(name) or s.attribute(name) or s.matching_rule(name))
 
-def _fold(b: bytes) -> str:
-    return " ".join(b.decode("utf-8", "replace").split()).casefold()
+    def _applies(self, rule, name):
+        got = self._applies_cache.get((rule.oid, name))
+        if got is None:  # asked per attribute of every candidate of (:rule:=x): remembered
+            at = self.schema.attribute(name)
+            if at is None:
+                got = False
+            elif rule.kind in ("bitand", "bitor"):
+                got = at.syntax == _INTEGER_SYNTAX
+            else:
+                got = self.schema.rule_applies(rule, at)
+            self._applies_cache[(rule.oid, name)] = got
+        return got
+
+    def _dn_match(self, e, types, rule, test):
+        """:dn: — the entry's DN's attribute values (of `types`, if given) to which the rule applies."""
+        schema = self.schema
+        for rdn in self.d.parse_dn(e.dn).rdns:
+            for t, v in rdn:
+                at = schema.attribute(t)
+                if at is None or (types is not None and at.name not in types):
+                    continue
+                if rule is not None and not self._applies(rule, at.name):
+                    continue
+                try:
+                    if test(v.encode()):
+                        return True
+                except (ValueError, LDAPError):
+                    continue
+        return False
+
+    def _rule_test(self, rule, value):
+        """value -> bool for an extensible assertion under `rule`, or None when the
+        assertion is not valid in the rule's assertion syntax."""
+        key = rule.key
+        if rule.kind == "substr":
+            # RFC 4517 3.3.30: a Substring Assertion ('Pat*', '*at*'), not "contains"
+            pieces = _substring_assertion(value)
+            if pieces is None:
+                return None
+            ini, anys, fin = pieces
+            try:
+                ini = None if ini is None else _str(key(ini, "initial"))
+                fin = None if fin is None else _str(key(fin, "final"))
+                mids = [_str(key(a, "any")) for a in anys]
+            except ValueError:
+                return None
+            match = _matcher(ini, mids, fin)
+            return lambda v: match(_str(key(v)))
+        if not self.schema.assertion_ok(rule, value):
+            return None
+        if rule.syntax == _OID_SYNTAX and not value[:1].isdigit() and not self._known_name(value):
+            return None  # a name the schema does not know: Undefined, as for objectClass (item 5)
+        try:
+            akey = int(value) if rule.kind in ("bitand", "bitor") else key(value)
+        except ValueError:
+            return None
+        if rule.kind == "ordering":
+            return lambda v: key(v) < akey  # RFC 4517: TRUE when the value is less
+        if rule.kind == "bitand":
+            return lambda v: int(v) & akey == akey
+        if rule.kind == "bitor":
+            return lambda v: int(v) & akey != 0
+        return lambda v: key(v) == akey
 
 
-def _int(b: bytes) -> int:
-    return int(b.decode("ascii").strip())
+def _str(k):
+    return k if isinstance(k, str) else k.decode("utf-8", "replace")
 
 
-# Matching rules usable by name or OID in extensible filters, e.g. (cn:caseExactMatch:=Smith),
-# (userAccountControl:1.2.840.113556.1.4.803:=2).
-_RULE_TABLE = {
-    ("caseignorematch", "2.5.13.2"): lambda v, a: _fold(v) == _fold(a),
-    ("caseexactmatch", "2.5.13.5"): lambda v, a: " ".join(v.decode().split()) == " ".join(a.decode().split()),
-    ("caseignoreia5match", "1.3.6.1.4.1.1466.109.114.2"): lambda v, a: _fold(v) == _fold(a),
-    ("caseexactia5match", "1.3.6.1.4.1.1466.109.114.1"): lambda v, a: v.strip() == a.strip(),
-    ("octetstringmatch", "2.5.13.17"): lambda v, a: v == a,
-    ("integermatch", "2.5.13.14"): lambda v, a: _int(v) == _int(a),
-    ("integerorderingmatch", "2.5.13.15"): lambda v, a: _int(v) < _int(a),
-    ("numericstringmatch", "2.5.13.8"): lambda v, a: v.replace(b" ", b"") == a.replace(b" ", b""),
-    ("caseignoresubstringsmatch", "2.5.13.4"): lambda v, a: _fold(a) in _fold(v),
-    ("bitandmatch", "1.2.840.113556.1.4.803"): lambda v, a: _int(v) & _int(a) == _int(a),
-    ("bitormatch", "1.2.840.113556.1.4.804"): lambda v, a: _int(v) & _int(a) != 0,
-}
-_RULES = {k: fn for keys, fn in _RULE_TABLE.items() for k in keys}
-SUPPORTED_RULES = sorted({keys[0] for keys in _RULE_TABLE})
+def _substring_assertion(value: bytes):
+    """RFC 4517 3.3.30 Substring Assertion -> (initial, [any…], final), or None."""
+    if b"*" not in value:
+        return None
+    parts = [p.replace(b"\\2A", b"*").replace(b"\\2a", b"*").replace(b"\\5C", b"\\").replace(b"\\5c", b"\\")
+             for p in value.split(b"*")]
+    initial = parts[0] or None
+    final = parts[-1] or None
+    return initial, [p for p in parts[1:-1] if p], final
+
+
+def _matcher(ini, mids, fin):
+    def match(s):
+        pos = 0
+        if ini is not None:
+            if not s.startswith(ini):
+                return False
+            pos = len(ini)
+        end = len(s)
+        if fin is not None:
+            if len(s) - len(fin) < pos or not s.endswith(fin):
+                return False
+            end = len(s) - len(fin)
+        for m in mids:
+            i = s.find(m, pos, end)
+            if i < 0:
+                return False
+            pos = i + len(m)
+        return True
+
+    return match
+
+
+# Active Directory's bit rules (not in cn=Subschema, as in slapd's published list),
+# usable by OID or name on INTEGER attributes: (userAccountControl:1.2.840.113556.1.4.803:=2)
+_BIT_AND = MatchingRule("1.2.840.113556.1.4.803", "integerBitAndMatch", _INTEGER_SYNTAX, "bitand", int)
+_BIT_OR = MatchingRule("1.2.840.113556.1.4.804", "integerBitOrMatch", _INTEGER_SYNTAX, "bitor", int)
+_BIT_RULES = {"1.2.840.113556.1.4.803": _BIT_AND, "integerbitandmatch": _BIT_AND, "bitandmatch": _BIT_AND,
+              "1.2.840.113556.1.4.804": _BIT_OR, "integerbitormatch": _BIT_OR, "bitormatch": _BIT_OR}
 
 
 SMALL_ENOUGH = 64  # candidates below which further AND terms are not worth an index read
@@ -312,13 +427,19 @@ class IndexPlanner:
                     return None
                 out |= ids
             return out
-        if kind in ("not", "ext", "approx", "ge", "le"):
+        if kind == "not":
+            # NOT of an item Undefined everywhere is Undefined everywhere too
+            return set() if self._never(ast[1]) else None
+        if self._never(ast):
+            return set()  # an item Undefined for every entry: nothing to read
+        if kind in ("ext", "approx", "ge", "le"):
             return None
         at = self.schema.attribute(ast[1])
-        if at is None:
-            return set()  # an undefined attribute never matches
         kinds = self.d.index_kinds(at.name)
-        if not kinds or len(self.d.subtypes(at.name)) > 1:
+        subtypes = self.d.subtypes(at.name)
+        if not kinds and len(subtypes) > 1:
+            return self._through_subtypes(ast, at, subtypes)
+        if not kinds:
             return None
         if kind == "eq" and "eq" in kinds:
             if at.name == "objectClass":
@@ -335,6 +456,37 @@ class IndexPlanner:
         if kind == "sub" and "sub" in kinds:
             return self._substring(at, ast[2], ast[3], ast[4])
         return None
+
+    def _through_subtypes(self, ast, at, subtypes):
+        """An unindexed supertype ((name=x)) answered from its subtypes' indexes: the
+        union of each subtype's candidates, when every subtype has the index kind and
+        compares as the supertype does, and no class but extensibleObject allows the
+        supertype itself (its entries are added from the objectClass index)."""
+        schema = self.schema
+        if any(at.name in oc.allowed for oc in schema.object_classes):
+            return None  # an entry may hold the supertype itself, which has no index
+        out = set()
+        if schema.objectclass("extensibleObject") is not None:
+            ids = self.candidates(("eq", "objectClass", b"extensibleObject"))
+            if ids is None:
+                return None
+            out |= ids
+        for n in subtypes[1:]:
+            sub_at = schema.attribute(n)
+            if sub_at.equality != at.equality or sub_at.substr != at.substr:
+                return None
+            ids = self.candidates((ast[0], n, *ast[2:]))
+            if ids is None:
+                return None
+            out |= ids
+        return out
+
+    def _never(self, ast) -> bool:
+        """Is this filter item Undefined for every entry? (unknown type or rule, a rule
+        that applies to none of the types, an assertion invalid in its syntax)"""
+        if ast[0] in ("and", "or", "not"):
+            return False
+        return self.d.filters.compile(ast) is undefined
 
     def _substring(self, at, initial, anys, final):
         pieces = []

@@ -255,9 +255,11 @@ def _ok_numeric(v) -> bool:
 
 def _ok_integer(v) -> bool:
     # RFC 4517 3.3.16 is strict (no '+', no leading zeros, no "-0"), like slapd.
+    # At most 4000 digits: Python's int() refuses more than 4300, so a longer value
+    # could be neither compared nor incremented (21, not an error later).
     v = _bytes(v)
     digits = v[1:] if v[:1] == b"-" else v
-    return digits.isdigit() and (digits[:1] != b"0" or v == b"0")
+    return digits.isdigit() and (digits[:1] != b"0" or v == b"0") and len(v) <= 4000
 
 
 def _ok_boolean(v) -> bool:
@@ -358,6 +360,8 @@ class Syntax:
 
 # DN-based syntaxes need the schema's DN normalizer; their checks are bound per schema.
 _DN_SYNTAX = _SYNTAX_PREFIX + "12"
+# Syntaxes whose values travel BER-encoded, the only ones ';binary' applies to (RFC 4522 2).
+_BINARY_TRANSFER = frozenset(_SYNTAX_PREFIX + n for n in ("8", "9", "10", "49"))
 _NAME_UID_SYNTAX = _SYNTAX_PREFIX + "34"
 
 _SYNTAXES = [
@@ -1258,8 +1262,29 @@ class Schema:
                 key, *options = key.split(";")
                 if any(o != "binary" for o in options):
                     return None
+                at = self._at.get(key)
+                # RFC 4522: ';binary' only for the syntaxes that are transferred in BER
+                # (certificates …); 'mail;binary' is not mail (slapd: undefined type)
+                return at if at is not None and at.syntax in _BINARY_TRANSFER else None
             at = self._at.get(key)
         return at
+
+    def matching_rule(self, name_or_oid: str) -> MatchingRule | None:
+        return self.matching_rules.get(name_or_oid.lower())
+
+    def rule_applies(self, rule: MatchingRule, at: AttributeType) -> bool:
+        """Does the rule apply to the type? As published in matchingRuleUse: the
+        type's syntax is the rule's, or the rule is one of the type's own."""
+        return at.syntax == rule.syntax or rule.name in (at.equality, at.ordering, at.substr)
+
+    def assertion_ok(self, rule: MatchingRule, value) -> bool:
+        """Is the value valid in the rule's assertion syntax? (RFC 4511 4.5.1.7:
+        an invalid assertion makes the filter item Undefined, a compare fail.)"""
+        syntax = self.syntaxes.get(rule.syntax)
+        try:
+            return syntax is None or syntax.validate(value)
+        except ValueError:
+            return False
 
     def objectclass(self, name_or_oid: str) -> ObjectClass | None:
         oc = self._oc.get(name_or_oid)
@@ -1446,16 +1471,12 @@ class Schema:
     # -- publication ---------------------------------------------------------
 
     def _matching_rule_uses(self):
-        uses = {}
-        for at in self.attribute_types:
-            for name in (at.equality, at.ordering, at.substr):
-                if name:
-                    uses.setdefault(name, []).append(at)
+        # rule_applies decides both what is published here and what an extensible
+        # filter may use the rule on
         rules = {r.oid: r for r in self.matching_rules.values()}.values()
         out = []
         for rule in rules:
-            applies = [at for at in self.attribute_types if at.syntax == rule.syntax]
-            applies += [at for at in uses.get(rule.name, ()) if at not in applies]
+            applies = [at for at in self.attribute_types if self.rule_applies(rule, at)]
             if applies:
                 names = tuple(at.name for at in applies)
                 out.append(f"( {rule.oid} NAME '{rule.name}' APPLIES {_oids(names)} )")

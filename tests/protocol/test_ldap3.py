@@ -332,7 +332,8 @@ ORDERING = [
     ("(uidNumber>=1000)", ["bob", "carol", "dave"]),  # integer ordering, not string ordering
     ("(uidNumber<=1000)", ["alice", "bob"]),
     ("(&(uidNumber>=1000)(uidNumber<=1001))", ["bob", "carol"]),
-    ("(uidNumber=0999)", ["alice"]),  # integerMatch
+    ("(uidNumber=999)", ["alice"]),  # integerMatch
+    ("(uidNumber=0999)", []),  # not an INTEGER (RFC 4517 3.3.16): Undefined
     ("(uidNumber:integerMatch:=1002)", ["dave"]),
     ("(gidNumber:1.2.840.113556.1.4.803:=5)", ["alice", "carol"]),  # bitwise AND: 5 and 7
     ("(gidNumber:1.2.840.113556.1.4.804:=2)", ["bob", "carol", "dave"]),  # bitwise OR: 6, 7, 3
@@ -579,15 +580,15 @@ def test_add_errors(server, admin, student):
     assert not admin.add(f"uid=orphan,ou=nowhere,{WORK}", ["inetOrgPerson"], {"uid": "orphan", "cn": "o", "sn": "o"})
     assert admin.result["result"] == 32
     assert admin.result["dn"].lower() == WORK
-    # the RDN value must be in the entry
-    assert not admin.add(f"uid=rdnmissing,{WORK}", ["inetOrgPerson"], {"uid": "other", "cn": "o", "sn": "o"})
-    assert admin.result["result"] == 64
+    # an RDN value the entry omits is added (RFC 4511 4.7), then checked: dc is not allowed
+    assert not admin.add(f"dc=rdnmissing,{WORK}", ["inetOrgPerson"], {"uid": "other", "cn": "o", "sn": "o"})
+    assert admin.result["result"] == 65
     # MUST attribute missing (sn)
     assert not admin.add(f"uid=nosn,{WORK}", ["inetOrgPerson"], {"uid": "nosn", "cn": "o"})
     assert admin.result["result"] == 65
     # outside the naming context
     assert not admin.add("uid=x,dc=elsewhere", ["inetOrgPerson"], {"uid": "x", "cn": "x", "sn": "x"})
-    assert admin.result["result"] == 32
+    assert admin.result["result"] == 53  # no global superior knowledge (as slapd)
     # ordinary users cannot write
     assert not student.add(f"uid=bystudent,{WORK}", ["inetOrgPerson"], {"uid": "bystudent", "cn": "o", "sn": "o"})
     assert student.result["result"] == 50

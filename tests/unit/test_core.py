@@ -281,7 +281,8 @@ def test_add_refusals_leave_nothing_behind(d, root, student):
     e = refused(ResultCode.NO_SUCH_OBJECT, d.add, root, f"uid=x,ou=nowhere,{PEOPLE}", person("x"))
     assert e.matched_dn == PEOPLE
     refused(ResultCode.INSUFFICIENT_ACCESS_RIGHTS, d.add, student, f"uid=x,{STUDENTS}", person("x"))
-    refused(ResultCode.NAMING_VIOLATION, d.add, root, f"uid=x,{STUDENTS}", person("y"))
+    # the RDN's value is added when the attributes omit it (RFC 4511 4.7), then checked
+    refused(ResultCode.OBJECT_CLASS_VIOLATION, d.add, root, f"dc=x,{STUDENTS}", person("y"))
     refused(ResultCode.OBJECT_CLASS_VIOLATION, d.add, root, f"uid=x,{STUDENTS}",
             {"objectClass": [b"inetOrgPerson"], "uid": [b"x"], "cn": [b"x"]})
     refused(ResultCode.UNDEFINED_ATTRIBUTE_TYPE, d.add, root, f"uid=x,{STUDENTS}", person("x", fooBar="1"))
@@ -291,7 +292,7 @@ def test_add_refusals_leave_nothing_behind(d, root, student):
     refused(ResultCode.INVALID_ATTRIBUTE_SYNTAX, d.add, root, f"uid=x,{STUDENTS}",
             dict(person("x", uidNumber="abc", gidNumber="1", homeDirectory="/h"),
                  objectClass=[b"inetOrgPerson", b"posixAccount"]))
-    refused(ResultCode.NO_SUCH_OBJECT, d.add, root, "uid=x,dc=elsewhere", person("x"))
+    refused(ResultCode.UNWILLING_TO_PERFORM, d.add, root, "uid=x,dc=elsewhere", person("x"))
     refused(ResultCode.INVALID_DN_SYNTAX, d.add, root, "uid=x,,dc=district", person("x"))
     assert changes_since(d, seq) == []
     assert d.store.count() == count
@@ -461,7 +462,7 @@ def test_modify_dn_rename_and_move_subtree(d, root, student):
     # refusals
     refused(ResultCode.ENTRY_ALREADY_EXISTS, d.modify_dn, root, f"uid=js2,{pupils}", "uid=mgarcia", True)
     refused(ResultCode.UNWILLING_TO_PERFORM, d.modify_dn, root, pupils, "ou=x", True, f"uid=js2,{pupils}")
-    refused(ResultCode.UNWILLING_TO_PERFORM, d.modify_dn, root, SUFFIX, "dc=other", True)
+    refused(ResultCode.AFFECTS_MULTIPLE_DSAS, d.modify_dn, root, SUFFIX, "dc=other", True)  # RFC 4511 4.9
     refused(ResultCode.NO_SUCH_OBJECT, d.modify_dn, root, f"uid=js2,{pupils}", "uid=x", True, f"ou=no,{SUFFIX}")
     refused(ResultCode.INSUFFICIENT_ACCESS_RIGHTS, d.modify_dn, student, TEACHER1, "uid=t", True)
 

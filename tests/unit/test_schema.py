@@ -107,7 +107,9 @@ def test_lookups(schema):
     assert schema.attribute("GIVENNAME") is schema.attribute("gn") is schema.attribute("2.5.4.42")
     assert schema.attribute("userCertificate;binary").name == "userCertificate"
     # tagging options are not supported: the tagged description is not the attribute itself
-    assert schema.attribute("cn;lang-en") is None and schema.attribute("CN;Binary") is schema.attribute("cn")
+    # RFC 4522: ';binary' only where the syntax needs it (certificates), not on cn
+    assert schema.attribute("cn;lang-en") is None and schema.attribute("CN;Binary") is None
+    assert schema.attribute("userCertificate;binary") is schema.attribute("userCertificate")
     assert schema.attribute("nope") is None and schema.objectclass("nope") is None
     assert schema.objectclass("2.5.6.6").name == "person"
     assert schema.canonical("rfc822Mailbox") == "mail"
