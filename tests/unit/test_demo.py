@@ -32,8 +32,9 @@ EXPECTED = {
     "ou=sis": 60 + 3,               # every student, and 3 enrollees without an account
     "ou=requests": 0,
     "ou=staged-photos": None,       # one per STAGED student (checked in test_photos)
+    "ou=jobs": 0,                   # the nightly jobs' locks, while one runs
 }
-TOTAL = 1 + 7 + 3 + sum(n for n in EXPECTED.values() if n)  # suffix, its 7 branches, the 3 people branches
+TOTAL = 1 + 8 + 3 + sum(n for n in EXPECTED.values() if n)  # suffix, its 8 branches, the 3 people branches
 
 
 @pytest.fixture(scope="module")
