@@ -14,9 +14,10 @@ from urllib.parse import urlencode
 import psycopg
 import pytest
 import yaml
+from ldap3 import Connection, Server
 
 from tests.conftest import free_port
-from tests.protocol.district import make_server, password
+from tests.protocol.district import make_server, password, staff
 
 from .conftest import tcp_conninfo
 
@@ -143,6 +144,10 @@ def test_a_session_signed_in_on_a_is_used_signed_out_and_ended_on_b(consoles):
         rows = conn.execute("SELECT key, dn, data FROM web_session").fetchall()
     assert rows and all(secret not in r[2] and sid not in r[0] + r[2] for r in rows)
     assert password("admin1") not in repr(rows)
+
+    # the ticket is accepted from the host's own loopback only: from elsewhere it is a wrong password
+    ticket = Connection(Server(a.url), staff("admin1"), "{ROLLCALL-SESSION}" + sid)
+    assert not ticket.bind() and ticket.result["result"] == 49
 
     # signed out on B: refused on A at its next request (A has the session cached)
     status, _, page = on(a.browser, sid).get("/students?q=reset1")
