@@ -27,12 +27,13 @@ from twisted.web import resource, server
 from .. import client
 from ..client import ClientError
 from ..core.identity import SESSION_TICKET, session_key
+from ..store.base import StoreUnavailable
 from ..district import display
 from ..district.photos import PhotoError
 from . import pages  # noqa: F401 - registers the routes
 from . import routes
 from .forms import Ctx, PageError, Response, SessionEnded, parse_body, redirect, sentence, url
-from .session import Session, SessionStore, SignInThrottle
+from .session import SESSION_ID, Session, SessionStore, SignInThrottle
 
 log = logging.getLogger("rollcall.web")
 
@@ -224,9 +225,13 @@ class Console(resource.Resource):
         key, now = session_key(sid), time.time()
         record = self.store.session_load(key, now)
         if record is None:
-            if s is not None:
+            if s is not None:  # ended on another host, or idle too long
                 self.sessions.forget(s)
                 self.pool.callInThread(s.close)
+            elif SESSION_ID.fullmatch(sid):
+                # an anonymous session of another host (or of this one before a restart):
+                # the same id, so the CSRF token of a form that host served still holds
+                ctx.session = self.sessions.new(sid)
             return
         if s is None:
             s = self.sessions.adopt(Session.from_record(sid, record))
@@ -358,9 +363,12 @@ class Console(resource.Resource):
         return self.error_page(ctx, "The directory could not be reached. Sign in again and retry.", 503)
 
     def _failed(self, failure, request):
+        ctx = getattr(request, "_rollcall", None)
+        if failure.check(StoreUnavailable) and ctx is not None:
+            log.warning("page %s: the store is unavailable: %s", request.path, failure.getErrorMessage())
+            return self.error_page(ctx, "The directory is unavailable for a moment. Try again shortly.", 503)
         ref = secrets.token_hex(4)
         log.error("page %s failed (reference %s): %s", request.path, ref, failure.getTraceback())
-        ctx = getattr(request, "_rollcall", None)
         message = f"Something went wrong on our side. The error was logged with reference {ref}."
         if ctx is None:
             return Response(status=500, body=message.encode())

@@ -15,6 +15,9 @@ in this process's memory: a generated password is never written to the database.
 """
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 import secrets
 import threading
 import time
@@ -43,6 +46,19 @@ class Roles:
     @property
     def approver(self) -> bool:
         return bool(self.district_admin or self.principal_sites or self.approver_groups)
+
+
+SESSION_ID = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
+
+
+def anonymous_csrf(sid: str) -> str:
+    """An anonymous session's CSRF token, derived from its id: any host can check a
+    public form (the sign-in form fetched from one host, posted to another) without
+    anonymous sessions in the database. The id is in a Secure, HttpOnly, SameSite=Strict
+    cookie that another site can neither read nor set, and the token does not reveal it.
+    A signed-in session has a random token of its own, kept in its record."""
+    digest = hashlib.sha256(b"rollcall-anonymous-csrf\0" + sid.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
 
 
 class Session:
@@ -137,8 +153,12 @@ class SessionStore:
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
 
-    def new(self) -> Session:
+    def new(self, sid: str | None = None) -> Session:
+        """A new anonymous session; `sid`: one another host made (its cookie)."""
         s = Session(self.idle_seconds)
+        if sid is not None:
+            s.id = sid
+        s.csrf = anonymous_csrf(s.id)
         with self._lock:
             self._sessions[s.id] = s
             anonymous = [x for x in self._sessions.values() if not x.signed_in]

@@ -186,6 +186,25 @@ def test_a_password_changed_on_a_ends_the_session_on_b(consoles):
         assert status == 200 and "Sign out" in page and "/students/reset1" in page
 
 
+def test_the_sign_in_form_of_one_host_may_be_posted_to_the_other(consoles):
+    a, b, _dsn = consoles
+    on_a = Browser(a.browser.host, a.browser.port)
+    status, _, page = on_a.get("/signin")
+    token = CSRF.search(page).group(1)
+    on_b = on(b.browser, on_a.sid)  # the load balancer sends the POST to B
+    status, location, page = on_b.request("POST", "/signin", {"username": "admin1", "password": password("admin1"),
+                                                               "next": "/", "csrf": token})
+    assert (status, location) == (303, "/") or status in (302, 303), (status, page[:2000])
+    assert on_b.sid != on_a.sid  # a new id at sign-in, as on one host
+    status, _, page = on(a.browser, on_b.sid).get("/")
+    assert status == 200 and "Sign out" in page
+    # a made-up token is still refused
+    stranger = Browser(b.browser.host, b.browser.port, on_a.sid)
+    status, _, _ = stranger.request("POST", "/signin", {"username": "admin1", "password": password("admin1"),
+                                                        "next": "/", "csrf": token[:-2] + "xx"})
+    assert status == 403
+
+
 def test_failed_signins_on_both_hosts_count_towards_one_throttle(consoles):
     a, b, _dsn = consoles
     on_a, on_b = Browser(a.browser.host, a.browser.port), Browser(b.browser.host, b.browser.port)
