@@ -27,9 +27,9 @@ from twisted.web import resource, server
 from .. import client
 from ..client import ClientError
 from ..core.identity import SESSION_TICKET, session_key
-from ..store.base import StoreUnavailable
 from ..district import display
 from ..district.photos import PhotoError
+from ..store.base import StoreUnavailable
 from . import pages  # noqa: F401 - registers the routes
 from . import routes
 from .forms import Ctx, PageError, Response, SessionEnded, parse_body, redirect, sentence, url
@@ -360,7 +360,7 @@ class Console(resource.Resource):
             # the connection may be gone (server restart): the next request binds a new one
             # with the session's ticket while the session lives in the store
             self.sessions.drop(ctx.session)
-        return self.error_page(ctx, "The directory could not be reached. Sign in again and retry.", 503)
+        return self.error_page(ctx, "The directory could not be reached. Try again in a moment.", 503)
 
     def _failed(self, failure, request):
         ctx = getattr(request, "_rollcall", None)
@@ -448,7 +448,9 @@ class Console(resource.Resource):
         """A new session id after sign-in (the pre-sign-in id is discarded)."""
         if old is not None:
             self.sessions.drop(old)
-        return self.sessions.new()
+        s = self.sessions.new()
+        s.csrf = secrets.token_urlsafe(32)  # its own, kept in its record (not derived from the id)
+        return s
 
     def _sweep(self):
         gone = self.sessions.expired()

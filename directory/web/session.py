@@ -143,8 +143,9 @@ class Session:
 
 
 class SessionStore:
-    """In memory, per process: the console runs in one process (the first worker).
-    Anonymous sessions (a CSRF token for a public form) are capped: past `max_anonymous`
+    """This process's live sessions (the console runs in one process, the first worker):
+    the signed-in ones are a cache of the store's records (Console._find_session checks
+    the record at every request), each with its LDAP connection. Anonymous sessions (a CSRF token for a public form) are capped: past `max_anonymous`
     the least recently used ones go first, so a crawler cannot fill the memory."""
 
     def __init__(self, idle_seconds: float, max_anonymous: int = 10000):
