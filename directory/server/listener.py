@@ -1,7 +1,6 @@
 """Listeners, TLS and the shared state of all connections of one server process."""
 import collections
 import gc
-import ipaddress
 import logging
 import resource
 
@@ -11,7 +10,7 @@ from twisted.python.threadpool import ThreadPool
 
 from .. import passwords
 from ..core.errors import LDAPError, ResultCode
-from ..core.identity import SESSION_TICKET, session_key
+from ..core.identity import SESSION_TICKET, is_loopback, session_key
 from .controls import SUPPORTED_CONTROLS
 from .protocol import SUPPORTED_EXTENSIONS, LDAPServerProtocol
 from .writer import GroupCommitWriter
@@ -56,15 +55,6 @@ def raise_fd_limit(max_connections: int):
                             "raise `ulimit -n`", new, max_connections)
     except (ValueError, OSError) as exc:
         log.warning("could not raise the open files limit: %s", exc)
-
-
-def is_loopback(host: str) -> bool:
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    mapped = getattr(ip, "ipv4_mapped", None)
-    return (mapped or ip).is_loopback
 
 
 class LDAPServerFactory(protocol.ServerFactory):

@@ -26,7 +26,7 @@ from twisted.web import resource, server
 
 from .. import client
 from ..client import ClientError
-from ..core.identity import SESSION_TICKET, session_key
+from ..core.identity import SESSION_TICKET, is_loopback, session_key
 from ..district import display
 from ..district.photos import PhotoError
 from ..store.base import StoreUnavailable
@@ -95,6 +95,12 @@ class Console(resource.Resource):
         self.touch_every = min(30.0, self.web.idle_minutes * 60 / 4)
         self.throttle = SignInThrottle(self.web.signin_max_failures, self.web.signin_window, self.store)
         self.ldap_url, self.ldap_ca = local_ldap_url(config)
+        ldap_host = urlparse(self.ldap_url).hostname or ""
+        if ldap_host != "localhost" and not is_loopback(ldap_host):
+            # the server takes a session ticket from loopback only
+            log.warning("the web console reaches the directory at %s, not over loopback: a session signed in "
+                        "on another host (or before a lost connection) must sign in again; point web.ldap_url "
+                        "at a listener on 127.0.0.1", self.ldap_url)
         self.pool = ThreadPool(1, self.web.threads, name="rollcall-web")
         self.pool.start()
         reactor.addSystemEventTrigger("during", "shutdown", self._shutdown)
