@@ -77,6 +77,10 @@ def test_a_session_ticket_binds_as_the_person_only_while_the_session_lives(conso
     assert bind(dn, TICKET + sid[:-2] + "xx")[:2] == (False, 49)           # a made-up session
     assert bind(f"uid=pwong,ou=staff,ou=people,{SUFFIX}", TICKET + sid)[:2] == (False, 49)  # not its DN
     assert bind(dn, sid)[:2] == (False, 49)                                # the id alone is no password
+    # wrong tickets are no failed passwords: more of them than max_failures (5) lock nothing
+    for _ in range(6):
+        assert bind(dn, TICKET + "x" * 43)[:2] == (False, 49)
+    assert bind(dn, "demo-subadmin-pw")[:2] == (True, 0)
     page.get_by_role("button", name="Sign out").click()
     page.wait_for_url("**/signin")
     assert bind(dn, TICKET + sid)[:2] == (False, 49)                       # ended
