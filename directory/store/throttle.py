@@ -18,6 +18,11 @@ synchronous=OFF, so recording an attempt never waits on an fsync (the store itse
 runs synchronous=FULL) and may be done on the reactor thread: each call costs a few
 to some tens of microseconds (benchmarks: tests/unit/test_throttle.py measures it).
 A crash of the machine may lose the last attempts; a crash of the process loses none.
+
+The web console's signed-in sessions (store/base.py Sessions) live here too, in
+web_session: read at every page of a signed-in person (a primary-key SELECT, ~20 µs)
+and touched at most every ~30 s, so they must not cost an fsync either; losing them in
+a crash of the machine only means signing in again.
 """
 import os
 import sqlite3
