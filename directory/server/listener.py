@@ -10,6 +10,7 @@ from twisted.python.threadpool import ThreadPool
 
 from .. import passwords
 from ..core.errors import LDAPError, ResultCode
+from ..core.identity import SESSION_TICKET, is_loopback, session_key
 from .controls import SUPPORTED_CONTROLS
 from .protocol import SUPPORTED_EXTENSIONS, LDAPServerProtocol
 from .writer import GroupCommitWriter
@@ -156,6 +157,9 @@ class LDAPServerFactory(protocol.ServerFactory):
         return deferToThreadPool(reactor, self.read_pool, in_pool)
 
     def _authenticate(self, name: str, password: bytes, peer_host: str, peer: str, tls: bool):
+        if password.startswith(SESSION_TICKET) and is_loopback(peer_host):
+            return self._ticket(name, password[len(SESSION_TICKET):], peer, tls)
+        # (from anywhere else a ticket is only a wrong password, counted as one)
         directory = self.directory
         policy = directory.policy
 
@@ -230,6 +234,36 @@ class LDAPServerFactory(protocol.ServerFactory):
             return ident
 
         return self.read(look_up).addErrback(refused).addCallback(verify)
+
+    def _ticket(self, name: str, sid: bytes, peer: str, tls: bool):
+        """The web console's bind for a session another host (or an earlier connection)
+        signed in: live in the store, for this DN. The same Identity a password bind
+        gives (restricted, locked accounts refused); no lockout bookkeeping: no password
+        was tried. Anything else is invalidCredentials, like a wrong password."""
+        directory = self.directory
+
+        def look_up():
+            if self.read_pool is None:
+                directory.store.refresh()
+            ndn, entry, _hashes = directory.bind_lookup(name)
+            try:
+                key = session_key(sid.decode("ascii"))
+            except UnicodeDecodeError:
+                return ndn, entry, None
+            return ndn, entry, directory.store.session_load(key)
+
+        def decide(found):
+            ndn, entry, record = found
+            try:
+                same = record is not None and directory.normalize_dn(record["dn"]) == ndn
+            except LDAPError:
+                same = False
+            if not same:
+                log.info("bind refused dn=%r from %s: no live console session for it", name, peer)
+                raise LDAPError(ResultCode.INVALID_CREDENTIALS, "")
+            return directory.bind_complete(ndn, entry, b"session ticket", peer, tls)
+
+        return self.read(look_up).addCallback(decide)
 
     def audit_bind(self, conn, who, ok: bool):
         name = who.dn if hasattr(who, "dn") else who

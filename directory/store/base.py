@@ -24,6 +24,7 @@ Reads on a Tx see that transaction's own uncommitted writes.
 """
 from __future__ import annotations
 
+import json
 import threading
 import time
 from contextlib import AbstractContextManager
@@ -139,6 +140,34 @@ class Throttles(Protocol):
 
 
 @runtime_checkable
+class Sessions(Protocol):
+    """Signed-in web console sessions, shared by every process on every host, so a
+    browser's next request may reach any frontend. Keyed by sha256 of the session id
+    (never the id). A record is a dict: dn, name, uid, roles (dict), site_names (dict),
+    csrf, must_change, pwd_stamp (JSON-able), created, last_seen (wall-clock seconds),
+    idle (seconds). It is live while now - last_seen <= idle; load/touch see only live
+    records. No generated password is ever in a record."""
+
+    def session_save(self, key: str, record: dict) -> None:
+        """Insert or replace the record under `key`."""
+        ...
+
+    def session_load(self, key: str, now: float | None = None) -> dict | None:
+        """The live record under `key`; None when absent or idle too long."""
+        ...
+
+    def session_touch(self, key: str, now: float | None = None) -> bool:
+        """last_seen = now for a live record; False when there is none (ended)."""
+        ...
+
+    def session_delete(self, key: str) -> None: ...
+
+    def session_prune(self, now: float | None = None) -> int:
+        """Delete (a bounded batch of) records idle too long; how many."""
+        ...
+
+
+@runtime_checkable
 class Tx(Reader, Protocol):
     """Writes inside one transaction (all or nothing). Index rows come from the core."""
 
@@ -219,7 +248,7 @@ class Tx(Reader, Protocol):
 
 
 @runtime_checkable
-class Store(Reader, Throttles, Protocol):
+class Store(Reader, Throttles, Sessions, Protocol):
     """A directory's entries, indexes, audit log and counters."""
 
     # True when a read may wait on the network (PostgreSQL): the server then reads in
@@ -288,6 +317,16 @@ class Store(Reader, Throttles, Protocol):
     def schema_version(self) -> tuple[int | None, int]:
         """(the database's schema version, the version this code needs)."""
         ...
+
+
+def session_record_json(record: dict) -> str:
+    """The record's fields other than the indexed ones, as stored text."""
+    return json.dumps({k: v for k, v in record.items() if k not in ("dn", "created", "last_seen", "idle")},
+                      sort_keys=True)
+
+
+def session_record(dn, data, created, last_seen, idle) -> dict:
+    return dict(json.loads(data), dn=dn, created=created, last_seen=last_seen, idle=idle)
 
 
 class MemoryThrottles:

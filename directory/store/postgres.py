@@ -16,6 +16,8 @@ Tables (schema version in `rollcall_schema`; MIGRATIONS below)
                 everything, a bulk load); seq is gapless and in commit order (see
                 _record_invalidation). NOTIFY tells the other processes to catch up.
   throttle      attempt counters shared by every process on every host.
+  web_session   signed-in web console sessions (keyed by sha256 of the id), so a
+                browser's next request may reach any host.
   meta          small named values (the request counter …).
 
 Concurrency: every write transaction first takes one transaction-scoped advisory
@@ -37,7 +39,8 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..core.entry import Entry, decode_attrs, encode_attrs
 from ..district.gentime import gentime_text
-from .base import Eq, JobLocked, Present, Range, StoreUnavailable, StoreVersionError, Substring
+from .base import (Eq, JobLocked, Present, Range, StoreUnavailable, StoreVersionError, Substring, session_record,
+                   session_record_json)
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +92,12 @@ CREATE TABLE invalidation(seq bigint PRIMARY KEY, ids bigint[]);
 CREATE TABLE throttle(key text NOT NULL, at double precision NOT NULL, expires double precision NOT NULL);
 CREATE INDEX throttle_key ON throttle(key, at);
 CREATE INDEX throttle_expires ON throttle(expires);
+"""),
+    (3, "web console sessions", """
+CREATE TABLE web_session(key text PRIMARY KEY, dn text NOT NULL, data text NOT NULL,
+    created double precision NOT NULL, last_seen double precision NOT NULL,
+    idle double precision NOT NULL, expires double precision NOT NULL);
+CREATE INDEX web_session_expires ON web_session(expires);
 """),
 ]
 LATEST = MIGRATIONS[-1][0]
@@ -647,6 +656,35 @@ class PostgresStore:
         if self._hits % PRUNE_EVERY == 0:
             self._all("DELETE FROM throttle WHERE ctid IN (SELECT ctid FROM throttle WHERE expires < %s LIMIT %s) "
                       "RETURNING 1", (now, PRUNE_BATCH))
+
+    # -- web console sessions (store/base.py Sessions) ----------------------------------
+    def session_save(self, key, record):
+        r = record
+        self._all("INSERT INTO web_session(key, dn, data, created, last_seen, idle, expires) "
+                  "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (key) DO UPDATE SET dn=EXCLUDED.dn, "
+                  "data=EXCLUDED.data, created=EXCLUDED.created, last_seen=EXCLUDED.last_seen, "
+                  "idle=EXCLUDED.idle, expires=EXCLUDED.expires RETURNING 1",
+                  (key, r["dn"], session_record_json(r), r["created"], r["last_seen"], r["idle"],
+                   r["last_seen"] + r["idle"]))
+
+    def session_load(self, key, now=None):
+        now = time.time() if now is None else now
+        row = self._one("SELECT dn, data, created, last_seen, idle FROM web_session WHERE key=%s AND expires>=%s",
+                        (key, now))
+        return session_record(*row) if row else None
+
+    def session_touch(self, key, now=None):
+        now = time.time() if now is None else now
+        return bool(self._all("UPDATE web_session SET last_seen=%s, expires=%s+idle WHERE key=%s AND expires>=%s "
+                              "RETURNING 1", (now, now, key, now)))
+
+    def session_delete(self, key):
+        self._all("DELETE FROM web_session WHERE key=%s RETURNING 1", (key,))
+
+    def session_prune(self, now=None):
+        now = time.time() if now is None else now
+        return len(self._all("DELETE FROM web_session WHERE key IN (SELECT key FROM web_session WHERE expires<%s "
+                             "LIMIT %s) RETURNING 1", (now, PRUNE_BATCH)))
 
 
 EQ_SQL = f"SELECT id FROM idx WHERE attr=%s AND left(key, {KEY_PREFIX}) = left(%s, {KEY_PREFIX}) AND key=%s"

@@ -476,6 +476,22 @@ class SQLiteStore:
 
     def throttle_clear(self, key: str):
         self.throttle.clear(key)
+
+    # web console sessions: in the throttle file too (no fsync per page)
+    def session_save(self, key: str, record: dict):
+        self.throttle.session_save(key, record)
+
+    def session_load(self, key: str, now: float | None = None):
+        return self.throttle.session_load(key, now)
+
+    def session_touch(self, key: str, now: float | None = None) -> bool:
+        return self.throttle.session_touch(key, now)
+
+    def session_delete(self, key: str):
+        self.throttle.session_delete(key)
+
+    def session_prune(self, now: float | None = None) -> int:
+        return self.throttle.session_prune(now)
     # -- end of throttles ----------------------------------------------------
 
 

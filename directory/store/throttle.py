@@ -18,6 +18,11 @@ synchronous=OFF, so recording an attempt never waits on an fsync (the store itse
 runs synchronous=FULL) and may be done on the reactor thread: each call costs a few
 to some tens of microseconds (benchmarks: tests/unit/test_throttle.py measures it).
 A crash of the machine may lose the last attempts; a crash of the process loses none.
+
+The web console's signed-in sessions (store/base.py Sessions) live here too, in
+web_session: read at every page of a signed-in person (a primary-key SELECT, ~20 µs)
+and touched at most every ~30 s, so they must not cost an fsync either; losing them in
+a crash of the machine only means signing in again.
 """
 import os
 import sqlite3
@@ -25,10 +30,15 @@ import threading
 import time
 from pathlib import Path
 
+from .base import session_record, session_record_json
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS throttle(key TEXT NOT NULL, at REAL NOT NULL, expires REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS throttle_key ON throttle(key, at);
 CREATE INDEX IF NOT EXISTS throttle_expires ON throttle(expires);
+CREATE TABLE IF NOT EXISTS web_session(key TEXT PRIMARY KEY, dn TEXT NOT NULL, data TEXT NOT NULL,
+    created REAL NOT NULL, last_seen REAL NOT NULL, idle REAL NOT NULL, expires REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS web_session_expires ON web_session(expires);
 """
 OPEN_LOCK = threading.Lock()  # SQLiteStore.throttle: one Throttle per store
 PRUNE_EVERY = 64  # hits of this process between two prunes …
@@ -134,6 +144,38 @@ class Throttle:
         now = time.time() if now is None else now
         return self._run(lambda conn: conn.execute(
             "DELETE FROM throttle WHERE rowid IN (SELECT rowid FROM throttle WHERE expires<? LIMIT ?)",
+            (now, batch)).rowcount)
+
+    # -- web console sessions (store/base.py Sessions): not precious either; a crash of
+    # the machine may lose the last ones (their people sign in again)
+    def session_save(self, key: str, record: dict):
+        r = record
+        self._run(lambda conn: conn.execute(
+            "INSERT OR REPLACE INTO web_session(key, dn, data, created, last_seen, idle, expires) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (key, r["dn"], session_record_json(r), r["created"], r["last_seen"], r["idle"],
+             r["last_seen"] + r["idle"])))
+
+    def session_load(self, key: str, now: float | None = None):
+        now = time.time() if now is None else now
+        row = self._run(lambda conn: conn.execute(
+            "SELECT dn, data, created, last_seen, idle FROM web_session WHERE key=? AND expires>=?",
+            (key, now)).fetchone())
+        return session_record(*row) if row else None
+
+    def session_touch(self, key: str, now: float | None = None) -> bool:
+        now = time.time() if now is None else now
+        return self._run(lambda conn: conn.execute(
+            "UPDATE web_session SET last_seen=?, expires=?+idle WHERE key=? AND expires>=?",
+            (now, now, key, now)).rowcount) > 0
+
+    def session_delete(self, key: str):
+        self._run(lambda conn: conn.execute("DELETE FROM web_session WHERE key=?", (key,)))
+
+    def session_prune(self, now: float | None = None, batch: int = PRUNE_BATCH) -> int:
+        now = time.time() if now is None else now
+        return self._run(lambda conn: conn.execute(
+            "DELETE FROM web_session WHERE key IN (SELECT key FROM web_session WHERE expires<? LIMIT ?)",
             (now, batch)).rowcount)
 
     def rows(self) -> int:

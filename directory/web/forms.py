@@ -58,6 +58,10 @@ def url(path: str, **query) -> str:
     return f"{path}?{q}" if q else path
 
 
+class SessionEnded(Exception):
+    """The directory refused a session's ticket: it ended meanwhile (on any host)."""
+
+
 @dataclass
 class Ctx:
     """One HTTP request, as the page handlers see it."""
@@ -88,7 +92,11 @@ class Ctx:
 
     @property
     def conn(self):
-        return self.session.conn
+        s = self.session
+        if s.conn is None and s.signed_in:
+            # signed in on another host (or the connection was lost): Console._run holds s.lock
+            s.conn = self.console.ticket_connect(s)
+        return s.conn
 
 
 def parse_body(content_type: str, body: bytes) -> tuple[dict, list]:

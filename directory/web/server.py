@@ -13,24 +13,27 @@ import hmac
 import io
 import logging
 import secrets
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
 import jinja2
 from ldap3.core.exceptions import LDAPException
 from twisted.internet import defer, reactor, task
-from twisted.internet.threads import deferToThreadPool
+from twisted.internet.threads import blockingCallFromThread, deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 from twisted.web import resource, server
 
 from .. import client
 from ..client import ClientError
+from ..core.identity import SESSION_TICKET, is_loopback, session_key
 from ..district import display
 from ..district.photos import PhotoError
+from ..store.base import StoreUnavailable
 from . import pages  # noqa: F401 - registers the routes
 from . import routes
-from .forms import Ctx, PageError, Response, parse_body, redirect, sentence, url
-from .session import SessionStore, SignInThrottle
+from .forms import Ctx, PageError, Response, SessionEnded, parse_body, redirect, sentence, url
+from .session import SESSION_ID, Session, SessionStore, SignInThrottle
 
 log = logging.getLogger("rollcall.web")
 
@@ -83,9 +86,21 @@ class Console(resource.Resource):
         self.config = config
         self.web = config.web
         self.suffix = config.suffix
+        self.store = self.directory.store
+        # a store across the network (PostgreSQL): its queries run in the pool, never here
+        self.remote = bool(getattr(self.store, "remote", False))
         self.sessions = SessionStore(self.web.idle_minutes * 60)
-        self.throttle = SignInThrottle(self.web.signin_max_failures, self.web.signin_window, self.directory.store)
+        # the store's record of a session is touched at most this often (a write per page
+        # would be the busiest write of the district)
+        self.touch_every = min(30.0, self.web.idle_minutes * 60 / 4)
+        self.throttle = SignInThrottle(self.web.signin_max_failures, self.web.signin_window, self.store)
         self.ldap_url, self.ldap_ca = local_ldap_url(config)
+        ldap_host = urlparse(self.ldap_url).hostname or ""
+        if ldap_host != "localhost" and not is_loopback(ldap_host):
+            # the server takes a session ticket from loopback only
+            log.warning("the web console reaches the directory at %s, not over loopback: a session signed in "
+                        "on another host (or before a lost connection) must sign in again; point web.ldap_url "
+                        "at a listener on 127.0.0.1", self.ldap_url)
         self.pool = ThreadPool(1, self.web.threads, name="rollcall-web")
         self.pool.start()
         reactor.addSystemEventTrigger("during", "shutdown", self._shutdown)
@@ -100,6 +115,28 @@ class Console(resource.Resource):
         # with limits.idle_timeout, sweep often enough to keep session connections alive
         interval = min(30, config.idle_timeout / 4) if config.idle_timeout else 30
         self.sweeper.start(max(interval, 0.2), now=False)
+
+    # ------------------------------------------------------------------ the store
+    def store_read(self, fn, *args):
+        """(reactor) A Deferred of fn(*args), which queries the store: at once on this
+        thread for a store on local disk (tens of microseconds, as before), in the pool
+        for a remote one (refreshed first, as the LDAP side's reads are)."""
+        if not self.remote:
+            return defer.maybeDeferred(fn, *args)
+
+        def in_pool():
+            self.store.refresh()
+            return fn(*args)
+
+        return deferToThreadPool(reactor, self.pool, in_pool)
+
+    def read_now(self, fn, *args):
+        """(pool thread) fn(*args) reading the store: here for a remote store, on the
+        reactor for a local one (the core's cache is the reactor's)."""
+        if self.remote:
+            self.store.refresh()
+            return fn(*args)
+        return blockingCallFromThread(reactor, fn, *args)
 
     # ------------------------------------------------------------------ LDAP
     def connect(self, dn: str | None = None, password: str | None = None):
@@ -162,33 +199,87 @@ class Console(resource.Resource):
             return self._static(path)
         ctx.query = {k.decode("utf-8", "replace"): [v.decode("utf-8", "replace") for v in vs]
                      for k, vs in request.args.items()} if method == "GET" else {}
-        ctx.session = self.sessions.get((request.getCookie(COOKIE.encode()) or b"").decode("ascii", "replace"))
+        sid = (request.getCookie(COOKIE.encode()) or b"").decode("ascii", "replace")
         r, params = routes.match(method, path)
         if r is None:
+            ctx.session = self.sessions.get(sid)
             if params:
                 return self.error_page(ctx, "That page does not take this kind of request.", 405)
             return self.error_page(ctx, "There is no such page.", 404)
         ctx.params = params
+        d = self.store_read(self._find_session, sid, ctx)
         if method == "POST":
             # reading and parsing a body (up to max_upload_mb of photos) is no work for
             # the reactor: it happens in the pool, then dispatch goes on here
             headers = {k: request.getHeader(k) or "" for k in ("content-type", "origin", "host")}
-            d = deferToThreadPool(reactor, self.pool, self._read_form, request.content, headers, ctx)
+            d.addCallback(lambda _: deferToThreadPool(reactor, self.pool, self._read_form, request.content,
+                                                      headers, ctx))
             return d.addCallback(lambda refusal: refusal or self._route(r, ctx))
-        return self._route(r, ctx)
+        return d.addCallback(lambda _: self._route(r, ctx))
+
+    def _find_session(self, sid: str, ctx):
+        """(store_read) ctx.session from the cookie: this process's cached Session, or one
+        rebuilt from the store's record (signed in on another host). A signed-in session
+        is checked against its record at every request: ended there (sign-out, idle,
+        password changed, on any host) means ended here."""
+        if not sid:
+            return
+        s = self.sessions.get(sid)
+        if s is not None and not s.signed_in:
+            ctx.session = s  # anonymous: this process's memory only
+            return
+        key, now = session_key(sid), time.time()
+        record = self.store.session_load(key, now)
+        if record is None:
+            if s is not None:  # ended on another host, or idle too long
+                self.sessions.forget(s)
+                self.pool.callInThread(s.close)
+            elif SESSION_ID.fullmatch(sid):
+                # an anonymous session of another host (or of this one before a restart):
+                # the same id, so the CSRF token of a form that host served still holds
+                ctx.session = self.sessions.new(sid)
+            return
+        if s is None:
+            s = self.sessions.adopt(Session.from_record(sid, record))
+        else:
+            s.refresh(record)  # another host may have changed it (a password change clears must_change)
+        if now - record["last_seen"] >= self.touch_every:
+            self.store.session_touch(key, now)
+        if self._password_changed(s):
+            # changed elsewhere (ldappasswd, an administrator's reset, another browser):
+            # the current session ends on every host; the browser gets a fresh anonymous one
+            log.info("console session of %s ended: its password changed", s.dn)
+            self.end_session(s)
+            s = ctx.set_session = self.sessions.new()
+            s.flash.append("Your password was changed. Sign in again with the new one.")
+        ctx.session = s
+
+    def save_session(self, s):
+        """(pool thread) Write a signed-in session's record (sign-in, password change)."""
+        self.store.session_save(session_key(s.id), s.record())
+
+    def end_session(self, s):
+        """(any thread) Sign-out, password changed, ticket refused: the record goes, so
+        every host sees the session ended at its next request."""
+        self.sessions.forget(s)
+        if s.signed_in:
+            self.store.session_delete(session_key(s.id))
+        self.pool.callInThread(s.close)
+
+    def ticket_connect(self, s):
+        """(pool thread, holding s.lock) The connection of a session this process did not
+        sign in (or lost): bound with the session ticket, no password needed."""
+        try:
+            return self.connect(s.dn, SESSION_TICKET.decode("ascii") + s.id)
+        except PageError as exc:
+            if exc.status == 401:
+                raise SessionEnded() from None
+            raise
 
     def _route(self, r, ctx):
         if ctx.session is None:
             # every page may carry a form: give it a session for the CSRF token
             ctx.session = ctx.set_session = self.sessions.new()
-        if ctx.session.signed_in and self._password_changed(ctx.session):
-            # changed elsewhere (ldappasswd, an administrator's reset, another browser):
-            # the current session ends; the browser gets a fresh anonymous one
-            log.info("console session of %s ended: its password changed", ctx.session.dn)
-            self.sessions.forget(ctx.session)
-            self.pool.callInThread(ctx.session.close)
-            ctx.session = ctx.set_session = self.sessions.new()
-            ctx.session.flash.append("Your password was changed. Sign in again with the new one.")
         ctx.session.touch()
         refusal = self._audience_refusal(r, ctx)
         if refusal is not None:
@@ -243,7 +334,7 @@ class Console(resource.Resource):
     def _run(self, handler, ctx):
         """A page handler in the pool: one request at a time per session connection."""
         s = ctx.session
-        if s is not None and s.conn is not None:
+        if s is not None and (s.conn is not None or s.signed_in):
             with s.lock:
                 return self._guarded(handler, ctx)
         return self._guarded(handler, ctx)
@@ -251,6 +342,12 @@ class Console(resource.Resource):
     def _guarded(self, handler, ctx):
         try:
             return handler(ctx)
+        except SessionEnded:
+            # the directory refused the session's ticket: ended meanwhile on another host
+            log.info("console session of %s ended: its ticket was refused", ctx.session.dn)
+            self.end_session(ctx.session)
+            ctx.session = ctx.set_session = self.sessions.new()
+            return redirect(url("/signin", next=ctx.path if ctx.method == "GET" else ""))
         except PageError as exc:
             return self.error_page(ctx, exc.message, exc.status)
         except ClientError as exc:
@@ -266,14 +363,18 @@ class Console(resource.Resource):
     def _unreachable(self, ctx, why):
         log.warning("LDAP error on %s: %s", ctx.path, why)
         if ctx.session is not None and ctx.session.conn is not None:
-            # the connection may be gone (server restart): a new sign-in makes a new one
+            # the connection may be gone (server restart): the next request binds a new one
+            # with the session's ticket while the session lives in the store
             self.sessions.drop(ctx.session)
-        return self.error_page(ctx, "The directory could not be reached. Sign in again and retry.", 503)
+        return self.error_page(ctx, "The directory could not be reached. Try again in a moment.", 503)
 
     def _failed(self, failure, request):
+        ctx = getattr(request, "_rollcall", None)
+        if failure.check(StoreUnavailable) and ctx is not None:
+            log.warning("page %s: the store is unavailable: %s", request.path, failure.getErrorMessage())
+            return self.error_page(ctx, "The directory is unavailable for a moment. Try again shortly.", 503)
         ref = secrets.token_hex(4)
         log.error("page %s failed (reference %s): %s", request.path, ref, failure.getTraceback())
-        ctx = getattr(request, "_rollcall", None)
         message = f"Something went wrong on our side. The error was logged with reference {ref}."
         if ctx is None:
             return Response(status=500, body=message.encode())
@@ -311,7 +412,7 @@ class Console(resource.Resource):
     PASSWORD_STAMP_ATTRS = ("pwdchangedtime", "pwdhistory")
 
     def password_stamp(self, dn: str):
-        """(reactor) What changes with the person's password, from the directory's cached
+        """(store_read / read_now) What changes with the person's password, from the directory's cached
         entry: pwdChangedTime and pwdHistory (set by every password change: modify,
         the password modify extended operation, an administrator's reset, activation),
         and a digest of userPassword (the root DN's writes set no pwdChangedTime).
@@ -332,7 +433,9 @@ class Console(resource.Resource):
         digest = hashlib.sha256(b"\0".join(hashes)).hexdigest()
         # a hash the server will rewrite at the next bind (rehash_on_bind): not a change
         outdated = any(d.needs_rehash(h) for h in hashes)
-        return (tuple(sorted(policy)), digest, outdated)
+        # digests, not the values: the stamp is kept in the session's record
+        policy_digest = hashlib.sha256(repr(sorted(policy)).encode()).hexdigest()
+        return (policy_digest, digest, outdated)
 
     def _password_changed(self, s) -> bool:
         if s.pwd_stamp is None:
@@ -351,12 +454,17 @@ class Console(resource.Resource):
         """A new session id after sign-in (the pre-sign-in id is discarded)."""
         if old is not None:
             self.sessions.drop(old)
-        return self.sessions.new()
+        s = self.sessions.new()
+        s.csrf = secrets.token_urlsafe(32)  # its own, kept in its record (not derived from the id)
+        return s
 
     def _sweep(self):
         gone = self.sessions.expired()
         if gone:
             self.pool.callInThread(lambda: [s.close() for s in gone])
+        # records idle too long, whichever host made them (a bounded batch)
+        self.store_read(self.store.session_prune).addErrback(
+            lambda f: log.warning("pruning console sessions failed: %s", f.getErrorMessage()))
         idle = self.config.idle_timeout
         if idle:
             # the LDAP side closes idle connections (limits.idle_timeout): keep the

@@ -5,13 +5,23 @@ session so it can carry a CSRF token). Signing in replaces it with a new one (no
 fixation). A signed-in session owns an LDAP connection bound as the person; it is used
 by one request at a time (ldap3 connections are not thread-safe) and unbound when the
 session ends: sign-out, idle timeout, or server stop. The password is never kept.
+
+A signed-in session is also a record in the store (store/base.py Sessions, under
+sha256 of its id), so that a browser's next request may reach another host: that host
+rebuilds the Session from the record and binds its connection with a session ticket
+(core/identity.py). SessionStore is only this process's cache of live Session objects.
+Anonymous sessions, flash messages and one-time results (a generated password) stay
+in this process's memory: a generated password is never written to the database.
 """
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 import secrets
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from ..store.base import MemoryThrottles
 
@@ -38,6 +48,19 @@ class Roles:
         return bool(self.district_admin or self.principal_sites or self.approver_groups)
 
 
+SESSION_ID = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
+
+
+def anonymous_csrf(sid: str) -> str:
+    """An anonymous session's CSRF token, derived from its id: any host can check a
+    public form (the sign-in form fetched from one host, posted to another) without
+    anonymous sessions in the database. The id is in a Secure, HttpOnly, SameSite=Strict
+    cookie that another site can neither read nor set, and the token does not reveal it.
+    A signed-in session has a random token of its own, kept in its record."""
+    digest = hashlib.sha256(b"rollcall-anonymous-csrf\0" + sid.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
+
+
 class Session:
     def __init__(self, idle_seconds: int):
         self.id = secrets.token_urlsafe(32)
@@ -55,6 +78,35 @@ class Session:
         self.results: dict = {}    # one-time results (a reset's password): token -> dict, taken once
         self.pwd_stamp = None      # the password's stamp at sign-in (Console.password_stamp)
         self.site_names: dict = {} # cost center -> site name, to name schools on pages
+        self.created = time.time()
+        self.stored_seen = 0.0     # wall-clock last_seen of the store's record (touched at most every ~30 s)
+
+    def record(self) -> dict:
+        """What the store keeps of a signed-in session (store/base.py Sessions)."""
+        now = time.time()
+        self.stored_seen = now
+        return {"dn": self.dn, "name": self.name, "uid": self.uid, "roles": asdict(self.roles),
+                "site_names": self.site_names, "csrf": self.csrf, "must_change": self.must_change,
+                "pwd_stamp": self.pwd_stamp, "created": self.created, "last_seen": now,
+                "idle": float(self.idle_seconds)}
+
+    def refresh(self, record: dict):
+        """What another host may have changed in the record since this one was cached."""
+        self.must_change = bool(record["must_change"])
+        self.name, self.uid = record["name"], record["uid"]
+        self.roles = Roles(**record["roles"])
+        self.site_names = dict(record["site_names"])
+        stamp = record["pwd_stamp"]
+        self.pwd_stamp = None if stamp is None else tuple(stamp)
+        self.stored_seen = record["last_seen"]
+
+    @classmethod
+    def from_record(cls, sid: str, record: dict) -> "Session":
+        """A session another host (or an earlier cache entry) signed in; no connection yet."""
+        s = cls(record["idle"])
+        s.id, s.csrf, s.dn, s.created = sid, record["csrf"], record["dn"], record["created"]
+        s.refresh(record)
+        return s
 
     def keep_result(self, value: dict) -> str:
         """Keep a result for one GET (POST-redirect-GET); returns its token."""
@@ -91,8 +143,9 @@ class Session:
 
 
 class SessionStore:
-    """In memory, per process: the console runs in one process (the first worker).
-    Anonymous sessions (a CSRF token for a public form) are capped: past `max_anonymous`
+    """This process's live sessions (the console runs in one process, the first worker):
+    the signed-in ones are a cache of the store's records (Console._find_session checks
+    the record at every request), each with its LDAP connection. Anonymous sessions (a CSRF token for a public form) are capped: past `max_anonymous`
     the least recently used ones go first, so a crawler cannot fill the memory."""
 
     def __init__(self, idle_seconds: float, max_anonymous: int = 10000):
@@ -101,8 +154,12 @@ class SessionStore:
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
 
-    def new(self) -> Session:
+    def new(self, sid: str | None = None) -> Session:
+        """A new anonymous session; `sid`: one another host made (its cookie)."""
         s = Session(self.idle_seconds)
+        if sid is not None:
+            s.id = sid
+        s.csrf = anonymous_csrf(s.id)
         with self._lock:
             self._sessions[s.id] = s
             anonymous = [x for x in self._sessions.values() if not x.signed_in]
@@ -123,6 +180,12 @@ class SessionStore:
             self.drop(s)
             return None
         return s
+
+    def adopt(self, s: Session) -> Session:
+        """Cache a session rebuilt from its record; one already cached (another request
+        rebuilt it meanwhile) wins, so a session has one connection per process."""
+        with self._lock:
+            return self._sessions.setdefault(s.id, s)
 
     def forget(self, s: Session):
         """Remove without closing (the caller closes it off the reactor)."""
@@ -153,10 +216,11 @@ class SignInThrottle:
     console's own limit, before the directory's per-account lockout and per-address
     throttling (which see the same browser address) come into play.
 
-    Counted in the store's throttle file (store/throttle.py), so a restart of the
-    server keeps them. blocked and failed run on the reactor thread (the sign-in
-    route): a COUNT and an INSERT without fsync, tens of microseconds; succeeded runs
-    in the console's pool."""
+    Counted in the store's throttles (SQLite: its throttle file, store/throttle.py;
+    PostgreSQL: shared by every host), so a restart of the server keeps them. With a
+    local store blocked and failed run on the reactor thread (the sign-in route): a
+    COUNT and an INSERT without fsync, tens of microseconds; with a remote one in the
+    console's pool (Console.store_read); succeeded runs in the pool."""
 
     def __init__(self, max_failures: int, window: int, store=None):
         self.max_failures = max_failures

@@ -629,3 +629,50 @@ def test_job_lock_one_holder_at_a_time(store, open_one):
 def test_schema_version_is_current(store):
     have, need = store.schema_version()
     assert have == need
+
+
+# -- web console sessions ----------------------------------------------------------
+
+def session_rec(t0, idle=600, **kw):
+    return dict(dict(dn="uid=jsmith,ou=people,o=district", name="John Smith", uid="jsmith",
+                     roles={"district_admin": False, "subadmin_sites": ["1234"]}, site_names={"1234": "Lincoln"},
+                     csrf="c" * 43, must_change=False, pwd_stamp=[[["pwdchangedtime", ["2024"]]], "ab", False],
+                     created=t0, last_seen=t0, idle=idle), **kw)
+
+
+def test_session_save_load_round_trip(store):
+    t0 = 1_000_000.0
+    rec = session_rec(t0)
+    store.session_save("k" * 64, rec)
+    assert store.session_load("k" * 64, now=t0 + 1) == rec
+    assert store.session_load("x" * 64, now=t0 + 1) is None
+    # saved again (must_change cleared, roles re-read): replaced, not duplicated
+    store.session_save("k" * 64, dict(rec, must_change=True, name="J. Smith"))
+    got = store.session_load("k" * 64, now=t0 + 1)
+    assert (got["must_change"], got["name"]) == (True, "J. Smith")
+
+
+def test_session_is_live_while_touched_within_its_idle_time(store):
+    t0 = 1_000_000.0
+    store.session_save("k1", session_rec(t0, idle=60))
+    assert store.session_load("k1", now=t0 + 60) is not None
+    assert store.session_touch("k1", now=t0 + 50)
+    assert store.session_load("k1", now=t0 + 100)["last_seen"] == t0 + 50
+    assert store.session_load("k1", now=t0 + 111) is None          # idle too long
+    assert not store.session_touch("k1", now=t0 + 111)             # an ended session is not revived
+    assert store.session_load("k1", now=t0 + 50) is not None       # not deleted by looking
+
+
+def test_session_delete_and_prune(store, open_one):
+    t0 = 1_000_000.0
+    store.session_save("gone", session_rec(t0))
+    store.session_save("old", session_rec(t0, idle=10))
+    store.session_save("live", session_rec(t0 + 100, idle=10))
+    other = open_one()  # another process (or host) sees the same sessions
+    assert other.session_load("gone", now=t0 + 1) is not None
+    other.session_delete("gone")
+    assert store.session_load("gone", now=t0 + 1) is None
+    assert store.session_prune(now=t0 + 105) == 1                   # "old" only
+    assert store.session_load("live", now=t0 + 105) is not None
+    store.session_save("old", session_rec(t0 + 105, idle=10))       # its key may be used again
+    assert store.session_load("old", now=t0 + 106) is not None

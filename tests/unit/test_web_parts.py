@@ -1,11 +1,12 @@
 """The console's small parts without a browser: form and upload parsing, the session
 store's limits and the sign-in throttle."""
+import json
 import time
 
 import pytest
 
 from directory.web.forms import PageError, parse_body
-from directory.web.session import SessionStore, SignInThrottle
+from directory.web.session import Session, SessionStore, SignInThrottle, anonymous_csrf
 
 
 def multipart(boundary, parts):
@@ -50,6 +51,29 @@ def test_sessions_expire_and_anonymous_ones_are_capped():
     time.sleep(0.3)
     assert store.get(signed.id) is None
     assert store.expired() != [] or store.all() == []
+
+
+def test_a_session_record_rebuilds_the_session_without_its_secrets():
+    store = SessionStore(idle_seconds=600)
+    s = store.new()
+    s.dn, s.name, s.uid, s.must_change = "uid=x,ou=staff", "X Y", "x", True
+    s.roles.subadmin_sites.append("1234")
+    s.site_names = {"1234": "Lincoln"}
+    s.pwd_stamp = ("p" * 64, "d" * 64, False)
+    s.keep_result({"kind": "reset", "password": "Generated-Secret-1"})
+    record = json.loads(json.dumps(s.record()))  # as a store gives it back
+    assert s.id not in json.dumps(record) and "Generated-Secret-1" not in json.dumps(record)
+    again = Session.from_record(s.id, record)
+    assert (again.dn, again.name, again.uid, again.must_change, again.csrf) == (s.dn, s.name, s.uid, True, s.csrf)
+    assert again.roles == s.roles and again.site_names == s.site_names and again.pwd_stamp == s.pwd_stamp
+    assert again.conn is None and again.results == {}
+
+
+def test_an_anonymous_sessions_csrf_token_is_its_ids_on_every_host():
+    one, other = SessionStore(idle_seconds=600), SessionStore(idle_seconds=600)
+    s = one.new()
+    assert other.new(s.id).csrf == s.csrf != anonymous_csrf(one.new().id)
+    assert s.id not in s.csrf
 
 
 def test_throttle_counts_per_key_within_the_window():

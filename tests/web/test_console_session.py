@@ -4,8 +4,12 @@ security headers, plain-sentence errors."""
 import time
 
 import pytest
+from ldap3 import Connection, Server
 
+from tests.conftest import SUFFIX
 from tests.web.conftest import Console, sign_in
+
+TICKET = "{ROLLCALL-SESSION}"
 
 
 def session_cookie(page):
@@ -51,6 +55,35 @@ def test_sign_out_ends_the_session_on_the_server(console, new_page, browser):
         assert "/signin" in p2.url
     finally:
         other.close()
+
+
+def test_a_session_ticket_binds_as_the_person_only_while_the_session_lives(console, new_page):
+    """The console's own connection for a session signed in on another host: a bind
+    over loopback with the ticket (prefix + session id), for the live session's DN only."""
+    page = new_page()
+    sign_in(page, console, "tnguyen", "demo-subadmin-pw")
+    sid = session_cookie(page)["value"]
+    dn = f"uid=tnguyen,ou=staff,ou=people,{SUFFIX}"
+
+    def bind(name, secret):
+        conn = Connection(Server(console.server.url), name, secret)
+        ok = conn.bind()
+        who = conn.extend.standard.who_am_i() if ok else None
+        code = conn.result["result"]
+        conn.unbind()
+        return ok, code, who
+
+    assert bind(dn, TICKET + sid) == (True, 0, f"dn:{dn}")
+    assert bind(dn, TICKET + sid[:-2] + "xx")[:2] == (False, 49)           # a made-up session
+    assert bind(f"uid=pwong,ou=staff,ou=people,{SUFFIX}", TICKET + sid)[:2] == (False, 49)  # not its DN
+    assert bind(dn, sid)[:2] == (False, 49)                                # the id alone is no password
+    # wrong tickets are no failed passwords: more of them than max_failures (5) lock nothing
+    for _ in range(6):
+        assert bind(dn, TICKET + "x" * 43)[:2] == (False, 49)
+    assert bind(dn, "demo-subadmin-pw")[:2] == (True, 0)
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url("**/signin")
+    assert bind(dn, TICKET + sid)[:2] == (False, 49)                       # ended
 
 
 def test_errors_are_plain_sentences(console, new_page):

@@ -8,7 +8,7 @@ from urllib.parse import unquote
 
 from ldap3 import BASE, SUBTREE
 from twisted.internet import reactor
-from twisted.internet.threads import blockingCallFromThread, deferToThreadPool
+from twisted.internet.threads import deferToThreadPool
 
 from ... import admin, client
 from ...core.accounts import accounts_of
@@ -74,7 +74,8 @@ def signin_form(ctx):
 
 def resolve_login(console, login: str) -> str | None:
     """The DN a sign-in name stands for: a username under ou=people (students, staff,
-    non-employees), or a full DN. Looked up in the core on the reactor (an index read)."""
+    non-employees), or a full DN. Looked up in the core (an index read; console.store_read:
+    on the reactor for a local store, in the pool for a remote one)."""
     d = console.directory
     if "=" in login:
         return login
@@ -101,24 +102,34 @@ def signin(ctx):
     if not login or not password:
         return again("Enter your username and your password.")
     user_key = "user:" + login.lower()
-    if console.throttle.blocked(ctx.client, user_key):
-        return again("Too many failed sign-ins. Wait a few minutes and try again.", 429)
-    dn = resolve_login(console, login) or f"uid={escape_rdn_value(login)},ou=people,{console.suffix}"
-    d = console.factory.authenticate(dn, password.encode("utf-8"), ctx.client, f"{ctx.client}:web", True)
+
+    def look_up():
+        if console.throttle.blocked(ctx.client, user_key):
+            return None
+        return resolve_login(console, login) or f"uid={escape_rdn_value(login)},ou=people,{console.suffix}"
+
+    def authenticate(dn):
+        if dn is None:
+            return again("Too many failed sign-ins. Wait a few minutes and try again.", 429)
+        d = console.factory.authenticate(dn, password.encode("utf-8"), ctx.client, f"{ctx.client}:web", True)
+        return d.addCallbacks(bound, refused)
 
     def bound(ident):
-        stamp = console.password_stamp(ident.dn)  # on the reactor, before the session's own bind
-        return deferToThreadPool(reactor, console.pool, _open_session, ctx, ident, password, nxt, stamp)
+        # before the session's own bind (a rehash after it is no change of password)
+        d = console.store_read(console.password_stamp, ident.dn)
+        return d.addCallback(lambda stamp: deferToThreadPool(reactor, console.pool, _open_session, ctx, ident,
+                                                             password, nxt, stamp))
 
     def refused(f):
         f.trap(LDAPError)
-        console.throttle.failed(ctx.client, user_key)
         log.info("console sign-in refused for %r from %s", login, ctx.client)
+        d = console.store_read(console.throttle.failed, ctx.client, user_key)
         if f.value.code == ResultCode.UNWILLING_TO_PERFORM:
-            return again("Too many failed sign-ins from your address. Wait a few minutes and try again.", 429)
-        return again(SIGNIN_FAILED)
+            return d.addCallback(lambda _: again("Too many failed sign-ins from your address. "
+                                                 "Wait a few minutes and try again.", 429))
+        return d.addCallback(lambda _: again(SIGNIN_FAILED))
 
-    return d.addCallbacks(bound, refused)
+    return console.store_read(look_up).addCallback(authenticate)
 
 
 def _open_session(ctx, ident, password, nxt, stamp=None):
@@ -132,6 +143,7 @@ def _open_session(ctx, ident, password, nxt, stamp=None):
     s.must_change = ident.restricted
     try:
         read_roles(console, s)
+        console.save_session(s)  # every host knows it from now on
     except Exception:
         s.close()
         console.sessions.drop(s)
@@ -187,7 +199,7 @@ def read_roles(console, s):
 @route("POST", "/signout", allow="public")
 def signout(ctx):
     if ctx.session is not None:
-        ctx.console.sessions.drop(ctx.session)
+        ctx.console.end_session(ctx.session)  # on every host
     ctx.clear_session = True
     return redirect("/signin")
 
@@ -205,23 +217,28 @@ def password_change(ctx):
     elif new != again:
         error = "The two new passwords are not the same."
     else:
-        s = ctx.session
-        stamp, s.pwd_stamp = s.pwd_stamp, None  # no check while the current session changes it
+        s, console = ctx.session, ctx.console
+        conn = ctx.conn
+        # no check while the current session changes it, here or on another host
+        stamp, s.pwd_stamp = s.pwd_stamp, None
+        console.save_session(s)
         try:
-            admin.change_password(ctx.conn, old, new)
+            admin.change_password(conn, old, new)
         except admin.AdminError as exc:
             s.pwd_stamp = stamp
+            console.save_session(s)
             error = _password_refusal(exc)
         else:
             s.must_change = False
             # the connection's identity was restricted until now: bind again with the new password
             s.close()
-            s.conn = ctx.console.connect(s.dn, new)
+            s.conn = console.connect(s.dn, new)
             # this change is the session's own: it goes on with the new password's stamp
-            s.pwd_stamp = blockingCallFromThread(reactor, ctx.console.password_stamp, s.dn)
+            s.pwd_stamp = console.read_now(console.password_stamp, s.dn)
             # the restricted connection could not read the person's name and roles: now it can
             s.roles = Roles()
-            read_roles(ctx.console, s)
+            read_roles(console, s)
+            console.save_session(s)
             return ctx.console.render_page(ctx, "password.html", error="", done=True)
     return ctx.console.render_page(ctx, "password.html", status=400, error=error, done=False)
 
@@ -256,7 +273,13 @@ def activate(ctx):
     if new != again:
         return form("The two new passwords are not the same.")
     key = "activate:" + uid.lower()
-    if console.throttle.blocked(ctx.client, key):
+    return console.store_read(console.throttle.blocked, ctx.client, key).addCallback(
+        _activate, ctx, form, uid, code, new, key)
+
+
+def _activate(blocked, ctx, form, uid, code, new, key):
+    console = ctx.console
+    if blocked:
         return form("Too many failed attempts. Wait a few minutes and try again.", 429)
     ident = Identity(peer=f"{ctx.client}:web", tls=True)
     value = json.dumps({"action": "activate", "uid": uid, "code": code, "newPassword": new}).encode()
@@ -269,8 +292,8 @@ def activate(ctx):
 
     def refused(f):
         f.trap(LDAPError)
-        console.throttle.failed(ctx.client, key)
         m = f.value.message or "activation failed"
-        return form(m[0].upper() + m[1:].rstrip(".") + ".")
+        return console.store_read(console.throttle.failed, ctx.client, key).addCallback(
+            lambda _: form(m[0].upper() + m[1:].rstrip(".") + "."))
 
     return d.addCallbacks(ok, refused)

@@ -132,22 +132,24 @@ NOT_FOUND = ("There is no account request with that number and tracking code. Ch
 @route("GET", "/track", allow="public", on_reactor=True)
 def track(ctx):
     """The status of a non-employee account request, for whoever holds its number AND
-    its tracking code. Read from the directory's own entry on the reactor (an indexed
-    read, like the sign-in's lookup): over LDAP anonymous users see no status."""
+    its tracking code. Read from the directory's own entry (an indexed read, like the
+    sign-in's lookup; console.store_read: on the reactor for a local store, in the pool
+    for a remote one): over LDAP anonymous users see no status."""
     number = ctx.arg("number").strip().lstrip("#")
     token = ctx.arg("token").strip()
-    req, error, status = None, "", 200
-    if number or token:
-        if not NUMBER.match(number):
-            error, status = "A request number is a whole number, e.g. 17.", 400
-        elif not token:
-            error, status = "Enter the tracking code you were given with the request number.", 400
-        else:
-            req = _tracked(ctx.console, int(number), token)
-            if req is None:
-                error, status = NOT_FOUND, 404
-    return ctx.console.render_page(ctx, "requests_track.html", status=status, number=number, token=token,
-                                   req=req, error=error)
+
+    def page(req, error="", status=200):
+        return ctx.console.render_page(ctx, "requests_track.html", status=status, number=number, token=token,
+                                       req=req, error=error)
+
+    if not (number or token):
+        return page(None)
+    if not NUMBER.match(number):
+        return page(None, "A request number is a whole number, e.g. 17.", 400)
+    if not token:
+        return page(None, "Enter the tracking code you were given with the request number.", 400)
+    return ctx.console.store_read(_tracked, ctx.console, int(number), token).addCallback(
+        lambda req: page(req) if req is not None else page(None, NOT_FOUND, 404))
 
 
 def _tracked(console, number: int, token: str) -> dict | None:
