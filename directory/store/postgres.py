@@ -217,11 +217,15 @@ class PostgresStore:
 
     def _failed(self, exc):
         self._failed_at = time.monotonic()
-        if not isinstance(exc, PoolTimeout):
+        error = unavailable(exc)
+        # a connection broken under us (a restart of PostgreSQL, a failover) rather than
+        # no connection to be had: worth one more try on a fresh one
+        error.broken_connection = not isinstance(exc, PoolTimeout)
+        if error.broken_connection:
             # the pool drops a broken connection when it comes back; test the idle ones too
-            # so that the next call after a restart of PostgreSQL gets a working one
+            # so that the next call after a restart gets a working one
             self.pool.check()
-        return unavailable(exc)
+        return error
 
     @contextmanager
     def _read(self):
@@ -240,10 +244,10 @@ class PostgresStore:
         try:
             with self._read() as conn:
                 return conn.execute(query, args).fetchall()
-        except StoreUnavailable:
-            # a read is idempotent: once more (a connection broken by a restart of the
-            # server fails once), unless the database is known to be away
-            if self._closed.is_set() or not self._failed_at or self.pool.get_stats().get("pool_available", 0) == 0:
+        except StoreUnavailable as exc:
+            # a read is idempotent: once more when the connection broke (the first use of
+            # each pooled connection after a restart of the server fails)
+            if self._closed.is_set() or not getattr(exc, "broken_connection", False):
                 raise
         with self._read() as conn:
             return conn.execute(query, args).fetchall()

@@ -388,3 +388,17 @@ def _works(store):
         return True
     except StoreUnavailable:
         return False
+
+
+def test_a_restart_between_two_reads_costs_the_reader_nothing(stores, pg_cluster):
+    """Every pooled connection breaks when PostgreSQL restarts; a read finding one broken
+    tries once more on a fresh connection instead of failing."""
+    if not pg_cluster.owned:
+        pytest.skip("restarts the server: only the private cluster")
+    s = stores()
+    _, people, js = small_tree(s)
+    assert s.count() == 3
+    pg_cluster.stop()
+    pg_cluster.start_again()
+    assert s.count() == 3
+    assert s.get_by_ndn(f"uid=nobody,{people.ndn}") is None
