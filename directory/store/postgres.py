@@ -469,23 +469,33 @@ class PostgresStore:
             with self._writer() as tx:
                 yield tx
 
-    @contextmanager
-    def _writer(self, drop_all=False):
-        try:
-            conn_cm = self._checkout()
-            conn = conn_cm.__enter__()
-        except _UNAVAILABLE as exc:
-            raise self._failed(exc) from None
-        tx = Tx(self, conn)
-        tx.drop_all = drop_all
-        failed = None
-        try:
+    def _begin(self):
+        """(the pool's context manager, a connection in a transaction holding the write
+        lock). A connection found broken before anything was written is replaced once."""
+        for attempt in (0, 1):
+            try:
+                conn_cm = self._checkout()
+                conn = conn_cm.__enter__()
+            except _UNAVAILABLE as exc:
+                raise self._failed(exc) from None
             try:
                 conn.execute("BEGIN")
                 # all writers of all processes on all hosts, one at a time (see the module's docstring)
                 conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_SPACE, WRITE_LOCK))
+                return conn_cm, conn
             except _UNAVAILABLE as exc:
-                raise self._failed(exc) from None
+                conn_cm.__exit__(type(exc), exc, None)  # the pool discards the broken connection
+                error = self._failed(exc)
+                if attempt or not error.broken_connection:
+                    raise error from None
+
+    @contextmanager
+    def _writer(self, drop_all=False):
+        conn_cm, conn = self._begin()
+        tx = Tx(self, conn)
+        tx.drop_all = drop_all
+        failed = None
+        try:
             try:
                 yield tx
                 self._record_invalidation(tx)

@@ -390,7 +390,7 @@ def _works(store):
         return False
 
 
-def test_a_restart_between_two_reads_costs_the_reader_nothing(stores, pg_cluster):
+def test_a_restart_between_two_operations_costs_the_client_nothing(stores, pg_cluster):
     """Every pooled connection breaks when PostgreSQL restarts; a read finding one broken
     tries once more on a fresh connection instead of failing."""
     if not pg_cluster.owned:
@@ -402,3 +402,8 @@ def test_a_restart_between_two_reads_costs_the_reader_nothing(stores, pg_cluster
     pg_cluster.start_again()
     assert s.count() == 3
     assert s.get_by_ndn(f"uid=nobody,{people.ndn}") is None
+    pg_cluster.stop()
+    pg_cluster.start_again()
+    with s.transaction() as tx:  # a write too: nothing was sent before the broken connection showed
+        add(tx, f"uid=after,{people.dn}", people)
+    assert s.count() == 4
