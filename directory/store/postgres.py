@@ -37,7 +37,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..core.entry import Entry, decode_attrs, encode_attrs
 from ..district.gentime import gentime_text
-from .base import Eq, JobLocked, Present, Range, StoreUnavailable, StoreVersionError, Substring
+from .base import Eq, JobLocked, Present, Range, StoreError, StoreUnavailable, StoreVersionError, Substring
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +179,8 @@ class PostgresStore:
                     if self.schema_versions[0] else 0
         except _UNAVAILABLE as exc:
             raise unavailable(exc) from None
+        except psycopg.Error as exc:  # e.g. a role that may not create the tables or pg_trgm
+            raise StoreError(f"PostgreSQL refused to set up or read Rollcall's schema: {str(exc).strip()}") from None
         # min_size connections are made at once; more on demand up to pool_size
         self.pool = ConnectionPool(conninfo, kwargs=self._kwargs, min_size=1, max_size=max(2, pool_size),
                                    timeout=connect_timeout, open=True, name="rollcall")

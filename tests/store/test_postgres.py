@@ -16,7 +16,7 @@ import yaml
 from directory.config import ConfigError, load_config
 from directory.core.entry import Entry
 from directory.store import open_store, store_password
-from directory.store.base import JobLocked, Range, StoreUnavailable, StoreVersionError, Substring
+from directory.store.base import JobLocked, Range, StoreError, StoreUnavailable, StoreVersionError, Substring
 from directory.store.postgres import LATEST, migrate
 from tests.conftest import ROOT, ROOT_HASH
 
@@ -407,3 +407,14 @@ def test_a_restart_between_two_operations_costs_the_client_nothing(stores, pg_cl
     with s.transaction() as tx:  # a write too: nothing was sent before the broken connection showed
         add(tx, f"uid=after,{people.dn}", people)
     assert s.count() == 4
+
+
+def test_a_role_that_may_not_create_the_schema_is_one_clear_error(pg_cluster):
+    dsn = pg_cluster.create_database("priv")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DROP ROLE IF EXISTS rc_weak")
+        conn.execute("CREATE ROLE rc_weak LOGIN")
+        conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+    weak = dsn.replace("user=postgres", "user=rc_weak")
+    with pytest.raises(StoreError, match="PostgreSQL refused to set up or read Rollcall's schema: permission denied"):
+        open_store(pg_config(weak))
