@@ -36,6 +36,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..core.entry import Entry, decode_attrs, encode_attrs
+from ..core.errors import LDAPError, ResultCode
 from ..district.gentime import gentime_text
 from .base import Eq, JobLocked, Present, Range, StoreError, StoreUnavailable, StoreVersionError, Substring
 
@@ -378,6 +379,8 @@ class PostgresStore:
         return self._row(self._one("SELECT id, dn, ndn, data FROM entries WHERE id=%s", (entry_id,)), generation)
 
     def get_by_ndn(self, ndn):
+        if not _no_nul(ndn):
+            return None  # no stored DN holds one (Tx.add refuses it)
         if self._in_batch():
             return self._local.batch.get_by_ndn(ndn)
         entry_id = self._ndn_ids.get(ndn)
@@ -431,6 +434,7 @@ class PostgresStore:
             "SELECT id FROM entries ORDER BY length(path) - length(replace(path, chr(1), '')), id")]
 
     def index_eq(self, attr, key):
+        key = _k(key)
         return [r[0] for r in self._all(EQ_SQL, (attr, key, key))]
 
     def candidates(self, query):
@@ -452,10 +456,10 @@ class PostgresStore:
             q, args = "SELECT DISTINCT id FROM idx WHERE attr=%s", [query.attr]
             if query.low is not None:
                 q += f" AND left(key, {KEY_PREFIX}) >= left(%s, {KEY_PREFIX}) AND key >= %s"
-                args += [query.low, query.low]
+                args += [_k(query.low)] * 2
             if query.high is not None:
                 q += f" AND left(key, {KEY_PREFIX}) <= %s AND key <= %s"
-                args += [query.high, query.high]
+                args += [_k(query.high)] * 2
             return [r[0] for r in self._all(q, args)]
         raise TypeError(f"not an index query: {query!r}")
 
@@ -662,12 +666,23 @@ class PostgresStore:
                       "RETURNING 1", (now, PRUNE_BATCH))
 
 
+def _k(key: str) -> str:
+    """An index key as PostgreSQL can hold it: text may not contain NUL, so NUL becomes
+    U+FFFD in stored keys and in query keys alike. That can only widen the candidates
+    (the core re-checks each one), never lose a match."""
+    return key.replace("\x00", "\ufffd") if "\x00" in key else key
+
+
+def _no_nul(ndn: str) -> bool:
+    return "\x00" not in ndn
+
+
 EQ_SQL = f"SELECT id FROM idx WHERE attr=%s AND left(key, {KEY_PREFIX}) = left(%s, {KEY_PREFIX}) AND key=%s"
 
 
 def escape_like(text):
     """A LIKE pattern matching text literally (the default escape character, \\)."""
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return _k(text).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def like_pattern(query) -> str:
@@ -715,10 +730,13 @@ class Tx:
         return Entry(row[1], row[2], decode_attrs(row[3]), id=row[0]) if row else None
 
     def get_by_ndn(self, ndn):
+        if not _no_nul(ndn):
+            return None
         row = self._one("SELECT id, dn, ndn, data FROM entries WHERE ndn=%s", (ndn,))
         return Entry(row[1], row[2], decode_attrs(row[3]), id=row[0]) if row else None
 
     def index_eq(self, attr, key):
+        key = _k(key)
         return [r[0] for r in self._all(EQ_SQL, (attr, key, key))]
 
     def has_children(self, entry_id):
@@ -726,6 +744,7 @@ class Tx:
 
     # -- entries --------------------------------------------------------------------------
     def add(self, entry, parent_id, rdn_key, index_rows):
+        _check_dn(entry.ndn, entry.dn)
         if parent_id is None:
             path = rdn_key + SEP
         else:
@@ -759,10 +778,10 @@ class Tx:
     def change_index(self, changes):
         """changes of (id, rows to drop, rows to add); never full (no slot limit here)."""
         for entry_id, drop, add in changes:
-            drop_eq = {(a, k) for a, kind, k in drop if kind != "sub"}
-            drop_sub = {(a, k) for a, kind, k in drop if kind == "sub"}
-            add_eq = {(a, k) for a, kind, k in add if kind != "sub"}
-            add_sub = {(a, k) for a, kind, k in add if kind == "sub"}
+            drop_eq = {(a, _k(k)) for a, kind, k in drop if kind != "sub"}
+            drop_sub = {(a, _k(k)) for a, kind, k in drop if kind == "sub"}
+            add_eq = {(a, _k(k)) for a, kind, k in add if kind != "sub"}
+            add_sub = {(a, _k(k)) for a, kind, k in add if kind == "sub"}
             # an added row that exists already stays one row: drop it first
             self._drop_rows(entry_id, drop_eq | add_eq, drop_sub | add_sub)
             self._insert_index(sorted((a, k, entry_id) for a, k in add_eq),
@@ -777,6 +796,7 @@ class Tx:
         self.touched.add(entry_id)
 
     def rename(self, entry_id, new_dn, new_ndn, new_parent_id, new_rdn_key):
+        _check_dn(new_ndn, new_dn)
         old_ndn, old_dn, old_path = self._one("SELECT ndn, dn, path FROM entries WHERE id=%s", (entry_id,))
         new_path = self._one("SELECT path FROM entries WHERE id=%s", (new_parent_id,))[0] + new_rdn_key + SEP
         rows = self._all("SELECT id, ndn, dn, path FROM entries WHERE path >= %s AND path < %s",
@@ -801,6 +821,7 @@ class Tx:
         self._many("INSERT INTO idx_sub(id, attr, key) VALUES (%s,%s,%s)", sub)
 
     def log(self, who, peer, op, dn, entry_id, detail):
+        who, peer, dn = (t.replace("\x00", "\\00") for t in (who, peer, dn))  # text holds no NUL
         self._all("INSERT INTO changelog(time, who, peer, op, dn, entry_id, detail) VALUES (%s,%s,%s,%s,%s,%s,%s)",
                   (gentime_text(), who, peer, op, dn, entry_id, json.dumps(detail, ensure_ascii=False, default=str)))
 
@@ -875,12 +896,18 @@ class Tx:
         self.touched.update(i for i, _ in rows)
 
 
+def _check_dn(ndn, dn):
+    if not (_no_nul(ndn) and _no_nul(dn)):
+        # PostgreSQL text cannot hold NUL: refused, not an internal error
+        raise LDAPError(ResultCode.INVALID_DN_SYNTAX, "a DN may not contain a NUL character (write it as \\00)")
+
+
 def split_index(entry_id, index_rows):
     """(equality rows as (attr, key, id), substring rows as (id, attr, key)), each once."""
     eq, sub = {}, {}
     for attr, kind, key in index_rows:
         if kind == "sub":
-            sub[(entry_id, attr, key)] = None
+            sub[(entry_id, attr, _k(key))] = None
         else:
-            eq[(attr, key, entry_id)] = None
+            eq[(attr, _k(key), entry_id)] = None
     return list(eq), list(sub)

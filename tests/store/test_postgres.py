@@ -15,6 +15,7 @@ import yaml
 
 from directory.config import ConfigError, load_config
 from directory.core.entry import Entry
+from directory.core.errors import LDAPError
 from directory.store import open_store, store_password
 from directory.store.base import JobLocked, Range, StoreError, StoreUnavailable, StoreVersionError, Substring
 from directory.store.postgres import LATEST, migrate
@@ -418,3 +419,21 @@ def test_a_role_that_may_not_create_the_schema_is_one_clear_error(pg_cluster):
     weak = dsn.replace("user=postgres", "user=rc_weak")
     with pytest.raises(StoreError, match="PostgreSQL refused to set up or read Rollcall's schema: permission denied"):
         open_store(pg_config(weak))
+
+
+def test_nul_in_keys_and_dns_is_no_internal_error(stores):
+    """PostgreSQL text holds no NUL (an LDAP value may): keys map it, DNs are refused."""
+    s = stores()
+    with s.transaction() as tx:
+        top = add(tx, SUFFIX)
+        e = add(tx, f"cn=n,{SUFFIX}", top, [("sn", "eq", "x\x00y"), ("sn", "sub", "x\x00yz")], sn=["x\x00y"])
+        with pytest.raises(LDAPError) as err:
+            add(tx, f"cn=a\x00b,{SUFFIX}", top)
+        assert err.value.code == 34
+        assert tx.get_by_ndn("cn=a\x00b,o=district") is None
+        tx.log("cn=x\x00", "peer", "add", f"cn=a\x00b,{SUFFIX}", None, {})
+    assert s.index_eq("sn", "x\x00y") == [e.id]
+    assert s.candidates(Substring("sn", None, ("x\x00yz",), None)) == [e.id]
+    assert s.candidates(Range("sn", "x\x00", "x\x00z")) == [e.id]
+    assert s.get_by_ndn("cn=a\x00b,o=district") is None
+    assert s.changes()[-1]["dn"] == f"cn=a\\00b,{SUFFIX}"
