@@ -627,8 +627,9 @@ class PostgresStore:
             conn.close()  # ends the session: the lock goes with it
 
     # -- throttles (shared by every process on every host) -------------------------------
+    # keys carry what clients sent (an address, a user name typed in a form): _k as for index keys
     def throttle_hit(self, key, window, now=None):
-        now = time.time() if now is None else now
+        now, key = time.time() if now is None else now, _k(key)
         # the inserted row is not visible to the count in the same statement: + 1
         n = self._one("WITH ins AS (INSERT INTO throttle(key, at, expires) VALUES (%s, %s, %s)) "
                       "SELECT count(*) + 1 FROM throttle WHERE key=%s AND at>%s",
@@ -637,12 +638,12 @@ class PostgresStore:
         return n
 
     def throttle_count(self, key, window, now=None):
-        now = time.time() if now is None else now
+        now, key = time.time() if now is None else now, _k(key)
         return self._one("SELECT count(*) FROM throttle WHERE key=%s AND at>%s", (key, now - window))[0]
 
     def throttle_admit(self, key, window, limit, now=None):
         """Atomic on every host: a transaction lock on the key, then count and record."""
-        now = time.time() if now is None else now
+        now, key = time.time() if now is None else now, _k(key)
         try:
             with self._checkout() as conn, conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (THROTTLE_SPACE, key))
@@ -657,6 +658,7 @@ class PostgresStore:
         return n < limit
 
     def throttle_clear(self, key):
+        key = _k(key)
         self._all("DELETE FROM throttle WHERE key=%s RETURNING 1", (key,))
 
     def _maybe_prune(self, now):

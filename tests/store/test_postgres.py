@@ -437,3 +437,12 @@ def test_nul_in_keys_and_dns_is_no_internal_error(stores):
     assert s.candidates(Range("sn", "x\x00", "x\x00z")) == [e.id]
     assert s.get_by_ndn("cn=a\x00b,o=district") is None
     assert s.changes()[-1]["dn"] == f"cn=a\\00b,{SUFFIX}"
+
+
+def test_throttle_keys_with_nul(stores):
+    s = stores()
+    assert s.throttle_hit("signin-user:a\x00b", 60) == 1
+    assert s.throttle_admit("signin-user:a\x00b", 60, 5)
+    assert s.throttle_count("signin-user:a\x00b", 60) == 2
+    s.throttle_clear("signin-user:a\x00b")
+    assert s.throttle_count("signin-user:a\x00b", 60) == 0
