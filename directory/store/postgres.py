@@ -898,10 +898,15 @@ class Tx:
         self.touched.update(i for i, _ in rows)
 
 
+MAX_DN_BYTES = 2000  # a B-tree row holds at most ~2.7 kB: ndn and path are B-tree keys
+
+
 def _check_dn(ndn, dn):
     if not (_no_nul(ndn) and _no_nul(dn)):
         # PostgreSQL text cannot hold NUL: refused, not an internal error
         raise LDAPError(ResultCode.INVALID_DN_SYNTAX, "a DN may not contain a NUL character (write it as \\00)")
+    if len(ndn.encode()) > MAX_DN_BYTES:
+        raise LDAPError(ResultCode.ADMIN_LIMIT_EXCEEDED, f"a DN may be at most {MAX_DN_BYTES} bytes long here")
 
 
 def split_index(entry_id, index_rows):

@@ -77,3 +77,14 @@ def test_nul_in_filters_and_values_is_never_an_internal_error(pg_server):
     assert [e.uid.value for e in conn.entries] == ["nul1"]
     conn.search(f"uid=a\x00b,{people}", "(objectClass=*)", BASE)
     assert conn.result["result"] in (32, 34), conn.result
+
+
+def test_a_very_long_dn_is_refused_not_an_internal_error(pg_server):
+    conn = connect(pg_server)
+    long_uid = "u" * 3000
+    conn.add(f"uid={long_uid},ou=people,{SUFFIX}", ["inetOrgPerson"], {"uid": long_uid, "cn": "x", "sn": "y"})
+    assert conn.result["result"] == 11, conn.result  # adminLimitExceeded, with the reason
+    conn.search(f"uid={long_uid},ou=people,{SUFFIX}", "(objectClass=*)", BASE)
+    assert conn.result["result"] == 32, conn.result
+    conn.search(f"ou=people,{SUFFIX}", f"(uid={long_uid})", SUBTREE)
+    assert conn.result["result"] == 0, conn.result
