@@ -84,6 +84,10 @@ def cmd_serve(args):
             sys.exit(2)
     if cfg.workers > 1:
         _check_directory(cfg)  # the workers open it after the sockets are bound: its checks first
+        if cfg.store_backend == "postgresql":
+            # reachable, and its schema at this release's version: one message here, rather
+            # than every worker failing after the fork (closed again: no threads cross the fork)
+            _open_store(cfg, "rollcall serve", cache_entries=0, listen=False).close()
         try:
             serve_workers(cfg, on_ready=lambda: print(
                 f"rollcall: serving {cfg.suffix} with {cfg.workers} workers on "

@@ -300,7 +300,7 @@ SECTIONS = {
         "cache_entries": Int(200000),
         # postgresql: a libpq connection string, e.g. "host=db1,db2 dbname=rollcall user=rollcall
         # target_session_attrs=read-write"; the password never here (PGPASSWORD, ~/.pgpass or password_file)
-        "conninfo": Str(check=lambda v: _conninfo(v)),
+        "conninfo": Str(check=_conninfo),
         "password_file": Str(),
         "pool_size": Int(10, minimum=2),  # connections per process (one writer, the rest readers)
         "cache_ttl": Num(300, minimum=1),  # seconds a cached entry may live (invalidation is exact; a safety net)

@@ -136,6 +136,7 @@ class ServerProcess:
                 cfg[key].update(value)
             else:
                 cfg[key] = value
+        self.store = cfg["store"]
         self.config_path = workdir / "config.yaml"
         self.config_path.write_text(yaml.safe_dump(cfg))
         from directory.tls import make_self_signed

@@ -45,11 +45,11 @@ def free_port(host="127.0.0.1") -> int:
 
 class PGCluster:
     def __init__(self, dsn_base: str, owned: bool, bindir=None, datadir=None, sockdir=None, port=None,
-                 listen_addresses=None, run_as=None):
+                 listen_addresses=None, run_as=None, netns=None):
         self.dsn_base = dsn_base  # conninfo without dbname
         self.owned = owned
         self.bindir, self.datadir, self.sockdir = bindir, datadir, sockdir
-        self.port, self.listen_addresses, self.run_as = port, listen_addresses, run_as
+        self.port, self.listen_addresses, self.run_as, self.netns = port, listen_addresses, run_as, netns
         self.databases = []
 
     # -- making one ----------------------------------------------------------------------
@@ -63,9 +63,10 @@ class PGCluster:
         return cluster
 
     @classmethod
-    def start(cls, listen_addresses: str = "127.0.0.1", port: int | None = None, bindir=None):
+    def start(cls, listen_addresses: str = "127.0.0.1", port: int | None = None, bindir=None, netns=None):
         """initdb + pg_ctl start. listen_addresses: where TCP listens ('' for the socket
-        only; an address inside a network namespace works, its port free there)."""
+        only). netns: run the server inside that network namespace (`ip netns exec`),
+        e.g. on a veth address of a test host; the unix socket still reaches it from here."""
         bindir = Path(bindir or find_binaries() or "")
         if not (bindir / "initdb").exists():
             raise RuntimeError("no PostgreSQL binaries (apt-get install postgresql)")
@@ -79,9 +80,10 @@ class PGCluster:
                 os.chown(p, pw.pw_uid, pw.pw_gid)
             base.chmod(0o700)
             sockdir.chmod(0o777)
-        port = port or free_port(listen_addresses.split(",")[0] if listen_addresses else "127.0.0.1")
+        # a port free here (in a fresh namespace every port is free)
+        port = port or free_port("127.0.0.1" if netns or not listen_addresses else listen_addresses.split(",")[0])
         cluster = cls(f"host={sockdir} port={port} user=postgres", owned=True, bindir=bindir, datadir=datadir,
-                      sockdir=sockdir, port=port, listen_addresses=listen_addresses, run_as=run_as)
+                      sockdir=sockdir, port=port, listen_addresses=listen_addresses, run_as=run_as, netns=netns)
         cluster._run("initdb", "-D", str(datadir), "-U", "postgres", "--auth=trust", "-E", "UTF8",
                      "--locale=C.UTF-8", "--no-sync")
         conf = datadir / "postgresql.conf"
@@ -101,6 +103,8 @@ class PGCluster:
         cmd = [str(self.bindir / tool), *args]
         if self.run_as:
             cmd = ["runuser", "-u", self.run_as, "--", *cmd]
+        if self.netns and tool == "pg_ctl":
+            cmd = ["ip", "netns", "exec", self.netns, *cmd]
         return subprocess.run(cmd, check=check, capture_output=True, text=True, cwd="/")
 
     def start_again(self):

@@ -38,9 +38,10 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..core.entry import Entry, decode_attrs, encode_attrs
+from ..core.errors import LDAPError, ResultCode
 from ..district.gentime import gentime_text
-from .base import (Eq, JobLocked, Present, Range, StoreUnavailable, StoreVersionError, Substring, session_record,
-                   session_record_json)
+from .base import (Eq, JobLocked, Present, Range, StoreError, StoreUnavailable, StoreVersionError, Substring,
+                   session_record, session_record_json)
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +192,8 @@ class PostgresStore:
                     if self.schema_versions[0] else 0
         except _UNAVAILABLE as exc:
             raise unavailable(exc) from None
+        except psycopg.Error as exc:  # e.g. a role that may not create the tables or pg_trgm
+            raise StoreError(f"PostgreSQL refused to set up or read Rollcall's schema: {str(exc).strip()}") from None
         # min_size connections are made at once; more on demand up to pool_size
         self.pool = ConnectionPool(conninfo, kwargs=self._kwargs, min_size=1, max_size=max(2, pool_size),
                                    timeout=connect_timeout, open=True, name="rollcall")
@@ -229,11 +232,15 @@ class PostgresStore:
 
     def _failed(self, exc):
         self._failed_at = time.monotonic()
-        if not isinstance(exc, PoolTimeout):
+        error = unavailable(exc)
+        # a connection broken under us (a restart of PostgreSQL, a failover) rather than
+        # no connection to be had: worth one more try on a fresh one
+        error.broken_connection = not isinstance(exc, PoolTimeout)
+        if error.broken_connection:
             # the pool drops a broken connection when it comes back; test the idle ones too
-            # so that the next call after a restart of PostgreSQL gets a working one
+            # so that the next call after a restart gets a working one
             self.pool.check()
-        return unavailable(exc)
+        return error
 
     @contextmanager
     def _read(self):
@@ -252,10 +259,10 @@ class PostgresStore:
         try:
             with self._read() as conn:
                 return conn.execute(query, args).fetchall()
-        except StoreUnavailable:
-            # a read is idempotent: once more (a connection broken by a restart of the
-            # server fails once), unless the database is known to be away
-            if self._closed.is_set() or not self._failed_at or self.pool.get_stats().get("pool_available", 0) == 0:
+        except StoreUnavailable as exc:
+            # a read is idempotent: once more when the connection broke (the first use of
+            # each pooled connection after a restart of the server fails)
+            if self._closed.is_set() or not getattr(exc, "broken_connection", False):
                 raise
         with self._read() as conn:
             return conn.execute(query, args).fetchall()
@@ -384,6 +391,8 @@ class PostgresStore:
         return self._row(self._one("SELECT id, dn, ndn, data FROM entries WHERE id=%s", (entry_id,)), generation)
 
     def get_by_ndn(self, ndn):
+        if not _no_nul(ndn):
+            return None  # no stored DN holds one (Tx.add refuses it)
         if self._in_batch():
             return self._local.batch.get_by_ndn(ndn)
         entry_id = self._ndn_ids.get(ndn)
@@ -437,6 +446,7 @@ class PostgresStore:
             "SELECT id FROM entries ORDER BY length(path) - length(replace(path, chr(1), '')), id")]
 
     def index_eq(self, attr, key):
+        key = _k(key)
         return [r[0] for r in self._all(EQ_SQL, (attr, key, key))]
 
     def candidates(self, query):
@@ -458,10 +468,10 @@ class PostgresStore:
             q, args = "SELECT DISTINCT id FROM idx WHERE attr=%s", [query.attr]
             if query.low is not None:
                 q += f" AND left(key, {KEY_PREFIX}) >= left(%s, {KEY_PREFIX}) AND key >= %s"
-                args += [query.low, query.low]
+                args += [_k(query.low)] * 2
             if query.high is not None:
                 q += f" AND left(key, {KEY_PREFIX}) <= %s AND key <= %s"
-                args += [query.high, query.high]
+                args += [_k(query.high)] * 2
             return [r[0] for r in self._all(q, args)]
         raise TypeError(f"not an index query: {query!r}")
 
@@ -477,23 +487,33 @@ class PostgresStore:
             with self._writer() as tx:
                 yield tx
 
-    @contextmanager
-    def _writer(self, drop_all=False):
-        try:
-            conn_cm = self._checkout()
-            conn = conn_cm.__enter__()
-        except _UNAVAILABLE as exc:
-            raise self._failed(exc) from None
-        tx = Tx(self, conn)
-        tx.drop_all = drop_all
-        failed = None
-        try:
+    def _begin(self):
+        """(the pool's context manager, a connection in a transaction holding the write
+        lock). A connection found broken before anything was written is replaced once."""
+        for attempt in (0, 1):
+            try:
+                conn_cm = self._checkout()
+                conn = conn_cm.__enter__()
+            except _UNAVAILABLE as exc:
+                raise self._failed(exc) from None
             try:
                 conn.execute("BEGIN")
                 # all writers of all processes on all hosts, one at a time (see the module's docstring)
                 conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_SPACE, WRITE_LOCK))
+                return conn_cm, conn
             except _UNAVAILABLE as exc:
-                raise self._failed(exc) from None
+                conn_cm.__exit__(type(exc), exc, None)  # the pool discards the broken connection
+                error = self._failed(exc)
+                if attempt or not error.broken_connection:
+                    raise error from None
+
+    @contextmanager
+    def _writer(self, drop_all=False):
+        conn_cm, conn = self._begin()
+        tx = Tx(self, conn)
+        tx.drop_all = drop_all
+        failed = None
+        try:
             try:
                 yield tx
                 self._record_invalidation(tx)
@@ -619,8 +639,9 @@ class PostgresStore:
             conn.close()  # ends the session: the lock goes with it
 
     # -- throttles (shared by every process on every host) -------------------------------
+    # keys carry what clients sent (an address, a user name typed in a form): _k as for index keys
     def throttle_hit(self, key, window, now=None):
-        now = time.time() if now is None else now
+        now, key = time.time() if now is None else now, _k(key)
         # the inserted row is not visible to the count in the same statement: + 1
         n = self._one("WITH ins AS (INSERT INTO throttle(key, at, expires) VALUES (%s, %s, %s)) "
                       "SELECT count(*) + 1 FROM throttle WHERE key=%s AND at>%s",
@@ -629,12 +650,12 @@ class PostgresStore:
         return n
 
     def throttle_count(self, key, window, now=None):
-        now = time.time() if now is None else now
+        now, key = time.time() if now is None else now, _k(key)
         return self._one("SELECT count(*) FROM throttle WHERE key=%s AND at>%s", (key, now - window))[0]
 
     def throttle_admit(self, key, window, limit, now=None):
         """Atomic on every host: a transaction lock on the key, then count and record."""
-        now = time.time() if now is None else now
+        now, key = time.time() if now is None else now, _k(key)
         try:
             with self._checkout() as conn, conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (THROTTLE_SPACE, key))
@@ -649,6 +670,7 @@ class PostgresStore:
         return n < limit
 
     def throttle_clear(self, key):
+        key = _k(key)
         self._all("DELETE FROM throttle WHERE key=%s RETURNING 1", (key,))
 
     def _maybe_prune(self, now):
@@ -687,12 +709,23 @@ class PostgresStore:
                              "LIMIT %s) RETURNING 1", (now, PRUNE_BATCH)))
 
 
+def _k(key: str) -> str:
+    """An index key as PostgreSQL can hold it: text may not contain NUL, so NUL becomes
+    U+FFFD in stored keys and in query keys alike. That can only widen the candidates
+    (the core re-checks each one), never lose a match."""
+    return key.replace("\x00", "\ufffd") if "\x00" in key else key
+
+
+def _no_nul(ndn: str) -> bool:
+    return "\x00" not in ndn
+
+
 EQ_SQL = f"SELECT id FROM idx WHERE attr=%s AND left(key, {KEY_PREFIX}) = left(%s, {KEY_PREFIX}) AND key=%s"
 
 
 def escape_like(text):
     """A LIKE pattern matching text literally (the default escape character, \\)."""
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return _k(text).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def like_pattern(query) -> str:
@@ -740,10 +773,13 @@ class Tx:
         return Entry(row[1], row[2], decode_attrs(row[3]), id=row[0]) if row else None
 
     def get_by_ndn(self, ndn):
+        if not _no_nul(ndn):
+            return None
         row = self._one("SELECT id, dn, ndn, data FROM entries WHERE ndn=%s", (ndn,))
         return Entry(row[1], row[2], decode_attrs(row[3]), id=row[0]) if row else None
 
     def index_eq(self, attr, key):
+        key = _k(key)
         return [r[0] for r in self._all(EQ_SQL, (attr, key, key))]
 
     def has_children(self, entry_id):
@@ -751,6 +787,7 @@ class Tx:
 
     # -- entries --------------------------------------------------------------------------
     def add(self, entry, parent_id, rdn_key, index_rows):
+        _check_dn(entry.ndn, entry.dn)
         if parent_id is None:
             path = rdn_key + SEP
         else:
@@ -784,10 +821,10 @@ class Tx:
     def change_index(self, changes):
         """changes of (id, rows to drop, rows to add); never full (no slot limit here)."""
         for entry_id, drop, add in changes:
-            drop_eq = {(a, k) for a, kind, k in drop if kind != "sub"}
-            drop_sub = {(a, k) for a, kind, k in drop if kind == "sub"}
-            add_eq = {(a, k) for a, kind, k in add if kind != "sub"}
-            add_sub = {(a, k) for a, kind, k in add if kind == "sub"}
+            drop_eq = {(a, _k(k)) for a, kind, k in drop if kind != "sub"}
+            drop_sub = {(a, _k(k)) for a, kind, k in drop if kind == "sub"}
+            add_eq = {(a, _k(k)) for a, kind, k in add if kind != "sub"}
+            add_sub = {(a, _k(k)) for a, kind, k in add if kind == "sub"}
             # an added row that exists already stays one row: drop it first
             self._drop_rows(entry_id, drop_eq | add_eq, drop_sub | add_sub)
             self._insert_index(sorted((a, k, entry_id) for a, k in add_eq),
@@ -802,6 +839,7 @@ class Tx:
         self.touched.add(entry_id)
 
     def rename(self, entry_id, new_dn, new_ndn, new_parent_id, new_rdn_key):
+        _check_dn(new_ndn, new_dn)
         old_ndn, old_dn, old_path = self._one("SELECT ndn, dn, path FROM entries WHERE id=%s", (entry_id,))
         new_path = self._one("SELECT path FROM entries WHERE id=%s", (new_parent_id,))[0] + new_rdn_key + SEP
         rows = self._all("SELECT id, ndn, dn, path FROM entries WHERE path >= %s AND path < %s",
@@ -826,6 +864,7 @@ class Tx:
         self._many("INSERT INTO idx_sub(id, attr, key) VALUES (%s,%s,%s)", sub)
 
     def log(self, who, peer, op, dn, entry_id, detail):
+        who, peer, dn = (t.replace("\x00", "\\00") for t in (who, peer, dn))  # text holds no NUL
         self._all("INSERT INTO changelog(time, who, peer, op, dn, entry_id, detail) VALUES (%s,%s,%s,%s,%s,%s,%s)",
                   (gentime_text(), who, peer, op, dn, entry_id, json.dumps(detail, ensure_ascii=False, default=str)))
 
@@ -900,12 +939,23 @@ class Tx:
         self.touched.update(i for i, _ in rows)
 
 
+MAX_DN_BYTES = 2000  # a B-tree row holds at most ~2.7 kB: ndn and path are B-tree keys
+
+
+def _check_dn(ndn, dn):
+    if not (_no_nul(ndn) and _no_nul(dn)):
+        # PostgreSQL text cannot hold NUL: refused, not an internal error
+        raise LDAPError(ResultCode.INVALID_DN_SYNTAX, "a DN may not contain a NUL character (write it as \\00)")
+    if len(ndn.encode()) > MAX_DN_BYTES:
+        raise LDAPError(ResultCode.ADMIN_LIMIT_EXCEEDED, f"a DN may be at most {MAX_DN_BYTES} bytes long here")
+
+
 def split_index(entry_id, index_rows):
     """(equality rows as (attr, key, id), substring rows as (id, attr, key)), each once."""
     eq, sub = {}, {}
     for attr, kind, key in index_rows:
         if kind == "sub":
-            sub[(entry_id, attr, key)] = None
+            sub[(entry_id, attr, _k(key))] = None
         else:
-            eq[(attr, key, entry_id)] = None
+            eq[(attr, _k(key), entry_id)] = None
     return list(eq), list(sub)

@@ -1,6 +1,7 @@
 """The store contract suite runs once per backend in STORES. A backend is added by
 naming it here and teaching `store_config` how to point a config at a fresh,
-empty database of it (the PostgreSQL issue: a scratch database per test)."""
+empty database of it (PostgreSQL: a scratch database per test on the run's cluster,
+tests/pgcluster.py; its tests are skipped only where PostgreSQL is not installed)."""
 from types import SimpleNamespace
 
 import pytest

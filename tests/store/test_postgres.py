@@ -15,8 +15,9 @@ import yaml
 
 from directory.config import ConfigError, load_config
 from directory.core.entry import Entry
+from directory.core.errors import LDAPError
 from directory.store import open_store, store_password
-from directory.store.base import JobLocked, Range, StoreUnavailable, StoreVersionError, Substring
+from directory.store.base import JobLocked, Range, StoreError, StoreUnavailable, StoreVersionError, Substring
 from directory.store.postgres import LATEST, migrate
 from tests.conftest import ROOT, ROOT_HASH
 
@@ -388,3 +389,60 @@ def _works(store):
         return True
     except StoreUnavailable:
         return False
+
+
+def test_a_restart_between_two_operations_costs_the_client_nothing(stores, pg_cluster):
+    """Every pooled connection breaks when PostgreSQL restarts; a read finding one broken
+    tries once more on a fresh connection instead of failing."""
+    if not pg_cluster.owned:
+        pytest.skip("restarts the server: only the private cluster")
+    s = stores()
+    _, people, js = small_tree(s)
+    assert s.count() == 3
+    pg_cluster.stop()
+    pg_cluster.start_again()
+    assert s.count() == 3
+    assert s.get_by_ndn(f"uid=nobody,{people.ndn}") is None
+    pg_cluster.stop()
+    pg_cluster.start_again()
+    with s.transaction() as tx:  # a write too: nothing was sent before the broken connection showed
+        add(tx, f"uid=after,{people.dn}", people)
+    assert s.count() == 4
+
+
+def test_a_role_that_may_not_create_the_schema_is_one_clear_error(pg_cluster):
+    dsn = pg_cluster.create_database("priv")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DROP ROLE IF EXISTS rc_weak")
+        conn.execute("CREATE ROLE rc_weak LOGIN")
+        conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+    weak = dsn.replace("user=postgres", "user=rc_weak")
+    with pytest.raises(StoreError, match="PostgreSQL refused to set up or read Rollcall's schema: permission denied"):
+        open_store(pg_config(weak))
+
+
+def test_nul_in_keys_and_dns_is_no_internal_error(stores):
+    """PostgreSQL text holds no NUL (an LDAP value may): keys map it, DNs are refused."""
+    s = stores()
+    with s.transaction() as tx:
+        top = add(tx, SUFFIX)
+        e = add(tx, f"cn=n,{SUFFIX}", top, [("sn", "eq", "x\x00y"), ("sn", "sub", "x\x00yz")], sn=["x\x00y"])
+        with pytest.raises(LDAPError) as err:
+            add(tx, f"cn=a\x00b,{SUFFIX}", top)
+        assert err.value.code == 34
+        assert tx.get_by_ndn("cn=a\x00b,o=district") is None
+        tx.log("cn=x\x00", "peer", "add", f"cn=a\x00b,{SUFFIX}", None, {})
+    assert s.index_eq("sn", "x\x00y") == [e.id]
+    assert s.candidates(Substring("sn", None, ("x\x00yz",), None)) == [e.id]
+    assert s.candidates(Range("sn", "x\x00", "x\x00z")) == [e.id]
+    assert s.get_by_ndn("cn=a\x00b,o=district") is None
+    assert s.changes()[-1]["dn"] == f"cn=a\\00b,{SUFFIX}"
+
+
+def test_throttle_keys_with_nul(stores):
+    s = stores()
+    assert s.throttle_hit("signin-user:a\x00b", 60) == 1
+    assert s.throttle_admit("signin-user:a\x00b", 60, 5)
+    assert s.throttle_count("signin-user:a\x00b", 60) == 2
+    s.throttle_clear("signin-user:a\x00b")
+    assert s.throttle_count("signin-user:a\x00b", 60) == 0

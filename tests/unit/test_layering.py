@@ -262,3 +262,25 @@ def test_every_import_inside_a_function_says_why():
                     unexplained.append(f"{name}:{node.lineno}: {lines[i].strip()}")
     assert not unexplained, ("imports inside functions without a reason (move them to the top, or "
                              "break the import cycle):\n" + "\n".join(sorted(set(unexplained))))
+
+
+DRIVER_ONLY_IN = {"psycopg": "directory.store.postgres", "psycopg_pool": "directory.store.postgres"}
+
+
+def test_the_postgresql_driver_is_the_postgresql_store_s_alone():
+    """A SQLite deployment never needs psycopg: only store/postgres.py imports it (and
+    open_store imports that module only when store.backend is postgresql)."""
+    found = []
+    for name, path in modules():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                targets = [node.module or ""]
+            else:
+                continue
+            for t in targets:
+                owner = DRIVER_ONLY_IN.get(t.split(".")[0])
+                if owner and name != owner:
+                    found.append(f"{name}:{node.lineno} imports {t}")
+    assert not found

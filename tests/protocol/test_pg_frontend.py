@@ -1,6 +1,7 @@
-"""PostgreSQL stopped under a running frontend: every operation that needs the
-database is answered `unavailable` (52), the server stays up, and once PostgreSQL is
-back it serves again without a restart; nothing acknowledged is lost."""
+"""A frontend on the PostgreSQL store. PostgreSQL stopped under it: every operation
+that needs the database is answered `unavailable` (52), the server stays up, and once
+PostgreSQL is back it serves again without a restart; nothing acknowledged is lost.
+And NUL characters (which PostgreSQL text cannot hold) never make an internal error."""
 import time
 
 import pytest
@@ -60,3 +61,30 @@ def test_database_away_then_back(pg_server, pg_cluster):
     fresh = connect(pg_server)  # a new connection and bind work too
     fresh.search(jsmith, "(objectClass=*)", BASE, attributes=["description"])
     assert fresh.entries[0].description.values == ["after"]
+
+
+def test_nul_in_filters_and_values_is_never_an_internal_error(pg_server):
+    """PostgreSQL text holds no NUL; LDAP values may. Searches and writes with one
+    get a real answer on the PostgreSQL store, never other (80)."""
+    conn = connect(pg_server)
+    people = f"ou=people,{SUFFIX}"
+    assert conn.add(f"uid=nul1,{people}", ["inetOrgPerson"],
+                    {"uid": "nul1", "cn": "with\x00nul", "sn": "x\x00y", "mail": "a\x00b@x.example"}), conn.result
+    for flt in ("(sn=x\\00y)", "(cn=*h\\00n*)", "(mail=a\\00*)", "(sn>=x\\00)", "(uid=a\\00b)"):
+        conn.search(people, flt, SUBTREE, attributes=["uid"])
+        assert conn.result["result"] == 0, (flt, conn.result)
+    conn.search(people, "(sn=x\\00y)", SUBTREE, attributes=["uid"])
+    assert [e.uid.value for e in conn.entries] == ["nul1"]
+    conn.search(f"uid=a\x00b,{people}", "(objectClass=*)", BASE)
+    assert conn.result["result"] in (32, 34), conn.result
+
+
+def test_a_very_long_dn_is_refused_not_an_internal_error(pg_server):
+    conn = connect(pg_server)
+    long_uid = "u" * 3000
+    conn.add(f"uid={long_uid},ou=people,{SUFFIX}", ["inetOrgPerson"], {"uid": long_uid, "cn": "x", "sn": "y"})
+    assert conn.result["result"] == 11, conn.result  # adminLimitExceeded, with the reason
+    conn.search(f"uid={long_uid},ou=people,{SUFFIX}", "(objectClass=*)", BASE)
+    assert conn.result["result"] == 32, conn.result
+    conn.search(f"ou=people,{SUFFIX}", f"(uid={long_uid})", SUBTREE)
+    assert conn.result["result"] == 0, conn.result
