@@ -23,7 +23,8 @@ import sys
 
 import yaml
 
-from . import client
+from . import admin, client
+from .district import display
 from .district.photos import ZIP_MAX_FILES, ZIP_MAX_MB
 from .photos_client import make_uploader, publish, roster, setup, upload
 
@@ -106,6 +107,7 @@ def cmd_roster(args):
     conn = _connect(args)
     try:
         rows = roster(conn, args.cost_center)
+        school = display.site_label(args.cost_center, admin.site_names(conn).get(args.cost_center))
     except (RuntimeError, client.ClientError) as exc:
         print(f"rollcall photos roster: {exc}", file=sys.stderr)
         sys.exit(2)
@@ -121,7 +123,7 @@ def cmd_roster(args):
     if args.output:
         out.close()
     counts = {k: sum(1 for r in rows if r.status == k) for k in ("NONE", "STAGED", "PUBLISHED")}
-    print(f"site {args.cost_center}: {len(rows)} students, {counts['NONE']} without a photo, "
+    print(f"{school}: {len(rows)} students, {counts['NONE']} without a photo, "
           f"{counts['STAGED']} staged, {counts['PUBLISHED']} published", file=sys.stderr)
 
 

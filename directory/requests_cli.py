@@ -291,13 +291,39 @@ def _expire(d, args):
     report = expire(d, ident, now=now, dry_run=args.dry_run)
     verb = "would " if args.dry_run else ""
     for grantee, group in report["grants"]:
-        print(f"{verb}remove expired grant: {grantee} from {group}")
+        print(f"{verb}remove expired grant: {_person(d, grantee)} from {_group(d, group)}")
     for dn in report["accounts"]:
-        print(f"{verb}disable expired account: {dn}")
+        print(f"{verb}disable expired account: {_person(d, dn)}")
     for dn in report["requests"]:
-        print(f"{verb}expire undecided request: {dn}")
+        print(f"{verb}expire undecided request: {display.person_label(dn)}")  # its number
     print(f"{len(report['grants'])} grants, {len(report['accounts'])} accounts, "
           f"{len(report['requests'])} requests{' (dry run: nothing changed)' if args.dry_run else ''}")
+
+
+def _first(d, dn, attr) -> str | None:
+    try:
+        entry = d.lookup(d.normalize_dn(dn))
+    except Exception:  # noqa: BLE001 - a DN that no longer parses or exists: named by its RDN
+        return None
+    value = entry.first(attr) if entry is not None else None
+    return value.decode("utf-8", "replace") if value else None
+
+
+def _person(d, dn) -> str:
+    """'Emma Wilson (ewilson)' for the nightly job's report: a name and the username."""
+    uid = display.person_label(dn)
+    name = _first(d, dn, "cn")
+    return f"{name} ({uid})" if name and name != uid else uid
+
+
+def _group(d, dn) -> str:
+    """A site's role group as '<role> of <school>', else the group's name."""
+    cn = display.person_label(dn)
+    parent = dn.split(",", 1)[1] if "," in dn else ""
+    code = _first(d, parent, "rollcallCostCenter") if parent else None
+    if code is None:
+        return cn
+    return f"{display.role_label(cn)} of {display.site_label(code, _first(d, parent, 'rollcallSiteName'))}"
 
 
 def run(fn, args):

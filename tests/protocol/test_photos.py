@@ -532,6 +532,7 @@ def test_roster(srv, tmp_path):
     assert rows[did("locked1")]["staged_at"].startswith(today)
     assert rows[did("sD")]["photo_status"] == "NONE"
     assert "without a photo" in r.stderr
+    assert r.stderr.startswith("School 1111 (1111): ")  # the school by name, as people say it
     # the roster is what the caller may see: of 1111's students, 2222's designee sees
     # only the one who attends both schools
     r = cli(srv, "roster", DESIGNEE2, "--cost-center", "1111")
