@@ -126,8 +126,11 @@ def _gentime(s: str) -> str:
     if m is None:
         raise ValueError("not a generalized time")
     year, month, day, hour, minute, second, frac, zone = m.groups()
+    # year 0000 is valid (RFC 4517; ppolicy's "000001010000Z" locks an account for good)
+    # but not a datetime: computed 400 years on, where the calendar repeats
+    shift = 400 if int(year) == 0 else 0
     try:
-        t = datetime(int(year), int(month), int(day), int(hour))
+        t = datetime(int(year) + shift, int(month), int(day), int(hour))
         mi, sec, micro = int(minute or 0), int(second or 0), 0
         if mi > 59 or sec > 60:
             raise ValueError("bad time")
@@ -145,7 +148,7 @@ def _gentime(s: str) -> str:
             t = t - offset if zone[0] == "+" else t + offset
     except OverflowError:
         raise ValueError("time out of range") from None
-    return (f"{t.year:04d}{t.month:02d}{t.day:02d}{t.hour:02d}{t.minute:02d}"
+    return (f"{max(t.year - shift, 0):04d}{t.month:02d}{t.day:02d}{t.hour:02d}{t.minute:02d}"
             f"{t.second:02d}.{t.microsecond:06d}Z")
 
 
