@@ -119,11 +119,11 @@ def run(args, out=None) -> int:
     sync.prefetch()   # read ou=sis while the file is parsed
     try:
         if kind == "sis":
-            inp = district.parse(args.input, today)
+            inp = district.parse(args.input, today, opts=cfg)
         elif kind == "hr":
-            inp = hr.parse(args.input, today)
+            inp = hr.parse(args.input, today, opts=cfg)
         else:
-            inp = oneroster.parse(args.input, today)
+            inp = oneroster.parse(args.input, today, opts=cfg)
     except InputError as exc:
         err(f"input error: {exc} — nothing was applied")
         return EXIT_INPUT
@@ -144,7 +144,7 @@ def run(args, out=None) -> int:
         print(report.summary() + where, file=out, flush=True)
         return code
 
-    if inp.rows == 0 or (inp.bulk_kinds and not inp.people and not inp.rejected):
+    if inp.bulk_kinds and (inp.rows == 0 or (not inp.people and not inp.rejected and not inp.skipped)):
         report.refused = ("the input has no data rows: an empty or header-only file never means that everyone "
                           "left (nothing applied; --force does not override this)")
         return finish(EXIT_REFUSED)

@@ -39,6 +39,9 @@ class SyncConfig:
     retention_days: int = 365
     max_deactivations: int = 500       # disables + purges per run
     max_deactivation_percent: float = 5.0
+    max_erasures: int = 100            # people whose value of one attribute is cleared, per run
+    max_erasure_percent: float = 5.0
+    date_order: str = "AUTO"           # slash dates: MDY, DMY, or AUTO (only unambiguous ones)
     report_dir: Path = Path("var/sync-reports")
     page_size: int = 1000
     window: int = 64                   # outstanding writes on the wire
@@ -143,6 +146,8 @@ def from_raw(raw: dict, base_dir: Path, env=None, password: str | None = None) -
         grace_days=s["grace_days"], retention_days=s["retention_days"],
         max_deactivations=th["max_deactivations"],
         max_deactivation_percent=float(th["max_deactivation_percent"]),
+        max_erasures=th["max_erasures"], max_erasure_percent=float(th["max_erasure_percent"]),
+        date_order=s["date_order"],
         report_dir=report_dir, page_size=s["page_size"], window=s["window"],
     )
 

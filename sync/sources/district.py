@@ -13,7 +13,7 @@ from directory.district.statuses import ENROLLMENT_ENDED as ENDED
 from directory.district.statuses import ENROLLMENT_STATUSES as STATUSES
 
 from directory.district.grades import GRADES
-from ..model import SITE_CODE, Input, Person, district_csv_rows, open_text, parse_date
+from ..model import SITE_CODE, Input, Person, date_problem, district_csv_rows, open_text, parse_date
 
 COLUMNS = ["district_id", "first_name", "last_name", "middle_name", "birth_date", "grade", "school_code",
            "enrollment_status", "entry_date", "leave_date", "email"]
@@ -23,16 +23,17 @@ OPTIONAL = ["middle_name", "leave_date", "email", "school_name"]
 STATUS_ALIASES = {"ACTIVE": "ENROLLED", "PREENROLLED": "PRE_ENROLLED", "PRE-ENROLLED": "PRE_ENROLLED"}
 
 
-def parse(path, today: str, data: bytes | None = None) -> Input:
+def parse(path, today: str, data: bytes | None = None, opts=None) -> Input:
+    order = getattr(opts, "date_order", "AUTO")
     name = Path(path).name if path else "input.csv"
     fh = open_text(data if data is not None else path, name)
     out = Input(kind="district-csv", bulk_kinds={"student"})
     rows: dict[str, list] = {}
     for line, get, reject in district_csv_rows(name, fh, REQUIRED, OPTIONAL, out, "district_id"):
         did = get("district_id")
-        birth = parse_date(get("birth_date"))
+        birth = parse_date(get("birth_date"), order)
         if birth is None:
-            reject("birth_date", f"{get('birth_date')!r} is not a date (YYYY-MM-DD)")
+            reject("birth_date", date_problem(get("birth_date"), order))
             continue
         grade = get("grade").upper()
         if grade.isdigit() and len(grade) == 1:
@@ -51,15 +52,15 @@ def parse(path, today: str, data: bytes | None = None) -> Input:
         if status not in STATUSES:
             reject("enrollment_status", f"{get('enrollment_status')!r} is not one of {', '.join(STATUSES)}")
             continue
-        entry = parse_date(get("entry_date"))
+        entry = parse_date(get("entry_date"), order)
         if entry is None:
-            reject("entry_date", f"{get('entry_date')!r} is not a date (YYYY-MM-DD)")
+            reject("entry_date", date_problem(get("entry_date"), order))
             continue
         leave = ""
         if get("leave_date"):
-            leave = parse_date(get("leave_date"))
+            leave = parse_date(get("leave_date"), order)
             if leave is None:
-                reject("leave_date", f"{get('leave_date')!r} is not a date (YYYY-MM-DD)")
+                reject("leave_date", date_problem(get("leave_date"), order))
                 continue
         email = get("email")
         if email and ("@" not in email or " " in email):
