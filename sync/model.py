@@ -178,7 +178,8 @@ def csv_records(fh, name):
                                      "applied") from None
             for value in row:
                 inner = value.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-                if width > 2 and any(part.count(",") >= width - 2 for part in inner[1:]):
+                if len(inner) > 1 and (len(row) > width or
+                                       any(part.count(",") >= min(3, width - 1) for part in inner[1:])):
                     raise InputError(f"{name}: line {start}: a quoted field runs from here to line {end} over "
                                      "what look like rows (a stray quote?): the file is refused, nothing applied")
     last = next((r for r in reversed(recs) if r[1] is not None), None)

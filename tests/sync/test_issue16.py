@@ -1,0 +1,245 @@
+"""Issue 16: real exports must never cost anyone an account. One scenario per point,
+over a real server; the packages are written by the tests (OneRoster 1.1 and 1.2,
+bulk and delta)."""
+import zipfile
+
+import pytest
+
+from tests.conftest import SUFFIX
+
+STAFF = f"ou=staff,ou=people,{SUFFIX}"
+U11 = "sourcedId,status,dateLastModified,enabledUser,orgSourcedIds,role,username,userIds,givenName,familyName,middleName,identifier,email,sms,phone,agentSourcedIds,grades,password"
+U12 = "sourcedId,status,dateLastModified,enabledUser,username,userIds,givenName,familyName,middleName,identifier,email,sms,phone,agentSourcedIds,grades,password,preferredGivenName"
+ROLES = "sourcedId,status,dateLastModified,userSourcedId,roleType,role,beginDate,endDate,orgSourcedId,userProfileSourcedId"
+ORGS = ("sourcedId,status,dateLastModified,name,type,identifier,parentSourcedId\n"
+        "org-d,,,Test District,district,0001,\norg-1111,,,School 1111,school,1111,org-d\n"
+        "org-2222,,,Lakeside Middle,school,2222,org-d\n")
+DEMO = "sourcedId,status,dateLastModified,birthDate"
+
+
+def package(tmp, name, version="1.1", **files):
+    """files: users=…, orgs=…, roles=…, demographics=… as text; a mode suffix
+    ('users_mode') picks bulk/delta; a file not given is `absent` in the manifest."""
+    modes = {k[:-5]: v for k, v in files.items() if k.endswith("_mode")}
+    files = {k: v for k, v in files.items() if not k.endswith("_mode")}
+    man = ["propertyName,value", "manifest.version,1.0", f"oneroster.version,{version}"]
+    for f in ("academicSessions", "classes", "courses", "demographics", "enrollments", "orgs", "users", "roles"):
+        man.append(f"file.{f},{modes.get(f, 'bulk') if f in files else 'absent'}")
+    z = tmp / f"{name}.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("manifest.csv", "\n".join(man) + "\n")
+        for f, text in files.items():
+            zf.writestr(f"{f}.csv", text if text.endswith("\n") or not text else text + "\n")
+    return z
+
+
+def u11(*rows):
+    return "\n".join((U11,) + rows) + "\n"
+
+
+def stu11(n, org="org-1111", enabled="true", status="", modified="", given=None, family="Pupil", grade="05"):
+    return (f"stu-{n},{status},{modified},{enabled},\"{org}\",student,,,{given or 'Kid' + str(n)},{family},,"
+            f"50000{n}s00{n},,,,,{grade},")
+
+
+def day(values):
+    v = values[0]
+    return v if isinstance(v, str) else v.strftime("%Y%m%d")
+
+
+def staff(sync):
+    c = sync.admin()
+    c.search(STAFF, "(employeeNumber=*)", attributes=["*"])
+    return {e.employeeNumber.value: e for e in c.entries}
+
+
+# ---------------------------------------------------------------- 1. purge on first sight
+def test_1_disabled_user_with_old_date_is_not_purged_at_once(sync, tmp_path):
+    orgs = ORGS
+    z = package(tmp_path, "a", users=u11(stu11(1), stu11(2)), orgs=orgs)
+    assert sync("oneroster", z) == 0, sync.last_output
+    assert "500001s001" in sync.accounts()
+    # enabledUser=false, last modified two years ago: departure = the day first seen
+    z = package(tmp_path, "b", users=u11(stu11(1, enabled="false", modified="2023-01-01T00:00:00Z"), stu11(2)),
+                orgs=orgs)
+    assert sync("oneroster", z, today="2025-09-02") == 0, sync.last_output
+    acc = sync.accounts()["500001s001"]
+    assert acc.rollcallAccountStatus.value == "PENDING"             # grace, not purged
+    assert day(sync.records()["stu-1"]["rollcallWithdrawalDate"]) == "20250902"
+    assert "purge" not in sync.report()["counts"]
+    # the same file on later nights: the first-seen date holds; grace -> DISABLED -> purge
+    assert sync("oneroster", z, today="2025-09-10") == 0
+    assert sync.accounts()["500001s001"].rollcallAccountStatus.value == "PENDING"
+    assert sync("oneroster", z, today="2025-09-20") == 0
+    assert sync.accounts()["500001s001"].rollcallAccountStatus.value == "DISABLED"
+    assert sync("oneroster", z, today="2025-12-20") == 0
+    assert "500001s001" not in sync.accounts()
+
+
+def test_1_role_end_date_is_the_departure_but_never_purged_in_the_first_run(sync, tmp_path):
+    users = "\n".join([U12, "u-1,,,true,,,Amy,Lee,,600001s001,,,,,05,,", "u-2,,,true,,,Ben,Ng,,600002s002,,,,,05,,"])
+    roles = lambda end: "\n".join([ROLES, f"r-1,,,u-1,primary,student,2024-08-01,{end},org-1111,",  # noqa: E731
+                                   "r-2,,,u-2,primary,student,2024-08-01,,org-1111,"])
+    assert sync("oneroster", package(tmp_path, "a", "1.2", users=users, roles=roles(""), orgs=ORGS)) == 0, \
+        sync.last_output
+    # the role ended long ago (more than the retention period): disabled now, purged later
+    z = package(tmp_path, "b", "1.2", users=users, roles=roles("2025-01-15"), orgs=ORGS)
+    assert sync("oneroster", z, today="2025-09-01") == 0, sync.last_output
+    assert sync.accounts()["600001s001"].rollcallAccountStatus.value == "DISABLED"
+    assert day(sync.records()["u-1"]["rollcallWithdrawalDate"]) == "20250115"
+    assert sync("oneroster", z, today="2025-09-02") == 0
+    assert "600001s001" not in sync.accounts()
+
+
+# ---------------------------------------------------------------- 2. 1.2 deltas
+def test_2_roles_delta_removes_one_membership_only(sync, tmp_path):
+    users = "\n".join([U12, "u-1,,,true,,,Amy,Lee,,600001s001,,,,,05,,", "u-2,,,true,,,Ben,Ng,,600002s002,,,,,07,,"])
+    roles = "\n".join([ROLES, "r-1,,,u-1,primary,student,,,org-1111,", "r-2,,,u-2,primary,student,,,org-2222,",
+                       "r-2b,,,u-2,secondary,student,,,org-1111,"])
+    assert sync("oneroster", package(tmp_path, "a", "1.2", users=users, roles=roles, orgs=ORGS)) == 0, \
+        sync.last_output
+    acc = sync.accounts()["600002s002"]
+    assert sorted(acc.departmentNumber.values) == ["1111", "2222"]
+    # a delta that only deletes u-2's role at 2222: users.csv delta has no rows
+    delta = package(tmp_path, "d", "1.2", users=U12 + "\n", users_mode="delta",
+                    roles=ROLES + "\nr-2,tobedeleted,2025-09-02T00:00:00Z,u-2,primary,student,,,org-2222,\n",
+                    roles_mode="delta")
+    assert sync("oneroster", delta, today="2025-09-02") == 0, sync.last_output
+    acc = sync.accounts()["600002s002"]
+    assert acc.departmentNumber.values == ["1111"]
+    assert acc.rollcallEnrollmentStatus.value == "ENROLLED"
+    assert acc.entry_dn.lower() in sync.members("1111")
+    assert acc.entry_dn.lower() not in (sync.members("2222") or set())
+    assert "600001s001" in sync.accounts() and sync.accounts()["600001s001"].departmentNumber.values == ["1111"]
+    # a delta of a user row and a new role at 2222: the 1111 membership stays
+    delta2 = package(tmp_path, "d2", "1.2", users=U12 + "\nu-2,active,,true,,,Benjamin,Ng,,600002s002,,,,,07,,\n",
+                     users_mode="delta", roles=ROLES + "\nr-3,active,,u-2,primary,student,,,org-2222,\n",
+                     roles_mode="delta")
+    assert sync("oneroster", delta2, today="2025-09-03") == 0, sync.last_output
+    acc = sync.accounts()["600002s002"]
+    assert sorted(acc.departmentNumber.values) == ["1111", "2222"] and acc.givenName.value == "Benjamin"
+
+
+# ---------------------------------------------------------------- 3. absent file or column
+def test_3_absent_demographics_keeps_birth_dates_and_mass_erasure_is_refused(sync, tmp_path):
+    users = u11(stu11(1), stu11(2), stu11(3), stu11(4))
+    demo = "\n".join([DEMO] + [f"stu-{n},,,2014-02-0{n}" for n in range(1, 5)])
+    assert sync("oneroster", package(tmp_path, "a", users=users, orgs=ORGS, demographics=demo)) == 0
+    assert sync.accounts()["500001s001"].rollcallBirthDate.value == "20140201"
+    # demographics absent from the manifest: nothing changes
+    assert sync("oneroster", package(tmp_path, "b", users=users, orgs=ORGS)) == 0, sync.last_output
+    assert sync.report()["counts"] == {}, sync.report()["counts"]
+    assert sync.records()["stu-1"]["rollcallBirthDate"] == ["20140201"]
+    # a 1.1 delta that renames a student keeps the birth date
+    d = package(tmp_path, "d", users=u11(stu11(1, status="active", given="Amelia")), users_mode="delta")
+    assert sync("oneroster", d) == 0, sync.last_output
+    acc = sync.accounts()["500001s001"]
+    assert acc.givenName.value == "Amelia" and acc.rollcallBirthDate.value == "20140201"
+    # an explicit empty value clears it — one person is fine, everyone is refused (exit 3)
+    demo1 = "\n".join([DEMO, "stu-1,,,"] + [f"stu-{n},,,2014-02-0{n}" for n in range(2, 5)])
+    users = u11(stu11(1, given="Amelia"), stu11(2), stu11(3), stu11(4))
+    assert sync("oneroster", package(tmp_path, "c", users=users, orgs=ORGS, demographics=demo1)) == 0
+    assert "rollcallBirthDate" not in sync.records()["stu-1"]
+    demo0 = "\n".join([DEMO] + [f"stu-{n},,," for n in range(2, 5)])
+    assert sync("oneroster", package(tmp_path, "e", users=users, orgs=ORGS, demographics=demo0)) == 3
+    assert "rollcallBirthDate" in sync.report()["refused"]
+    assert sync.records()["stu-2"]["rollcallBirthDate"] == ["20140202"]
+
+
+# ---------------------------------------------------------------- 4. damaged rows and files
+def test_4_short_row_protects_its_person(sync, tmp_path):
+    assert sync("oneroster", package(tmp_path, "a", users=u11(stu11(1), stu11(2), stu11(3)), orgs=ORGS)) == 0
+    short = "stu-2,,,true,org-1111,student,,,Kid2"
+    assert sync("oneroster", package(tmp_path, "b", users=u11(stu11(1), short, stu11(3)), orgs=ORGS)) == 1
+    rej = sync.report()["rejected"]
+    assert [(r["file"], r["line"], r["key"]) for r in rej] == [("users.csv", 3, "stu-2")]
+    assert sync.accounts()["500002s002"].rollcallEnrollmentStatus.value == "ENROLLED"
+    assert "withdraw" not in sync.report()["counts"]
+
+
+def test_4_cut_off_file_and_unclosed_quote_are_refused(sync, tmp_path, capsys):
+    rows = [stu11(n) for n in range(1, 8)]
+    assert sync("oneroster", package(tmp_path, "a", users=u11(*rows), orgs=ORGS)) == 0
+    text = u11(*rows[:5])
+    cut = text + rows[5][:25]                     # the upload stopped in the middle of row 7
+    assert sync("oneroster", package(tmp_path, "b", users=cut, orgs=ORGS)) == 2
+    err = capsys.readouterr().err
+    assert "users.csv: line 7" in err and "cut off" in err, err
+    stray = u11(*rows[:2], rows[2].replace("Kid3", '"Kid3'), *rows[3:])
+    assert sync("oneroster", package(tmp_path, "c", users=stray, orgs=ORGS)) == 2
+    err = capsys.readouterr().err
+    assert "users.csv: line 4" in err and "quote" in err, err
+    # a quote closed further down, swallowing rows in between
+    swallow = u11(*rows[:2], rows[2].replace("Kid3", '"Kid3'), rows[3], rows[4].replace("Kid5", 'Kid5"'), *rows[5:])
+    assert sync("oneroster", package(tmp_path, "d", users=swallow, orgs=ORGS)) == 2
+    assert "users.csv: line 4" in capsys.readouterr().err
+    assert all(a.rollcallEnrollmentStatus.value == "ENROLLED" for k, a in sync.accounts().items()
+               if k.startswith("50000"))
+
+
+def test_4_district_csv_cut_off(sync):
+    rows = [f"10000{n}s00{n},A{n},B,,2014-01-01,05,1111,ENROLLED,2025-08-20,," for n in range(1, 6)]
+    assert sync("sis", sync.csv("a.csv", rows)) == 0
+    assert sync("sis", sync.csv("b.csv", rows[:4] + [rows[4][:20]])) == 2
+    mine = [a for k, a in sync.accounts().items() if k.startswith("10000")]
+    assert len(mine) == 5 and all(a.rollcallEnrollmentStatus.value == "ENROLLED" for a in mine)
+
+
+# ---------------------------------------------------------------- 5. duplicate keys
+def test_5_duplicate_keys_reject_both_rows_and_protect_both_people(sync, tmp_path):
+    assert sync("oneroster", package(tmp_path, "a", users=u11(stu11(1), stu11(2), stu11(3)), orgs=ORGS)) == 0
+    dup_sid = stu11(2).replace("Kid2", "Other")
+    assert sync("oneroster", package(tmp_path, "b", users=u11(stu11(1), stu11(2), stu11(3), dup_sid), orgs=ORGS),
+                "--dry-run") == 1
+    rej = sync.report()["rejected"]
+    assert sorted((r["line"], r["column"]) for r in rej) == [(3, "sourcedId"), (5, "sourcedId")]
+    assert "line(s) 5" in rej[0]["reason"]
+    assert sync("oneroster", package(tmp_path, "b", users=u11(stu11(1), stu11(2), stu11(3), dup_sid),
+                                     orgs=ORGS)) == 1
+    assert sync.accounts()["500002s002"].givenName.value == "Kid2"
+    # one district ID on two sourcedIds: both rejected, neither person withdrawn
+    dup_id = stu11(3).replace("stu-3", "stu-9")
+    assert sync("oneroster", package(tmp_path, "c", users=u11(stu11(1), stu11(2), stu11(3), dup_id),
+                                     orgs=ORGS)) == 1
+    assert sorted(r["line"] for r in sync.report()["rejected"]) == [4, 5]
+    assert all(a.rollcallEnrollmentStatus.value == "ENROLLED" for k, a in sync.accounts().items()
+               if k.startswith("50000"))
+    assert "stu-9" not in sync.records()
+
+
+# ---------------------------------------------------------------- 6. slash dates
+def test_6_slash_dates_follow_the_configured_order(sync):
+    row = "100001s001,Ann,Lee,,{b},05,1111,ENROLLED,2025-08-20,,"
+    assert sync("sis", sync.csv("a.csv", [row.format(b="03/05/2014"), row.format(b="2014-01-01")
+                                          .replace("100001s001", "100002s002")])) == 1
+    rej = sync.report()["rejected"]
+    assert [(r["line"], r["column"]) for r in rej] == [(2, "birth_date")] and "date_order" in rej[0]["reason"]
+    assert "100001s001" not in sync.accounts()
+    sync.sync_cfg["date_order"] = "DMY"
+    sync.write_config()
+    other = row.format(b="2014-01-01").replace("100001s001", "100002s002")
+    assert sync("sis", sync.csv("b.csv", [row.format(b="03/05/2014"), other])) == 0, sync.last_output
+    assert sync.accounts()["100001s001"].rollcallBirthDate.value == "20140503"
+    sync.sync_cfg["date_order"] = "MDY"
+    sync.write_config()
+    assert sync("sis", sync.csv("c.csv", [row.format(b="13/05/2014"), other])) == 1
+    assert "MDY" in sync.report()["rejected"][0]["reason"]
+    assert sync.accounts()["100001s001"].rollcallBirthDate.value == "20140503"   # the bad row changed nothing
+
+
+# ---------------------------------------------------------------- 7. threshold counts people
+def test_7_threshold_counts_each_person_once(sync):
+    rows = [f"10000{n}s00{n},A{n},B,,2014-01-01,05,1111,ENROLLED,2025-08-20,," for n in range(1, 7)]
+    assert sync("sis", sync.csv("a.csv", rows)) == 0
+    sync.sync_cfg["thresholds"]["max_deactivations"] = 2
+    sync.write_config()
+    # three left a month ago: each withdrawn and disabled in this run — three people, not six
+    left = [r.replace("ENROLLED,2025-08-20,,", "WITHDRAWN,2025-08-20,2025-08-25,") for r in rows[:3]]
+    b = sync.csv("b.csv", left + rows[3:])
+    assert sync("sis", b, "--dry-run", today="2025-09-30") == 3
+    assert sync.report()["refused"].startswith("3 withdrawals/disables/purges"), sync.report()["refused"]
+    sync.sync_cfg["thresholds"]["max_deactivations"] = 3
+    sync.write_config()
+    assert sync("sis", b, today="2025-09-30") == 0, sync.last_output
+    assert sum(1 for k, a in sync.accounts().items()
+               if k.startswith("10000") and a.rollcallAccountStatus.value == "DISABLED") == 3
