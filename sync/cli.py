@@ -131,7 +131,7 @@ def run(args, out=None) -> int:
         err(f"{args.input}: {exc.strerror or exc} — nothing was applied")
         return EXIT_INPUT
     report = Report(source=source, input_kind=inp.kind, input_path=str(args.input), dry_run=args.dry_run,
-                    rows=inp.rows, people=len(inp.people))
+                    rows=inp.rows, people=len(inp.people), skipped=inp.skipped)
     report.rejected = inp.rejected
     report.timings["parse"] = time.monotonic() - t0
 

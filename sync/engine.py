@@ -315,12 +315,12 @@ class Sync:
         return f"rollcallSisSourceId={_esc(sid)},{self.cfg.sis_dn}"
 
     def desired_record(self, p: Person, source: str, link: str, withdrawal: str) -> tuple:
-        return (p.source_id, p.district_id, p.given, p.family, f"{p.given} {p.family}", p.birth,
+        return (p.source_id, p.district_id, p.given, p.family, f"{p.preferred or p.given} {p.family}", p.birth,
                 p.grade, "\n".join(sorted(p.schools)), p.status, from_date(p.entry), from_date(withdrawal),
                 p.email, source, link, p.middle, p.title if p.kind == "staff" else "")
 
     def desired_account(self, p: Person, withdrawal: str) -> dict:
-        d = {"givenName": [p.given], "sn": [p.family], "cn": [f"{p.given} {p.family}"],
+        d = {"givenName": [p.given], "sn": [p.family], "cn": [f"{p.preferred or p.given} {p.family}"],
              "employeeNumber": [p.district_id], "departmentNumber": sorted(p.schools),
              "rollcallMiddleName": [p.middle] if p.middle else []}
         if p.kind == "student":
@@ -654,6 +654,9 @@ class Sync:
                                                            f"grace period of {self.cfg.grace_days} days over"]})
             act(Action("disable", sid, did, acc.dn, f"{why}; grace period over", f"left {withdrawal}"))
             work.deactivated.add(sid)
+            # a DISABLED account leaves its school groups now, not at purge
+            kind = "student" if "rollcallstudent" in {c.lower() for c in acc.all("objectClass")} else "staff"
+            work.memberships.append((sid, kind, acc.dn, tuple(sorted(acc.all("departmentNumber"))), ()))
         elif stage == "grace" and (changes or newly):   # staff accounts may not change in grace
             act(Action("withdraw", sid, did, acc.dn, why, f"left {withdrawal}; stays {status} until "
                        f"{_iso(_plus(withdrawal, self.cfg.grace_days))}"))

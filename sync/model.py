@@ -33,6 +33,7 @@ class Person:
     leave: str = ""               # YYYYMMDD
     email: str = ""
     title: str = ""               # staff: role
+    preferred: str = ""           # preferred given name (OneRoster 1.2): the display name (cn)
     origin: str = ""              # file:line
     # fields the input does not carry (an absent file or column, a delta): taken from the
     # person's SIS record when there is one (an absent value never erases a stored one)
@@ -212,7 +213,8 @@ def district_csv_rows(name, fh, required, optional, out, key):
 
         def get(c, row=row):
             i = idx[c]
-            return row[i].strip() if i is not None and i < len(row) else ""
+            v = row[i].strip() if i is not None and i < len(row) else ""
+            return " ".join(v.split()) if "\n" in v or "\r" in v else v   # a line break in a value: a space
 
         ident = get(key)
 

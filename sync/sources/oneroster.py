@@ -357,8 +357,8 @@ def parse(path, today: str, opts=None) -> Input:
         if not schools and "schools" not in keep:
             schools = tuple(sorted({o for r, o, a, *_ in my_roles}))
         title = next((r for r, o, a, *_ in my_roles if a), my_roles[0][0] if my_roles else "")
-        given = names["preferredGivenName"] or names["givenName"]
-        out.people[sid] = Person(source_id=sid, district_id=did, kind=kind, given=given,
+        out.people[sid] = Person(source_id=sid, district_id=did, kind=kind, given=names["givenName"],
+                                 preferred=names["preferredGivenName"],
                                  family=names["familyName"], middle=names["middleName"], birth=births.get(sid) or "",
                                  grade=grade, schools=schools, status=status, entry="", leave=leave,
                                  email=row.get("email", ""), title=_title(title) if kind == "staff" else "",
