@@ -21,6 +21,7 @@ from . import passwords
 from .core.dn import DN
 from .core.filterparse import MAX_FILTER_DEPTH
 from .core.ppolicy import PolicyConfig, parse_sources  # its dataclass declares password_policy's keys and defaults
+from .district import ids
 from .district.grades import DEFAULT_GRADES, GRADES
 from .district.usernames import check_pattern
 
@@ -207,6 +208,17 @@ def _pattern(value):
     return value
 
 
+def _id_pattern(value):
+    ids.compile_pattern(value)   # ValueError names the problem
+    return value
+
+
+def _id_field(value):
+    if value not in ("identifier", "username", "sourcedId") and not (value.startswith("userIds:") and value[8:]):
+        raise Invalid("identifier, username, sourcedId or userIds:TYPE")
+    return value
+
+
 def _auto_provision(value: list) -> list:
     for i, rule in enumerate(value):
         if not isinstance(rule, dict):
@@ -366,6 +378,14 @@ SECTIONS = {
         # slash dates in the SIS files: MDY (03/05/2012 = March 5), DMY (= 3 May), or AUTO:
         # only dates that read one way (13/05/2012) — an ambiguous one rejects its row
         "date_order": Str("AUTO", choices=("AUTO", "MDY", "DMY"), fold=True),
+        # the district ID (employeeNumber): the regular expression a whole ID matches
+        # (default: 000123s045); the server checks employeeNumber with it too
+        "district_id": Section({"pattern": Str(ids.DEFAULT_PATTERN, check=_id_pattern)}),
+        # OneRoster: which users.csv field carries the district ID (identifier, username,
+        # sourcedId, or userIds:TYPE for the {TYPE:value} entry of userIds), and which
+        # orgs.csv field the site code (an org without it: its sourcedId, or a short form)
+        "oneroster": Section({"district_id_field": Str("identifier", check=_id_field),
+                              "site_code_field": Str("identifier")}),
         "report_dir": Str("var/sync-reports"),
         "page_size": Int(1000, minimum=1),
         "window": Int(64, minimum=1),
@@ -566,6 +586,7 @@ def parse_config(doc: dict, path: Path) -> Config:
             raise ConfigError(name, f"not a valid DN ({exc})", path) from None
 
     _accounts(v["accounts"], doc, suffix)
+    ids.configure(v["sync"]["district_id"]["pattern"])   # the server checks employeeNumber with it
 
     web = None
     if v["web"] is not None:

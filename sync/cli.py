@@ -12,6 +12,7 @@ threshold (never an empty file) and leaves an audit entry in the directory.
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 import datetime as _dt
 import fcntl
 import re
@@ -26,6 +27,11 @@ from .engine import EXIT_ERRORS, EXIT_INPUT, EXIT_OK, EXIT_REFUSED, Sync
 from .model import InputError, parse_date
 from .report import Report
 from .sources import district, hr, oneroster
+
+
+def _general(reason: str) -> str:
+    """A rejection reason without its value ('…' is not a district ID -> is not a district ID)."""
+    return re.sub(r"^'[^']*'\s*", "", reason)
 
 
 def register(sub):
@@ -148,6 +154,16 @@ def run(args, out=None) -> int:
         report.refused = ("the input has no data rows: an empty or header-only file never means that everyone "
                           "left (nothing applied; --force does not override this)")
         return finish(EXIT_REFUSED)
+
+    if inp.rows and not inp.people and not inp.deleted and not inp.role_changes and inp.rejected \
+            and not inp.skipped:
+        # every row rejected: the mapping (district ID pattern or field, site codes …) is
+        # wrong far more likely than every row — say what, and apply nothing
+        reasons = Counter(f"{r.file}: {r.column or 'row'}: {r.reason}" if r.column in ("", "orgSourcedIds")
+                          else f"{r.file}: {r.column}: {_general(r.reason)}" for r in inp.rejected)
+        top = "; ".join(f"{why} ({n}×)" for why, n in reasons.most_common(3))
+        report.refused = f"nothing could be synced: all {len(inp.rejected)} rows were rejected — {top}"
+        return finish(EXIT_INPUT)
 
     cfg.report_dir.mkdir(parents=True, exist_ok=True)
     lock = open(cfg.report_dir / f".lock-{source.replace('/', '_')}", "w")

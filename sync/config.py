@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from directory.config import ConfigError, check_sync_document
+from directory.district.ids import DISTRICT_ID, compile_pattern
 from directory.district.grades import DEFAULT_GRADES
 from directory.district.usernames import DEFAULT_PATTERN, MAX_LENGTH
 
@@ -42,6 +43,9 @@ class SyncConfig:
     max_erasures: int = 100            # people whose value of one attribute is cleared, per run
     max_erasure_percent: float = 5.0
     date_order: str = "AUTO"           # slash dates: MDY, DMY, or AUTO (only unambiguous ones)
+    district_id_re: object = DISTRICT_ID    # .match(text): sync.district_id.pattern
+    oneroster_id_field: str = "identifier"
+    oneroster_site_code_field: str = "identifier"
     report_dir: Path = Path("var/sync-reports")
     page_size: int = 1000
     window: int = 64                   # outstanding writes on the wire
@@ -148,6 +152,9 @@ def from_raw(raw: dict, base_dir: Path, env=None, password: str | None = None) -
         max_deactivation_percent=float(th["max_deactivation_percent"]),
         max_erasures=th["max_erasures"], max_erasure_percent=float(th["max_erasure_percent"]),
         date_order=s["date_order"],
+        district_id_re=compile_pattern(s["district_id"]["pattern"]),
+        oneroster_id_field=s["oneroster"]["district_id_field"],
+        oneroster_site_code_field=s["oneroster"]["site_code_field"],
         report_dir=report_dir, page_size=s["page_size"], window=s["window"],
     )
 

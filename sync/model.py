@@ -190,7 +190,7 @@ def csv_records(fh, name):
     return header, recs
 
 
-def district_csv_rows(name, fh, required, optional, out, key):
+def district_csv_rows(name, fh, required, optional, out, key, id_re=DISTRICT_ID):
     """The rows of a header-driven district CSV (student or HR export), checked as far
     as both share: yields (line, get, reject) for each row that has every required
     value and a district ID in column `key`. The header must name every required
@@ -230,7 +230,7 @@ def district_csv_rows(name, fh, required, optional, out, key):
         if bad:
             reject(bad, "required value is empty")
             continue
-        if not DISTRICT_ID.match(ident):
-            reject(key, f"{ident!r} is not a district ID (6 digits, a letter or digit, 3 digits)")
+        if not id_re.match(ident):
+            reject(key, f"{ident!r} is not a district ID (sync.district_id.pattern)")
             continue
         yield line, get, reject

@@ -13,6 +13,8 @@ from directory.district.statuses import ENROLLMENT_ENDED as ENDED
 from directory.district.statuses import ENROLLMENT_STATUSES as STATUSES
 
 from directory.district.grades import GRADES
+from directory.district.ids import DISTRICT_ID
+
 from ..model import SITE_CODE, Input, Person, date_problem, district_csv_rows, open_text, parse_date
 
 COLUMNS = ["district_id", "first_name", "last_name", "middle_name", "birth_date", "grade", "school_code",
@@ -29,7 +31,8 @@ def parse(path, today: str, data: bytes | None = None, opts=None) -> Input:
     fh = open_text(data if data is not None else path, name)
     out = Input(kind="district-csv", bulk_kinds={"student"})
     rows: dict[str, list] = {}
-    for line, get, reject in district_csv_rows(name, fh, REQUIRED, OPTIONAL, out, "district_id"):
+    for line, get, reject in district_csv_rows(name, fh, REQUIRED, OPTIONAL, out, "district_id",
+                                                 getattr(opts, "district_id_re", None) or DISTRICT_ID):
         did = get("district_id")
         birth = parse_date(get("birth_date"), order)
         if birth is None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from directory.district.ids import DISTRICT_ID
+
 from ..model import SITE_CODE, Input, Person, date_problem, district_csv_rows, open_text, parse_date
 
 REQUIRED = ["employee_id", "first_name", "last_name", "site_code", "job_title", "status"]
@@ -30,7 +32,8 @@ def parse(path, today: str, data: bytes | None = None, opts=None) -> Input:
     fh = open_text(data if data is not None else path, name)
     out = Input(kind="hr-csv", bulk_kinds={"staff"})
     rows: dict[str, list] = {}
-    for line, get, reject in district_csv_rows(name, fh, REQUIRED, OPTIONAL, out, "employee_id"):
+    for line, get, reject in district_csv_rows(name, fh, REQUIRED, OPTIONAL, out, "employee_id",
+                                                 getattr(opts, "district_id_re", None) or DISTRICT_ID):
         eid = get("employee_id")
         codes = [c.strip() for c in get("site_code").split(";") if c.strip()]
         badc = next((c for c in codes if not SITE_CODE.match(c)), None)

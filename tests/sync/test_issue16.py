@@ -243,3 +243,111 @@ def test_7_threshold_counts_each_person_once(sync):
     assert sync("sis", b, today="2025-09-30") == 0, sync.last_output
     assert sum(1 for k, a in sync.accounts().items()
                if k.startswith("10000") and a.rollcallAccountStatus.value == "DISABLED") == 3
+
+
+# ---------------------------------------------------------------- 8. district ID: pattern and field
+def test_8_district_id_pattern_and_field_are_configuration(tmp_path):
+    from tests.sync.conftest import ROOT, SCHEMA_FILES, DEFAULT_POLICY, SIS, SyncRunner, access_rules, district_ldif
+    from tests.conftest import ServerProcess
+
+    pattern = "S[0-9]{5}"
+    extra = {"schema": [str(ROOT / "schema" / n) for n in SCHEMA_FILES], "access": access_rules(),
+             "password_policy": DEFAULT_POLICY,
+             "indexes": {"rollcallSisSourceId": ["eq"], "rollcallAccountStatus": ["eq"], "employeeNumber": ["eq"],
+                         "uid": ["eq"]},
+             "sync": {"district_id": {"pattern": pattern}}}
+    srv = ServerProcess(tmp_path, extra_config=extra,
+                        ldif=district_ldif() + f"\ndn: {SIS}\nobjectClass: organizationalUnit\nou: sis\n").start()
+    try:
+        sync = SyncRunner(srv, tmp_path, district_id={"pattern": pattern},
+                          oneroster={"district_id_field": "userIds:District"})
+        users = u11("stu-1,,,true,org-1111,Student,,{District:S00001},Ann,Lee,,,,,,,05,",
+                    "stu-2,,,true,org-1111,student,,\"{LDAP:alee},{District:S00002}\",Bo,Lee,,,,,,,05,",
+                    "stu-3,,,true,org-1111,student,,{District:123456x789},Cy,Lee,,,,,,,05,")
+        assert sync("oneroster", package(tmp_path, "a", users=users, orgs=ORGS)) == 1, sync.last_output
+        accs = sync.accounts()
+        assert {"S00001", "S00002"} <= set(accs) and "123456x789" not in accs
+        assert [(r["line"], r["column"]) for r in sync.report()["rejected"]] == [(4, "userIds")]
+        # with the default field (identifier, empty here) nothing can be synced: exit 2, saying why
+        sync.sync_cfg["oneroster"] = {"district_id_field": "identifier"}
+        sync.write_config()
+        assert sync("oneroster", package(tmp_path, "b", users=users, orgs=ORGS)) == 2
+        assert "nothing could be synced" in sync.last_output and "district ID" in sync.last_output
+        assert all(sync.accounts()[k].rollcallEnrollmentStatus.value == "ENROLLED" for k in ("S00001", "S00002"))
+    finally:
+        srv.stop()
+
+
+# ---------------------------------------------------------------- 9. orgs without identifier
+def test_9_orgs_without_identifier_and_guid_sourced_ids(sync, tmp_path):
+    guid = "7c9e6679-7425-40de-944b-e07fc1f90ae7-0f8fad5b-d9cb-469f-a165-70867728950e"
+    orgs = ("sourcedId,status,dateLastModified,name,type,identifier,parentSourcedId\n"
+            f"{guid},,,Hill School,school,,\nschool-b,,,Bay School,school,,\n")
+    users = u11(stu11(1, org=guid), stu11(2, org="school-b"))
+    assert sync("oneroster", package(tmp_path, "a", users=users, orgs=orgs)) == 0, sync.last_output
+    accs = sync.accounts()
+    from sync.sources.oneroster import short_code
+    assert accs["500001s001"].departmentNumber.values == [short_code(guid)]
+    assert accs["500002s002"].departmentNumber.values == ["school-b"]
+    # stable: the same package again changes nothing; a later delta finds the org by its sourcedId
+    assert sync("oneroster", package(tmp_path, "a", users=users, orgs=orgs)) == 0
+    assert sync.report()["counts"] == {}
+    d = package(tmp_path, "d", users=u11(stu11(3, org=guid, status="active")), users_mode="delta")
+    assert sync("oneroster", d) == 0, sync.last_output
+    assert sync.accounts()["500003s003"].departmentNumber.values == [short_code(guid)]
+
+
+# ---------------------------------------------------------------- 10. headers, roles, skipped
+def test_10_every_header_problem_in_one_run_roles_any_case_skipped_counted(sync, tmp_path, capsys):
+    bad_users = u11().replace(",givenName,", ",firstName,")
+    bad_orgs = ORGS.replace(",name,", ",title,")
+    assert sync("oneroster", package(tmp_path, "a", users=bad_users, orgs=bad_orgs)) == 2
+    err = capsys.readouterr().err
+    assert "orgs.csv: line 1: missing column(s) name" in err and "users.csv: line 1: missing column(s) givenName" \
+        in err, err
+    # only the columns Rollcall reads are required: a minimal users.csv is enough
+    minimal = ("sourcedId,enabledUser,orgSourcedIds,role,givenName,familyName,identifier\n"
+               "stu-1,true,org-1111,Student,Ann,Lee,500001s001\nt-1,true,org-1111,TEACHER,Tom,Ray,500009e009\n"
+               "g-1,true,org-1111,Guardian,Gus,Lee,\np-1,true,org-1111,parent,Pam,Lee,\n")
+    assert sync("oneroster", package(tmp_path, "b", users=minimal, orgs=ORGS)) == 0, sync.last_output
+    assert "500001s001" in sync.accounts() and "500009e009" in staff(sync)
+    assert sync.report()["skipped"] == 2 and "2 skipped" in sync.last_output
+
+
+# ---------------------------------------------------------------- 11. quiet nights
+def test_11_quiet_delta_is_a_normal_run(sync, tmp_path):
+    assert sync("oneroster", package(tmp_path, "a", users=u11(stu11(1)), orgs=ORGS)) == 0
+    empty = package(tmp_path, "e", users=U11 + "\n", users_mode="delta")
+    assert sync("oneroster", empty) == 0, sync.last_output
+    renamed = ORGS.replace("Lakeside Middle", "Lakeside Middle School")
+    only_orgs = package(tmp_path, "o", orgs=renamed, orgs_mode="delta")
+    assert sync("oneroster", only_orgs) == 0, sync.last_output
+    c = sync.admin()
+    c.search(f"ou=2222,ou=sites,{SUFFIX}", "(objectClass=*)", search_scope="BASE", attributes=["rollcallSiteName"])
+    assert c.entries[0].rollcallSiteName.value == "Lakeside Middle School"
+    assert sync.accounts()["500001s001"].rollcallEnrollmentStatus.value == "ENROLLED"
+    # an empty bulk file is still refused
+    assert sync("oneroster", package(tmp_path, "b", users=U11 + "\n", orgs=ORGS)) == 3
+
+
+# ---------------------------------------------------------------- 13. names, display name, groups
+def test_13_names_preferred_name_and_disabled_leave_groups(sync, tmp_path):
+    users = "\n".join([U12, "u-1,,,true,,,Иван,Петров,,600001s001,,,,,05,,", 
+                       'u-2,,,true,,,"Mary\nAnn",Lee,,600002s002,,,,,05,,Molly'])
+    roles = "\n".join([ROLES, "r-1,,,u-1,primary,student,,,org-1111,", "r-2,,,u-2,primary,student,,,org-1111,"])
+    assert sync("oneroster", package(tmp_path, "a", "1.2", users=users, roles=roles, orgs=ORGS)) == 0, \
+        sync.last_output
+    accs = sync.accounts()
+    assert accs["600001s001"].uid.value == "ipetrov"
+    assert accs["600002s002"].givenName.value == "Mary Ann" and accs["600002s002"].cn.value == "Molly Lee"
+    dn = accs["600001s001"].entry_dn.lower()
+    assert dn in sync.members("1111")
+    # Иван leaves: in grace he stays in the group; DISABLED, he leaves it (not at purge)
+    roles2 = "\n".join([ROLES, "r-2,,,u-2,primary,student,,,org-1111,"])
+    users2 = "\n".join([U12, 'u-2,,,true,,,"Mary\nAnn",Lee,,600002s002,,,,,05,,Molly'])
+    z = package(tmp_path, "b", "1.2", users=users2, roles=roles2, orgs=ORGS)
+    assert sync("oneroster", z, today="2025-09-02") == 0, sync.last_output
+    assert dn in sync.members("1111")
+    assert sync("oneroster", z, today="2025-09-30") == 0, sync.last_output
+    assert sync.accounts()["600001s001"].rollcallAccountStatus.value == "DISABLED"
+    assert dn not in sync.members("1111")
