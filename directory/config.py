@@ -213,6 +213,28 @@ def _id_pattern(value):
     return value
 
 
+CSV_COLUMNS = ("district_id", "first_name", "last_name", "middle_name", "birth_date", "grade", "school_code",
+               "school_name", "enrollment_status", "entry_date", "leave_date", "email")
+
+
+def _csv_columns(value):
+    for k, v in value.items():
+        if not isinstance(k, (str, int)) or v not in CSV_COLUMNS:
+            raise Invalid(f"expected a Rollcall column ({', '.join(CSV_COLUMNS)}), got {_show(v)}", f".{k}")
+    return {str(k).strip().lower(): v for k, v in value.items()}
+
+
+def _csv_values(value):
+    out = {}
+    for col, m in value.items():
+        if col not in CSV_COLUMNS:
+            raise Invalid(f"unknown column (known: {', '.join(CSV_COLUMNS)})", f".{col}")
+        if not isinstance(m, dict) or not all(isinstance(v, (str, int)) for v in m.values()):
+            raise Invalid("expected a mapping of file value -> Rollcall value", f".{col}")
+        out[col] = {str(k).strip(): str(v) for k, v in m.items()}
+    return out
+
+
 def _id_field(value):
     if value not in ("identifier", "username", "sourcedId") and not (value.startswith("userIds:") and value[8:]):
         raise Invalid("identifier, username, sourcedId or userIds:TYPE")
@@ -384,6 +406,10 @@ SECTIONS = {
         # OneRoster: which users.csv field carries the district ID (identifier, username,
         # sourcedId, or userIds:TYPE for the {TYPE:value} entry of userIds), and which
         # orgs.csv field the site code (an org without it: its sourcedId, or a short form)
+        # the district CSV as the SIS exports it: its column names -> Rollcall's (district_id,
+        # first_name, …) and, per Rollcall column, value maps ("0" -> KG); see README
+        "district_csv": Section({"columns": Key("mapping", {}, check=_csv_columns),
+                                 "values": Key("mapping", {}, check=_csv_values)}),
         "oneroster": Section({"district_id_field": Str("identifier", check=_id_field),
                               "site_code_field": Str("identifier")}),
         "report_dir": Str("var/sync-reports"),

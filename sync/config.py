@@ -46,6 +46,8 @@ class SyncConfig:
     district_id_re: object = DISTRICT_ID    # .match(text): sync.district_id.pattern
     oneroster_id_field: str = "identifier"
     oneroster_site_code_field: str = "identifier"
+    csv_columns: dict = field(default_factory=dict)   # district CSV: file column (lower) -> Rollcall column
+    csv_values: dict = field(default_factory=dict)    # Rollcall column -> {file value: Rollcall value}
     report_dir: Path = Path("var/sync-reports")
     page_size: int = 1000
     window: int = 64                   # outstanding writes on the wire
@@ -155,6 +157,7 @@ def from_raw(raw: dict, base_dir: Path, env=None, password: str | None = None) -
         district_id_re=compile_pattern(s["district_id"]["pattern"]),
         oneroster_id_field=s["oneroster"]["district_id_field"],
         oneroster_site_code_field=s["oneroster"]["site_code_field"],
+        csv_columns=s["district_csv"]["columns"], csv_values=s["district_csv"]["values"],
         report_dir=report_dir, page_size=s["page_size"], window=s["window"],
     )
 

@@ -70,6 +70,7 @@ class Input:
     # OneRoster 1.2 delta: roles of people not in users.csv: sid -> [(org ref, role, active, end)]
     role_changes: dict = field(default_factory=dict)
     delta: bool = False                               # a delta: an empty file is a quiet night
+    columns: set = field(default_factory=set)         # district/HR CSV: the (mapped) columns present
 
 
 DATE_ORDERS = ("AUTO", "MDY", "DMY")
@@ -190,7 +191,7 @@ def csv_records(fh, name):
     return header, recs
 
 
-def district_csv_rows(name, fh, required, optional, out, key, id_re=DISTRICT_ID):
+def district_csv_rows(name, fh, required, optional, out, key, id_re=DISTRICT_ID, columns=None, values=None):
     """The rows of a header-driven district CSV (student or HR export), checked as far
     as both share: yields (line, get, reject) for each row that has every required
     value and a district ID in column `key`. The header must name every required
@@ -198,7 +199,12 @@ def district_csv_rows(name, fh, required, optional, out, key, id_re=DISTRICT_ID)
     row, a missing value or a malformed ID goes to out.rejected with file, line and
     column (and its ID to out.protected, so a bad row never withdraws its person)."""
     header, recs = csv_records(fh, name)
-    cols = {h.strip().lower(): i for i, h in enumerate(header)}
+    columns, values = columns or {}, values or {}
+    cols = {}
+    for i, h in enumerate(header):   # sync.district_csv.columns: the export's names -> Rollcall's
+        h = h.strip().lower()
+        cols.setdefault(columns.get(h, h), i)
+    out.columns = set(cols)
     if header:
         missing = [c for c in required if c not in cols]
         if missing:
@@ -214,7 +220,9 @@ def district_csv_rows(name, fh, required, optional, out, key, id_re=DISTRICT_ID)
         def get(c, row=row):
             i = idx[c]
             v = row[i].strip() if i is not None and i < len(row) else ""
-            return " ".join(v.split()) if "\n" in v or "\r" in v else v   # a line break in a value: a space
+            v = " ".join(v.split()) if "\n" in v or "\r" in v else v   # a line break in a value: a space
+            m = values.get(c)
+            return m.get(v, v) if m else v     # sync.district_csv.values
 
         ident = get(key)
 

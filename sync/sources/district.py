@@ -20,8 +20,8 @@ from ..model import SITE_CODE, Input, Person, date_problem, district_csv_rows, o
 COLUMNS = ["district_id", "first_name", "last_name", "middle_name", "birth_date", "grade", "school_code",
            "enrollment_status", "entry_date", "leave_date", "email"]
 REQUIRED = ["district_id", "first_name", "last_name", "birth_date", "grade", "school_code",
-            "enrollment_status", "entry_date"]
-OPTIONAL = ["middle_name", "leave_date", "email", "school_name"]
+            "enrollment_status"]
+OPTIONAL = ["middle_name", "leave_date", "email", "school_name", "entry_date"]
 STATUS_ALIASES = {"ACTIVE": "ENROLLED", "PREENROLLED": "PRE_ENROLLED", "PRE-ENROLLED": "PRE_ENROLLED"}
 
 
@@ -32,7 +32,8 @@ def parse(path, today: str, data: bytes | None = None, opts=None) -> Input:
     out = Input(kind="district-csv", bulk_kinds={"student"})
     rows: dict[str, list] = {}
     for line, get, reject in district_csv_rows(name, fh, REQUIRED, OPTIONAL, out, "district_id",
-                                                 getattr(opts, "district_id_re", None) or DISTRICT_ID):
+                                                 getattr(opts, "district_id_re", None) or DISTRICT_ID,
+                                                 getattr(opts, "csv_columns", None), getattr(opts, "csv_values", None)):
         did = get("district_id")
         birth = parse_date(get("birth_date"), order)
         if birth is None:
@@ -55,7 +56,7 @@ def parse(path, today: str, data: bytes | None = None, opts=None) -> Input:
         if status not in STATUSES:
             reject("enrollment_status", f"{get('enrollment_status')!r} is not one of {', '.join(STATUSES)}")
             continue
-        entry = parse_date(get("entry_date"), order)
+        entry = parse_date(get("entry_date"), order) if get("entry_date") else ""
         if entry is None:
             reject("entry_date", date_problem(get("entry_date"), order))
             continue
@@ -76,6 +77,9 @@ def parse(path, today: str, data: bytes | None = None, opts=None) -> Input:
         ended = status in ENDED or (leave and leave <= today)
         rows.setdefault(did, []).append((ended, entry, leave, status, code, get("first_name"), get("last_name"),
                                          get("middle_name"), birth, grade, email, f"{name}:{line}"))
+    # a column the file does not have changes nothing: the stored value stays
+    keep = frozenset(f for c, f in (("entry_date", "entry"), ("middle_name", "middle"), ("email", "email"))
+                     if c not in out.columns)
     for did, rs in rows.items():
         open_rows = [r for r in rs if not r[0]]
         if open_rows:
@@ -95,5 +99,5 @@ def parse(path, today: str, data: bytes | None = None, opts=None) -> Input:
         _, _, _, _, _, first, last, middle, birth, grade, email, origin = latest
         out.people[did] = Person(source_id=did, district_id=did, kind="student", given=first, family=last,
                                  middle=middle, birth=birth, grade=grade, schools=schools, status=status,
-                                 entry=entry, leave=leave, email=email, origin=origin)
+                                 entry=entry, leave=leave, email=email, origin=origin, keep=keep)
     return out

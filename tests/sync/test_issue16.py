@@ -351,3 +351,51 @@ def test_13_names_preferred_name_and_disabled_leave_groups(sync, tmp_path):
     assert sync("oneroster", z, today="2025-09-30") == 0, sync.last_output
     assert sync.accounts()["600001s001"].rollcallAccountStatus.value == "DISABLED"
     assert dn not in sync.members("1111")
+
+
+# ---------------------------------------------------------------- 12. district CSV mappings
+EXAMPLES = __import__("pathlib").Path(__file__).resolve().parents[2] / "examples" / "sync"
+
+
+def _with_example(sync, name):
+    import yaml
+    ex = yaml.safe_load((EXAMPLES / name).read_text())["sync"]
+    sync.sync_cfg.update(ex)
+    sync.write_config()
+
+
+def test_12_powerschool_mapping(tmp_path):
+    from tests.sync.conftest import ROOT, SCHEMA_FILES, DEFAULT_POLICY, SIS, SyncRunner, access_rules, district_ldif
+    from tests.conftest import ServerProcess
+    import yaml
+
+    pattern = yaml.safe_load((EXAMPLES / "powerschool.yaml").read_text())["sync"]["district_id"]["pattern"]
+    extra = {"schema": [str(ROOT / "schema" / n) for n in SCHEMA_FILES], "access": access_rules(),
+             "password_policy": DEFAULT_POLICY, "indexes": {"rollcallSisSourceId": ["eq"], "employeeNumber": ["eq"],
+                                                             "rollcallAccountStatus": ["eq"], "uid": ["eq"]},
+             "sync": {"district_id": {"pattern": pattern}}}
+    srv = ServerProcess(tmp_path, extra_config=extra,
+                        ldif=district_ldif() + f"\ndn: {SIS}\nobjectClass: organizationalUnit\nou: sis\n").start()
+    try:
+        sync = SyncRunner(srv, tmp_path)
+        _with_example(sync, "powerschool.yaml")
+        header = "Student_Number,First_Name,Last_Name,Middle_Name,DOB,Grade_Level,SchoolID,Enroll_Status,EntryDate,ExitDate\n"
+        rows = ["100001,Ann,Lee,,03/25/2014,0,1111,0,08/20/2025,", "100002,Bo,Ng,,12/01/2012,3,2222,0,08/20/2025,",
+                "100003,Cy,Oz,,01/02/2011,4,2222,2,08/20/2024,06/01/2025"]
+        assert sync("sis", sync.csv("ps.csv", rows, header=header)) == 0, sync.last_output
+        accs = sync.accounts()
+        assert accs["100001"].rollcallGrade.value == "KG" and accs["100001"].rollcallBirthDate.value == "20140325"
+        assert accs["100002"].rollcallGrade.value == "03"
+        assert sync.records()["100003"]["rollcallEnrollmentStatus"] == ["TRANSFERRED"]
+    finally:
+        srv.stop()
+
+
+def test_12_school_data_sync_mapping_without_entry_date(sync):
+    _with_example(sync, "school-data-sync.yaml")
+    header = "SIS ID,School SIS ID,First Name,Last Name,Middle Name,Grade,Birthdate,Status,Secondary Email\n"
+    rows = ["100001s001,1111,Ann,Lee,,K,2014-03-25,Active,", "100002s002,2222,Bo,Ng,,9,2010-04-02,Active,"]
+    assert sync("sis", sync.csv("sds.csv", rows, header=header)) == 0, sync.last_output
+    accs = sync.accounts()
+    assert accs["100001s001"].rollcallGrade.value == "KG" and accs["100002s002"].rollcallGrade.value == "09"
+    assert sync("sis", sync.csv("sds.csv", rows, header=header)) == 0 and sync.report()["counts"] == {}
