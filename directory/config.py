@@ -393,10 +393,11 @@ SECTIONS = {
         "auto_provision": Key("list", [{"sites": "*", "grades": DEFAULT_GRADES}], check=_auto_provision),
         "grace_days": Int(14),
         "retention_days": Int(365),
-        # per run: people withdrawn/disabled/purged; people whose value of one attribute
-        # (birth date, grade, name …) would be cleared. Above either: exit 3, nothing applied
+        # per run: people withdrawn/disabled/purged; people whose birth date or name would
+        # change, or whose value of any one attribute (grade, mail …) would be cleared
+        # (the percentage from 10 people on). Above either: exit 3, nothing applied
         "thresholds": Section({"max_deactivations": Int(500), "max_deactivation_percent": Num(5.0),
-                               "max_erasures": Int(100), "max_erasure_percent": Num(5.0)}),
+                               "max_changes": Int(100), "max_change_percent": Num(5.0)}),
         # slash dates in the SIS files: MDY (03/05/2012 = March 5), DMY (= 3 May), or AUTO:
         # only dates that read one way (13/05/2012) — an ambiguous one rejects its row
         "date_order": Str("AUTO", choices=("AUTO", "MDY", "DMY"), fold=True),

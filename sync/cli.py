@@ -34,6 +34,18 @@ def _general(reason: str) -> str:
     return re.sub(r"^'[^']*'\s*", "", reason)
 
 
+def _nothing_synced(inp, report) -> bool:
+    """Every row rejected: the mapping (district ID pattern or field, site codes …) is
+    wrong far more likely than every row. Says what (report.refused); nothing is applied."""
+    if not (inp.rows and not inp.people and not inp.deleted and not inp.role_changes and report.rejected
+            and not inp.skipped):
+        return False
+    reasons = Counter(f"{r.file}: {r.column or 'row'}: {_general(r.reason)}" for r in report.rejected)
+    top = "; ".join(f"{why} ({n}×)" for why, n in reasons.most_common(3))
+    report.refused = f"nothing could be synced: all {len(report.rejected)} rows were rejected — {top}"
+    return True
+
+
 def register(sub):
     """Add `sync` to the `rollcall` command line (called from directory/cli.py)."""
     p = sub.add_parser("sync", help="import SIS enrollments (district CSV, OneRoster) into the directory")
@@ -155,14 +167,7 @@ def run(args, out=None) -> int:
                           "left (nothing applied; --force does not override this)")
         return finish(EXIT_REFUSED)
 
-    if inp.rows and not inp.people and not inp.deleted and not inp.role_changes and inp.rejected \
-            and not inp.skipped:
-        # every row rejected: the mapping (district ID pattern or field, site codes …) is
-        # wrong far more likely than every row — say what, and apply nothing
-        reasons = Counter(f"{r.file}: {r.column or 'row'}: {r.reason}" if r.column in ("", "orgSourcedIds")
-                          else f"{r.file}: {r.column}: {_general(r.reason)}" for r in inp.rejected)
-        top = "; ".join(f"{why} ({n}×)" for why, n in reasons.most_common(3))
-        report.refused = f"nothing could be synced: all {len(inp.rejected)} rows were rejected — {top}"
+    if _nothing_synced(inp, report):
         return finish(EXIT_INPUT)
 
     cfg.report_dir.mkdir(parents=True, exist_ok=True)
@@ -184,6 +189,8 @@ def run(args, out=None) -> int:
         err(f"cannot read the directory at {cfg.server}: {exc}")
         return EXIT_INPUT
     report.timings.update(sync.timings)
+    if _nothing_synced(inp, report):   # e.g. every person's orgs unknown
+        return finish(EXIT_INPUT)
     refusal = sync.check_thresholds(work, records)
     if args.dry_run:
         if not args.quiet and report.actions:

@@ -40,8 +40,8 @@ class SyncConfig:
     retention_days: int = 365
     max_deactivations: int = 500       # disables + purges per run
     max_deactivation_percent: float = 5.0
-    max_erasures: int = 100            # people whose value of one attribute is cleared, per run
-    max_erasure_percent: float = 5.0
+    max_changes: int = 100             # people whose birth date/name changes, or a value is cleared, per run
+    max_change_percent: float = 5.0    # (applies from CHANGE_FLOOR people on)
     date_order: str = "AUTO"           # slash dates: MDY, DMY, or AUTO (only unambiguous ones)
     district_id_re: object = DISTRICT_ID    # .match(text): sync.district_id.pattern
     oneroster_id_field: str = "identifier"
@@ -152,7 +152,7 @@ def from_raw(raw: dict, base_dir: Path, env=None, password: str | None = None) -
         grace_days=s["grace_days"], retention_days=s["retention_days"],
         max_deactivations=th["max_deactivations"],
         max_deactivation_percent=float(th["max_deactivation_percent"]),
-        max_erasures=th["max_erasures"], max_erasure_percent=float(th["max_erasure_percent"]),
+        max_changes=th["max_changes"], max_change_percent=float(th["max_change_percent"]),
         date_order=s["date_order"],
         district_id_re=compile_pattern(s["district_id"]["pattern"]),
         oneroster_id_field=s["oneroster"]["district_id_field"],

@@ -45,8 +45,12 @@ STUDENT_CLASSES = ["top", "person", "organizationalPerson", "inetOrgPerson", "ed
                    "rollcallStudent"]
 STAFF_CLASSES = ["top", "person", "organizationalPerson", "inetOrgPerson", "eduPerson", "rollcallAccount"]
 FULL_READ_ABOVE = 2000
-# record attributes whose clearing counts toward sync.thresholds.max_erasures (a mass
-# erasure is a broken file far more often than a real change)
+# sync.thresholds.max_changes: per attribute, the people whose value would be cleared
+# (ERASABLE) or, for values that hardly ever change (STABLE), changed at all — a mass
+# erasure or a mass change of birth dates (day and month swapped) is a broken file far
+# more often than real news. Grades and schools change for everyone each year: not counted.
+STABLE = ("givenName", "sn", "rollcallBirthDate", "rollcallMiddleName")
+CHANGE_FLOOR = 10          # the percentage applies from this many people on
 ERASABLE = ("givenName", "sn", "rollcallBirthDate", "rollcallGrade", "mail", "rollcallMiddleName", "title",
             "rollcallEnrollmentDate")
 ORG_TAG = "oneroster-org:"   # a site's description value naming its OneRoster org (deltas without orgs.csv)
@@ -86,7 +90,7 @@ class Work:
     records: list = field(default_factory=list)          # (sid, dn, attrs | None, changes | None)
     purges: list = field(default_factory=list)           # (sid, account dn | None, uid, record dn)
     deactivated: set = field(default_factory=set)        # people withdrawn, disabled or purged (each once)
-    erased: dict = field(default_factory=dict)           # record attribute -> people whose value is cleared
+    changed: dict = field(default_factory=dict)          # record attribute -> people (see STABLE, ERASABLE)
 
     @property
     def deactivations(self) -> int:
@@ -683,8 +687,8 @@ class Sync:
             if (ndn(a) == ndn(b)) if name == "rollcallLinkedAccount" else a == b:
                 continue
             changes[name] = (b.split("\n") if name == "departmentNumber" else [b]) if b else []
-            if a and not b and name in ERASABLE:
-                work.erased.setdefault(name, set()).add(sid)
+            if a and (name in STABLE or (not b and name in ERASABLE)):
+                work.changed.setdefault(name, set()).add(sid)
         if not changes:
             return
         changes["rollcallSisImportedAt"] = [gentime_text()]
@@ -702,12 +706,14 @@ class Sync:
         if population and n * 100.0 / population > self.cfg.max_deactivation_percent:
             return (f"{n} withdrawals/disables/purges are {n * 100.0 / population:.1f}% of {population} people, "
                     f"more than sync.thresholds.max_deactivation_percent ({self.cfg.max_deactivation_percent}%)")
-        for name, who in sorted(work.erased.items()):
+        for name, who in sorted(work.changed.items()):
             k = len(who)
-            if k > self.cfg.max_erasures or (population and k * 100.0 / population > self.cfg.max_erasure_percent):
-                return (f"{k} people's {name} would be cleared ({k * 100.0 / max(population, 1):.1f}% of "
-                        f"{population}), more than sync.thresholds.max_erasures ({self.cfg.max_erasures}) or "
-                        f"max_erasure_percent ({self.cfg.max_erasure_percent}%)")
+            if k > self.cfg.max_changes or (k >= CHANGE_FLOOR and population
+                                             and k * 100.0 / population > self.cfg.max_change_percent):
+                what = "changed or cleared" if name in STABLE else "cleared"
+                return (f"{k} people's {name} would be {what} ({k * 100.0 / max(population, 1):.1f}% of "
+                        f"{population}), more than sync.thresholds.max_changes ({self.cfg.max_changes}) or "
+                        f"max_change_percent ({self.cfg.max_change_percent}%, from {CHANGE_FLOOR} people on)")
         return ""
 
     # ------------------------------------------------------------------ applying

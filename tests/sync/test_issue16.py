@@ -141,9 +141,15 @@ def test_3_absent_demographics_keeps_birth_dates_and_mass_erasure_is_refused(syn
     assert sync("oneroster", package(tmp_path, "c", users=users, orgs=ORGS, demographics=demo1)) == 0
     assert "rollcallBirthDate" not in sync.records()["stu-1"]
     demo0 = "\n".join([DEMO] + [f"stu-{n},,," for n in range(2, 5)])
+    sync.sync_cfg["thresholds"]["max_changes"] = 2
+    sync.write_config()
     assert sync("oneroster", package(tmp_path, "e", users=users, orgs=ORGS, demographics=demo0)) == 3
     assert "rollcallBirthDate" in sync.report()["refused"]
-    assert sync.records()["stu-2"]["rollcallBirthDate"] == ["20140202"]
+    assert day(sync.records()["stu-2"]["rollcallBirthDate"]) == "20140202"
+    # so is a mass change of birth dates (day and month swapped by a wrong date order)
+    demo_swapped = "\n".join([DEMO, "stu-1,,,"] + [f"stu-{n},,,2014-0{n}-1{n}" for n in range(2, 5)])
+    assert sync("oneroster", package(tmp_path, "f", users=users, orgs=ORGS, demographics=demo_swapped)) == 3
+    assert "changed" in sync.report()["refused"]
 
 
 # ---------------------------------------------------------------- 4. damaged rows and files
@@ -399,3 +405,10 @@ def test_12_school_data_sync_mapping_without_entry_date(sync):
     accs = sync.accounts()
     assert accs["100001s001"].rollcallGrade.value == "KG" and accs["100002s002"].rollcallGrade.value == "09"
     assert sync("sis", sync.csv("sds.csv", rows, header=header)) == 0 and sync.report()["counts"] == {}
+
+
+def test_9_nothing_synced_is_exit_2_naming_the_problem(sync, tmp_path):
+    users = u11(stu11(1, org="org-x"), stu11(2, org="org-x"))
+    assert sync("oneroster", package(tmp_path, "a", users=users, orgs=ORGS)) == 2
+    assert "nothing could be synced" in sync.last_output and "'org-x'" in sync.last_output, sync.last_output
+    assert not [k for k in sync.records() if k.startswith("stu-")]
