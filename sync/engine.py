@@ -651,6 +651,11 @@ class Sync:
                 changes["rollcallEnrollmentStatus"] = ["WITHDRAWN"]
             if acc.get("rollcallWithdrawalDate") != from_date(withdrawal):
                 changes["rollcallWithdrawalDate"] = [from_date(withdrawal)]
+        if stage == "disable":
+            # a DISABLED account leaves its school groups now, not at purge (also when a run
+            # died between the disable and the groups: only members still there are removed)
+            kind = "student" if "rollcallstudent" in {c.lower() for c in acc.all("objectClass")} else "staff"
+            work.memberships.append((sid, kind, acc.dn, tuple(sorted(acc.all("departmentNumber"))), ()))
         if stage == "disable" and status != "DISABLED":
             # the server sets rollcallStatusSource SYNC, rollcallDeactivatedBy and -At
             changes.update({"rollcallAccountStatus": ["DISABLED"],
@@ -658,9 +663,6 @@ class Sync:
                                                            f"grace period of {self.cfg.grace_days} days over"]})
             act(Action("disable", sid, did, acc.dn, f"{why}; grace period over", f"left {withdrawal}"))
             work.deactivated.add(sid)
-            # a DISABLED account leaves its school groups now, not at purge
-            kind = "student" if "rollcallstudent" in {c.lower() for c in acc.all("objectClass")} else "staff"
-            work.memberships.append((sid, kind, acc.dn, tuple(sorted(acc.all("departmentNumber"))), ()))
         elif stage == "grace" and (changes or newly):   # staff accounts may not change in grace
             act(Action("withdraw", sid, did, acc.dn, why, f"left {withdrawal}; stays {status} until "
                        f"{_iso(_plus(withdrawal, self.cfg.grace_days))}"))
