@@ -66,6 +66,9 @@ def register(sub):
         k.add_argument("--full", action="store_true",
                        help="compare every account, not only those whose SIS record changed")
         k.add_argument("--today", help="run as of this date (YYYY-MM-DD): back-dated imports and tests")
+        k.add_argument("--date-order", type=str.upper, choices=["AUTO", "MDY", "DMY"],
+                       help="how this file's slash dates read (default: sync.date_order): a setting of the "
+                       "source, when the district's exports differ")
         k.add_argument("--every", help="repeat: run, wait this long (e.g. 30m, 1h, 1d), run again …")
         k.add_argument("--progress", action="store_true", default=None, help="always show the progress bar")
         k.add_argument("--quiet", action="store_true", help="only the summary")
@@ -92,7 +95,8 @@ def _load(args):
         raise SyncConfigError("", f"{args.config} (named by {source}): no such file", dotted="(file)")
     cfg = load(args.config, password=password)
     over = {"server": getattr(args, "url", None), "bind_dn": getattr(args, "bind_dn", None),
-            "ca_file": getattr(args, "ca_file", None), "start_tls": getattr(args, "starttls", False) or None}
+            "ca_file": getattr(args, "ca_file", None), "start_tls": getattr(args, "starttls", False) or None,
+            "date_order": getattr(args, "date_order", None)}
     return dataclasses.replace(cfg, **{k: v for k, v in over.items() if v})
 
 

@@ -228,6 +228,15 @@ def test_6_slash_dates_follow_the_configured_order(sync):
     assert sync.accounts()["100001s001"].rollcallBirthDate.value == "20140503"
     sync.sync_cfg["date_order"] = "MDY"
     sync.write_config()
+    # the order of one source's file on the command line, over the configuration
+    from sync.cli import run
+    import argparse
+    import io
+    args = argparse.Namespace(sync_kind="sis", input=str(sync.csv("d.csv", [row.format(b="13/05/2014"), other])),
+                              config=str(sync.config), dry_run=True, force=False, source=None, full=False,
+                              today="2025-09-01", every=None, progress=False, quiet=False, date_order="DMY")
+    assert run(args, out=io.StringIO()) == 0          # MDY (the configuration) would reject 13/05
+    assert any(a["op"] == "update" and "rollcallBirthDate" in a["detail"] for a in sync.report()["actions"])
     assert sync("sis", sync.csv("c.csv", [row.format(b="13/05/2014"), other])) == 1
     assert "MDY" in sync.report()["rejected"][0]["reason"]
     assert sync.accounts()["100001s001"].rollcallBirthDate.value == "20140503"   # the bad row changed nothing
