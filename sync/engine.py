@@ -235,7 +235,8 @@ class Sync:
         for sid, rs in inp.role_changes.items():
             rec = records.get(sid)
             if rec is None or rec[12] not in (self.source, self.staff_source):
-                report.rejected.append(Rejected("roles.csv", 0, "userSourcedId", f"{sid!r}: a role delta for a "
+                report.rejected.append(Rejected("roles.csv", inp.role_lines.get(sid, 0), "userSourcedId",
+                                                f"{sid!r}: a role delta for a "
                                                 "user neither in users.csv nor in the directory", sid))
                 inp.protected.add(sid)
                 continue
@@ -244,7 +245,7 @@ class Sync:
             ends = [t[4] for t in mine if not t[2]]
             inp.people[sid] = Person(source_id=sid, district_id=rec[1], kind=kind, given=rec[2], family=rec[3],
                                      status="ENROLLED", leave=max(ends) if ends and all(ends) else "",
-                                     title=rec[15], origin="roles.csv:0",
+                                     title=rec[15], origin=f"roles.csv:{inp.role_lines.get(sid, 0)}",
                                      keep=frozenset({"birth", "grade", "schools", "email", "middle", "entry",
                                                      "status"}),
                                      add_schools=tuple(t[1] for t in mine if t[2]),

@@ -69,6 +69,7 @@ class Input:
     skipped: int = 0                                  # rows deliberately ignored (guardians …)
     # OneRoster 1.2 delta: roles of people not in users.csv: sid -> [(org ref, role, active, end)]
     role_changes: dict = field(default_factory=dict)
+    role_lines: dict = field(default_factory=dict)    # sid -> line of its first row in roles.csv
     delta: bool = False                               # a delta: an empty file is a quiet night
     columns: set = field(default_factory=set)         # district/HR CSV: the (mapped) columns present
 

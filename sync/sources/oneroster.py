@@ -183,6 +183,7 @@ def parse(path, today: str, opts=None) -> Input:
     if version == "1.2" and modes["roles"] == "absent" and modes["users"] == "bulk":
         raise InputError("manifest.csv: OneRoster 1.2 needs roles.csv (file.roles is absent)")
     bad_role_users = set()
+    role_line = {}
     if "roles" in files:
         rf = files["roles"]
         for line, row, problem, got in rf.rows():
@@ -208,6 +209,7 @@ def parse(path, today: str, opts=None) -> Input:
             end, begin = dates.get("endDate"), dates.get("beginDate")
             active = row.get("status", "") != "tobedeleted" and not (end and end < today) \
                 and not (begin and begin > today)
+            role_line.setdefault(row["userSourcedId"], line)
             roles.setdefault(row["userSourcedId"], []).append(
                 (row["role"].lower(), org_code.get(row["orgSourcedId"], "@" + row["orgSourcedId"]), active,
                  row.get("roleType", "").lower() == "primary", end or ""))
@@ -367,7 +369,11 @@ def parse(path, today: str, opts=None) -> Input:
     # a 1.2 roles.csv delta about people not in users.csv: memberships only
     if roles_delta:
         for sid, rs in roles.items():
-            out.role_changes[sid] = rs
+            if any(r == "student" or r in STAFF_ROLES for r, *_ in rs):
+                out.role_changes[sid] = rs
+                out.role_lines[sid] = role_line[sid]
+            else:
+                out.skipped += 1   # a guardian's role …
     return out
 
 

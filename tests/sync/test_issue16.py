@@ -102,7 +102,8 @@ def test_2_roles_delta_removes_one_membership_only(sync, tmp_path):
     assert sorted(acc.departmentNumber.values) == ["1111", "2222"]
     # a delta that only deletes u-2's role at 2222: users.csv delta has no rows
     delta = package(tmp_path, "d", "1.2", users=U12 + "\n", users_mode="delta",
-                    roles=ROLES + "\nr-2,tobedeleted,2025-09-02T00:00:00Z,u-2,primary,student,,,org-2222,\n",
+                    roles=ROLES + "\nr-2,tobedeleted,2025-09-02T00:00:00Z,u-2,primary,student,,,org-2222,\n"
+                    "r-g,active,,g-1,primary,Guardian,,,org-1111,\n",
                     roles_mode="delta")
     assert sync("oneroster", delta, today="2025-09-02") == 0, sync.last_output
     acc = sync.accounts()["600002s002"]
@@ -111,6 +112,7 @@ def test_2_roles_delta_removes_one_membership_only(sync, tmp_path):
     assert acc.entry_dn.lower() in sync.members("1111")
     assert acc.entry_dn.lower() not in (sync.members("2222") or set())
     assert "600001s001" in sync.accounts() and sync.accounts()["600001s001"].departmentNumber.values == ["1111"]
+    assert sync.report()["skipped"] == 1 and sync.report()["rejected"] == []
     # a delta of a user row and a new role at 2222: the 1111 membership stays
     delta2 = package(tmp_path, "d2", "1.2", users=U12 + "\nu-2,active,,true,,,Benjamin,Ng,,600002s002,,,,,07,,\n",
                      users_mode="delta", roles=ROLES + "\nr-3,active,,u-2,primary,student,,,org-2222,\n",
