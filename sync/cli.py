@@ -4,10 +4,12 @@ The connection comes from the `sync:` section of --config (server, bind_dn, pass
 / password_file, start_tls, ca_file); the connection options every command-line client
 shares (directory/client/options.py: -H URL, -D DN, -w/-W/-y, -Z, --ca-file) override it.
 
-Exit codes: 0 done; 1 done, but rows were rejected or operations failed (see the
-report); 2 unusable input, configuration or connection (nothing applied); 3 refused by
-a safety rule (threshold, empty file) — nothing applied; `--force` overrides a
-threshold (never an empty file) and leaves an audit entry in the directory.
+Exit codes (README "SIS sync" says what each means for a nightly job): 0 done (a quiet
+delta included); 1 done, but rows were rejected or operations failed (see the report);
+2 unusable input, configuration or connection, or every row rejected (nothing applied);
+3 refused by a safety rule (deactivation or change threshold, empty bulk file) — nothing
+applied; `--force` overrides a threshold (never an empty file) and leaves an audit entry
+in the directory.
 """
 from __future__ import annotations
 
