@@ -3,7 +3,6 @@ over a real server; the packages are written by the tests (OneRoster 1.1 and 1.2
 bulk and delta)."""
 import zipfile
 
-
 from tests.conftest import SUFFIX
 
 STAFF = f"ou=staff,ou=people,{SUFFIX}"
