@@ -15,7 +15,7 @@ from directory.district.statuses import ENROLLMENT_STATUSES as STATUSES
 from directory.district.grades import GRADES
 from directory.district.ids import DISTRICT_ID
 
-from ..model import SITE_CODE, Input, Person, date_problem, district_csv_rows, open_text, parse_date
+from ..model import SITE_CODE, Input, Person, Rejected, date_problem, district_csv_rows, open_text, parse_date
 
 COLUMNS = ["district_id", "first_name", "last_name", "middle_name", "birth_date", "grade", "school_code",
            "enrollment_status", "entry_date", "leave_date", "email"]
@@ -81,6 +81,17 @@ def parse(path, today: str, data: bytes | None = None, opts=None) -> Input:
     keep = frozenset(f for c, f in (("entry_date", "entry"), ("middle_name", "middle"), ("email", "email"))
                      if c not in out.columns)
     for did, rs in rows.items():
+        # rows of one ID are one student's enrollments: rows that disagree on who it is
+        # (another birth date, or both names other) are two people under one ID — every row
+        # rejected, the ID protected. (A changed surname alone is a name change, not a clash.)
+        if len({r[8] for r in rs}) > 1 or (len({r[5].lower() for r in rs}) > 1 and len({r[6].lower() for r in rs}) > 1):
+            lines = [int(r[11].rsplit(":", 1)[1]) for r in rs]
+            for ln in lines:
+                others = ", ".join(str(x) for x in lines if x != ln)
+                out.rejected.append(Rejected(name, ln, "district_id", f"{did!r} is also on line(s) {others} with "
+                                             "another birth date or other names: all its rows rejected", did))
+            out.protected.add(did)
+            continue
         open_rows = [r for r in rs if not r[0]]
         if open_rows:
             latest = max(open_rows, key=lambda r: r[1])

@@ -421,3 +421,16 @@ def test_9_nothing_synced_is_exit_2_naming_the_problem(sync, tmp_path):
     assert sync("oneroster", package(tmp_path, "a", users=users, orgs=ORGS)) == 2
     assert "nothing could be synced" in sync.last_output and "'org-x'" in sync.last_output, sync.last_output
     assert not [k for k in sync.records() if k.startswith("stu-")]
+
+
+def test_5_district_csv_one_id_for_two_people(sync):
+    rows = [f"10000{n}s00{n},A{n},B,,2014-01-01,05,1111,ENROLLED,2025-08-20,," for n in range(1, 4)]
+    assert sync("sis", sync.csv("a.csv", rows)) == 0
+    # two enrollments of one student (two schools) are fine; another person under ID 2 is not
+    rows2 = rows + ["100001s001,A1,B,,2014-01-01,05,2222,ENROLLED,2025-08-20,,",
+                    "100002s002,Zed,Other,,2013-05-05,06,2222,ENROLLED,2025-08-20,,"]
+    assert sync("sis", sync.csv("b.csv", rows2)) == 1
+    assert sorted(r["line"] for r in sync.report()["rejected"]) == [3, 6]
+    accs = sync.accounts()
+    assert sorted(accs["100001s001"].departmentNumber.values) == ["1111", "2222"]
+    assert accs["100002s002"].givenName.value == "A2" and accs["100002s002"].rollcallEnrollmentStatus.value == "ENROLLED"
