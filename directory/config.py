@@ -22,6 +22,7 @@ from . import passwords
 from .core.dn import DN
 from .core.filterparse import MAX_FILTER_DEPTH
 from .core.ppolicy import PolicyConfig, parse_sources  # its dataclass declares password_policy's keys and defaults
+from .district import ids
 from .district.grades import DEFAULT_GRADES, GRADES
 from .district.usernames import check_pattern
 
@@ -208,6 +209,39 @@ def _pattern(value):
     return value
 
 
+def _id_pattern(value):
+    ids.compile_pattern(value)   # ValueError names the problem
+    return value
+
+
+CSV_COLUMNS = ("district_id", "first_name", "last_name", "middle_name", "birth_date", "grade", "school_code",
+               "school_name", "enrollment_status", "entry_date", "leave_date", "email")
+
+
+def _csv_columns(value):
+    for k, v in value.items():
+        if not isinstance(k, (str, int)) or v not in CSV_COLUMNS:
+            raise Invalid(f"expected a Rollcall column ({', '.join(CSV_COLUMNS)}), got {_show(v)}", f".{k}")
+    return {str(k).strip().lower(): v for k, v in value.items()}
+
+
+def _csv_values(value):
+    out = {}
+    for col, m in value.items():
+        if col not in CSV_COLUMNS:
+            raise Invalid(f"unknown column (known: {', '.join(CSV_COLUMNS)})", f".{col}")
+        if not isinstance(m, dict) or not all(isinstance(v, (str, int)) for v in m.values()):
+            raise Invalid("expected a mapping of file value -> Rollcall value", f".{col}")
+        out[col] = {str(k).strip(): str(v) for k, v in m.items()}
+    return out
+
+
+def _id_field(value):
+    if value not in ("identifier", "username", "sourcedId") and not (value.startswith("userIds:") and value[8:]):
+        raise Invalid("identifier, username, sourcedId or userIds:TYPE")
+    return value
+
+
 def _auto_provision(value: list) -> list:
     for i, rule in enumerate(value):
         if not isinstance(rule, dict):
@@ -382,7 +416,26 @@ SECTIONS = {
         "auto_provision": Key("list", [{"sites": "*", "grades": DEFAULT_GRADES}], check=_auto_provision),
         "grace_days": Int(14),
         "retention_days": Int(365),
-        "thresholds": Section({"max_deactivations": Int(500), "max_deactivation_percent": Num(5.0)}),
+        # per run: people withdrawn/disabled/purged; people whose birth date or name would
+        # change, or whose value of any one attribute (grade, mail …) would be cleared
+        # (the percentage from 10 people on). Above either: exit 3, nothing applied
+        "thresholds": Section({"max_deactivations": Int(500), "max_deactivation_percent": Num(5.0),
+                               "max_changes": Int(100), "max_change_percent": Num(5.0)}),
+        # slash dates in the SIS files: MDY (03/05/2012 = March 5), DMY (= 3 May), or AUTO:
+        # only dates that read one way (13/05/2012) — an ambiguous one rejects its row
+        "date_order": Str("AUTO", choices=("AUTO", "MDY", "DMY"), fold=True),
+        # the district ID (employeeNumber): the regular expression a whole ID matches
+        # (default: 000123s045); the server checks employeeNumber with it too
+        "district_id": Section({"pattern": Str(ids.DEFAULT_PATTERN, check=_id_pattern)}),
+        # OneRoster: which users.csv field carries the district ID (identifier, username,
+        # sourcedId, or userIds:TYPE for the {TYPE:value} entry of userIds), and which
+        # orgs.csv field the site code (an org without it: its sourcedId, or a short form)
+        # the district CSV as the SIS exports it: its column names -> Rollcall's (district_id,
+        # first_name, …) and, per Rollcall column, value maps ("0" -> KG); see README
+        "district_csv": Section({"columns": Key("mapping", {}, check=_csv_columns),
+                                 "values": Key("mapping", {}, check=_csv_values)}),
+        "oneroster": Section({"district_id_field": Str("identifier", check=_id_field),
+                              "site_code_field": Str("identifier")}),
         "report_dir": Str("var/sync-reports"),
         "page_size": Int(1000, minimum=1),
         "window": Int(64, minimum=1),
@@ -588,6 +641,7 @@ def parse_config(doc: dict, path: Path) -> Config:
             raise ConfigError(name, f"not a valid DN ({exc})", path) from None
 
     _accounts(v["accounts"], doc, suffix)
+    ids.configure(v["sync"]["district_id"]["pattern"])   # the server checks employeeNumber with it
 
     web = None
     if v["web"] is not None:

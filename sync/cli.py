@@ -4,14 +4,17 @@ The connection comes from the `sync:` section of --config (server, bind_dn, pass
 / password_file, start_tls, ca_file); the connection options every command-line client
 shares (directory/client/options.py: -H URL, -D DN, -w/-W/-y, -Z, --ca-file) override it.
 
-Exit codes: 0 done; 1 done, but rows were rejected or operations failed (see the
-report); 2 unusable input, configuration or connection (nothing applied); 3 refused by
-a safety rule (threshold, empty file) — nothing applied; `--force` overrides a
-threshold (never an empty file) and leaves an audit entry in the directory.
+Exit codes (README "SIS sync" says what each means for a nightly job): 0 done (a quiet
+delta included); 1 done, but rows were rejected or operations failed (see the report);
+2 unusable input, configuration or connection, or every row rejected (nothing applied);
+3 refused by a safety rule (deactivation or change threshold, empty bulk file) — nothing
+applied; `--force` overrides a threshold (never an empty file) and leaves an audit entry
+in the directory.
 """
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 import datetime as _dt
 import fcntl
 import re
@@ -26,6 +29,23 @@ from .engine import EXIT_ERRORS, EXIT_INPUT, EXIT_OK, EXIT_REFUSED, Sync
 from .model import InputError, parse_date
 from .report import Report
 from .sources import district, hr, oneroster
+
+
+def _general(reason: str) -> str:
+    """A rejection reason without its value ('…' is not a district ID -> is not a district ID)."""
+    return re.sub(r"^'[^']*'\s*", "", reason)
+
+
+def _nothing_synced(inp, report) -> bool:
+    """Every row rejected: the mapping (district ID pattern or field, site codes …) is
+    wrong far more likely than every row. Says what (report.refused); nothing is applied."""
+    if not (inp.rows and not inp.people and not inp.deleted and not inp.role_changes and report.rejected
+            and not inp.skipped):
+        return False
+    reasons = Counter(f"{r.file}: {r.column or 'row'}: {_general(r.reason)}" for r in report.rejected)
+    top = "; ".join(f"{why} ({n}×)" for why, n in reasons.most_common(3))
+    report.refused = f"nothing could be synced: all {len(report.rejected)} rows were rejected — {top}"
+    return True
 
 
 def register(sub):
@@ -48,6 +68,9 @@ def register(sub):
         k.add_argument("--full", action="store_true",
                        help="compare every account, not only those whose SIS record changed")
         k.add_argument("--today", help="run as of this date (YYYY-MM-DD): back-dated imports and tests")
+        k.add_argument("--date-order", type=str.upper, choices=["AUTO", "MDY", "DMY"],
+                       help="how this file's slash dates read (default: sync.date_order): a setting of the "
+                       "source, when the district's exports differ")
         k.add_argument("--every", help="repeat: run, wait this long (e.g. 30m, 1h, 1d), run again …")
         k.add_argument("--progress", action="store_true", default=None, help="always show the progress bar")
         k.add_argument("--quiet", action="store_true", help="only the summary")
@@ -74,7 +97,8 @@ def _load(args):
         raise SyncConfigError("", f"{args.config} (named by {source}): no such file", dotted="(file)")
     cfg = load(args.config, password=password)
     over = {"server": getattr(args, "url", None), "bind_dn": getattr(args, "bind_dn", None),
-            "ca_file": getattr(args, "ca_file", None), "start_tls": getattr(args, "starttls", False) or None}
+            "ca_file": getattr(args, "ca_file", None), "start_tls": getattr(args, "starttls", False) or None,
+            "date_order": getattr(args, "date_order", None)}
     return dataclasses.replace(cfg, **{k: v for k, v in over.items() if v})
 
 
@@ -119,11 +143,11 @@ def run(args, out=None) -> int:
     sync.prefetch()   # read ou=sis while the file is parsed
     try:
         if kind == "sis":
-            inp = district.parse(args.input, today)
+            inp = district.parse(args.input, today, opts=cfg)
         elif kind == "hr":
-            inp = hr.parse(args.input, today)
+            inp = hr.parse(args.input, today, opts=cfg)
         else:
-            inp = oneroster.parse(args.input, today)
+            inp = oneroster.parse(args.input, today, opts=cfg)
     except InputError as exc:
         err(f"input error: {exc} — nothing was applied")
         return EXIT_INPUT
@@ -131,7 +155,7 @@ def run(args, out=None) -> int:
         err(f"{args.input}: {exc.strerror or exc} — nothing was applied")
         return EXIT_INPUT
     report = Report(source=source, input_kind=inp.kind, input_path=str(args.input), dry_run=args.dry_run,
-                    rows=inp.rows, people=len(inp.people))
+                    rows=inp.rows, people=len(inp.people), skipped=inp.skipped)
     report.rejected = inp.rejected
     report.timings["parse"] = time.monotonic() - t0
 
@@ -144,10 +168,13 @@ def run(args, out=None) -> int:
         print(report.summary() + where, file=out, flush=True)
         return code
 
-    if inp.rows == 0 or (inp.bulk_kinds and not inp.people and not inp.rejected):
+    if inp.bulk_kinds and (inp.rows == 0 or (not inp.people and not inp.rejected and not inp.skipped)):
         report.refused = ("the input has no data rows: an empty or header-only file never means that everyone "
                           "left (nothing applied; --force does not override this)")
         return finish(EXIT_REFUSED)
+
+    if _nothing_synced(inp, report):
+        return finish(EXIT_INPUT)
 
     cfg.report_dir.mkdir(parents=True, exist_ok=True)
     lock = open(cfg.report_dir / f".lock-{source.replace('/', '_')}", "w")
@@ -168,6 +195,8 @@ def run(args, out=None) -> int:
         err(f"cannot read the directory at {cfg.server}: {exc}")
         return EXIT_INPUT
     report.timings.update(sync.timings)
+    if _nothing_synced(inp, report):   # e.g. every person's orgs unknown
+        return finish(EXIT_INPUT)
     refusal = sync.check_thresholds(work, records)
     if args.dry_run:
         if not args.quiet and report.actions:

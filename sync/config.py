@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from directory.config import ConfigError, check_sync_document
+from directory.district.ids import DISTRICT_ID, compile_pattern
 from directory.district.grades import DEFAULT_GRADES
 from directory.district.usernames import DEFAULT_PATTERN, MAX_LENGTH
 
@@ -39,6 +40,14 @@ class SyncConfig:
     retention_days: int = 365
     max_deactivations: int = 500       # disables + purges per run
     max_deactivation_percent: float = 5.0
+    max_changes: int = 100             # people whose birth date/name changes, or a value is cleared, per run
+    max_change_percent: float = 5.0    # (applies from CHANGE_FLOOR people on)
+    date_order: str = "AUTO"           # slash dates: MDY, DMY, or AUTO (only unambiguous ones)
+    district_id_re: object = DISTRICT_ID    # .match(text): sync.district_id.pattern
+    oneroster_id_field: str = "identifier"
+    oneroster_site_code_field: str = "identifier"
+    csv_columns: dict = field(default_factory=dict)   # district CSV: file column (lower) -> Rollcall column
+    csv_values: dict = field(default_factory=dict)    # Rollcall column -> {file value: Rollcall value}
     report_dir: Path = Path("var/sync-reports")
     page_size: int = 1000
     window: int = 64                   # outstanding writes on the wire
@@ -143,6 +152,12 @@ def from_raw(raw: dict, base_dir: Path, env=None, password: str | None = None) -
         grace_days=s["grace_days"], retention_days=s["retention_days"],
         max_deactivations=th["max_deactivations"],
         max_deactivation_percent=float(th["max_deactivation_percent"]),
+        max_changes=th["max_changes"], max_change_percent=float(th["max_change_percent"]),
+        date_order=s["date_order"],
+        district_id_re=compile_pattern(s["district_id"]["pattern"]),
+        oneroster_id_field=s["oneroster"]["district_id_field"],
+        oneroster_site_code_field=s["oneroster"]["site_code_field"],
+        csv_columns=s["district_csv"]["columns"], csv_values=s["district_csv"]["values"],
         report_dir=report_dir, page_size=s["page_size"], window=s["window"],
     )
 

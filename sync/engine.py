@@ -45,6 +45,14 @@ STUDENT_CLASSES = ["top", "person", "organizationalPerson", "inetOrgPerson", "ed
                    "rollcallStudent"]
 STAFF_CLASSES = ["top", "person", "organizationalPerson", "inetOrgPerson", "eduPerson", "rollcallAccount"]
 FULL_READ_ABOVE = 2000
+# sync.thresholds.max_changes: per attribute, the people whose value would be cleared
+# (ERASABLE) or, for values that hardly ever change (STABLE), changed at all — a mass
+# erasure or a mass change of birth dates (day and month swapped) is a broken file far
+# more often than real news. Grades and schools change for everyone each year: not counted.
+STABLE = ("givenName", "sn", "rollcallBirthDate", "rollcallMiddleName")
+CHANGE_FLOOR = 10          # the percentage applies from this many people on
+ERASABLE = ("givenName", "sn", "rollcallBirthDate", "rollcallGrade", "mail", "rollcallMiddleName", "title",
+            "rollcallEnrollmentDate")
 ORG_TAG = "oneroster-org:"   # a site's description value naming its OneRoster org (deltas without orgs.csv)
 EXIT_OK, EXIT_ERRORS, EXIT_INPUT, EXIT_REFUSED = 0, 1, 2, 3
 
@@ -81,7 +89,12 @@ class Work:
     memberships: list = field(default_factory=list)      # (sid, kind, account dn, old codes, new codes)
     records: list = field(default_factory=list)          # (sid, dn, attrs | None, changes | None)
     purges: list = field(default_factory=list)           # (sid, account dn | None, uid, record dn)
-    deactivations: int = 0                               # withdraw (absent) + disable + purge
+    deactivated: set = field(default_factory=set)        # people withdrawn, disabled or purged (each once)
+    changed: dict = field(default_factory=dict)          # record attribute -> people (see STABLE, ERASABLE)
+
+    @property
+    def deactivations(self) -> int:
+        return len(self.deactivated)
 
 
 class Sync:
@@ -203,29 +216,95 @@ class Sync:
                     self.org_ids[d[len(ORG_TAG):]] = (code, d)
         return out
 
-    def _resolve_orgs(self, inp, sites, report):
-        """OneRoster people whose orgs were not in this package's orgs.csv ("@id")."""
-        for sid, p in list(inp.people.items()):
-            if not any(c.startswith("@") for c in p.schools):
+    def _resolve(self, ref, sites):
+        """A site code for a code or an "@orgSourcedId" reference; None if unknown."""
+        if not ref.startswith("@"):
+            return ref
+        got = self.org_ids.get(ref[1:])
+        if got is not None:
+            return got[0]
+        if SITE_CODE.match(ref[1:]) and ref[1:].lower() in sites:
+            return ref[1:]
+        return None
+
+    def _merge(self, inp, records, sites, report):
+        """Complete what the input leaves out from the SIS records: org references of
+        people whose orgs were not in this package's orgs.csv ("@id"), fields an absent
+        file or column does not carry (Person.keep), 1.2 role deltas (only the
+        memberships of the delta's rows change)."""
+        for sid, rs in inp.role_changes.items():
+            rec = records.get(sid)
+            if rec is None or rec[12] not in (self.source, self.staff_source):
+                report.rejected.append(Rejected("roles.csv", inp.role_lines.get(sid, 0), "userSourcedId",
+                                                f"{sid!r}: a role delta for a "
+                                                "user neither in users.csv nor in the directory", sid))
+                inp.protected.add(sid)
                 continue
-            codes = []
-            for c in p.schools:
-                if c.startswith("@"):
-                    got = self.org_ids.get(c[1:])
-                    if got is None and SITE_CODE.match(c[1:]) and c[1:].lower() in sites:
-                        got = (c[1:], "")
-                    if got is None:
-                        report.rejected.append(Rejected(p.origin.split(":")[0], int(p.origin.split(":")[1]),
-                                                        "orgSourcedIds", f"org {c[1:]!r} is neither in orgs.csv nor "
-                                                        "a site of the directory", p.district_id))
-                        inp.protected.add(sid)
-                        del inp.people[sid]
+            kind = "staff" if rec[12] == self.staff_source else "student"
+            mine = [t for t in rs if (t[0] == "student") == (kind == "student")]
+            ends = [t[4] for t in mine if not t[2]]
+            inp.people[sid] = Person(source_id=sid, district_id=rec[1], kind=kind, given=rec[2], family=rec[3],
+                                     status="ENROLLED", leave=max(ends) if ends and all(ends) else "",
+                                     title=rec[15], origin=f"roles.csv:{inp.role_lines.get(sid, 0)}",
+                                     keep=frozenset({"birth", "grade", "schools", "email", "middle", "entry",
+                                                     "status"}),
+                                     add_schools=tuple(t[1] for t in mine if t[2]),
+                                     drop_schools=tuple(t[1] for t in mine if not t[2]))
+        for sid, p in list(inp.people.items()):
+            rec = records.get(sid)
+            if rec is not None and rec[12] not in (self.source, self.staff_source):
+                rec = None
+            if "kind" in p.keep:
+                if rec is None:
+                    report.rejected.append(Rejected(p.origin.split(":")[0], int(p.origin.split(":")[1]),
+                                                    "sourcedId", "no role in roles.csv, and not in the directory",
+                                                    p.district_id))
+                    inp.protected.add(sid)
+                    del inp.people[sid]
+                    continue
+                p.kind = "staff" if rec[12] == self.staff_source else "student"
+                p.title = p.title or rec[15]
+            codes, bad = [], None
+            for group in (p.schools, p.add_schools, p.drop_schools):
+                got = []
+                for c in group:
+                    code = self._resolve(c, sites)
+                    if code is None:
+                        bad = c[1:]
                         break
-                    codes.append(got[0])
-                else:
-                    codes.append(c)
-            else:
-                p.schools = tuple(sorted(set(codes)))
+                    got.append(code)
+                codes.append(tuple(got))
+            if bad is not None:
+                report.rejected.append(Rejected(p.origin.split(":")[0], int(p.origin.split(":")[1]),
+                                                "orgSourcedIds", f"org {bad!r} is in no orgs.csv of this package "
+                                                "and no site of the directory records it", p.district_id))
+                inp.protected.add(sid)
+                del inp.people[sid]
+                continue
+            schools, adds, drops = codes
+            if rec is not None and p.keep:
+                if "birth" in p.keep:
+                    p.birth = rec[5]
+                if "grade" in p.keep:
+                    p.grade = rec[6]
+                if "middle" in p.keep:
+                    p.middle = rec[14]
+                if "email" in p.keep:
+                    p.email = rec[11]
+                if "entry" in p.keep:
+                    p.entry = rec[9][:8]
+                if "schools" in p.keep:
+                    have = set(rec[7].split("\n")) - {""} if rec[8] in ACTIVE else set()
+                    schools = tuple(sorted((have - set(drops)) | set(adds)))
+            elif "schools" in p.keep:
+                schools = tuple(sorted(set(adds)))
+            p.schools = schools
+            if "status" in p.keep and rec is not None and rec[8] in ACTIVE:
+                p.status = rec[8]
+            if p.status in ACTIVE and not p.schools:
+                p.status = "INACTIVE"    # every role ended: the person left
+            if p.status not in ACTIVE and not p.schools and drops:
+                p.schools = drops
 
     def read_group(self, r, dn):
         try:
@@ -241,12 +320,12 @@ class Sync:
         return f"rollcallSisSourceId={_esc(sid)},{self.cfg.sis_dn}"
 
     def desired_record(self, p: Person, source: str, link: str, withdrawal: str) -> tuple:
-        return (p.source_id, p.district_id, p.given, p.family, f"{p.given} {p.family}", p.birth,
+        return (p.source_id, p.district_id, p.given, p.family, f"{p.preferred or p.given} {p.family}", p.birth,
                 p.grade, "\n".join(sorted(p.schools)), p.status, from_date(p.entry), from_date(withdrawal),
                 p.email, source, link, p.middle, p.title if p.kind == "staff" else "")
 
     def desired_account(self, p: Person, withdrawal: str) -> dict:
-        d = {"givenName": [p.given], "sn": [p.family], "cn": [f"{p.given} {p.family}"],
+        d = {"givenName": [p.given], "sn": [p.family], "cn": [f"{p.preferred or p.given} {p.family}"],
              "employeeNumber": [p.district_id], "departmentNumber": sorted(p.schools),
              "rollcallMiddleName": [p.middle] if p.middle else []}
         if p.kind == "student":
@@ -318,7 +397,7 @@ class Sync:
         act = report.actions.append
         sources = {self.source, self.staff_source}
         sites = self.read_sites(r)
-        self._resolve_orgs(inp, sites, report)
+        self._merge(inp, records, sites, report)
         # 1. who needs deciding: (person | None, record | None, reason of departure | None)
         todo = []
         disabled = None
@@ -443,12 +522,12 @@ class Sync:
             else:
                 withdrawal = p.leave or (rec[10][:8] if rec and rec[10] else "") or self.today
                 if rec is not None and rec[8] in ACTIVE:
-                    work.deactivations += 1
+                    work.deactivated.add(p.source_id)
                 if acc is not None:
                     link = acc.dn
-                    self._depart(p.source_id, p.district_id, acc, withdrawal, work, act, p,
-                                 f"{p.status.lower()} in the SIS", newly=rec is not None and rec[8] in ACTIVE)
-                    if self._stage(withdrawal) == "purge":
+                    stage = self._depart(p.source_id, p.district_id, acc, withdrawal, work, act, p,
+                                         f"{p.status.lower()} in the SIS", newly=rec is None or rec[8] in ACTIVE)
+                    if stage == "purge":
                         link = ""
             want = self.desired_record(p, src, link, withdrawal)
             self._record(p.source_id, p.district_id, rdn, rec, want, work, act,
@@ -459,15 +538,18 @@ class Sync:
             withdrawal = (rec[10][:8] if rec[10] else "") or date or self.today
             reason = "absent from the bulk file" if why == "absent" else "tobedeleted in the delta"
             if rec[8] in ACTIVE:
-                work.deactivations += 1
+                work.deactivated.add(sid)
+            stage = self._stage(withdrawal)
+            if stage == "purge" and rec[8] in ACTIVE:
+                stage = "disable"       # a departure seen for the first time is never purged at once
             if acc is not None:
-                self._depart(sid, rec[1], acc, withdrawal, work, act, None, reason, newly=rec[8] in ACTIVE)
+                stage = self._depart(sid, rec[1], acc, withdrawal, work, act, None, reason, newly=rec[8] in ACTIVE)
                 link = acc.dn
-            elif self._stage(withdrawal) == "purge":
+            elif stage == "purge":
                 work.purges.append((sid, None, "", self.record_dn(sid)))
                 act(Action("purge", sid, rec[1], self.record_dn(sid), f"retention period over (left {withdrawal})"))
-                work.deactivations += 1
-            if self._stage(withdrawal) == "purge":
+                work.deactivated.add(sid)
+            if stage == "purge":
                 continue  # the record goes with the account
             want = list(rec)
             want[8] = rec[8] if rec[8] not in ACTIVE else "WITHDRAWN"
@@ -542,16 +624,20 @@ class Sync:
         work.memberships.append((p.source_id, p.kind, acc.dn, old_codes, tuple(sorted(p.schools))))
 
     def _depart(self, sid, did, acc, withdrawal, work, act, p, why, newly=False):
-        """An account whose person left: grace (unchanged) -> DISABLED -> purged."""
+        """An account whose person left: grace (unchanged) -> DISABLED -> purged. A
+        departure the sync sees for the first time (newly) is never purged in that run,
+        whatever its date: at most disabled, purged by a later run."""
         stage = self._stage(withdrawal)
+        if newly and stage == "purge":
+            stage = "disable"
         status = acc.get("rollcallAccountStatus").upper()
         if stage == "purge":
             # a person the SIS still lists (as ended) keeps the record; one it dropped loses it
             work.purges.append((sid, acc.dn, acc.get("uid"), None if p is not None else self.record_dn(sid)))
             act(Action("purge", sid, did, acc.dn, f"retention period of {self.cfg.retention_days} days over",
                        f"left {withdrawal}"))
-            work.deactivations += 1
-            return
+            work.deactivated.add(sid)
+            return stage
         changes = {}
         if p is not None:  # the SIS still lists them (ended enrollment): keep its data
             want = self.desired_account(p, withdrawal)
@@ -566,13 +652,18 @@ class Sync:
                 changes["rollcallEnrollmentStatus"] = ["WITHDRAWN"]
             if acc.get("rollcallWithdrawalDate") != from_date(withdrawal):
                 changes["rollcallWithdrawalDate"] = [from_date(withdrawal)]
+        if stage == "disable":
+            # a DISABLED account leaves its school groups now, not at purge (also when a run
+            # died between the disable and the groups: only members still there are removed)
+            kind = "student" if "rollcallstudent" in {c.lower() for c in acc.all("objectClass")} else "staff"
+            work.memberships.append((sid, kind, acc.dn, tuple(sorted(acc.all("departmentNumber"))), ()))
         if stage == "disable" and status != "DISABLED":
             # the server sets rollcallStatusSource SYNC, rollcallDeactivatedBy and -At
             changes.update({"rollcallAccountStatus": ["DISABLED"],
                             "rollcallDeactivationReason": [f"left the SIS on {_iso(withdrawal)} ({why}); "
                                                            f"grace period of {self.cfg.grace_days} days over"]})
             act(Action("disable", sid, did, acc.dn, f"{why}; grace period over", f"left {withdrawal}"))
-            work.deactivations += 1
+            work.deactivated.add(sid)
         elif stage == "grace" and (changes or newly):   # staff accounts may not change in grace
             act(Action("withdraw", sid, did, acc.dn, why, f"left {withdrawal}; stays {status} until "
                        f"{_iso(_plus(withdrawal, self.cfg.grace_days))}"))
@@ -580,6 +671,7 @@ class Sync:
             act(Action("update", sid, did, acc.dn, why, ",".join(sorted(changes))))
         if changes:
             work.acc_mod.append((sid, acc.dn, changes))
+        return stage
 
     def _record(self, sid, did, dn, rec, want, work, act, why):
         if rec is None:
@@ -598,6 +690,8 @@ class Sync:
             if (ndn(a) == ndn(b)) if name == "rollcallLinkedAccount" else a == b:
                 continue
             changes[name] = (b.split("\n") if name == "departmentNumber" else [b]) if b else []
+            if a and (name in STABLE or (not b and name in ERASABLE)):
+                work.changed.setdefault(name, set()).add(sid)
         if not changes:
             return
         changes["rollcallSisImportedAt"] = [gentime_text()]
@@ -615,6 +709,14 @@ class Sync:
         if population and n * 100.0 / population > self.cfg.max_deactivation_percent:
             return (f"{n} withdrawals/disables/purges are {n * 100.0 / population:.1f}% of {population} people, "
                     f"more than sync.thresholds.max_deactivation_percent ({self.cfg.max_deactivation_percent}%)")
+        for name, who in sorted(work.changed.items()):
+            k = len(who)
+            if k > self.cfg.max_changes or (k >= CHANGE_FLOOR and population
+                                             and k * 100.0 / population > self.cfg.max_change_percent):
+                what = "changed or cleared" if name in STABLE else "cleared"
+                return (f"{k} people's {name} would be {what} ({k * 100.0 / max(population, 1):.1f}% of "
+                        f"{population}), more than sync.thresholds.max_changes ({self.cfg.max_changes}) or "
+                        f"max_change_percent ({self.cfg.max_change_percent}%, from {CHANGE_FLOOR} people on)")
         return ""
 
     # ------------------------------------------------------------------ applying

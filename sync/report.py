@@ -33,6 +33,7 @@ class Report:
     started: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     rows: int = 0
     people: int = 0
+    skipped: int = 0                                 # rows of people Rollcall does not sync (guardians …)
     actions: list = field(default_factory=list)
     rejected: list = field(default_factory=list)
     failures: list = field(default_factory=list)     # Action with reason = LDAP error
@@ -50,6 +51,7 @@ class Report:
             "source": self.source, "input": self.input_path, "input_kind": self.input_kind,
             "started": self.started, "dry_run": self.dry_run, "applied": self.applied,
             "refused": self.refused, "forced": self.forced, "rows": self.rows, "people": self.people,
+            "skipped": self.skipped,
             "counts": self.counts(), "rejected_rows": len(self.rejected), "failures": len(self.failures),
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
             "actions": [asdict(a) for a in self.actions],
@@ -77,6 +79,7 @@ class Report:
 
     def summary(self) -> str:
         lines = [f"sync {self.source}: {self.input_path} ({self.input_kind}): {self.rows} rows, {self.people} people"
+                 + (f", {self.skipped} skipped (guardians, parents, relatives)" if self.skipped else "")
                  + (" [DRY RUN: nothing changed]" if self.dry_run else "")]
         counts = self.counts()
         if counts:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import re
 
-from .ids import DISTRICT_ID_PATTERN
+from .ids import DISTRICT_ID
 
 WIDTH, HEIGHT = 175, 233            # the ID-card photo
 ASPECT = 0.75                       # width / height (175/233 = 0.751)
@@ -27,7 +27,7 @@ CONTAINER = "ou=staged-photos"      # staged photos: employeeNumber=<district ID
 STUDENTS = "ou=students,ou=people"
 PUBLISHER = "cn=photo-publisher,ou=services"
 PHOTO_ROLES = ("principals", "photo-designees", "photo-vendors")
-FILE_RE = re.compile(rf"^({DISTRICT_ID_PATTERN})\.jpe?g$", re.IGNORECASE)
+FILE_RE = re.compile(r"^(.+)\.jpe?g$", re.IGNORECASE)   # the stem: a district ID (ids.DISTRICT_ID)
 
 
 class PhotoError(ValueError):
@@ -150,7 +150,7 @@ def district_id_of(filename: str) -> str:
     """The district ID a file is named by (letter lower-cased), or PhotoError."""
     base = re.split(r"[/\\:]", filename)[-1]  # "batch.zip:folder/000001s001.jpg" -> the file
     m = FILE_RE.match(base)
-    if not m:
-        raise PhotoError(f"bad file name {base!r}: must be the 10-character district ID, "
-                         "e.g. 000123s045.jpg")
-    return m.group(1).lower()
+    stem = m.group(1) if m else ""
+    if not m or not (DISTRICT_ID.match(stem) or DISTRICT_ID.match(stem.lower())):
+        raise PhotoError(f"bad file name {base!r}: must be the district ID, e.g. 000123s045.jpg")
+    return stem.lower() if DISTRICT_ID.match(stem.lower()) else stem

@@ -29,6 +29,8 @@ a long stem is cut to make room for the digits).
 import re
 import unicodedata
 
+from anyascii import anyascii
+
 DEFAULT_PATTERN = "{first:1}{last}"
 MAX_LENGTH = 20
 _FOLD = str.maketrans({"ø": "o", "Ø": "O", "æ": "ae", "Æ": "AE", "ß": "ss", "đ": "d", "Đ": "D",
@@ -41,9 +43,16 @@ class PatternError(ValueError):
 
 
 def ascii_letters(s: str) -> str:
-    """'Nguyễn' -> 'nguyen', "O'Brien" -> 'obrien', 'Østergaard' -> 'ostergaard'."""
+    """'Nguyễn' -> 'nguyen', "O'Brien" -> 'obrien', 'Østergaard' -> 'ostergaard',
+    'Петров' -> 'petrov', '王' -> 'wang': Latin letters lose their marks; other
+    scripts are transliterated (anyascii)."""
     s = unicodedata.normalize("NFKD", (s or "").translate(_FOLD))
+    s = "".join(c if c.isascii() or _latin(c) else anyascii(c) for c in s if not unicodedata.combining(c))
     return "".join(c for c in s if c.isascii() and c.isalnum()).lower()
+
+
+def _latin(c: str) -> bool:
+    return "LATIN" in unicodedata.name(c, "")
 
 
 def check_pattern(pattern: str):

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..model import SITE_CODE, Input, Person, district_csv_rows, open_text, parse_date
+from directory.district.ids import DISTRICT_ID
+
+from ..model import SITE_CODE, Input, Person, date_problem, district_csv_rows, open_text, parse_date
 
 REQUIRED = ["employee_id", "first_name", "last_name", "site_code", "job_title", "status"]
 OPTIONAL = ["middle_name", "email", "hire_date", "leave_date", "site_name"]
@@ -24,12 +26,14 @@ ROLES = {r.lower(): r for r in ("teacher", "principal", "administrator", "aide",
                                 "districtAdministrator", "siteAdministrator", "systemAdministrator")}
 
 
-def parse(path, today: str, data: bytes | None = None) -> Input:
+def parse(path, today: str, data: bytes | None = None, opts=None) -> Input:
+    order = getattr(opts, "date_order", "AUTO")
     name = Path(path).name if path else "hr.csv"
     fh = open_text(data if data is not None else path, name)
     out = Input(kind="hr-csv", bulk_kinds={"staff"})
     rows: dict[str, list] = {}
-    for line, get, reject in district_csv_rows(name, fh, REQUIRED, OPTIONAL, out, "employee_id"):
+    for line, get, reject in district_csv_rows(name, fh, REQUIRED, OPTIONAL, out, "employee_id",
+                                                 getattr(opts, "district_id_re", None) or DISTRICT_ID):
         eid = get("employee_id")
         codes = [c.strip() for c in get("site_code").split(";") if c.strip()]
         badc = next((c for c in codes if not SITE_CODE.match(c)), None)
@@ -42,9 +46,9 @@ def parse(path, today: str, data: bytes | None = None) -> Input:
             continue
         dates = {}
         for col in ("hire_date", "leave_date"):
-            dates[col] = parse_date(get(col)) if get(col) else ""
+            dates[col] = parse_date(get(col), order) if get(col) else ""
             if dates[col] is None:
-                reject(col, f"{get(col)!r} is not a date (YYYY-MM-DD)")
+                reject(col, date_problem(get(col), order))
                 break
         else:
             col = None

@@ -1,54 +1,50 @@
 """OneRoster 1.1 / 1.2 CSV packages (1EdTech), zip or directory.
 
 manifest.csv (propertyName,value) decides, per file, bulk | delta | absent. Used:
-  orgs.csv           -> sites (code: `identifier`, else the sourcedId; name; type)
+  orgs.csv           -> sites (code: `identifier`, else a stable short form of the
+                        sourcedId when it is too long for a site code)
   users.csv          -> students and staff (1.1: `role` and `orgSourcedIds` here;
                         1.2: roles.csv gives roles and orgs)
   roles.csv (1.2)    -> role per user and org (beginDate/endDate respected)
   demographics.csv   -> birthDate, when present
 enrollments.csv (class rosters) is not needed for school membership and is ignored.
-Headers are checked by exact name; unknown extra columns are tolerated; a missing
-required column is an error naming the file; a missing required value rejects the row
-(file, line, column). `identifier` carries the district ID (required for people).
+Only the columns Rollcall reads are required; every missing column of every file is
+reported in one error. Role names are compared case-insensitively. A missing required
+value rejects the row (file, line, column) and protects its person: a rejected row never
+makes anyone absent. Two rows with one sourcedId or one district ID are both rejected.
+An optional column or a file that is absent changes nothing (the stored value stays).
 
 bulk users file: a user of a synced kind that is absent has left. delta: `status`
-tobedeleted (or enabledUser false) means the user left; absent users are untouched.
+tobedeleted (or enabledUser false) means the user left; absent users are untouched;
+a 1.2 roles.csv delta changes only the memberships of its rows. The departure date is
+the role's endDate when given, else the day the sync first sees the departure (never
+dateLastModified, which says when the row was edited).
 """
 from __future__ import annotations
 
-import csv
+import hashlib
 import zipfile
 from pathlib import Path
 
+from directory.district.grades import GRADES
 from directory.district.ids import DISTRICT_ID
 
-from directory.district.grades import GRADES
-from ..model import SITE_CODE, Input, InputError, Person, Rejected, open_text, parse_date
+from ..model import SITE_CODE, Input, InputError, Person, Rejected, csv_records, date_problem, open_text, parse_date
 
-COMMON = ["sourcedId", "status", "dateLastModified"]
-HEADERS = {
-    "1.1": {
-        "orgs.csv": COMMON + ["name", "type", "identifier", "parentSourcedId"],
-        "users.csv": COMMON + ["enabledUser", "orgSourcedIds", "role", "username", "userIds", "givenName",
-                               "familyName", "middleName", "identifier", "email", "sms", "phone",
-                               "agentSourcedIds", "grades", "password"],
-        "demographics.csv": COMMON + ["birthDate"],
-    },
-    "1.2": {
-        "orgs.csv": COMMON + ["name", "type", "identifier", "parentSourcedId"],
-        "users.csv": COMMON + ["enabledUser", "username", "userIds", "givenName", "familyName", "middleName",
-                               "identifier", "email", "sms", "phone", "agentSourcedIds", "grades", "password",
-                               "userMasterIdentifier", "resourceSourcedIds", "preferredGivenName",
-                               "preferredMiddleName", "preferredFamilyName", "primaryOrgSourcedId", "pronouns"],
-        "roles.csv": COMMON + ["userSourcedId", "roleType", "role", "beginDate", "endDate", "orgSourcedId",
-                               "userProfileSourcedId"],
-        "demographics.csv": COMMON + ["birthDate"],
-    },
+# the columns Rollcall reads (others, and the spec's other columns, may be absent)
+REQUIRED = {
+    "orgs.csv": ["sourcedId", "name", "type"],
+    "users.csv": ["sourcedId", "enabledUser", "givenName", "familyName"],
+    "users.csv/1.1": ["role", "orgSourcedIds"],
+    "roles.csv": ["userSourcedId", "role", "orgSourcedId"],
+    "demographics.csv": ["sourcedId", "birthDate"],
 }
 STAFF_ROLES = {"teacher", "principal", "administrator", "aide", "counselor", "proctor",
                "districtadministrator", "siteadministrator", "systemadministrator"}
+SKIPPED_ROLES = {"guardian", "parent", "relative", "student-guardian"}   # not directory accounts
 ORG_KINDS = {"school": "SCHOOL", "district": "OFFICE", "department": "OFFICE", "local": "OFFICE",
              "state": "OFFICE", "national": "OFFICE"}
+SITE_CODE_MAX = 32
 
 
 class _Package:
@@ -71,132 +67,216 @@ class _Package:
         return self.zip.read(n) if n else None
 
 
-def _rows(pkg, name, required):
-    data = pkg.read(name)
-    if data is None:
-        raise InputError(f"{name}: listed in manifest.csv but not in the package")
-    reader = csv.reader(open_text(data, name))
-    try:
-        header = next(reader)
-    except StopIteration:
-        header = []
-    except csv.Error as exc:
-        raise InputError(f"{name}: line 1: {exc}") from None
-    header = [h.strip() for h in header]
-    missing = [c for c in required if c not in header]
-    if missing:
-        raise InputError(f"{name}: line 1: missing column(s) {', '.join(missing)} (headers are exact, "
-                         "case-sensitive)")
-    idx = {h: i for i, h in enumerate(header)}
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
+class _File:
+    """One CSV of the package: its header (columns present) and its records."""
+
+    def __init__(self, pkg, name, required, problems):
+        self.name = name
+        self.header, self.recs = [], []
+        data = pkg.read(name)
+        if data is None:
+            problems.append(f"{name}: listed in manifest.csv but not in the package")
             return
-        except csv.Error as exc:
-            yield reader.line_num, None, f"unreadable CSV: {exc}"
-            continue
-        if not any(x.strip() for x in row):
-            continue
-        if len(row) < len(header):
-            yield reader.line_num, None, f"{len(row)} fields, the header has {len(header)}"
-            continue
-        yield reader.line_num, {h: row[i].strip() for h, i in idx.items()}, None
+        try:
+            header, self.recs = csv_records(open_text(data, name), name)
+        except InputError as exc:
+            problems.append(str(exc))
+            return
+        self.header = [h.strip() for h in header]
+        missing = [c for c in required if c not in self.header]
+        if missing:
+            problems.append(f"{name}: line 1: missing column(s) {', '.join(missing)} (headers are exact, "
+                            "case-sensitive; columns Rollcall reads: " + ", ".join(required) + ")")
+        self.idx = {h: i for i, h in enumerate(self.header)}
+
+    def has(self, col):
+        return col in self.idx
+
+    def rows(self):
+        """(line, row dict | None, problem, key dict of what could be read)."""
+        width = len(self.header)
+        for line, row, problem in self.recs:
+            if row is None:
+                yield line, None, problem, {}
+                continue
+            got = {h: row[i].strip() for h, i in self.idx.items() if i < len(row)}
+            if len(row) < width:
+                yield line, None, f"{len(row)} fields, the header has {width}", got
+                continue
+            yield line, got, None, got
 
 
-def parse(path, today: str) -> Input:
+def short_code(sourced_id: str) -> str:
+    """A stable site code for an org whose sourcedId is no usable code (a GUID …):
+    'org-' and 12 hex digits of its SHA-256."""
+    return "org-" + hashlib.sha256(sourced_id.encode("utf-8")).hexdigest()[:12]
+
+
+def parse(path, today: str, opts=None) -> Input:
+    """opts: the SyncConfig (date_order, district_id, oneroster settings); None: defaults."""
+    order = getattr(opts, "date_order", "AUTO")
+    id_re = getattr(opts, "district_id_re", None) or DISTRICT_ID
+    id_field = getattr(opts, "oneroster_id_field", "identifier")       # identifier | username | sourcedId | userIds:TYPE
+    site_field = getattr(opts, "oneroster_site_code_field", "identifier")
     pkg = _Package(path)
     man = pkg.read("manifest.csv")
     if man is None:
         raise InputError(f"{Path(path).name}: no manifest.csv")
-    props = {}
-    for line, row, problem in _rows(pkg, "manifest.csv", ["propertyName", "value"]):
-        if row:
-            props[row["propertyName"]] = row["value"]
+    problems = []
+    mf = _File(pkg, "manifest.csv", ["propertyName", "value"], problems)
+    if problems:
+        raise InputError("; ".join(problems))
+    props = {row["propertyName"]: row["value"] for _l, row, _p, _k in mf.rows() if row}
     version = props.get("oneroster.version", "")
-    if version not in HEADERS:
+    if version not in ("1.1", "1.2"):
         raise InputError(f"manifest.csv: oneroster.version {version!r} (supported: 1.1, 1.2)")
-    heads = HEADERS[version]
 
     def mode(f):
         m = props.get(f"file.{f}", "absent").strip().lower()
         if m not in ("bulk", "delta", "absent"):
-            raise InputError(f"manifest.csv: file.{f} = {m!r} (bulk, delta or absent)")
+            problems.append(f"manifest.csv: file.{f} = {m!r} (bulk, delta or absent)")
+            return "absent"
         return m
 
+    modes = {f: mode(f) for f in ("orgs", "users", "roles", "demographics")}
+    id_col = id_field.split(":", 1)[0]
+    users_req = REQUIRED["users.csv"] + (REQUIRED["users.csv/1.1"] if version == "1.1" else []) + [id_col]
+    files = {}
+    for f, req in (("orgs", REQUIRED["orgs.csv"]), ("users", users_req), ("roles", REQUIRED["roles.csv"]),
+                   ("demographics", REQUIRED["demographics.csv"])):
+        if f == "roles" and version != "1.2":
+            continue
+        if modes[f] != "absent":
+            files[f] = _File(pkg, f"{f}.csv", sorted(set(req), key=req.index), problems)
+    if problems:   # every problem of every file, in one run
+        raise InputError("; ".join(problems))
+
     out = Input(kind=f"oneroster-{version}")
+    out.delta = modes["users"] != "bulk"
     # orgs -> sites
     org_code = {}
-    if mode("orgs") != "absent":
-        for line, row, problem in _rows(pkg, "orgs.csv", heads["orgs.csv"]):
+    if "orgs" in files:
+        of = files["orgs"]
+        for line, row, problem, got in of.rows():
             if problem:
-                out.rejected.append(Rejected("orgs.csv", line, "", problem))
+                out.rejected.append(Rejected("orgs.csv", line, "", problem, got.get("sourcedId", "")))
                 continue
-            for col in ("sourcedId", "name", "type"):
-                if not row[col]:
-                    out.rejected.append(Rejected("orgs.csv", line, col, "required value is empty", row["sourcedId"]))
-                    break
-            else:
-                code = row["identifier"] or row["sourcedId"]
-                if not SITE_CODE.match(code):
-                    out.rejected.append(Rejected("orgs.csv", line, "identifier", f"{code!r} is not a usable site code",
-                                                 row["sourcedId"]))
-                    continue
-                org_code[row["sourcedId"]] = code
-                if row["status"] != "tobedeleted":
-                    out.sites[code] = (row["name"], ORG_KINDS.get(row["type"], "OFFICE"), row["sourcedId"])
-    users_mode = mode("users")
-    if users_mode == "absent":
-        raise InputError("manifest.csv: file.users is absent: nothing to sync")
-    # 1.2 roles
-    roles = {}
-    if version == "1.2":
-        if mode("roles") == "absent":
-            raise InputError("manifest.csv: OneRoster 1.2 needs roles.csv (file.roles is absent)")
-        for line, row, problem in _rows(pkg, "roles.csv", heads["roles.csv"]):
-            if problem:
-                out.rejected.append(Rejected("roles.csv", line, "", problem))
-                continue
-            bad = next((c for c in ("userSourcedId", "roleType", "role", "orgSourcedId") if not row[c]), None)
+            bad = next((c for c in ("sourcedId", "name", "type") if not row[c]), None)
             if bad:
-                out.rejected.append(Rejected("roles.csv", line, bad, "required value is empty", row["userSourcedId"]))
-                out.protected.add(row["userSourcedId"])
+                out.rejected.append(Rejected("orgs.csv", line, bad, "required value is empty", row["sourcedId"]))
                 continue
-            end = parse_date(row["endDate"]) if row["endDate"] else None
-            begin = parse_date(row["beginDate"]) if row["beginDate"] else None
-            active = row["status"] != "tobedeleted" and not (end and end < today) and not (begin and begin > today)
-            roles.setdefault(row["userSourcedId"], []).append((row["role"], row["orgSourcedId"], active,
-                                                               row["roleType"] == "primary"))
+            code = row.get(site_field, "") if of.has(site_field) else ""
+            if not code:
+                code = row["sourcedId"] if SITE_CODE.match(row["sourcedId"]) else short_code(row["sourcedId"])
+            if not SITE_CODE.match(code):
+                out.rejected.append(Rejected("orgs.csv", line, site_field, f"{code!r} is not a usable site code "
+                                             f"(letters, digits, - and _, at most {SITE_CODE_MAX})",
+                                             row["sourcedId"]))
+                continue
+            org_code[row["sourcedId"]] = code
+            if row.get("status", "") != "tobedeleted":
+                out.sites[code] = (row["name"], ORG_KINDS.get(row["type"].lower(), "OFFICE"), row["sourcedId"])
+    out.org_code = org_code
+    # 1.2 roles: sid -> [(role, org ref, active, primary, end)]
+    roles = {}
+    roles_delta = version == "1.2" and modes["roles"] == "delta"
+    if version == "1.2" and modes["roles"] == "absent" and modes["users"] == "bulk":
+        raise InputError("manifest.csv: OneRoster 1.2 needs roles.csv (file.roles is absent)")
+    bad_role_users = set()
+    role_line = {}
+    if "roles" in files:
+        rf = files["roles"]
+        for line, row, problem, got in rf.rows():
+            if problem:
+                out.rejected.append(Rejected("roles.csv", line, "", problem, got.get("userSourcedId", "")))
+                if got.get("userSourcedId"):
+                    out.protected.add(got["userSourcedId"])
+                    bad_role_users.add(got["userSourcedId"])
+                continue
+            bad = next((c for c in ("userSourcedId", "role", "orgSourcedId") if not row[c]), None)
+            dates = {}
+            for c in ("beginDate", "endDate"):
+                if row.get(c):
+                    dates[c] = parse_date(row[c], order)
+                    if dates[c] is None and not bad:
+                        bad = c
+            if bad:
+                why = "required value is empty" if not row.get(bad) else date_problem(row[bad], order)
+                out.rejected.append(Rejected("roles.csv", line, bad, why, row["userSourcedId"]))
+                out.protected.add(row["userSourcedId"])
+                bad_role_users.add(row["userSourcedId"])
+                continue
+            end, begin = dates.get("endDate"), dates.get("beginDate")
+            active = row.get("status", "") != "tobedeleted" and not (end and end < today) \
+                and not (begin and begin > today)
+            role_line.setdefault(row["userSourcedId"], line)
+            roles.setdefault(row["userSourcedId"], []).append(
+                (row["role"].lower(), org_code.get(row["orgSourcedId"], "@" + row["orgSourcedId"]), active,
+                 row.get("roleType", "").lower() == "primary", end or ""))
     births = {}
-    if mode("demographics") != "absent" and pkg.read("demographics.csv") is not None:
-        for line, row, problem in _rows(pkg, "demographics.csv", heads["demographics.csv"]):
-            if row and row["birthDate"]:
-                births[row["sourcedId"]] = parse_date(row["birthDate"]) or ""
-    if users_mode == "bulk":
+    if "demographics" in files:
+        for line, row, problem, got in files["demographics"].rows():
+            if problem:
+                out.rejected.append(Rejected("demographics.csv", line, "", problem, got.get("sourcedId", "")))
+                if got.get("sourcedId"):
+                    out.protected.add(got["sourcedId"])
+                    births[got["sourcedId"]] = None
+                continue
+            b = row["birthDate"]
+            if not b:
+                births[row["sourcedId"]] = ""          # an explicit empty value clears it
+                continue
+            births[row["sourcedId"]] = parse_date(b, order)
+            if births[row["sourcedId"]] is None:
+                out.rejected.append(Rejected("demographics.csv", line, "birthDate", date_problem(b, order),
+                                             row["sourcedId"]))
+    if modes["users"] == "bulk":
         out.bulk_kinds = {"student", "staff"}
-    for line, row, problem in _rows(pkg, "users.csv", heads["users.csv"]):
+    uf = files.get("users")
+    user_rows = list(uf.rows()) if uf else []
+    # duplicate keys: both rows rejected, both people protected
+    seen_sid, seen_did, dup = {}, {}, {}
+    for line, row, problem, got in user_rows:
+        if row is None:
+            continue
+        for key, seen in ((row["sourcedId"], seen_sid), (_user_id(row, id_field), seen_did)):
+            if key:
+                seen.setdefault(key, []).append(line)
+    for seen, col in ((seen_sid, "sourcedId"), (seen_did, id_col)):
+        for key, lines in seen.items():
+            if len(lines) > 1:
+                for ln in lines:
+                    others = ", ".join(str(x) for x in lines if x != ln)
+                    dup.setdefault(ln, (col, f"{key!r} is also on line(s) {others}: both rows rejected"))
+    for line, row, problem, got in user_rows:
         out.rows += 1
         if problem:
-            out.rejected.append(Rejected("users.csv", line, "", problem))
+            out.rejected.append(Rejected("users.csv", line, "", problem, got.get(id_col, "") or got.get("sourcedId", "")))
+            if got.get("sourcedId"):
+                out.protected.add(got["sourcedId"])
             continue
         sid = row["sourcedId"]
 
         def reject(col, reason):
-            out.rejected.append(Rejected("users.csv", line, col, reason, row.get("identifier") or sid))
+            out.rejected.append(Rejected("users.csv", line, col, reason, _user_id(row, id_field) or sid))
             if sid:
                 out.protected.add(sid)
 
         if not sid:
             reject("sourcedId", "required value is empty")
             continue
-        if users_mode == "delta" and row["status"] not in ("active", "tobedeleted"):
-            reject("status", f"{row['status']!r}: a delta row needs status active or tobedeleted")
+        if line in dup:
+            reject(*dup[line])
             continue
-        if row["status"] == "tobedeleted":
-            out.deleted[sid] = parse_date(row["dateLastModified"]) or today
+        status = row.get("status", "").lower()
+        if modes["users"] == "delta" and status not in ("active", "tobedeleted"):
+            reject("status", f"{row.get('status', '')!r}: a delta row needs status active or tobedeleted")
+            continue
+        if status == "tobedeleted":
+            out.deleted[sid] = ""          # the departure: the day the sync first sees it
             continue
         if version == "1.1":
-            role = row["role"]
+            role = row["role"].lower()
             if not role:
                 reject("role", "required value is empty")
                 continue
@@ -204,57 +284,114 @@ def parse(path, today: str) -> Input:
             if not orgs:
                 reject("orgSourcedIds", "required value is empty")
                 continue
-            user_roles = [(role, o, True) for o in orgs]
+            user_roles = [(role, org_code.get(o, "@" + o), True, False, "") for o in orgs]
         else:
-            user_roles = [(r, o, a) for r, o, a, _primary in roles.get(sid, [])]
-            if not user_roles:
+            if sid in bad_role_users:
+                reject("sourcedId", "a role of this user in roles.csv was rejected")
+                continue
+            user_roles = roles.pop(sid, [])
+            if not user_roles and not roles_delta:
                 reject("sourcedId", "no role in roles.csv")
                 continue
-        kinds = {"student" if r == "student" else "staff" if r.lower() in STAFF_ROLES else None
-                 for r, _o, _a in user_roles}
+        kinds = {"student" if r == "student" else "staff" if r in STAFF_ROLES else None for r, *_ in user_roles}
         kind = "student" if "student" in kinds else "staff" if "staff" in kinds else None
+        if not user_roles:   # a 1.2 delta row without role rows: kind and schools from the record
+            kind = "?"
         if kind is None:
-            out.skipped += 1   # guardians, parents, relatives: not directory accounts here
+            if all(r in SKIPPED_ROLES for r, *_ in user_roles):
+                out.skipped += 1   # guardians, parents, relatives: not directory accounts here
+            else:
+                reject("role", f"{', '.join(sorted({r for r, *_ in user_roles}))}: not a role Rollcall syncs")
             continue
-        for col in ("enabledUser", "givenName", "familyName"):
-            if not row[col]:
-                break
-        else:
-            col = None
-        if col:
-            reject(col, "required value is empty")
+        bad = next((c for c in ("enabledUser", "givenName", "familyName") if not row[c]), None)
+        if bad:
+            reject(bad, "required value is empty")
             continue
         if row["enabledUser"].lower() not in ("true", "false"):
             reject("enabledUser", f"{row['enabledUser']!r}: true or false")
             continue
-        did = row["identifier"]
+        did = _user_id(row, id_field)
         if not did:
-            reject("identifier", "empty: the district ID is required")
+            reject(id_col, f"empty: the district ID is required ({id_field})")
             continue
-        if not DISTRICT_ID.match(did):
-            reject("identifier", f"{did!r} is not a district ID")
+        if not id_re.match(did):
+            reject(id_col, f"{did!r} is not a district ID (sync.district_id.pattern)")
             continue
-        my_roles = [(r, o, a) for r, o, a in user_roles if (r == "student") == (kind == "student")]
-        # an org not in this package's orgs.csv (a delta): "@sourcedId", resolved by the
-        # engine from the sites' recorded OneRoster ids
-        schools = tuple(sorted({org_code.get(o, "@" + o) for r, o, a in my_roles if a}))
+        names = {}
+        for col in ("givenName", "familyName", "middleName", "preferredGivenName"):
+            v = row.get(col, "")
+            if "\n" in v or "\r" in v:
+                v = " ".join(v.split())      # a line break in a name is folded to a space
+            names[col] = v
+        my_roles = [t for t in user_roles if (t[0] == "student") == (kind == "student")] if kind != "?" else []
+        keep = set()
+        if births.get(sid) is None:
+            keep.add("birth")            # no demographics row (or file): the stored birth date stays
+        for col, fld in (("middleName", "middle"), ("email", "email")):
+            if not uf.has(col):
+                keep.add(fld)
         grade = ""
-        if kind == "student" and row["grades"]:
+        if kind in ("student", "?") and uf.has("grades") and row["grades"]:
             grade = row["grades"].split(",")[0].strip().upper()
             if grade.isdigit() and len(grade) == 1:
                 grade = "0" + grade
+            if grade == "K":
+                grade = "KG"
             if grade not in GRADES:
                 reject("grades", f"{row['grades']!r} is not a OneRoster grade")
                 continue
+        elif not uf.has("grades"):
+            keep.add("grade")
         enabled = row["enabledUser"].lower() == "true"
-        status = "ENROLLED" if enabled and schools else "INACTIVE"
-        leave = "" if status == "ENROLLED" else (parse_date(row["dateLastModified"]) or today)
-        if not schools:
-            schools = tuple(sorted({org_code.get(o, "@" + o) for r, o, a in my_roles}))
-        title = next((r for r, o, a in my_roles if a), my_roles[0][0] if my_roles else "")
-        out.people[sid] = Person(source_id=sid, district_id=did, kind=kind, given=row["givenName"],
-                                 family=row["familyName"], middle=row["middleName"], birth=births.get(sid, ""),
+        schools = tuple(sorted({o for r, o, a, *_ in my_roles if a}))
+        adds = drops = ()
+        if roles_delta:
+            keep.add("schools")
+            adds = schools
+            drops = tuple(sorted({o for r, o, a, *_ in my_roles if not a}))
+        if kind == "?":
+            keep.update({"kind", "schools"})
+        status = "ENROLLED" if enabled and (schools or "schools" in keep) else "INACTIVE"
+        ends = [e for r, o, a, p, e in my_roles]
+        # departure: the role's endDate when every role has one, else "" (the engine keeps
+        # the day it first sees the departure)
+        leave = "" if status == "ENROLLED" else (max(ends) if ends and all(ends) else "")
+        if not schools and "schools" not in keep:
+            schools = tuple(sorted({o for r, o, a, *_ in my_roles}))
+        title = next((r for r, o, a, *_ in my_roles if a), my_roles[0][0] if my_roles else "")
+        out.people[sid] = Person(source_id=sid, district_id=did, kind=kind, given=names["givenName"],
+                                 preferred=names["preferredGivenName"],
+                                 family=names["familyName"], middle=names["middleName"], birth=births.get(sid) or "",
                                  grade=grade, schools=schools, status=status, entry="", leave=leave,
-                                 email=row["email"], title=title if kind == "staff" else "",
-                                 origin=f"users.csv:{line}")
+                                 email=row.get("email", ""), title=_title(title) if kind == "staff" else "",
+                                 origin=f"users.csv:{line}", keep=frozenset(keep), add_schools=adds,
+                                 drop_schools=drops)
+    # a 1.2 roles.csv delta about people not in users.csv: memberships only
+    if roles_delta:
+        for sid, rs in roles.items():
+            if any(r == "student" or r in STAFF_ROLES for r, *_ in rs):
+                out.role_changes[sid] = rs
+                out.role_lines[sid] = role_line[sid]
+            else:
+                out.skipped += 1   # a guardian's role …
     return out
+
+
+def _title(role):
+    return {r.lower(): r for r in ("teacher", "principal", "administrator", "aide", "counselor", "proctor",
+                                   "districtAdministrator", "siteAdministrator", "systemAdministrator")}.get(role, role)
+
+
+def _user_id(row, id_field):
+    """The district ID of a users.csv row: `identifier`, `username`, `sourcedId`, or the
+    `userIds` entry of a type ("userIds:District" reads {District:000123s045})."""
+    if ":" not in id_field:
+        return row.get(id_field, "")
+    _col, typ = id_field.split(":", 1)
+    for part in row.get("userIds", "").strip("[]").split(","):
+        part = part.strip().strip("{}")
+        if ":" in part:
+            t, v = part.split(":", 1)
+            if t.strip().lower() == typ.lower():
+                return v.strip()
+    return ""

@@ -39,7 +39,7 @@ class SyncRunner:
             "source": "district-sis",
             "auto_provision": [{"sites": "*", "grades": "*"}],
             "grace_days": 14, "retention_days": 100,
-            "thresholds": {"max_deactivations": 1000, "max_deactivation_percent": 50},
+            "thresholds": {"max_deactivations": 1000, "max_deactivation_percent": 50, "max_change_percent": 50},
             "report_dir": str(workdir / "reports"),
             "student_mail_domain": "students.district.example",
         }

@@ -197,6 +197,7 @@ def test_collisions_apostrophes_non_ascii(sync):
         "200007s007,Ab,Abcdefghijklmnopqrstuvwxyz,,2012-01-02,07,2222,ENROLLED,2025-08-18,,",
         "200008s008,Ax,Abcdefghijklmnopqrstuvwxyz,,2012-01-02,07,2222,ENROLLED,2025-08-18,,",
         "200009s009,明,王,,2012-01-02,07,2222,ENROLLED,2025-08-18,,",
+        "200010s010,Иван,Петров,,2012-01-02,07,2222,ENROLLED,2025-08-18,,",
     ]
     assert sync("sis", sync.csv("n.csv", rows)) == 0, sync.last_output
     uids = {d: a.uid.value for d, a in sync.accounts().items() if d.startswith("2000")}
@@ -206,7 +207,8 @@ def test_collisions_apostrophes_non_ascii(sync):
     assert uids["200005s005"] == "zdangelo" and uids["200006s006"] == "zdangelo2"
     assert uids["200007s007"] == "aabcdefghijklmnopqrs" and len(uids["200008s008"]) == 20
     assert uids["200008s008"] == "aabcdefghijklmnopqr2"
-    assert uids["200009s009"] == "user200009s009"
+    # other scripts are transliterated (issue 16): not user<district ID>
+    assert uids["200009s009"] == "mwang" and uids["200010s010"] == "ipetrov"
 
 
 def test_malformed_rows_are_reported_and_do_not_withdraw(sync):
