@@ -84,8 +84,9 @@ def cmd_upload(args):
 def cmd_publish(args):
     conn = _connect(args)
     try:
-        # one run at a time, from whichever host cron starts it on (a dry run changes nothing)
-        with contextlib.nullcontext() if args.dry_run else client.job_lease(conn, "photos-publish"):
+        # one run at a time, from whichever host cron starts it on (a dry run changes nothing);
+        # the lease has a connection of its own (its renewal runs beside the job)
+        with contextlib.nullcontext() if args.dry_run else client.job_lease(_connect(args), "photos-publish"):
             report = publish(conn, dry_run=args.dry_run, log=(lambda m: print(m)) if args.verbose else None)
     except client.JobBusy as exc:
         print(f"rollcall photos publish: {exc}; nothing done", file=sys.stderr)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 import datetime as _dt
-import fcntl
 import re
 import sys
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 from directory import client
 
 from .config import SyncConfigError, load
+from . import ldapwrite
 from .engine import EXIT_ERRORS, EXIT_INPUT, EXIT_OK, EXIT_REFUSED, Sync
 from .model import InputError, parse_date
 from .report import Report
@@ -177,48 +177,64 @@ def run(args, out=None) -> int:
         return finish(EXIT_INPUT)
 
     cfg.report_dir.mkdir(parents=True, exist_ok=True)
-    lock = open(cfg.report_dir / f".lock-{source.replace('/', '_')}", "w")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        err(f"another sync of source {source!r} is running (lock {lock.name})")
-        return EXIT_INPUT
-    try:
-        work, records = sync.plan(inp, report, full=args.full)
-    except client.ClientError as exc:  # unreachable, TLS, bind refused, LDAPReadError (no ou=sis …)
-        err(f"cannot read the directory at {cfg.server}: {exc.message}")
-        return EXIT_INPUT
-    except (OSError, ConnectionError) as exc:
-        err(f"cannot read the directory at {cfg.server}: {exc}")
-        return EXIT_INPUT
-    except Exception as exc:  # noqa: BLE001 - an unexpected answer: reported, nothing applied
-        err(f"cannot read the directory at {cfg.server}: {exc}")
-        return EXIT_INPUT
-    report.timings.update(sync.timings)
-    if _nothing_synced(inp, report):   # e.g. every person's orgs unknown
-        return finish(EXIT_INPUT)
-    refusal = sync.check_thresholds(work, records)
-    if args.dry_run:
-        if not args.quiet and report.actions:
-            print(report.plan_text(limit=None if len(report.actions) <= 5000 else 5000), file=out)
-        if refusal:
-            report.refused = refusal + (" (--force would apply it)" if not args.force else " (--force given)")
-        return finish(EXIT_REFUSED if refusal and not args.force else
-                      EXIT_ERRORS if report.rejected else EXIT_OK)
-    if refusal and not args.force:
-        report.refused = refusal + " — nothing applied; check the input, then rerun with --force if it is right"
-        return finish(EXIT_REFUSED)
-    if refusal:
-        report.forced = refusal
-    t = time.monotonic()
-    try:
-        sync.apply(work, report, forced_reason=refusal)
-    except (OSError, ConnectionError, client.ClientError) as exc:
-        err(f"apply interrupted: {exc} (rerun: the sync resumes where it stopped)")
+    # one run of a source at a time, whichever host cron starts it on: a lease held in the
+    # directory itself (directory/client/lease.py); a dry run changes nothing and takes none
+    lease = None
+    if not args.dry_run:
+        try:
+            lease = client.job_lease(ldapwrite.connect(cfg, strategy=client.SYNC),
+                                     f"sync-{source.replace('/', '-')}").acquire()
+        except client.JobBusy as exc:
+            err(f"{exc.message}; nothing applied")
+            return EXIT_INPUT
+        except client.ClientError as exc:
+            err(f"cannot take the sync's lock at {cfg.server}: {exc.message}")
+            return EXIT_INPUT
+
+    def planned_run():
+        try:
+            work, records = sync.plan(inp, report, full=args.full)
+        except client.ClientError as exc:  # unreachable, TLS, bind refused, LDAPReadError (no ou=sis …)
+            err(f"cannot read the directory at {cfg.server}: {exc.message}")
+            return EXIT_INPUT
+        except (OSError, ConnectionError) as exc:
+            err(f"cannot read the directory at {cfg.server}: {exc}")
+            return EXIT_INPUT
+        except Exception as exc:  # noqa: BLE001 - an unexpected answer: reported, nothing applied
+            err(f"cannot read the directory at {cfg.server}: {exc}")
+            return EXIT_INPUT
         report.timings.update(sync.timings)
-        finish(EXIT_ERRORS)
-        return EXIT_ERRORS
-    report.timings.update(sync.timings)
-    report.timings["apply"] = time.monotonic() - t
-    report.timings["total"] = time.monotonic() - t0
-    return finish(EXIT_ERRORS if report.rejected or report.failures else EXIT_OK)
+        if _nothing_synced(inp, report):   # e.g. every person's orgs unknown
+            return finish(EXIT_INPUT)
+        refusal = sync.check_thresholds(work, records)
+        if args.dry_run:
+            if not args.quiet and report.actions:
+                print(report.plan_text(limit=None if len(report.actions) <= 5000 else 5000), file=out)
+            if refusal:
+                report.refused = refusal + (" (--force would apply it)" if not args.force else " (--force given)")
+            return finish(EXIT_REFUSED if refusal and not args.force else
+                          EXIT_ERRORS if report.rejected else EXIT_OK)
+        if refusal and not args.force:
+            report.refused = refusal + " — nothing applied; check the input, then rerun with --force if it is right"
+            return finish(EXIT_REFUSED)
+        if refusal:
+            report.forced = refusal
+        t = time.monotonic()
+        try:
+            sync.apply(work, report, forced_reason=refusal)
+        except (OSError, ConnectionError, client.ClientError) as exc:
+            err(f"apply interrupted: {exc} (rerun: the sync resumes where it stopped)")
+            report.timings.update(sync.timings)
+            finish(EXIT_ERRORS)
+            return EXIT_ERRORS
+        report.timings.update(sync.timings)
+        report.timings["apply"] = time.monotonic() - t
+        report.timings["total"] = time.monotonic() - t0
+        return finish(EXIT_ERRORS if report.rejected or report.failures else EXIT_OK)
+
+    try:
+        return planned_run()
+    finally:
+        if lease is not None:
+            lease.release()
+            lease.conn.unbind()

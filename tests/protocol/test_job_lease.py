@@ -2,6 +2,8 @@
 of a job happens at a time whichever host cron starts it on: a second run is told who
 holds it, a crashed run's lease runs out and is taken over by exactly one taker, and
 a run gives back only its own lease."""
+import socket
+import subprocess
 import threading
 import time
 
@@ -41,7 +43,7 @@ def test_a_second_run_is_told_who_holds_the_job(srv):
 
 
 def test_a_crashed_runs_lease_runs_out_and_is_taken_over_once(srv):
-    crashed = client.job_lease(bind(srv, "sis-sync"), JOB, ttl=60, clock=lambda: time.time() - 3600)
+    crashed = client.job_lease(bind(srv, "sis-sync"), JOB, ttl=60, clock=lambda: time.time() - 3600, renew=False)
     crashed.acquire()  # a lease that ran out an hour ago: its run died without giving it back
     takers = [bind(srv, "sis-sync") for _ in range(4)]
     start = threading.Barrier(len(takers))
@@ -75,3 +77,26 @@ def test_only_services_take_leases(srv):
         client.job_lease(student, JOB).acquire()
     assert refused.value.code in (32, 50)
     assert not isinstance(refused.value, client.JobBusy)
+
+
+def test_a_dead_holder_on_this_host_is_taken_over_at_once(srv):
+    """A rerun right after a crash (kill -9) on the same host need not wait for the lease
+    to run out: its holder's process is gone."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    root = bind(srv, "root")
+    value = f"holder={socket.gethostname()}:{dead.pid} expires={int(time.time()) + 3600}"
+    assert root.add(f"cn={JOB},{JOBS}", ["applicationProcess"], {"cn": JOB, "description": value}), root.result
+    with client.job_lease(bind(srv, "sis-sync"), JOB) as lease:
+        assert holder_of(root) == lease.value
+    assert holder_of(root) is None
+
+
+def test_a_long_run_keeps_its_lease_by_renewing_it(srv):
+    conn = bind(srv, "sis-sync")
+    with client.job_lease(conn, JOB, ttl=1.5) as lease:
+        first = lease.value
+        time.sleep(2.5)  # past the first time to live: renewed (every ttl/3) meanwhile
+        with pytest.raises(client.JobBusy):
+            client.job_lease(bind(srv, "sso-portal"), JOB, renew=False).acquire()
+        assert lease.value != first and holder_of(bind(srv, "root")) == lease.value
