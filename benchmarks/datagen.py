@@ -8,7 +8,10 @@ Writes an LDIF with the suffix ``dc=district,dc=example``, ``ou=people``,
     userPassword: {SSHA}...      (password "pw-u000123", as migrated from OpenLDAP)
 
 The same N (and seed) always gives the same file, so results are comparable
-between runs and servers.
+between runs and servers.  With argon2_users=K the first K users (u000000 …) have an
+{ARGON2} hash at the production parameters instead (ARGON2 below, config.yaml's
+passwords.argon2), computed once and cached in the output directory: the bind
+capacity case binds as them.
 
     python -m benchmarks.datagen --users 100000 -o users.ldif
 """
@@ -31,6 +34,8 @@ ROOT_PASSWORD = "bench-admin-password"
 SEED = 20240611
 # Bump when the generated content changes (cache key for bench-out/).
 VERSION = 1
+# config.yaml's passwords.argon2 (m=64 MiB, t=2, p=1): the {ARGON2} users' hashes
+ARGON2 = {"time_cost": 2, "memory_cost": 65536, "parallelism": 1}
 
 GIVEN_NAMES = """
 James Mary Robert Patricia John Jennifer Michael Linda David Elizabeth William
@@ -126,8 +131,35 @@ def base_entries() -> str:
     ) % (SUFFIX, PEOPLE, STUDENTS)
 
 
-def iter_users(n: int, seed: int = SEED):
-    """Yield (i, ldif_text) for each user; deterministic for a given seed."""
+def _argon2_one(i: int) -> str:
+    from argon2 import PasswordHasher  # only when {ARGON2} users are asked for (cffi import)
+
+    return "{ARGON2}" + PasswordHasher(**ARGON2).hash(password_of(i))
+
+
+def argon2_hashes(out_dir: str, k: int) -> list[str]:
+    """{ARGON2} hashes of the first k users' passwords (random salts, so computed once
+    and kept in out_dir/argon2-<k>.txt; two processes: about 0.1-0.2 s each)."""
+    path = os.path.join(out_dir, "argon2-m%d-t%d-%d.txt" % (ARGON2["memory_cost"], ARGON2["time_cost"], k))
+    if os.path.exists(path):
+        with open(path, encoding="ascii") as f:
+            hashes = f.read().split()
+        if len(hashes) == k:
+            return hashes
+    from multiprocessing import Pool  # only here: a pool for the one-off hashing
+
+    with Pool(min(k, os.cpu_count() or 1)) as pool:
+        hashes = pool.map(_argon2_one, range(k))
+    with open(path + ".tmp", "w", encoding="ascii") as f:
+        f.write("\n".join(hashes) + "\n")
+    os.replace(path + ".tmp", path)
+    return hashes
+
+
+def iter_users(n: int, seed: int = SEED, argon2: list[str] | None = None):
+    """Yield (i, ldif_text) for each user; deterministic for a given seed. argon2: the
+    userPassword values of the first len(argon2) users (see argon2_hashes)."""
+    argon2 = argon2 or []
     rng = random.Random(seed)
     gw = _weights(len(GIVEN_NAMES), 0.6)
     sw = _weights(len(SURNAMES), 0.5)
@@ -145,7 +177,8 @@ def iter_users(n: int, seed: int = SEED):
         s = surnames[i]
         salt = salts[4 * i:4 * i + 4]
         pw = ("pw-" + uid).encode("ascii")
-        hashed = b64(sha1(pw + salt).digest() + salt).decode("ascii")
+        hashed = (argon2[i] if i < len(argon2)
+                  else "{SSHA}" + b64(sha1(pw + salt).digest() + salt).decode("ascii"))
         yield i, (
             "dn: uid=%s,%s\n"
             "objectClass: top\nobjectClass: person\nobjectClass: organizationalPerson\n"
@@ -154,31 +187,33 @@ def iter_users(n: int, seed: int = SEED):
             "mail: %s.%s.%d@district.example\n"
             "employeeNumber: %06dx%03d\n"
             "departmentNumber: %s\n"
-            "userPassword: {SSHA}%s\n\n"
+            "userPassword: %s\n\n"
         ) % (uid, STUDENTS, uid, g, s, s, g, g.lower(), s.lower(), i,
              i, suffixes[i], schools[i], hashed)
 
 
-def write_ldif(path: str, n: int, seed: int = SEED) -> float:
+def write_ldif(path: str, n: int, seed: int = SEED, argon2: list[str] | None = None) -> float:
     """Write the LDIF atomically; return the seconds it took."""
     t0 = time.perf_counter()
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="ascii", buffering=1 << 20) as f:
         f.write(base_entries())
-        f.writelines(text for _, text in iter_users(n, seed))
+        f.writelines(text for _, text in iter_users(n, seed, argon2))
     os.replace(tmp, path)
     return time.perf_counter() - t0
 
 
-def cached_ldif(out_dir: str, n: int, seed: int = SEED) -> tuple[str, bool]:
-    """Path of the LDIF for n users in out_dir, generating it when missing.
+def cached_ldif(out_dir: str, n: int, seed: int = SEED, argon2_users: int = 0) -> tuple[str, bool]:
+    """Path of the LDIF for n users in out_dir (the first argon2_users of them with
+    {ARGON2} hashes), generating it when missing.
 
     Returns (path, generated_now)."""
     os.makedirs(out_dir, exist_ok=True)
-    path = os.path.join(out_dir, "users-%d-s%d-v%d.ldif" % (n, seed, VERSION))
+    k = min(argon2_users, n)
+    path = os.path.join(out_dir, "users-%d-s%d-v%d%s.ldif" % (n, seed, VERSION, "-a%d" % k if k else ""))
     if os.path.exists(path):
         return path, False
-    write_ldif(path, n, seed)
+    write_ldif(path, n, seed, argon2_hashes(out_dir, k) if k else None)
     return path, True
 
 

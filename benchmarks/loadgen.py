@@ -193,6 +193,7 @@ class Result:
     loadgen_cpu: float = 0.0                      # CPU seconds of the generator in the window
     loadgen_cpu_pct: float = 0.0                  # of one core
     server_cpu_pct: float | None = None           # of one core
+    extra_cpu_pct: dict = field(default_factory=dict)  # other servers (the database): of one core
     machine_busy_pct: float | None = None         # all cores, whole machine
     connections: int = 0
     depth: int = 0
@@ -281,25 +282,51 @@ def _proc_cpu(pids):
     return out
 
 
-class _Sampler:
-    """CPU of the server process and the machine between two instants."""
+def tree_cpu(pid: int) -> float | None:
+    """CPU seconds used so far by pid and all its descendants, the exited ones included:
+    its own utime+stime, cutime+cstime (children it has reaped) and the live
+    descendants' utime+stime (/proc/<pid>/stat). For a server that forks a process
+    per connection (PostgreSQL's postmaster and its backends) the difference between
+    two readings is the whole server's CPU in between, even when backends come and go."""
+    tck = os.sysconf("SC_CLK_TCK")
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    total = sum(int(x) for x in fields[11:15]) / tck  # utime stime cutime cstime
+    kids = _proc_cpu([p for p in _proc_tree(pid) if p != pid])
+    return total + sum(kids.values())
 
-    def __init__(self, server_pid):
+
+class _Sampler:
+    """CPU of the server process, of other servers (extra: {name: root pid}, e.g. the
+    PostgreSQL postmaster) and of the machine between two instants."""
+
+    def __init__(self, server_pid, extra=None):
         self.server_pid = server_pid
+        self.extra = dict(extra or {})
+        self.extra_pct: dict[str, float] = {}
         self.pids: list[int] = []
         self.a = None
 
     def start(self):
         self.pids = _proc_tree(self.server_pid) if self.server_pid else []
+        self.e0 = {k: tree_cpu(pid) for k, pid in self.extra.items()}
         self.a = (_proc_cpu(self.pids), _machine_cpu(), time.perf_counter())
 
     def stop(self):
-        """(server CPU % of one core, machine busy % of all cores); None if unknown."""
+        """(server CPU % of one core, machine busy % of all cores); None if unknown.
+        The extra servers' CPU % of one core goes to self.extra_pct."""
         server = machine = None
         if self.a is None:
             return server, machine
         s0, m0, t0 = self.a
         s1, m1, t1 = _proc_cpu(self.pids), _machine_cpu(), time.perf_counter()
+        for k, pid in self.extra.items():
+            e1 = tree_cpu(pid)
+            if self.e0.get(k) is not None and e1 is not None and t1 > t0:
+                self.extra_pct[k] = 100.0 * (e1 - self.e0[k]) / (t1 - t0)
         if s0 and s1 and t1 > t0:
             # processes alive at both ends (worker processes are long-lived)
             server = 100.0 * sum(s1[p] - s0[p] for p in s0 if p in s1) / (t1 - t0)
@@ -586,17 +613,20 @@ def _child(conn, host, port, wl, conns, seed, warmup, duration, drain, max_ops):
 
 def run(host: str, port: int, wl: Workload, warmup: float = 2.0, duration: float = 10.0,
         procs: int = 1, drain: float = 5.0, max_ops: int = 50_000_000, seed: int = 1,
-        server_pid: int | None = None) -> Result:
-    """Run a workload; with procs > 1 the connections are split across processes."""
+        server_pid: int | None = None, extra_pids: dict | None = None) -> Result:
+    """Run a workload; with procs > 1 the connections are split across processes.
+    extra_pids {name: pid}: other servers whose CPU (with all their descendants, see
+    tree_cpu) is measured over the recorded window too (Result.extra_cpu_pct)."""
     conns = wl.connections
     procs = max(1, min(procs, conns))
-    sampler = _Sampler(server_pid)
+    sampler = _Sampler(server_pid, extra_pids)
     if procs == 1:
         lat, stats = _worker(host, port, wl, conns, seed, warmup, duration, drain, max_ops,
                              sampler=sampler)
         res = _summarise(wl, [lat], [stats], conns, 1)
         res.server_cpu_pct = stats.get("server_cpu_pct")
         res.machine_busy_pct = stats.get("machine_busy_pct")
+        res.extra_cpu_pct = dict(sampler.extra_pct)
         return res
 
     ctx = multiprocessing.get_context("fork")
@@ -645,6 +675,7 @@ def run(host: str, port: int, wl: Workload, warmup: float = 2.0, duration: float
         res = _summarise(wl, lats, stats, conns, procs)
         res.server_cpu_pct = server_pct
         res.machine_busy_pct = machine_pct
+        res.extra_cpu_pct = dict(sampler.extra_pct)
         return res
     finally:
         for p, a in children:
@@ -659,15 +690,19 @@ def run(host: str, port: int, wl: Workload, warmup: float = 2.0, duration: float
 
 def make_workloads(users: int, root_dn: str, root_password: str, *, connections: int = 8,
                    depth: int = 8, bind_connections: int = 32, pool_size: int = 65536,
-                   seed: int = 7, cases=("eq", "bind", "sub")) -> list[Workload]:
+                   seed: int = 7, cases=("eq", "bind", "sub"), argon2_users: int = 0,
+                   argon2_connections: int = 8) -> list[Workload]:
+    """argon2_users: the first K users have {ARGON2} hashes (datagen.argon2_hashes): the
+    "argon2" case binds as them, the "bind" case never does."""
     from . import datagen
 
     rng = random.Random(seed)
-    if users <= pool_size:
-        ids = list(range(users))
+    k = min(argon2_users, users - 1) if argon2_users else 0
+    if users - k <= pool_size:
+        ids = list(range(k, users))
         rng.shuffle(ids)
     else:
-        ids = rng.sample(range(users), pool_size)
+        ids = rng.sample(range(k, users), pool_size)
     out = []
     for case in cases:
         if case == "eq":
@@ -683,6 +718,17 @@ def make_workloads(users: int, root_dn: str, root_password: str, *, connections:
                                 describe="simple bind uid=<random>,%s with the right password; "
                                          "%d connections x 1 outstanding"
                                          % (datagen.STUDENTS, bind_connections)))
+        elif case == "argon2":
+            if not k:
+                raise ValueError("the argon2 case needs argon2_users > 0")
+            a_ids = [rng.randrange(k) for _ in range(4096)]
+            ops = [bind_op(datagen.dn_of(i), datagen.password_of(i)) for i in a_ids]
+            out.append(Workload("argon2", ops, argon2_connections, 1, None,
+                                describe="simple bind as one of %d users with {ARGON2} hashes "
+                                         "(m=%d KiB, t=%d), right password; %d connections x 1 "
+                                         "outstanding" % (k, datagen.ARGON2["memory_cost"],
+                                                          datagen.ARGON2["time_cost"],
+                                                          argon2_connections)))
         elif case == "sub":
             pieces = datagen.sub_pieces()
             ops = [search_op(datagen.PEOPLE, filter_sub("cn", any_=(rng.choice(pieces),)), ("cn",),
@@ -694,5 +740,5 @@ def make_workloads(users: int, root_dn: str, root_password: str, *, connections:
                                          "sizeLimitExceeded counts as success"
                                          % (datagen.PEOPLE, ",".join(pieces))))
         else:
-            raise ValueError("unknown case %r (known: eq, bind, sub)" % case)
+            raise ValueError("unknown case %r (known: eq, bind, sub, argon2)" % case)
     return out

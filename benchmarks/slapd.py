@@ -45,7 +45,7 @@ tool-threads    {tool_threads}
 
 modulepath      {modulepath}
 moduleload      back_mdb
-
+{extra_modules}
 database        mdb
 maxsize         1073741824
 suffix          "{suffix}"
@@ -96,7 +96,9 @@ def wait_for_port(port: int, timeout: float = 30.0, proc: subprocess.Popen | Non
 class PrivateSlapd:
     name = "slapd"
 
-    def __init__(self, workdir: str, threads: int = 16, tool_threads: int = 1):
+    def __init__(self, workdir: str, threads: int = 16, tool_threads: int = 1, argon2: bool = False):
+        """argon2: load OpenLDAP's argon2 module (contrib), which verifies {ARGON2} hashes."""
+        self.argon2 = argon2
         self.dir = os.path.abspath(workdir)
         self.threads = threads
         self.tool_threads = tool_threads
@@ -121,7 +123,8 @@ class PrivateSlapd:
             schema=SCHEMA_DIR, dir=self.dir, modulepath=MODULE_PATH,
             suffix=datagen.SUFFIX, rootdn=datagen.ROOT_DN,
             rootpw=datagen.ssha(datagen.ROOT_PASSWORD, salt),
-            threads=self.threads, tool_threads=self.tool_threads)
+            threads=self.threads, tool_threads=self.tool_threads,
+            extra_modules="moduleload      argon2\n" if self.argon2 else "")
         with open(self.conf, "w") as f:
             f.write(text)
 

@@ -10,7 +10,7 @@ from tests import pgcluster
 from tests.conftest import ROOT_DN, ROOT_PW
 from tests.protocol.district import bind, password, role_group, staff, student
 
-from .conftest import frontends, make_standby
+from .conftest import frontends
 
 SUCCESS, CONSTRAINT_VIOLATION, NO_SUCH_OBJECT, INVALID_CREDENTIALS = 0, 19, 32, 49
 INSUFFICIENT_ACCESS, ALREADY_EXISTS = 50, 68
@@ -248,7 +248,7 @@ def test_failover_to_a_synchronous_standby_loses_no_acknowledged_write(tmp_path,
     a = b = None
     try:
         dbname = primary.create_database("fo").rsplit("dbname=", 1)[1]
-        standby = make_standby(primary, network.gateway)
+        standby = primary.start_standby(network.gateway)
         # the multi-host connection string: whichever of the two accepts writes
         conninfo = (f"host={network.gateway},{network.gateway} port={primary.port},{standby.port} "
                     f"user=postgres dbname={dbname} target_session_attrs=read-write connect_timeout=2")
@@ -258,7 +258,7 @@ def test_failover_to_a_synchronous_standby_loses_no_acknowledged_write(tmp_path,
             w.wait_for(10, "b")
             primary.stop("immediate")  # the primary's host dies
             before = len(w.acked)
-            standby._run("pg_ctl", "-D", str(standby.datadir), "-w", "promote")
+            standby.promote()
             w.wait_for(5, "a", timeout=60)  # both frontends write to the new primary
             w.wait_for(5, "b", timeout=60)
         assert before > 0

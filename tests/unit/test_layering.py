@@ -17,6 +17,8 @@ functions, classes or try blocks).
     LDAP clients         reach the server only through directory.client: no module outside it
                          (and the tests) calls ldap3's Connection(...) or Server(...)
     *_cli, cli           command-line modules: imported only by other command-line modules
+    directory.testing    helpers of the tests and the benchmarks (a private PostgreSQL
+                         cluster): no module of the server imports them
 
 An import inside a function must say why on its line or just above it (e.g. "the
 reactor must not exist before the fork", "Pillow only when a photo is checked").
@@ -68,6 +70,9 @@ RULES = [
     ("only command-line modules import command-line modules",
      lambda m: not is_cli(m),
      is_cli),
+    ("directory.testing is for the tests and the benchmarks: the server never imports it",
+     lambda m: not under(m, "directory.testing"),
+     lambda t: under(t, "directory.testing")),
 ]
 
 
@@ -150,6 +155,8 @@ def test_import_directions():
     ("directory.core.ppolicy", "from ..store.throttle import Throttle"),
     ("directory.core.bulk", "from ..store import open_store"),
     ("directory.core.filter", "def f():\n    from ..store.sqlite import SEP"),
+    ("directory.store.postgres", "from ..testing.pgcluster import PGCluster"),
+    ("directory.cli", "from directory.testing import pgcluster"),
 ])
 def test_rules_catch_a_forbidden_import(name, line):
     assert violations(name, line + "\n")

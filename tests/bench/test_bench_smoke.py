@@ -1,0 +1,36 @@
+"""The benchmark harness still runs: `scripts/bench --store postgresql` on a tiny
+district for a second per case prints its table. Not a timed test (the figures are
+not checked, only that every case answered without errors); the benchmarks themselves
+stay out of the test suite (scripts/bench, README "Benchmarks")."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from directory.testing import pgcluster
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.skipif(pgcluster.find_binaries() is None and not os.environ.get("ROLLCALL_TEST_PG_DSN"),
+                                reason="PostgreSQL is not installed")
+
+
+def test_bench_postgresql_prints_its_table(tmp_path):
+    args = [sys.executable, "-m", "benchmarks.bench", "--store", "postgresql", "--users", "200",
+            "--duration", "1", "--warmup", "0.3", "--quiet-wait", "0", "--out", str(tmp_path)]
+    if os.environ.get("ROLLCALL_TEST_PG_DSN"):
+        args += ["--pg-dsn", os.environ["ROLLCALL_TEST_PG_DSN"]]
+    r = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    for case in ("eq", "bind", "sub"):
+        assert any(line.split()[:2] == [case, "rc-pg"] for line in r.stdout.splitlines()), r.stdout
+    assert "ops/dbCs" in r.stdout and "CPU per operation" in r.stdout
+    (result,) = tmp_path.glob("results-*.json")
+    doc = json.loads(result.read_text())
+    assert doc["postgresql"]["fsync"] == "on" and doc["postgresql"]["synchronous_commit"] == "on"
+    assert {r["name"] for r in doc["results"] if r["errors"] == 0} == {"eq", "bind", "sub"}
+    if not os.environ.get("ROLLCALL_TEST_PG_DSN"):  # a private cluster: its CPU is measured
+        assert all(r.get("db_cpu_pct") is not None for r in doc["results"])
