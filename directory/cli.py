@@ -101,6 +101,8 @@ def cmd_serve(args):
     factory = LDAPServerFactory(directory, cfg)
     try:
         factory.listen()
+        factory.listen_metrics()
+        factory.install_sighup()
         if cfg.web is not None:
             from .web.server import listen as listen_web  # imports the reactor: see above
 
