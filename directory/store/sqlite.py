@@ -28,6 +28,7 @@ from ..district.gentime import gentime_text
 from .base import Eq, JobLocked, Present, Range, Substring
 from .throttle import OPEN_LOCK, Throttle, throttle_path
 
+SCHEMA_VERSION = 1  # of the tables below (recorded in backups: restore checks it)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries(
     id INTEGER PRIMARY KEY,
@@ -459,7 +460,7 @@ class SQLiteStore:
 
     def schema_version(self):
         """The SQLite store creates its tables as it opens: always current."""
-        return (1, 1)
+        return (SCHEMA_VERSION, SCHEMA_VERSION)
 
     # -- throttles (shared attempt counters) ---------------------------------
     # Kept in a file of their own without fsync (see store/throttle.py), opened on
