@@ -22,6 +22,7 @@ from .core.schema import Schema
 from .ldif import LDIFError, format_entry
 from .photos_cli import register as register_photos  # photos upload | publish | roster | setup
 from .requests_cli import add_request_parser
+from .server.sdnotify import notify
 from .server.workers import serve_workers
 from .store import backup_store, open_store, restore_store
 from .store.base import StoreError
@@ -85,9 +86,9 @@ def cmd_serve(args):
     if cfg.workers > 1:
         _check_directory(cfg)  # the workers open it after the sockets are bound: its checks first
         try:
-            serve_workers(cfg, on_ready=lambda: print(
+            serve_workers(cfg, on_ready=lambda: (print(
                 f"rollcall: serving {cfg.suffix} with {cfg.workers} workers on "
-                + ", ".join(lst.url for lst in cfg.listeners), flush=True))
+                + ", ".join(lst.url for lst in cfg.listeners), flush=True), notify("READY=1")))
         except OSError as exc:
             print(f"rollcall: cannot listen: {exc}", file=sys.stderr)
             sys.exit(1)
@@ -112,6 +113,8 @@ def cmd_serve(args):
         sys.exit(1)
     print(f"rollcall: serving {cfg.suffix} ({directory.store.count()} entries) on "
           + ", ".join([lst.url for lst in cfg.listeners] + ([cfg.web.listen] if cfg.web else [])), flush=True)
+    notify("READY=1")  # systemd's Type=notify: every listener is open
+    reactor.addSystemEventTrigger("before", "shutdown", notify, "STOPPING=1")
     tune_gc()
     reactor.run()
 
