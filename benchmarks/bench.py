@@ -75,13 +75,14 @@ class RollcallServer:
     name = "rollcall"
 
     def __init__(self, workdir: str, workers: int | None, rehash_on_bind: bool,
-                 log_level: str, project_config: Path):
+                 log_level: str, project_config: Path, access_log: str = "off"):
         self.dir = Path(workdir).resolve()
         self.dir.mkdir(parents=True, exist_ok=True)
         self.cfg_path = self.dir / "config.yaml"
         self.workers = workers
         self.rehash_on_bind = rehash_on_bind
         self.log_level = log_level
+        self.access_log = access_log
         self.project_config = project_config
         self.port: int | None = None
         self.proc: subprocess.Popen | None = None
@@ -127,6 +128,8 @@ class RollcallServer:
             doc.setdefault("server", {})
             doc["server"] = dict(doc["server"] or {}, workers=int(self.workers))
         doc["log"] = dict(doc.get("log") or {}, level=self.log_level)
+        if self.access_log != "off":  # --access-log: its cost at full load
+            doc["log"]["access"] = str(self.dir / "access.log") if self.access_log == "file" else True
         self.cfg_path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
         return doc
 
@@ -319,6 +322,8 @@ def parse_args(argv=None):
                          "rewrite {SSHA} as {ARGON2} during the run)")
     ap.add_argument("--rollcall-log-level", default="warning",
                     help="log.level for Rollcall (warning; slapd runs with loglevel none)")
+    ap.add_argument("--access-log", choices=["off", "file", "stdout"], default="off",
+                    help="log.access for Rollcall: off, a file in the run directory, or stdout (off)")
     ap.add_argument("--config", default=str(ROOT / "config.yaml"),
                     help="project config.yaml to copy settings from")
     ap.add_argument("--slapd-threads", type=int, default=16, help="slapd 'threads' (16)")
@@ -360,7 +365,8 @@ def main(argv=None) -> int:
     try:
         if not args.only_slapd:
             rc = RollcallServer(str(run_dir / "rollcall"), args.rollcall_workers,
-                                args.rehash_on_bind, args.rollcall_log_level, Path(args.config))
+                                args.rehash_on_bind, args.rollcall_log_level, Path(args.config),
+                                args.access_log)
             try:
                 say("rollcall: load %d entries ..." % entries)
                 secs = rc.load(ldif)
