@@ -13,6 +13,7 @@ FLUSH_SECONDS from the reactor, so logging adds no write(2) per operation.
 """
 import json
 import logging
+import re
 import sys
 import time
 
@@ -22,21 +23,25 @@ FLUSH_SECONDS = 0.2
 SCOPES = ("base", "one", "sub", "children")
 
 
+# a value with white space, a quote or a backslash (or an empty one) is JSON-quoted
+_NEEDS_QUOTES = re.compile(r'[\s"\\]|^$').search
+
+
 def _kv_value(value) -> str:
-    if isinstance(value, bool):
+    kind = type(value)
+    if kind is str:
+        return json.dumps(value, ensure_ascii=False) if _NEEDS_QUOTES(value) else value
+    if kind is bool:
         return "true" if value else "false"
-    if isinstance(value, (int, float)):
+    if kind is int or kind is float:
         return str(value)
-    if isinstance(value, (list, tuple)):
-        value = ",".join(value)
-    text = str(value)
-    if not text or any(c in text for c in ' "\\\n\r\t'):
-        return json.dumps(text, ensure_ascii=False)
-    return text
+    if kind is list or kind is tuple:
+        return _kv_value(",".join(value))
+    return _kv_value(str(value))
 
 
 def format_kv(fields: dict) -> str:
-    return " ".join(f"{k}={_kv_value(v)}" for k, v in fields.items() if v is not None)
+    return " ".join([f"{k}={_kv_value(v)}" for k, v in fields.items() if v is not None])
 
 
 def format_json(fields: dict) -> str:

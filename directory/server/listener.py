@@ -184,7 +184,7 @@ class LDAPServerFactory(protocol.ServerFactory):
         if self.access_log is not None:
             self.access_log.write({"conn": conn.conn_id, "event": event, "from": conn.peer, "tls": conn.tls,
                                    "reason": reason})
-        if self.metrics is not None and event == "connect":
+        if self.metrics is not None and event != "close":
             self.metrics.connections.inc()
 
     def op_done(self, conn, record, op_name: str, code: int):

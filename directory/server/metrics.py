@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.twisted import MetricsResource
-from twisted.internet import reactor
+from twisted.internet import defer, reactor
 from twisted.internet.threads import deferToThreadPool
 from twisted.web import resource, server
 
@@ -152,7 +152,7 @@ class _Ready(resource.Resource):
             request.finish()
 
         def failed(f):
-            why = "no answer within %gs" % READY_TIMEOUT if f.check(Exception) and timer.called else f.getErrorMessage()
+            why = f"no answer within {READY_TIMEOUT:g} s" if f.check(defer.CancelledError) else f.getErrorMessage()
             log.warning("readiness check failed: %s", why)
             answer(503, f"not ready: the store cannot take a write ({why})")
 

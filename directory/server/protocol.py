@@ -125,7 +125,7 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
         self.tls = self.server.is_tls_listener(self.transport)
         self.ident = Identity(peer=self.peer, tls=self.tls)
         refusal = self.server.admit(self)
-        self.server.connection_event(self, "connect", refusal)
+        self.server.connection_event(self, "connect" if refusal is None else "refused", refusal)
         if refusal is not None:
             # limits.max_connections(_per_address): told why, closed; nothing is read
             log.warning("refusing connection from %s: %s", self.peer, refusal)
