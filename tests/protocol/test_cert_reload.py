@@ -85,3 +85,42 @@ def test_sighup_reloads_the_certificate(tmp_path):
         assert srv.proc.poll() is None
     finally:
         srv.stop()
+
+
+def test_with_workers_sighup_reaches_every_worker(tmp_path):
+    """server.workers: 2: the parent passes SIGHUP on, so every worker serves the new
+    certificate and writes to the reopened access log."""
+    srv = ServerProcess(tmp_path, extra_config={"server": {"workers": 2},
+                                                "log": {"access": "var/access.log", "access_format": "json"}})
+    srv.start()
+    try:
+        cert, key = tmp_path / "var/tls/server.crt", tmp_path / "var/tls/server.key"
+        access = tmp_path / "var/access.log"
+        make_self_signed(tmp_path / "new.crt", tmp_path / "new.key")
+        shutil.copy(tmp_path / "new.key", key)
+        shutil.copy(tmp_path / "new.crt", cert)
+        new = fingerprint_of_file(cert)
+        deadline = time.monotonic() + 10
+        while not access.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        access.rename(tmp_path / "var/access.log.1")
+        srv.proc.send_signal(signal.SIGHUP)
+        assert wait_served(srv, new) == new
+        # the kernel spreads new connections over the workers: every one of these gets
+        # the new certificate, and the log lines go to the new file
+        seen = {served(srv) for _ in range(12)}
+        assert seen == {new}
+        for _ in range(6):
+            c = Connection(Server(srv.url, get_info=NONE), ROOT_DN, ROOT_PW, auto_bind=True)
+            c.search(SUFFIX, "(uid=after-rotate)", SUBTREE)
+            c.unbind()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            text = access.read_text() if access.exists() else ""
+            if text.count("(uid=after-rotate)") == 6:
+                break
+            time.sleep(0.2)
+        assert text.count("(uid=after-rotate)") == 6
+        assert "(uid=after-rotate)" not in (tmp_path / "var/access.log.1").read_text()
+    finally:
+        srv.stop()
