@@ -364,7 +364,9 @@ SECTIONS = {
     }),
     # Prometheus text and /healthz, /readyz for load balancers: an http:// address on loopback
     # (with server.workers > 1, worker N listens on port + N)
-    "metrics": Section({"listen": Str(None, check=lambda v: _metrics_url(v))}),
+    "metrics": Section({"listen": Str(None, check=lambda v: _metrics_url(v)),
+                        # the same figures as cn=Monitor over LDAP (a base search, root DN only)
+                        "monitor": Bool(False)}),
     "password_policy": Section({
         **{f.name: Int(f.default) for f in fields(PolicyConfig)
            if isinstance(f.default, int) and not isinstance(f.default, bool)},

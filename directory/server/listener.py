@@ -143,7 +143,10 @@ class LDAPServerFactory(protocol.ServerFactory):
         # operation costs one attribute test more (see LDAPServerProtocol.handle_pdu)
         self.access_log = open_access_log(config, reactor.callLater)
         self.slow_seconds = config.section("log")["slow_ms"] / 1000.0
-        self.metrics = Metrics(self) if config.section("metrics")["listen"] else None
+        metrics = config.section("metrics")
+        self.metrics = Metrics(self) if metrics["listen"] or metrics["monitor"] else None
+        if self.metrics is not None and metrics["monitor"]:
+            directory.monitor = self.metrics.monitor_entry
         self.observing = bool(self.access_log or self.metrics or self.slow_seconds)
         if self.access_log is not None:
             reactor.addSystemEventTrigger("after", "shutdown", self.access_log.close)

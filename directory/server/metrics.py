@@ -52,6 +52,18 @@ class Metrics:
         # label lookups cached: .labels() takes a lock and builds a key each time
         self._children = {}
 
+    def monitor_entry(self) -> dict:
+        """cn=Monitor's attributes: each sample of /metrics as one `description`
+        value in the text format (name{labels} value), histogram buckets left out."""
+        values = []
+        for family in self.registry.collect():
+            for s in family.samples:
+                if s.name.endswith(("_bucket", "_created")):
+                    continue
+                labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+                values.append(f"{s.name}{{{labels}}} {s.value:g}".replace("{}", "").encode())
+        return {"objectClass": [b"top", b"extensibleObject"], "cn": [b"Monitor"], "description": values}
+
     def observe(self, op: str, code: int, seconds: float):
         key = (op, code)
         children = self._children.get(key)

@@ -1,6 +1,7 @@
 """The metrics listener against a real server: scraped before and after a known load
 (run while it is scraped), the counters moved by exactly that load; the health checks
 answer; with several workers each answers on its own port."""
+import subprocess
 import threading
 import urllib.request
 
@@ -9,7 +10,7 @@ import yaml
 from ldap3 import NONE, SUBTREE, Connection, Server
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import ROOT_DN, ROOT_PW, SUFFIX, ServerProcess, free_port, wait_port
+from tests.conftest import ROOT_DN, ROOT_PW, SUFFIX, ServerProcess, free_port, requires_ldap_utils, wait_port
 
 JSMITH = f"uid=jsmith,ou=students,ou=people,{SUFFIX}"
 
@@ -132,5 +133,29 @@ def test_each_worker_reports_on_its_own_port(tmp_path):
             m = scrape(f"http://127.0.0.1:{p}")
             assert ("rollcall_up_seconds", ()) in m
             assert get(f"http://127.0.0.1:{p}", "/readyz")[0] == 200
+    finally:
+        s.stop()
+
+
+@requires_ldap_utils
+def test_cn_monitor_over_ldap(tmp_path):
+    """metrics.monitor: the same figures as /metrics in cn=Monitor, for the root DN only."""
+    s = ServerProcess(tmp_path, extra_config={"metrics": {"monitor": True}})
+    s.start()
+    try:
+        for _ in range(3):
+            c = Connection(plain(s), ROOT_DN, ROOT_PW, auto_bind=True)
+            c.search(SUFFIX, "(uid=jsmith)", SUBTREE)
+            c.unbind()
+        out = subprocess.run(["ldapsearch", "-x", "-LLL", "-o", "ldif-wrap=no", "-H", s.url, "-D", ROOT_DN,
+                              "-w", ROOT_PW, "-b", "cn=Monitor", "-s", "base", "(objectClass=*)", "description"],
+                             capture_output=True, text=True, check=True).stdout
+        values = [line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("description: ")]
+        assert 'rollcall_operations_total{result="success",type="search"} 3' in values
+        assert any(v.startswith("rollcall_connections_open ") for v in values)
+        # anyone else: no such entry
+        anon = subprocess.run(["ldapsearch", "-x", "-LLL", "-H", s.url, "-b", "cn=Monitor", "-s", "base"],
+                              capture_output=True, text=True)
+        assert anon.returncode == 32
     finally:
         s.stop()
