@@ -203,7 +203,10 @@ class LDAPServerFactory(protocol.ServerFactory):
                   "who": (record[2] if record is not None else conn.ident.dn) or "anonymous",
                   "type": op_name}
         if record is not None:
-            describe(record[0], fields)
+            try:
+                describe(record[0], fields)
+            except Exception as exc:  # noqa: BLE001 - the line must never fail the answer already sent
+                log.error("access log: cannot describe a %s request: %r", op_name, exc)
         fields["result"] = code
         fields["error"] = result_name(code) if code not in (0, 5, 6) else None
         if op_name == "search" and record is not None:
