@@ -66,7 +66,7 @@ def backup(config, out: Path) -> dict:
         p.unlink(missing_ok=True)
     started = time.time()
     try:
-        src = sqlite3.connect(source, timeout=30.0)
+        src = sqlite3.connect(source, timeout=30.0)  # read only by the backup (it exists: checked above)
         dst = sqlite3.connect(db_tmp)
         try:
             # pages=-1: the whole database in one step, i.e. one read transaction of a
@@ -75,6 +75,8 @@ def backup(config, out: Path) -> dict:
             entries = dst.execute("SELECT count(*) FROM entries").fetchone()[0]
             last_change = dst.execute("SELECT max(seq) FROM changelog").fetchone()[0]
             dst.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
+        except sqlite3.Error as exc:
+            raise BackupError(f"cannot back up {source}: {exc} (is store.path a Rollcall store?)") from None
         finally:
             src.close()
             dst.close()

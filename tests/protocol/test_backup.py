@@ -127,3 +127,12 @@ def test_postgresql_store_points_to_pg_dump(tmp_path):
         r = srv.rollcall(*args, check=False)
         assert r.returncode == 1 and "pg_dump" in r.stderr and "rollcall export" in r.stderr, r.stderr
         assert "Traceback" not in r.stderr
+
+
+def test_a_file_that_is_not_a_store_is_refused(tmp_path):
+    srv = ServerProcess(tmp_path, ldif=None)
+    (tmp_path / "var").mkdir(exist_ok=True)
+    (tmp_path / "var/rollcall.db").write_bytes(b"this is not a database" * 100)
+    r = srv.rollcall("backup", str(tmp_path / "x.backup"), check=False)
+    assert r.returncode == 1 and "cannot back up" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "x.backup").exists()
