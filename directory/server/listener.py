@@ -97,6 +97,28 @@ def raise_fd_limit(max_connections: int):
 
 
 _SCOPES = ("base", "one", "sub", "children")
+_SECRET_ATTRS = {"userpassword", "2.5.4.35"}
+_HIDDEN = b"REDACTED"
+
+
+def _redact(f: tuple) -> tuple:
+    """The filter with every assertion value on userPassword replaced: a client that
+    checks a password with a search filter must not leave it in the access log."""
+    kind = f[0]
+    if kind in ("and", "or"):
+        return (kind, [_redact(x) for x in f[1]])
+    if kind == "not":
+        return (kind, _redact(f[1]))
+    if kind == "present":
+        return f
+    attr = f[2] if kind == "ext" else f[1]
+    if (attr or "").split(";")[0].lower() not in _SECRET_ATTRS:
+        return f
+    if kind == "sub":
+        return (kind, f[1], _HIDDEN, [], None)
+    if kind == "ext":
+        return (kind, f[1], f[2], _HIDDEN, f[4])
+    return (kind, f[1], _HIDDEN)
 
 
 def describe(msg, fields: dict):
@@ -110,7 +132,10 @@ def describe(msg, fields: dict):
     elif op == 3:  # search
         fields["base"] = req.base
         fields["scope"] = _SCOPES[req.scope] if 0 <= req.scope < 4 else req.scope
-        fields["filter"] = filter_to_string(req.filter)
+        text = filter_to_string(req.filter)
+        if "assword" in text or "2.5.4.35" in text:  # rare: only then walk the filter again
+            text = filter_to_string(_redact(req.filter))
+        fields["filter"] = text
         fields["attrs"] = req.attributes or None
     elif op == 23:  # extended: the OID only
         fields["oid"] = req[0]

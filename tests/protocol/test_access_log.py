@@ -63,7 +63,7 @@ def test_no_secret_ever_reaches_the_log(srv):
     userPassword, a compare on it, activation codes issued and used: then every secret
     used is looked for in the whole access log and the server's own log."""
     secrets = ["Alpha-Secret-7391", "Bravo-Secret-8462", "Charlie-Secret-9573", "Delta-Secret-1684",
-               "Echo-Secret-2795", "Foxtrot-Wrong-3806", "Golf-Compare-4917"]
+               "Echo-Secret-2795", "Foxtrot-Wrong-3806", "Golf-Compare-4917", "Hotel-Filter-5028"]
     env = srv.env()
     s1 = student("s1")
     # Password Modify by the root DN, then by the user (old and new in the request)
@@ -83,6 +83,9 @@ def test_no_secret_ever_reaches_the_log(srv):
     assert root.modify(dn, {"userPassword": [(MODIFY_REPLACE, [secrets[3]])]}), root.result
     subprocess.run(["ldapcompare", "-x", "-H", srv.url, "-D", ROOT_DN, "-w", ROOT_PW, dn,
                     f"userPassword:{secrets[6]}"], env=env, capture_output=True)
+    # a legacy application checking a password with a search filter
+    root.search(STUDENTS, f"(&(uid=secretive)(|(userPassword={secrets[7]})(userPassword=*{secrets[7]}*)))",
+                SUBTREE)
     # an activation code issued to a PENDING student and used with a new password
     codes = admin.issue_codes(root, [student("sP")])
     code = codes[0]["code"]
@@ -99,6 +102,8 @@ def test_no_secret_ever_reaches_the_log(srv):
     # and yet the operations are all there
     types = [x.get("type") for x in lines_of(srv.workdir / "var/access.log")]
     assert {"bind", "add", "modify", "compare", "extended"} <= set(types)
+    assert any(x.get("filter") == "(&(uid=secretive)(|(userPassword=REDACTED)(userPassword=REDACTED*)))"
+               for x in lines_of(srv.workdir / "var/access.log")), "the filter is logged, its password hidden"
     modify = [x for x in lines_of(srv.workdir / "var/access.log") if x.get("type") == "modify" and x["dn"] == dn]
     assert modify[-1]["attrs"] == ["userPassword"]
 
