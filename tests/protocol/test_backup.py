@@ -28,6 +28,13 @@ def _uids(srv):
 
 def test_backup_under_writes_and_restore_answers_the_same(tmp_path):
     srv = ServerProcess(_dir(tmp_path / "a")).start()
+    try:
+        _backup_and_restore(srv, tmp_path)
+    finally:
+        srv.stop()
+
+
+def _backup_and_restore(srv, tmp_path):
     acked = []          # (uid, time the server acknowledged it)
     stop = threading.Event()
     errors = []
@@ -99,7 +106,6 @@ def test_backup_under_writes_and_restore_answers_the_same(tmp_path):
         assert r.returncode == 1 and "refuses to overwrite" in r.stderr
     finally:
         b.stop()
-        srv.stop()
 
     # a damaged backup: one byte changed in the database, or the file cut short
     data = bytearray(out.read_bytes())
