@@ -91,7 +91,7 @@ class RollcallServer:
 
     def __init__(self, workdir: str, workers: int | None, rehash_on_bind: bool,
                  log_level: str, project_config: Path, backend: str = "sqlite",
-                 conninfo: str | None = None, db_pid=None):
+                 conninfo: str | None = None, db_pid=None, access_log: str = "off"):
         """backend sqlite (a file in workdir) or postgresql (conninfo; db_pid: a callable
         giving the postmaster's pid, whose CPU is measured with the frontend's)."""
         self.backend = backend
@@ -104,6 +104,7 @@ class RollcallServer:
         self.workers = workers
         self.rehash_on_bind = rehash_on_bind
         self.log_level = log_level
+        self.access_log = access_log
         self.project_config = project_config
         self.port: int | None = None
         self.proc: subprocess.Popen | None = None
@@ -167,6 +168,8 @@ class RollcallServer:
             doc.setdefault("server", {})
             doc["server"] = dict(doc["server"] or {}, workers=int(self.workers))
         doc["log"] = dict(doc.get("log") or {}, level=self.log_level)
+        if self.access_log != "off":  # --access-log: its cost at full load
+            doc["log"]["access"] = str(self.dir / "access.log") if self.access_log == "file" else True
         self.cfg_path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
         return doc
 
@@ -429,6 +432,8 @@ def parse_args(argv=None):
                          "rewrite {SSHA} as {ARGON2} during the run)")
     ap.add_argument("--rollcall-log-level", default="warning",
                     help="log.level for Rollcall (warning; slapd runs with loglevel none)")
+    ap.add_argument("--access-log", choices=["off", "file", "stdout"], default="off",
+                    help="log.access for Rollcall: off, a file in the run directory, or stdout (off)")
     ap.add_argument("--config", default=str(ROOT / "config.yaml"),
                     help="project config.yaml to copy settings from")
     ap.add_argument("--slapd-threads", type=int, default=16, help="slapd 'threads' (16)")
@@ -536,7 +541,8 @@ def main(argv=None) -> int:
                 rc = RollcallServer(str(run_dir / name), args.rollcall_workers,
                                     args.rehash_on_bind, args.rollcall_log_level, Path(args.config),
                                     backend=backend, conninfo=pg.conninfo if pg else None,
-                                    db_pid=pg.postmaster_pid if pg and backend == "postgresql" else None)
+                                    db_pid=pg.postmaster_pid if pg and backend == "postgresql" else None,
+                                    access_log=args.access_log)
                 say("%s: load %d entries ..." % (name, entries))
                 secs = rc.load(ldif)
                 loads[name] = {"entries": entries, "seconds": secs,

@@ -1,4 +1,4 @@
-"""`rollcall` command line: serve, load, export, hash-password, tls-selfsigned."""
+"""`rollcall` command line: serve, load, export, backup, restore, hash-password, tls-selfsigned."""
 import argparse
 import csv
 import getpass
@@ -22,8 +22,9 @@ from .core.schema import Schema
 from .ldif import LDIFError, format_entry
 from .photos_cli import register as register_photos  # photos upload | publish | roster | setup
 from .requests_cli import add_request_parser
+from .server.sdnotify import notify
 from .server.workers import serve_workers
-from .store import open_store
+from .store import backup_store, open_store, restore_store
 from .store.base import StoreError
 from .tls import make_self_signed
 
@@ -89,9 +90,9 @@ def cmd_serve(args):
             # than every worker failing after the fork (closed again: no threads cross the fork)
             _open_store(cfg, "rollcall serve", cache_entries=0, listen=False).close()
         try:
-            serve_workers(cfg, on_ready=lambda: print(
+            serve_workers(cfg, on_ready=lambda: (print(
                 f"rollcall: serving {cfg.suffix} with {cfg.workers} workers on "
-                + ", ".join(lst.url for lst in cfg.listeners), flush=True))
+                + ", ".join(lst.url for lst in cfg.listeners), flush=True), notify("READY=1")))
         except OSError as exc:
             print(f"rollcall: cannot listen: {exc}", file=sys.stderr)
             sys.exit(1)
@@ -105,6 +106,8 @@ def cmd_serve(args):
     factory = LDAPServerFactory(directory, cfg)
     try:
         factory.listen()
+        factory.listen_metrics()
+        factory.install_sighup()
         if cfg.web is not None:
             from .web.server import listen as listen_web  # imports the reactor: see above
 
@@ -114,6 +117,8 @@ def cmd_serve(args):
         sys.exit(1)
     print(f"rollcall: serving {cfg.suffix} ({directory.store.count()} entries) on "
           + ", ".join([lst.url for lst in cfg.listeners] + ([cfg.web.listen] if cfg.web else [])), flush=True)
+    notify("READY=1")  # systemd's Type=notify: every listener is open
+    reactor.addSystemEventTrigger("before", "shutdown", notify, "STOPPING=1")
     tune_gc()
     reactor.run()
 
@@ -215,6 +220,31 @@ def cmd_db_upgrade(args):
         print(f"{cfg.store_backend} schema upgraded from version {before or 0} to {after}")
 
 
+def cmd_backup(args):
+    """An online backup of the store, taken while the server serves reads and writes."""
+    cfg = _config(args)
+    started = time.perf_counter()
+    try:
+        m = backup_store(cfg, args.output)
+    except StoreError as exc:
+        print(f"rollcall backup: {exc}", file=sys.stderr)
+        sys.exit(1)
+    print(f"backed up {m['entries']} entries ({m['size'] / 1e6:.1f} MB, schema version {m['schema_version']}, "
+          f"sha256 {m['sha256'][:16]}…) to {args.output} in {time.perf_counter() - started:.1f} s")
+
+
+def cmd_restore(args):
+    """A backup into an empty store path (never over a live store)."""
+    cfg = _config(args)
+    try:
+        m = restore_store(cfg, args.backup)
+    except StoreError as exc:
+        print(f"rollcall restore: {exc}", file=sys.stderr)
+        sys.exit(1)
+    print(f"restored {m['entries']} entries, backed up {m['created']} from {m['host']}, into {cfg.store_path}; "
+          "checksum and integrity checked. Start the server on it.")
+
+
 def cmd_hash_password(args):
     plain = sys.stdin.readline().rstrip("\n") if args.stdin else getpass.getpass("New password: ")
     if not plain:
@@ -288,6 +318,10 @@ def main(argv=None):
     p.add_argument("--who", help="only changes made by this (normalised) DN")
     p.add_argument("--limit", type=int, default=100000)
     p.add_argument("--format", choices=["csv", "json"], default="csv")
+    p = command("backup", cmd_backup, "online backup of the SQLite store (consistent; the server keeps serving)")
+    p.add_argument("output", help="the backup file to write (a tar with a manifest and a checksum)")
+    p = command("restore", cmd_restore, "restore a backup into the empty store path of the configuration")
+    p.add_argument("backup", help="a file written by `rollcall backup`")
     p = command("hash-password", cmd_hash_password, "print a password hash for config.yaml")
     p.add_argument("--scheme", default="ARGON2")
     p.add_argument("--stdin", action="store_true", help="read the password from standard input")

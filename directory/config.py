@@ -90,7 +90,7 @@ def _kind_text(key: Key) -> str:
         return "a number" + (f" >= {key.minimum:g}" if key.minimum is not None else "")
     if key.kind == "str":
         return f"one of {', '.join(key.choices)}" if key.choices else "a string"
-    return {"bool": "true or false", "strlist": "a list of strings", "list": "a list",
+    return {"bool": "true or false", "boolstr": "true, false or a file path", "strlist": "a list of strings", "list": "a list",
             "mapping": "a mapping", "section": "a mapping"}.get(key.kind, key.kind)
 
 
@@ -159,6 +159,9 @@ def check_value(value, key: Key, dotted: str, path=None):
             raise bad()
     elif key.kind == "bool":
         if not isinstance(value, bool):
+            raise bad()
+    elif key.kind == "boolstr":
+        if not isinstance(value, (bool, str)) or value == "":
             raise bad()
     elif key.kind == "strlist":
         if not isinstance(value, list):
@@ -286,6 +289,20 @@ def _ldap_url(value):
     return value
 
 
+def _metrics_url(value):
+    if value is None:
+        return value
+    u = urlparse(value)
+    try:
+        port = u.port
+    except ValueError:
+        raise Invalid("bad port") from None
+    if u.scheme != "http" or not u.hostname or port is None:
+        raise Invalid("must be an http://host:port URL, e.g. http://127.0.0.1:9389 (scrapers read it in clear: "
+                      "keep it on loopback or a management network)")
+    return value
+
+
 def _limits(values: dict) -> dict:
     if values["max_pdu_anonymous"] > values["max_pdu"]:
         raise Invalid(f"must be <= max_pdu ({values['max_pdu']})", ".max_pdu_anonymous")
@@ -371,7 +388,19 @@ SECTIONS = {
         # a query never waits on the reactor thread; an embedded store reads inline
         "read_threads": Int(8, minimum=1),
     }),
-    "log": Section({"level": Str("info", choices=_LEVELS)}),
+    "log": Section({
+        "level": Str("info", choices=_LEVELS),
+        # one line per operation result: false, true / "stdout", or a file (reopened on SIGHUP)
+        "access": Key("boolstr", False),
+        "access_format": Str("kv", choices=("kv", "json")),
+        # a search slower than this (ms) is logged at warning, access log on or off; 0: never
+        "slow_ms": Num(1000),
+    }),
+    # Prometheus text and /healthz, /readyz for load balancers: an http:// address on loopback
+    # (with server.workers > 1, worker N listens on port + N)
+    "metrics": Section({"listen": Str(None, check=lambda v: _metrics_url(v)),
+                        # the same figures as cn=Monitor over LDAP (a base search, root DN only)
+                        "monitor": Bool(False)}),
     "password_policy": Section({
         **{f.name: Int(f.default) for f in fields(PolicyConfig)
            if isinstance(f.default, int) and not isinstance(f.default, bool)},

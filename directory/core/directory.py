@@ -111,6 +111,8 @@ class Directory:
         self._index_plan = [(name, name.lower(), kinds, schema.attribute(name), self.subtypes(name))
                             for name, kinds in self._index_kinds.items()]
         self.supported_controls = []  # filled by the server: the controls it implements
+        # filled by the server when metrics are on: () -> attributes of cn=Monitor (root DN only)
+        self.monitor = None
         self.supported_extensions = []
         try:
             rules = parse_rules(config.raw.get("access", DEFAULT_ACCESS), self)
@@ -427,6 +429,10 @@ class Directory:
         deadline = self.search_deadline(ident, time_limit)
 
         base_ndn = self.dn.normalize(base) if base else ""
+        if scope == SCOPE_BASE and base_ndn == "cn=monitor" and self.monitor is not None and ident.is_root:
+            # slapd's back-monitor in one entry: the metrics endpoint's figures over LDAP
+            entry = Entry("cn=Monitor", "cn=monitor", self.monitor(), id=None)
+            return SearchCursor(self, ident, [entry], compiled, selector, types_only, size, deadline, virtual=True)
         if scope == SCOPE_BASE and base_ndn in ("", "cn=subschema"):
             entry = self.root_dse() if base_ndn == "" else self.subschema()
             return SearchCursor(self, ident, [entry], compiled, selector, types_only, size, deadline, virtual=True)

@@ -1,17 +1,25 @@
 """Listeners, TLS and the shared state of all connections of one server process."""
 import collections
 import gc
+import itertools
 import logging
 import resource
+import signal
+import time
 
 from twisted.internet import defer, protocol, reactor, ssl
 from twisted.internet.threads import deferToThreadPool
+from twisted.internet.interfaces import IOpenSSLContextFactory
 from twisted.python.threadpool import ThreadPool
+from zope.interface import implementer
 
 from .. import passwords
-from ..core.errors import LDAPError, ResultCode
+from ..core.errors import LDAPError, ResultCode, result_name
+from ..core.filterparse import filter_to_string
 from ..core.identity import SESSION_TICKET, is_loopback, session_key
+from .accesslog import format_kv, open_access_log
 from .controls import SUPPORTED_CONTROLS
+from .metrics import Metrics, listen as listen_metrics
 from .protocol import SUPPORTED_EXTENSIONS, LDAPServerProtocol
 from .writer import GroupCommitWriter
 
@@ -26,18 +34,50 @@ def tune_gc():
     gc.set_threshold(50_000, 20, 100)
 
 
-def tls_context(config):
-    """Server-side TLS from the configured PEM certificate and key (TLS 1.2+)."""
-    if not (config.tls_cert and config.tls_key):
-        return None
+def _certificate_options(config):
+    """Server-side TLS from the configured PEM certificate and key (TLS 1.2+). Raises
+    if they cannot be read or the certificate does not match the key."""
     cert_pem = config.tls_cert.read_bytes()
     key_pem = config.tls_key.read_bytes()
     cert = ssl.PrivateCertificate.loadPEM(key_pem + b"\n" + cert_pem)
-    return ssl.CertificateOptions(
+    options = ssl.CertificateOptions(
         privateKey=cert.privateKey.original,
         certificate=cert.original,
         raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
     )
+    options.getContext()  # builds the context now: OpenSSL checks the key against the certificate
+    return options
+
+
+@implementer(IOpenSSLContextFactory)
+class ReloadableTLS:
+    """The TLS context of the ldaps:// listeners, StartTLS and the console: each new
+    connection asks for the current one (getContext), so a reload (SIGHUP) serves the
+    new certificate to new connections while open ones keep theirs."""
+
+    def __init__(self, config):
+        self.config = config
+        self.current = _certificate_options(config)
+
+    def getContext(self):
+        return self.current.getContext()
+
+    def reload(self) -> bool:
+        try:
+            new = _certificate_options(self.config)
+        except Exception as exc:  # noqa: BLE001 - any unreadable or mismatched pair: keep the old one
+            log.error("TLS certificate NOT reloaded (still serving the previous one): %s or %s: %s",
+                      self.config.tls_cert, self.config.tls_key, exc)
+            return False
+        self.current = new
+        log.info("TLS certificate reloaded from %s", self.config.tls_cert)
+        return True
+
+
+def tls_context(config):
+    if not (config.tls_cert and config.tls_key):
+        return None
+    return ReloadableTLS(config)
 
 
 def raise_fd_limit(max_connections: int):
@@ -57,6 +97,64 @@ def raise_fd_limit(max_connections: int):
         log.warning("could not raise the open files limit: %s", exc)
 
 
+_SCOPES = ("base", "one", "sub", "children")
+_SECRET_ATTRS = {"userpassword", "2.5.4.35"}
+_HIDDEN = b"REDACTED"
+
+
+def _redact(f: tuple) -> tuple:
+    """The filter with every assertion value on userPassword replaced: a client that
+    checks a password with a search filter must not leave it in the access log."""
+    kind = f[0]
+    if kind in ("and", "or"):
+        return (kind, [_redact(x) for x in f[1]])
+    if kind == "not":
+        return (kind, _redact(f[1]))
+    if kind == "present":
+        return f
+    attr = f[2] if kind == "ext" else f[1]
+    if (attr or "").split(";")[0].lower() not in _SECRET_ATTRS:
+        return f
+    if kind == "sub":
+        return (kind, f[1], _HIDDEN, [], None)
+    if kind == "ext":
+        return (kind, f[1], f[2], _HIDDEN, f[4])
+    return (kind, f[1], _HIDDEN)
+
+
+def describe(msg, fields: dict):
+    """An operation's request in access-log fields: names, DNs and filters only. Never a
+    value of an add, modify or compare, a bind password or an extended operation's
+    payload (Password Modify's passwords, an activation code)."""
+    op, req = msg.op, msg.request
+    if op == 0:  # bind
+        fields["dn"] = req.name
+        fields["method"] = req.method if req.method == "simple" else f"sasl/{req.sasl_mechanism}"
+    elif op == 3:  # search
+        fields["base"] = req.base
+        fields["scope"] = _SCOPES[req.scope] if 0 <= req.scope < 4 else req.scope
+        text = filter_to_string(req.filter)
+        if "assword" in text or "2.5.4.35" in text:  # rare: only then walk the filter again
+            text = filter_to_string(_redact(req.filter))
+        fields["filter"] = text
+        fields["attrs"] = req.attributes or None
+    elif op == 23:  # extended: the OID only
+        fields["oid"] = req[0]
+    elif isinstance(req, tuple) and req:
+        fields["dn"] = req[0]
+        if op == 6:  # modify: which attributes, not their values
+            fields["attrs"] = sorted({name for _op, name, _values in req[1]})
+        elif op == 8:  # add
+            pairs = req[1].items() if isinstance(req[1], dict) else req[1]
+            fields["attrs"] = sorted({name for name, _values in pairs})
+        elif op == 12:  # modrdn
+            fields["newrdn"] = req[1]
+            fields["deleteoldrdn"] = bool(req[2])
+            fields["newsuperior"] = req[3]
+        elif op == 14:  # compare: the attribute, not the value
+            fields["attr"] = req[1]
+
+
 class LDAPServerFactory(protocol.ServerFactory):
     def __init__(self, directory, config):
         self.directory = directory
@@ -65,6 +163,19 @@ class LDAPServerFactory(protocol.ServerFactory):
         self.per_address = collections.Counter()   # open connections by client address
         self.binds_in_flight = collections.Counter()  # binds being verified by client address
         raise_fd_limit(config.max_connections)
+        self.started = time.monotonic()
+        self.conn_ids = itertools.count(1)
+        # the access log, the metrics and the slow-search warning: with all three off an
+        # operation costs one attribute test more (see LDAPServerProtocol.handle_pdu)
+        self.access_log = open_access_log(config, reactor.callLater)
+        self.slow_seconds = config.section("log")["slow_ms"] / 1000.0
+        metrics = config.section("metrics")
+        self.metrics = Metrics(self) if metrics["listen"] or metrics["monitor"] else None
+        if self.metrics is not None and metrics["monitor"]:
+            directory.monitor = self.metrics.monitor_entry
+        self.observing = bool(self.access_log or self.metrics or self.slow_seconds)
+        if self.access_log is not None:
+            reactor.addSystemEventTrigger("after", "shutdown", self.access_log.close)
         self.tls_context = tls_context(config)
         self.tls_ports = set()
         directory.supported_controls = list(SUPPORTED_CONTROLS)
@@ -89,6 +200,49 @@ class LDAPServerFactory(protocol.ServerFactory):
                 continue
             pool.start()
             reactor.addSystemEventTrigger("during", "shutdown", pool.stop)
+
+    def reload(self):
+        """SIGHUP: reopen the access log (logrotate), reload the TLS certificate and key."""
+        log.info("SIGHUP: reopening the access log, reloading the TLS certificate")
+        if self.access_log is not None:
+            self.access_log.reopen()
+        if self.tls_context is not None:
+            self.tls_context.reload()
+
+    def connection_event(self, conn, event: str, reason: str | None = None):
+        if self.access_log is not None:
+            self.access_log.write({"conn": conn.conn_id, "event": event, "from": conn.peer, "tls": conn.tls,
+                                   "reason": reason})
+        if self.metrics is not None and event != "close":
+            self.metrics.connections.inc()
+
+    def op_done(self, conn, record, op_name: str, code: int):
+        """An operation's result was sent: metrics, the access line, a slow search's warning."""
+        elapsed = time.perf_counter() - record[1] if record is not None else 0.0
+        if self.metrics is not None:
+            self.metrics.observe(op_name, code, elapsed)
+        slow = op_name == "search" and self.slow_seconds and elapsed >= self.slow_seconds
+        if self.access_log is None and not slow:
+            return
+        fields = {"conn": conn.conn_id, "op": record[0].msgid if record is not None else None,
+                  "from": conn.peer, "tls": conn.tls,
+                  "who": (record[2] if record is not None else conn.ident.dn) or "anonymous",
+                  "type": op_name}
+        if record is not None:
+            try:
+                describe(record[0], fields)
+            except Exception as exc:  # noqa: BLE001 - the line must never fail the answer already sent
+                log.error("access log: cannot describe a %s request: %r", op_name, exc)
+        fields["result"] = code
+        fields["error"] = result_name(code) if code not in (0, 5, 6) else None
+        if op_name == "search" and record is not None:
+            fields["entries"] = record[3]
+        fields["ms"] = round(elapsed * 1000, 3)
+        if self.access_log is not None:
+            self.access_log.write(fields)
+        if slow:
+            log.warning("slow search (%.0f ms >= log.slow_ms %g): %s", elapsed * 1000, self.slow_seconds * 1000,
+                        format_kv(fields))
 
     def admit(self, conn) -> str | None:
         """Count a new connection in limits.max_connections(_per_address); or why not."""
@@ -268,6 +422,15 @@ class LDAPServerFactory(protocol.ServerFactory):
     def audit_bind(self, conn, who, ok: bool):
         name = who.dn if hasattr(who, "dn") else who
         log.info("bind %s dn=%r from %s", "ok" if ok else "failed", name, conn.peer)
+
+    def install_sighup(self):
+        """SIGHUP (logrotate's postrotate, a renewed certificate): reload() on the reactor."""
+        signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(self.reload))
+
+    def listen_metrics(self, slot: int = 0):
+        url = self.config.section("metrics")["listen"]
+        if url:
+            listen_metrics(self, url, slot)
 
     def listen(self):
         """Open every configured listener; returns the listening ports."""

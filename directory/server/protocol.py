@@ -9,6 +9,7 @@ never waits on a hash or an fsync.
 import functools
 import ipaddress
 import logging
+import time
 
 from twisted.internet import defer, protocol, reactor
 from twisted.internet.threads import deferToThreadPool
@@ -110,6 +111,11 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
         self.reading = True       # whether the transport is reading from the socket
         self.admitted = False     # counted in the factory's connection limits
         self.resume_call = None
+        self.conn_id = next(server.conn_ids)
+        # operations awaiting their result, when observed (access log, metrics, slow
+        # searches): msgid -> [message, start, bound DN, entries sent]
+        self.ops: dict[int, list] = {}
+        self.close_reason = None
 
     # ------------------------------------------------------------------ transport
     def connectionMade(self):
@@ -119,6 +125,7 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
         self.tls = self.server.is_tls_listener(self.transport)
         self.ident = Identity(peer=self.peer, tls=self.tls)
         refusal = self.server.admit(self)
+        self.server.connection_event(self, "connect" if refusal is None else "refused", refusal)
         if refusal is not None:
             # limits.max_connections(_per_address): told why, closed; nothing is read
             log.warning("refusing connection from %s: %s", self.peer, refusal)
@@ -141,6 +148,7 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
             self.resetTimeout()  # busy, or blocked on the client (limits.write_timeout applies)
             return
         log.info("closing idle connection from %s", self.peer)
+        self.close_reason = "idle"
         self.send(ber.encode_notice_of_disconnection(ResultCode.UNAVAILABLE, "idle connection closed"))
         self.close()
 
@@ -172,6 +180,8 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
         if self.admitted:
             self.admitted = False
             self.server.release(self)
+            self.server.connection_event(self, "close", self.close_reason)
+        self.ops.clear()
 
     # ------------------------------------------------------------------ back-pressure
     # The transport calls these (we are its streaming producer): pause when its write
@@ -204,6 +214,7 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
         if self.closed or not self.write_blocked:
             return
         log.warning("closing connection from %s: responses unread for %ds", self.peer, self.config.write_timeout)
+        self.close_reason = "write timeout"
         self.closed = True
         self.transport.unregisterProducer()
         self.transport.abortConnection()
@@ -301,6 +312,7 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
         """Malformed input: tell the client (Notice of Disconnection) and close this
         connection only; everyone else keeps being served."""
         log.warning("protocol error from %s: %s", self.peer, why)
+        self.close_reason = "protocol error"
         if not self.closed:
             self.transport.write(ber.encode_notice_of_disconnection(ResultCode.PROTOCOL_ERROR, why))
             self.close()
@@ -312,6 +324,13 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
 
     def result(self, msgid, op, code, message="", matched="", controls=None, extra=b""):
         self.send(ber.encode_result(msgid, RESPONSE_OP[op], code, matched, message, controls, extra))
+        if self.server.observing:
+            self.server.op_done(self, self.ops.pop(msgid, None), OP_NAMES.get(op, str(op)), code)
+
+    def extended_result(self, msgid, code, message="", matched="", name=None, value=None):
+        self.send(ber.encode_extended_response(msgid, code, matched, message, name=name, value=value))
+        if self.server.observing:
+            self.server.op_done(self, self.ops.pop(msgid, None), "extended", code)
 
     def error(self, msgid, op, exc):
         if isinstance(exc, StoreUnavailable):
@@ -320,7 +339,7 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
             exc = LDAPError(ResultCode.UNAVAILABLE, "the directory's database is unavailable; try again shortly")
         if isinstance(exc, LDAPError):
             if op == OP_EXTENDED:
-                self.send(ber.encode_extended_response(msgid, exc.code, exc.matched_dn, exc.message))
+                self.extended_result(msgid, exc.code, exc.message, exc.matched_dn)
             else:
                 self.result(msgid, op, exc.code, exc.message, exc.matched_dn)
         else:
@@ -367,13 +386,20 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
         if self.server.read_pool is None:
             self.directory.store.refresh()
         if op == OP_UNBIND:
+            self.close_reason = "unbind"
             self.close()
             return
         if op == OP_ABANDON:
             running = self.searches.get(msg.request)
             if running is not None:
                 running.abandoned = True
+                self.ops.pop(msg.request, None)  # it gets no result
+            if self.server.access_log is not None:
+                self.server.access_log.write({"conn": self.conn_id, "op": msg.msgid, "from": self.peer,
+                                              "type": "abandon", "target": msg.request})
             return  # abandon has no response
+        if self.server.observing:
+            self.ops[msg.msgid] = [msg, time.perf_counter(), self.ident.dn, 0]
         try:
             self.check_controls(op, msg.controls)
             if op == OP_BIND:
@@ -406,6 +432,7 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
         # a bind abandons whatever the connection had running (RFC 4511 4.2.1)
         for s in self.searches.values():
             s.abandoned = True
+            self.ops.pop(s.msgid, None)  # it gets no result
         self.pages.clear()
         if req.version != 3:
             raise LDAPError(ResultCode.PROTOCOL_ERROR, "requested protocol version not allowed")
@@ -667,6 +694,9 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
     def _send_entries(self, msgid, entries):
         if entries and not self.closed:
             self.transport.write(b"".join(ber.encode_search_entry(msgid, dn, attrs) for dn, attrs in entries))
+            record = self.ops.get(msgid)
+            if record is not None:
+                record[3] += len(entries)
 
     # ------------------------------------------------------------------ the rest
     def do_other(self, msg):
@@ -742,7 +772,7 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
             self.start_tls(msgid)
         elif name == WHOAMI:
             authz = self.directory.whoami(self.ident).encode()
-            self.send(ber.encode_extended_response(msgid, ResultCode.SUCCESS, value=authz))
+            self.extended_result(msgid, ResultCode.SUCCESS, value=authz)
         elif name == PASSWD_MODIFY:
             self.password_modify(msgid, value)
         elif name == ACCOUNT_OP:
@@ -751,8 +781,7 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
             # the password-change pool, whose short transactions take the write lock themselves
             d = deferToThreadPool(reactor, self.server.change_pool, accounts_of(self.directory).extended,
                                   self.ident, value)
-            d.addCallbacks(lambda out: self.send(ber.encode_extended_response(
-                msgid, ResultCode.SUCCESS, name=ACCOUNT_OP, value=out)),
+            d.addCallbacks(lambda out: self.extended_result(msgid, ResultCode.SUCCESS, name=ACCOUNT_OP, value=out),
                 lambda f: self.error(msgid, OP_EXTENDED, f.value))
         else:
             raise LDAPError(ResultCode.PROTOCOL_ERROR, f"{name}: extended operation not supported")
@@ -765,7 +794,7 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
             raise LDAPError(ResultCode.UNAVAILABLE, "TLS is not configured")
         if self.searches:
             raise LDAPError(ResultCode.OPERATIONS_ERROR, "operations are outstanding")
-        self.send(ber.encode_extended_response(msgid, ResultCode.SUCCESS, name=STARTTLS))
+        self.extended_result(msgid, ResultCode.SUCCESS, name=STARTTLS)
         self.transport.startTLS(ctx)
         self.tls = True
         self.ident.tls = True
@@ -800,7 +829,7 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
             val = None
             if result.generated_password is not None:
                 val = ber.encode_seq(0x30, ber.encode_octets(0x80, result.generated_password.encode()))
-            self.send(ber.encode_extended_response(msgid, ResultCode.SUCCESS, value=val))
+            self.extended_result(msgid, ResultCode.SUCCESS, value=val)
 
         d.addCallbacks(ok, lambda f: self.error(msgid, OP_EXTENDED, f.value))
 

@@ -46,6 +46,8 @@ def _run_worker(cfg, sockets, slot=0):
             factory.tls_ports.add(sock.getsockname()[1])
         reactor.adoptStreamPort(sock.fileno(), sock.family, f)
         sock.close()  # the reactor holds its own duplicate
+    factory.listen_metrics(slot)  # each worker its own figures, on port + slot
+    factory.install_sighup()
     if slot == 0 and cfg.web is not None:
         # the web console keeps its sessions in memory: it lives in the first worker only
         from ..web.server import listen as listen_web  # after the fork: it imports the reactor
@@ -89,6 +91,16 @@ def serve_workers(cfg, on_ready=None):
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+
+    def hangup(signum, _frame):
+        # logrotate and certificate renewal signal the parent: every worker reloads
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGHUP)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGHUP, hangup)
     while children:
         try:
             pid, status = os.wait()

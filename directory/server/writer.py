@@ -23,6 +23,11 @@ class GroupCommitWriter:
         self.name = name
         self._queue = queue.SimpleQueue()
         self._thread = None
+        # for the metrics (read when scraped): group commits, writes in them, the last one's size
+        self.groups = self.writes = self.last_group = 0
+
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
 
     def start(self):
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
@@ -58,6 +63,9 @@ class GroupCommitWriter:
                 return
 
     def _run_group(self, group):
+        self.groups += 1
+        self.writes += len(group)
+        self.last_group = len(group)
         results = []
         try:
             with self.store.group_commit():

@@ -52,3 +52,19 @@ def store_password(config):
         from ..config import ConfigError
 
         raise ConfigError("store.password_file", f"cannot read it: {exc.strerror}") from None
+
+
+def backup_store(config, out) -> dict:
+    """`rollcall backup`: an online, consistent copy of the store (see store/backup.py)."""
+    # imported when used: it is the SQLite store's (a PostgreSQL deployment needs none of it)
+    from .backup import backup
+
+    return backup(config, out)
+
+
+def restore_store(config, path) -> dict:
+    """`rollcall restore`: a backup put into an empty store path (see store/backup.py)."""
+    # imported when used: see backup_store
+    from .backup import restore
+
+    return restore(config, path)

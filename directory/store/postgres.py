@@ -177,6 +177,9 @@ class PostgresStore:
         self._ndn_ids: dict[str, int] = {}
         self._cache_lock = threading.Lock()
         self._generation = 0
+        # entry cache lookups, for the metrics (plain ints: a lost increment between
+        # threads only blurs a ratio)
+        self.cache_hits = self.cache_misses = 0
         self._refresh_lock = threading.Lock()
         self._write_lock = threading.Lock()  # one writer connection per process: readers keep the rest
         self._local = threading.local()
@@ -364,10 +367,10 @@ class PostgresStore:
 
     def _cached(self, entry_id):
         item = self._cache.get(entry_id)
-        if item is None:
+        if item is None or item[1] < time.monotonic():  # the safety net: never older than cache_ttl
+            self.cache_misses += 1
             return None
-        if item[1] < time.monotonic():  # the safety net: never older than cache_ttl
-            return None
+        self.cache_hits += 1
         return item[0]
 
     def _row(self, row, generation):

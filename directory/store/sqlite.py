@@ -28,6 +28,7 @@ from ..district.gentime import gentime_text
 from .base import Eq, JobLocked, Present, Range, Substring
 from .throttle import OPEN_LOCK, Throttle, throttle_path
 
+SCHEMA_VERSION = 1  # of the tables below (recorded in backups: restore checks it)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries(
     id INTEGER PRIMARY KEY,
@@ -91,6 +92,9 @@ class SQLiteStore:
         self.refresh_interval = 0.0
         self._last_refresh = 0.0
         self._commits = 0
+        # entry cache lookups, for the metrics (plain ints: a lost increment between
+        # threads only blurs a ratio)
+        self.cache_hits = self.cache_misses = 0
         conn = self._conn()
         conn.executescript(SCHEMA)
         row = conn.execute("SELECT max(seq) FROM invalidation").fetchone()
@@ -184,7 +188,9 @@ class SQLiteStore:
             return self._uncached("id", entry_id)
         entry = self._cache.get(entry_id)
         if entry is not None:
+            self.cache_hits += 1
             return entry
+        self.cache_misses += 1
         generation = self._generation
         row = self._conn().execute("SELECT id, dn, ndn, data FROM entries WHERE id=?", (entry_id,)).fetchone()
         return self._row(row, generation)
@@ -202,7 +208,9 @@ class SQLiteStore:
         if entry_id is not None:
             entry = self._cache.get(entry_id)
             if entry is not None and entry.ndn == ndn:
+                self.cache_hits += 1
                 return entry
+        self.cache_misses += 1
         generation = self._generation
         row = self._conn().execute("SELECT id, dn, ndn, data FROM entries WHERE ndn=?", (ndn,)).fetchone()
         return self._row(row, generation)
@@ -218,6 +226,8 @@ class SQLiteStore:
                 missing.append(i)
             else:
                 out.append(e)
+        self.cache_hits += len(out)
+        self.cache_misses += len(missing)
         conn = self._conn()
         generation = self._generation
         for start in range(0, len(missing), 500):
@@ -450,7 +460,7 @@ class SQLiteStore:
 
     def schema_version(self):
         """The SQLite store creates its tables as it opens: always current."""
-        return (1, 1)
+        return (SCHEMA_VERSION, SCHEMA_VERSION)
 
     # -- throttles (shared attempt counters) ---------------------------------
     # Kept in a file of their own without fsync (see store/throttle.py), opened on

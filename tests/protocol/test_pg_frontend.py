@@ -3,11 +3,13 @@ that needs the database is answered `unavailable` (52), the server stays up, and
 PostgreSQL is back it serves again without a restart; nothing acknowledged is lost.
 And NUL characters (which PostgreSQL text cannot hold) never make an internal error."""
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 from ldap3 import BASE, MODIFY_REPLACE, SUBTREE, Connection, Server
 
-from tests.conftest import ROOT_DN, ROOT_PW, SUFFIX, ServerProcess
+from tests.conftest import ROOT_DN, ROOT_PW, SUFFIX, ServerProcess, free_port
 
 
 @pytest.fixture
@@ -88,3 +90,38 @@ def test_a_very_long_dn_is_refused_not_an_internal_error(pg_server):
     assert conn.result["result"] == 32, conn.result
     conn.search(f"ou=people,{SUFFIX}", f"(uid={long_uid})", SUBTREE)
     assert conn.result["result"] == 0, conn.result
+
+
+def test_readyz_follows_the_database(tmp_path, pg_cluster):
+    """/readyz: 503 while PostgreSQL is away (a load balancer stops sending clients to
+    this frontend), 200 again once it is back; /healthz stays 200 throughout."""
+    if not pg_cluster.owned:
+        pytest.skip("stops the server: only the private cluster")
+    port = free_port()
+    srv = ServerProcess(tmp_path, extra_config={
+        "store": {"backend": "postgresql", "conninfo": pg_cluster.create_database("ready")},
+        "metrics": {"listen": f"http://127.0.0.1:{port}"}})
+    srv.start()
+    url = f"http://127.0.0.1:{port}"
+
+    def status(path):
+        try:
+            with urllib.request.urlopen(url + path, timeout=15) as r:
+                return r.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    try:
+        assert status("/readyz") == 200
+        pg_cluster.stop()
+        try:
+            assert status("/readyz") == 503
+            assert status("/healthz") == 200
+        finally:
+            pg_cluster.start_again()
+        deadline = time.monotonic() + 20
+        while status("/readyz") != 200 and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert status("/readyz") == 200
+    finally:
+        srv.stop()

@@ -113,6 +113,12 @@ BAD = [
     # log
     ("log", {"level": "info", "file": "x.log"}, "log.file", "unknown key"),
     ("log", {"level": "verbose"}, "log.level", "expected one of"),
+    ("log", {"access": 5}, "log.access", "expected true, false or a file path"),
+    ("log", {"access_format": "xml"}, "log.access_format", "expected one of kv, json"),
+    ("log", {"slow_ms": -1}, "log.slow_ms", "expected a number >= 0"),
+    ("metrics", {"listen": "https://127.0.0.1:9389"}, "metrics.listen", "must be an http://host:port URL"),
+    ("metrics", {"listen": "http://127.0.0.1"}, "metrics.listen", "must be an http://host:port URL"),
+    ("metrics", {"monitor": "yes"}, "metrics.monitor", "expected true or false"),
     # password_policy
     ("password_policy", merged("password_policy", min_lenght=10), "password_policy.min_lenght", "unknown key"),
     ("password_policy", merged("password_policy", history="5"), "password_policy.history", "integer >= 0"),
