@@ -582,28 +582,27 @@ class Directory:
     def _read_back(self, ident, entry, attrs):
         return (entry.dn, self.render(ident, entry, AttributeSelector(self, attrs or [])))
 
+    def _missing_naming_values(self, dn: DN, attrs: dict):
+        """(attribute name, value) of each RDN value the entry's attributes lack."""
+        for t, v in dn.rdn:
+            at = self.schema.attribute(t)
+            if at is None:
+                raise LDAPError(ResultCode.UNDEFINED_ATTRIBUTE_TYPE, f"{t}: attribute type undefined")
+            key = self.schema.normalize(at.name, v.encode())
+            if key not in {self.schema.normalize_or_none(at.name, x) for x in attrs.get(at.name, ())}:
+                yield at.name, v.encode()
+
     def add_naming_values(self, dn: DN, attrs: dict):
         """RFC 4511 4.7: the client MAY omit the RDN's values; they are added (valid in
         their syntax), as slapd does."""
-        for t, v in dn.rdn:
-            at = self.schema.attribute(t)
-            if at is None:
-                raise LDAPError(ResultCode.UNDEFINED_ATTRIBUTE_TYPE, f"{t}: attribute type undefined")
-            key = self.schema.normalize(at.name, v.encode())
-            if key not in {self.schema.normalize_or_none(at.name, x) for x in attrs.get(at.name, ())}:
-                self.schema.validate(at.name, v.encode())
-                attrs.setdefault(at.name, []).append(v.encode())
+        for name, value in list(self._missing_naming_values(dn, attrs)):
+            self.schema.validate(name, value)
+            attrs.setdefault(name, []).append(value)
 
     def check_naming(self, dn: DN, attrs: dict):
         """The RDN's values must be in the entry (slapd: namingViolation)."""
-        for t, v in dn.rdn:
-            at = self.schema.attribute(t)
-            if at is None:
-                raise LDAPError(ResultCode.UNDEFINED_ATTRIBUTE_TYPE, f"{t}: attribute type undefined")
-            key = self.schema.normalize(at.name, v.encode())
-            if key not in {self.schema.normalize_or_none(at.name, x) for x in attrs.get(at.name, ())}:
-                raise LDAPError(ResultCode.NAMING_VIOLATION,
-                                f"value of naming attribute '{at.name}' is not present in entry")
+        for name, _value in self._missing_naming_values(dn, attrs):
+            raise LDAPError(ResultCode.NAMING_VIOLATION, f"value of naming attribute '{name}' is not present in entry")
 
     def _hash_passwords(self, values: list) -> list:
         return [v if passwords.is_hashed(v) else self.hasher.hash(v) for v in values]
