@@ -80,25 +80,24 @@ def serve_workers(cfg, on_ready=None):
         on_ready()
     stopping = False
 
+    def tell_workers(sig):
+        for pid in children:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
     def stop(signum, _frame):
         nonlocal stopping
         stopping = True
-        for pid in children:
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+        tell_workers(signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
 
     def hangup(signum, _frame):
         # logrotate and certificate renewal signal the parent: every worker reloads
-        for pid in children:
-            try:
-                os.kill(pid, signal.SIGHUP)
-            except ProcessLookupError:
-                pass
+        tell_workers(signal.SIGHUP)
 
     signal.signal(signal.SIGHUP, hangup)
     while children:
