@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from .. import passwords
 from ..config import ConfigError
-from ..district.gentime import now_generalized, parse_gentime
+from ..district.gentime import gentime_text, now_generalized, parse_gentime
 from .accounts import AccountsOverlay
 from .acl import ACLConfigError, AccessControl, Level, parse_rules
 from .bulk import BulkLoader
@@ -129,6 +129,8 @@ class Directory:
         # account status rules and activation, staged student photos (ou=staged-photos).
         self.overlays = [PasswordPolicyOverlay(self), UniqueIdentifiers(self), self.memberof, RequestsOverlay(self),
                          AccountsOverlay(self), PhotoOverlay(self)]
+        if store is not None:
+            self._stamp_schema()
 
     # ------------------------------------------------------------------ helpers
     def parse_dn(self, text: str) -> DN:
@@ -404,6 +406,20 @@ class Directory:
             "vendorVersion": [VERSION.encode()],
         }
         return Entry("", "", {k: v for k, v in attrs.items() if v}, id=None)
+
+    def _stamp_schema(self):
+        """cn=Subschema's createTimestamp/modifyTimestamp (RFC 4512 4.2), kept in the
+        store's meta keyed by the schema's digest: a changed schema file moves
+        modifyTimestamp once, and every worker process reads the same stamps."""
+        with self.store.transaction() as tx:
+            if tx.get_meta("schema_digest") != self.schema.digest:
+                now = gentime_text()
+                if tx.get_meta("schema_created") is None:
+                    tx.set_meta("schema_created", now)
+                tx.set_meta("schema_digest", self.schema.digest)
+                tx.set_meta("schema_modified", now)
+            created, modified = tx.get_meta("schema_created"), tx.get_meta("schema_modified")
+        self.schema.stamps = {"createTimestamp": created.encode(), "modifyTimestamp": modified.encode()}
 
     def subschema(self) -> Entry:
         return Entry(SUBSCHEMA_DN, "cn=subschema", self.schema.subschema_entry(), id=None)
