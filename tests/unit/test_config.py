@@ -201,6 +201,8 @@ def _serve(path, timeout=60):
     # checked when the directory opens (needs the schema), still before anything listens
     ("access", [{"to": {"dn": "ou=people,{suffix}", "scope": "children"}, "by": ["users reed"]}],
      "access[0].by[0]: unknown level 'reed'"),
+    ("limits", merged("limits", rules=[{"who": "users", "size": -1}]),
+     "limits.rules[0].size: expected a whole number >= 0 or \"unlimited\", got -1"),
 ])
 def test_serve_refuses_a_bad_config_before_it_listens(tmp_path, section, value, message):
     port, web_port = free_port(), free_port()
@@ -256,3 +258,22 @@ def test_limits_defaults_and_their_checks(tmp_path):
     ):
         err = error_of(tmp_path, document(limits=limits))
         assert err.key == key and reason in err.reason, (limits, err)
+
+
+def test_limit_rules_and_their_checks(tmp_path):
+    cfg = load_config(write(tmp_path, document()))  # config.yaml: district admins and the sync unlimited
+    assert {"who": "group=cn=district-admins,ou=groups,{suffix}", "size": 0, "time": 0, "unindexed": 0} \
+        in cfg.limit_rules
+    rules = [{"who": "dn.subtree=ou=staff,ou=people,{suffix}", "size": 2000}, {"who": "anonymous", "time": 5}]
+    cfg = load_config(write(tmp_path, document(limits=merged("limits", rules=rules))))
+    assert cfg.limit_rules == [{"who": rules[0]["who"], "size": 2000, "time": None, "unindexed": None},
+                               {"who": "anonymous", "size": None, "time": 5, "unindexed": None}]
+    for rule, key, reason in (
+        ({"size": 5}, "limits.rules[0].who", "required"),
+        ({"who": "group=not a dn"}, "limits.rules[0].who", "not a valid DN"),
+        ({"who": "users", "sise": 5}, "limits.rules[0].sise", "unknown key"),
+        ({"who": "users", "time": "forever"}, "limits.rules[0].time", "expected a whole number"),
+        ("users unlimited", "limits.rules[0]", "expected a mapping"),
+    ):
+        err = error_of(tmp_path, document(limits=merged("limits", rules=[rule])))
+        assert err.key == key and reason in err.reason, (rule, err)
