@@ -203,6 +203,9 @@ def _serve(path, timeout=60):
      "access[0].by[0]: unknown level 'reed'"),
     ("limits", merged("limits", rules=[{"who": "users", "size": -1}]),
      "limits.rules[0].size: expected a whole number >= 0 or \"unlimited\", got -1"),
+    # the who's DN is normalised against the schema when the directory opens
+    ("limits", merged("limits", rules=[{"who": "group=nosuch=x,{suffix}"}]),
+     "limits.rules[0].who: invalid DN: attribute type 'nosuch' undefined"),
 ])
 def test_serve_refuses_a_bad_config_before_it_listens(tmp_path, section, value, message):
     port, web_port = free_port(), free_port()
@@ -224,7 +227,7 @@ def test_serve_refuses_a_bad_config_before_it_listens(tmp_path, section, value, 
     assert len(lines) == 1 and lines[0].startswith(f"rollcall: configuration error: {path}: {message}"), r.stderr
     assert "Traceback" not in r.stderr and "serving" not in r.stdout
     assert not _listening(port) and not _listening(web_port)
-    assert not Path(doc["store"]["path"]).exists() or section == "access"
+    assert not Path(doc["store"]["path"]).exists() or section in ("access", "limits")
 
 
 def test_serve_with_workers_checks_the_access_rules_before_binding(tmp_path):
