@@ -332,6 +332,15 @@ def _limit_rules(value: list) -> list:
     return out
 
 
+def _posix(values: dict) -> dict:
+    for low, high in (("uid_min", "uid_max"), ("gid_min", "gid_max")):
+        if values[low] > values[high]:
+            raise Invalid(f"must be <= {high} ({values[high]})", f".{low}")
+    if "{uid}" not in values["home"]:
+        raise Invalid("must contain {uid} (each account its own home)", ".home")
+    return values
+
+
 def _sources(value: list) -> list:
     for i, item in enumerate(value):
         try:
@@ -395,6 +404,15 @@ SECTIONS = {
         "rules": Key("list", [], check=_limit_rules),
     }, check=_limits),
     "indexes": Key("mapping", {}, check=_indexes),
+    # POSIX accounts and site groups for Linux labs (core/posix.py; needs schema/rfc2307bis.schema)
+    "posix": Section({
+        "enabled": Bool(False),
+        "uid_min": Int(10000, minimum=1), "uid_max": Int(1999999, minimum=1),  # accounts' uidNumber
+        "gid_min": Int(10000, minimum=1), "gid_max": Int(1999999, minimum=1),  # site groups' gidNumber
+        "default_gid": Int(100),          # accounts' primary group (Debian's `users`)
+        "home": Str("/home/{uid}"),
+        "shell": Str("/bin/bash"),
+    }, check=_posix),
     "passwords": Section({
         "scheme": Str("ARGON2", choices=_SCHEMES, fold=True),
         # absent: passwords.Hasher's own defaults (t=2, m=65536, p=1)

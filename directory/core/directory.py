@@ -20,6 +20,7 @@ from .limits import LimitRules, RuleError, SearchLimits
 from .memberof import MemberOf
 from .operation import Operation, internal_replace, system_identity
 from .photos import PhotoOverlay
+from .posix import PosixConfigError, PosixOverlay
 from .ppolicy import PasswordPolicy, PasswordPolicyOverlay, PolicyConfig, PreparedPasswords, retry_stale
 from .dn import DN, DNNormalizer
 from .entry import Entry
@@ -130,12 +131,17 @@ class Directory:
                                      root_ndn=self.root_ndn)
         self.memberof = MemberOf(self)
         self._decoy = self.hasher.hash(secrets.token_urlsafe(24).encode())
-        # Business rules run inside each write's transaction, in this order: the password
-        # policy (history, change time, must-change after a reset), district IDs
+        # Business rules run inside each write's transaction, in this order: POSIX numbers
+        # (posix.enabled), the password policy (history, change time, must-change after a reset), district IDs
         # and usernames below ou=people, memberOf, access requests and grants (ou=requests),
         # account status rules and activation, staged student photos (ou=staged-photos).
-        self.overlays = [PasswordPolicyOverlay(self), UniqueIdentifiers(self), self.memberof, RequestsOverlay(self),
-                         AccountsOverlay(self), PhotoOverlay(self)]
+        try:
+            posix = PosixOverlay(self)
+        except PosixConfigError as exc:
+            raise ConfigError(*exc.args, config.path) from None
+        # posix first: the other rules then see the entry as it will be stored
+        self.overlays = [posix, PasswordPolicyOverlay(self), UniqueIdentifiers(self), self.memberof,
+                         RequestsOverlay(self), AccountsOverlay(self), PhotoOverlay(self)]
         if store is not None:
             self._stamp_schema()
 

@@ -97,6 +97,11 @@ BAD = [
     ("tls", merged("tls", require_tls_for_bind="yes"), "tls.require_tls_for_bind", "true or false"),
     # limits
     ("limits", merged("limits", sizelimit=5), "limits.sizelimit", "unknown key"),
+    ("limits", merged("limits", rules=[{"who": "users", "size": "lots"}]), "limits.rules[0].size",
+     "expected a whole number"),
+    ("posix", {"uid_min": 5000, "uid_max": 100}, "posix.uid_min", "must be <= uid_max"),
+    ("posix", {"home": "/home/students"}, "posix.home", "must contain {uid}"),
+    ("posix", {"enabled": "yes"}, "posix.enabled", "expected true or false"),
     ("limits", merged("limits", time=-1), "limits.time", "expected an integer >= 0"),
     ("limits", merged("limits", request_changes=0), "limits.request_changes", "expected an integer >= 1"),
     # indexes
@@ -206,6 +211,8 @@ def _serve(path, timeout=60):
     # the who's DN is normalised against the schema when the directory opens
     ("limits", merged("limits", rules=[{"who": "group=nosuch=x,{suffix}"}]),
      "limits.rules[0].who: invalid DN: attribute type 'nosuch' undefined"),
+    # config.yaml loads nis.schema: its posixGroup is structural
+    ("posix", {"enabled": True}, "posix.enabled: needs schema/rfc2307bis.schema"),
 ])
 def test_serve_refuses_a_bad_config_before_it_listens(tmp_path, section, value, message):
     port, web_port = free_port(), free_port()
@@ -227,7 +234,7 @@ def test_serve_refuses_a_bad_config_before_it_listens(tmp_path, section, value, 
     assert len(lines) == 1 and lines[0].startswith(f"rollcall: configuration error: {path}: {message}"), r.stderr
     assert "Traceback" not in r.stderr and "serving" not in r.stdout
     assert not _listening(port) and not _listening(web_port)
-    assert not Path(doc["store"]["path"]).exists() or section in ("access", "limits")
+    assert not Path(doc["store"]["path"]).exists() or section in ("access", "limits", "posix")
 
 
 def test_serve_with_workers_checks_the_access_rules_before_binding(tmp_path):
