@@ -136,11 +136,11 @@ class Directory:
         # and usernames below ou=people, memberOf, access requests and grants (ou=requests),
         # account status rules and activation, staged student photos (ou=staged-photos).
         try:
-            posix = PosixOverlay(self)
+            self.posix = PosixOverlay(self)
         except PosixConfigError as exc:
             raise ConfigError(*exc.args, config.path) from None
         # posix first: the other rules then see the entry as it will be stored
-        self.overlays = [posix, PasswordPolicyOverlay(self), UniqueIdentifiers(self), self.memberof,
+        self.overlays = [self.posix, PasswordPolicyOverlay(self), UniqueIdentifiers(self), self.memberof,
                          RequestsOverlay(self), AccountsOverlay(self), PhotoOverlay(self)]
         if store is not None:
             self._stamp_schema()

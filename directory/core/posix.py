@@ -11,9 +11,11 @@ uidNumber/gidNumber never change afterwards. Only the root DN may set or change 
 (a migration keeps the numbers a lab already uses).
 """
 from .errors import LDAPError, ResultCode
+from .operation import internal_replace, system_identity
 from .overlay import Overlay
 
 NUMBERS = ("uidNumber", "gidNumber")
+ASSIGNER = system_identity("posix-assign")  # named in the audit log
 
 
 class PosixConfigError(ValueError):
@@ -56,11 +58,17 @@ class PosixOverlay(Overlay):
         kind = self._kind(entry)
         if kind is None:
             return
-        attrs, cfg = entry.attrs, self.cfg
+        attrs = entry.attrs
         given = [a for a in NUMBERS if a in attrs]
         if given and not ident.is_root:
             raise LDAPError(ResultCode.CONSTRAINT_VIOLATION,
                             f"{given[0]}: allocated by the server (config.yaml posix); only the root DN sets it")
+        self._assign(tx, kind, attrs)
+        entry.keys.clear()  # the cached class closure and keys predate these values
+        self.d.schema.check_entry(attrs)
+
+    def _assign(self, tx, kind, attrs):
+        cfg = self.cfg
         ocs = [v.decode().lower() for v in attrs["objectClass"]]
         if kind == "account":
             if "uidNumber" not in attrs:
@@ -76,8 +84,27 @@ class PosixOverlay(Overlay):
                 attrs["gidNumber"] = [self._allocate(tx, "posix_next_gid", cfg["gid_min"], cfg["gid_max"], "gidNumber")]
             if "posixgroup" not in ocs:
                 attrs["objectClass"] = attrs["objectClass"] + [b"posixGroup"]
-        entry.keys.clear()  # the cached class closure and keys predate these values
-        self.d.schema.check_entry(attrs)
+
+    def assign_missing(self, batch=200) -> dict:
+        """Numbers for the people and site groups that have none: loaded by `rollcall
+        load` (which, like slapadd, runs no overlay) or made before posix was enabled.
+        Oldest entries first, in short transactions, so it may run beside the server."""
+        d, counts = self.d, {"account": 0, "group": 0}
+        for base in (self.people_ndn, self.sites_ndn):
+            top = d.store.get_by_ndn(base)
+            ids = sorted(d.store.subtree_ids(top.id)) if top is not None else []
+            for i in range(0, len(ids), batch):
+                with d.store.transaction() as tx:
+                    for entry_id in ids[i:i + batch]:
+                        entry = tx.get(entry_id)
+                        kind = self._kind(entry) if entry is not None else None
+                        if kind is None or ("uidNumber" if kind == "account" else "gidNumber") in entry.attrs:
+                            continue
+                        attrs = entry.copy_attrs()
+                        self._assign(tx, kind, attrs)
+                        internal_replace(d, tx, ASSIGNER, entry, attrs, {"posix": sorted(NUMBERS)}, "posixAssign")
+                        counts[kind] += 1
+        return counts
 
     def before_modify(self, tx, ident, old, new):
         # stable numbers: a file server's ownership and a lab's caches depend on them

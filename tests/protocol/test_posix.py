@@ -35,7 +35,7 @@ def new_student(uid, i):
 
 def read(conn, dn, attrs=("objectClass", "uidNumber", "gidNumber", "homeDirectory", "loginShell")):
     assert conn.search(dn, "(objectClass=*)", "BASE", attributes=list(attrs)), conn.result
-    return {k: [v.decode() for v in vs] for k, vs in conn.response[0]["raw_attributes"].items()}
+    return {k: [v.decode() for v in vs] for k, vs in conn.response[0]["raw_attributes"].items() if vs}
 
 
 def add(conn, dn, attrs):
@@ -120,3 +120,32 @@ def test_sssd_style_lookups(srv):
     assert "gidNumber: 30000" in out and "cn: lab-users" in out, out
     out = search("(&(objectClass=posixAccount)(uidNumber=20000))", "uid")
     assert "uid: px1" in out, out
+
+
+def test_posix_assign_numbers_a_loaded_district(tmp_path):
+    """`rollcall load` runs no overlay (like slapadd): `rollcall posix-assign`, beside
+    the running server, numbers the loaded people and site groups, oldest first, once."""
+    srv = make_server(tmp_path, extra={"schema": SCHEMA, "posix": dict(POSIX, uid_min=40000, uid_max=49999)})
+    try:
+        root = bind(srv, "root")
+        assert "uidNumber" not in read(root, student("s1"))
+        r = srv.rollcall("posix-assign")
+        assert "site groups numbered" in r.stderr, r.stderr
+        s1, t1 = read(root, student("s1")), read(root, staff("teach1"))
+        assert int(s1["uidNumber"][0]) >= 40000 and s1["homeDirectory"] == ["/home/s1"]
+        assert s1["uidNumber"] != t1["uidNumber"] and "posixAccount" in t1["objectClass"]
+        group = read(root, f"cn=principals,{site('1111')}")
+        assert "posixGroup" in group["objectClass"] and int(group["gidNumber"][0]) >= 30000
+        # a second run changes nothing
+        r = srv.rollcall("posix-assign")
+        assert "posix: 0 accounts and 0 site groups numbered" in r.stderr, r.stderr
+        assert read(root, student("s1"))["uidNumber"] == s1["uidNumber"]
+        # the sync's next account continues after them
+        sync = bind(srv, "sis-sync")
+        assert add(sync, student("pn1"), new_student("pn1", 31))[0] == 0
+        numbers = [int(e["raw_attributes"]["uidNumber"][0]) for e in root.extend.standard.paged_search(
+            STUDENTS, "(objectClass=posixAccount)", SUBTREE, attributes=["uidNumber"], generator=False)]
+        assert len(numbers) == len(set(numbers))
+        assert int(read(root, student("pn1"))["uidNumber"][0]) == max(numbers)
+    finally:
+        srv.stop()
