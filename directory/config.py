@@ -404,7 +404,7 @@ SECTIONS = {
         "rules": Key("list", [], check=_limit_rules),
     }, check=_limits),
     "indexes": Key("mapping", {}, check=_indexes),
-    # POSIX accounts and site groups for Linux labs (core/posix.py; needs schema/rfc2307bis.schema)
+    # POSIX accounts and site groups for Linux labs (core/posix.py; needs schema/optional/rfc2307bis.schema)
     "posix": Section({
         "enabled": Bool(False),
         "uid_min": Int(10000, minimum=1), "uid_max": Int(1999999, minimum=1),  # accounts' uidNumber

@@ -1,4 +1,4 @@
-"""POSIX accounts and groups for the Linux labs (RFC 2307bis, schema/rfc2307bis.schema),
+"""POSIX accounts and groups for the Linux labs (RFC 2307bis: schema/optional/rfc2307bis.schema),
 as an overlay: with `posix.enabled`, a person added below ou=people (by the sync, the
 account operation, the console or ldapadd) gets posixAccount with a uidNumber from
 posix.uid_min..uid_max, gidNumber posix.default_gid, homeDirectory from posix.home and
@@ -34,8 +34,8 @@ class PosixOverlay(Overlay):
         if self.enabled:
             group = d.schema.objectclass("posixGroup")
             if d.schema.objectclass("posixAccount") is None or group is None or group.kind != "AUXILIARY":
-                raise PosixConfigError("posix.enabled", "needs schema/rfc2307bis.schema in `schema:` instead of "
-                                       "nis.schema (posixGroup auxiliary, on a site's groupOfNames)")
+                raise PosixConfigError("posix.enabled", "needs schema/optional/rfc2307bis.schema in `schema:` "
+                                       "instead of nis.schema (posixGroup auxiliary, on a site's groupOfNames)")
 
     def _kind(self, entry):
         ocs = self.d.objectclass_closure(entry)

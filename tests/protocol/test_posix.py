@@ -1,5 +1,5 @@
 """POSIX accounts and site groups (issue 20, item 1; RFC 2307bis): with posix.enabled
-and schema/rfc2307bis.schema, a server process gives each person added below
+and schema/optional/rfc2307bis.schema, a server process gives each person added below
 ou=people a uidNumber from the configured range, the default gidNumber, a home and a
 shell, and each groupOfNames added below ou=sites a posixGroup gidNumber; numbers are
 given once, never reused after a delete, survive a restart, and only the root DN may
@@ -16,7 +16,7 @@ from tests.protocol.district import (
 
 POSIX = {"enabled": True, "uid_min": 20000, "uid_max": 20004, "gid_min": 30000, "gid_max": 30999,
          "default_gid": 100, "home": "/home/{uid}", "shell": "/bin/bash"}
-SCHEMA = [str(ROOT / "schema" / ("rfc2307bis.schema" if n == "nis.schema" else n)) for n in SCHEMA_FILES]
+SCHEMA = [str(ROOT / "schema" / ("optional/rfc2307bis.schema" if n == "nis.schema" else n)) for n in SCHEMA_FILES]
 
 
 @pytest.fixture(scope="module")

@@ -212,7 +212,7 @@ def _serve(path, timeout=60):
     ("limits", merged("limits", rules=[{"who": "group=nosuch=x,{suffix}"}]),
      "limits.rules[0].who: invalid DN: attribute type 'nosuch' undefined"),
     # config.yaml loads nis.schema: its posixGroup is structural
-    ("posix", {"enabled": True}, "posix.enabled: needs schema/rfc2307bis.schema"),
+    ("posix", {"enabled": True}, "posix.enabled: needs schema/optional/rfc2307bis.schema"),
 ])
 def test_serve_refuses_a_bad_config_before_it_listens(tmp_path, section, value, message):
     port, web_port = free_port(), free_port()
