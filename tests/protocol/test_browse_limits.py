@@ -23,6 +23,8 @@ UNLIMITED = {"size": "unlimited", "time": "unlimited", "unindexed": "unlimited"}
 LIMITS = {"size": 500, "time": 60, "unindexed": 5000, "rules": [
     {"who": "group=cn=district-admins,ou=groups,{suffix}", **UNLIMITED},
     {"who": "cn=sis-sync,ou=services,{suffix}", **UNLIMITED},
+    # staff: a larger size limit, the other limits the defaults (distadmin matched the group first)
+    {"who": "dn.subtree=ou=staff,ou=people,{suffix}", "size": 3},
 ]}
 
 
@@ -107,9 +109,18 @@ def test_unlimited_identities(srv, who):
     assert len(entries) >= CROWD
 
 
+def test_first_matching_rule_wins(srv):
+    conn = bind(srv, "teach1")  # a staff member: size 3 from the dn.subtree rule
+    conn.search("dc=district,dc=example", "(objectClass=*)", SUBTREE, attributes=["1.1"])
+    assert result_code(conn) == 4 and len(conn.response) == 3, (conn.result, len(conn.response))
+    conn = bind(srv, "distadmin")  # staff too, but the group rule comes first
+    conn.search(STUDENTS, "(objectClass=*)", LEVEL, attributes=["1.1"])
+    assert result_code(conn) == 0 and len(conn.response) == N_STUDENTS
+
+
 def test_teacher_gets_defaults(srv):
     conn = bind(srv, "teach1")
     conn.search(PEOPLE, "(rollcallGrade=05)", SUBTREE, attributes=["1.1"])
-    assert result_code(conn) == 11, conn.result  # no rule names teachers: limits.unindexed
+    assert result_code(conn) == 11, conn.result  # the staff rule leaves unindexed at the default
     conn.search(STUDENTS, "(objectClass=*)", LEVEL, attributes=["1.1"], paged_size=100)
     assert result_code(conn) == 0, conn.result  # browsing is not an unindexed scan
