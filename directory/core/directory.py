@@ -132,9 +132,10 @@ class Directory:
         self.memberof = MemberOf(self)
         self._decoy = self.hasher.hash(secrets.token_urlsafe(24).encode())
         # Business rules run inside each write's transaction, in this order: POSIX numbers
-        # (posix.enabled), the password policy (history, change time, must-change after a reset), district IDs
-        # and usernames below ou=people, memberOf, access requests and grants (ou=requests),
-        # account status rules and activation, staged student photos (ou=staged-photos).
+        # (posix.enabled), the password policy (history, change time, must-change after a
+        # reset), district IDs and usernames below ou=people, memberOf, access requests and
+        # grants (ou=requests), account status rules and activation, staged student photos
+        # (ou=staged-photos).
         try:
             self.posix = PosixOverlay(self)
         except PosixConfigError as exc:

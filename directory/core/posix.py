@@ -46,9 +46,10 @@ class PosixOverlay(Overlay):
         return None
 
     def _allocate(self, tx, key, low, high, what):
-        n = int(tx.get_meta(key) or low)
+        n = max(int(tx.get_meta(key) or low), low)  # a range moved up: start at its bottom
         if n > high:
-            raise LDAPError(ResultCode.UNWILLING_TO_PERFORM, f"posix: no {what} left in {low}..{high} (config.yaml posix)")
+            raise LDAPError(ResultCode.UNWILLING_TO_PERFORM,
+                            f"posix: no {what} left in {low}..{high} (config.yaml posix)")
         tx.set_meta(key, n + 1)
         return str(n).encode()
 
