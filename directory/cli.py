@@ -18,6 +18,7 @@ from .client import find_config
 from .config import ConfigError, load_config
 from .core.bulk import BulkLoader, LoadError
 from .core.directory import Directory
+from .core.errors import LDAPError
 from .core.schema import Schema
 from .ldif import LDIFError, format_entry
 from .photos_cli import register as register_photos  # photos upload | publish | roster | setup
@@ -144,6 +145,23 @@ def cmd_load(args):
     if loader.memberof_stats and loader.memberof_stats[0]:
         members, secs = loader.memberof_stats
         print(f"memberOf: {members} members in {secs:.2f} s", file=sys.stderr)
+
+
+def cmd_posix_assign(args):
+    """uidNumber/gidNumber for people and site groups without them (after `rollcall
+    load`, or when posix is first enabled); safe beside a running server."""
+    cfg = _config(args)
+    directory = _open_directory(cfg)
+    posix = directory.posix
+    if not posix.enabled:
+        print("rollcall posix-assign: posix.enabled is false in the configuration", file=sys.stderr)
+        sys.exit(2)
+    try:
+        counts = posix.assign_missing()
+    except LDAPError as exc:  # a range used up: what was assigned before it stays
+        print(f"rollcall posix-assign: {exc.message}", file=sys.stderr)
+        sys.exit(1)
+    print(f"posix: {counts['account']} accounts and {counts['group']} site groups numbered", file=sys.stderr)
 
 
 def cmd_export(args):
@@ -310,6 +328,7 @@ def main(argv=None):
     command("serve", cmd_serve, "run the LDAP server")
     p = command("load", cmd_load, "bulk-load an LDIF file into the store (offline, all or nothing)")
     p.add_argument("ldif")
+    command("posix-assign", cmd_posix_assign, "give uidNumber/gidNumber to people and site groups without them")
     p = command("export", cmd_export, "write the whole directory as LDIF")
     p.add_argument("-o", "--output")
     p = command("audit", cmd_audit, "print the audit log (filters: --since, --dn, --who)")

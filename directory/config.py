@@ -313,6 +313,51 @@ def _limits(values: dict) -> dict:
     return values
 
 
+def _limit_value(value, subkey):
+    if value is None:
+        return None  # the default limit
+    if isinstance(value, str) and value.strip().lower() == "unlimited":
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise Invalid(f"expected a whole number >= 0 or \"unlimited\", got {_show(value)}", subkey)
+    return value
+
+
+def _limit_rules(value: list) -> list:
+    """limits.rules: [{who, size, time, unindexed}] (core/limits.py); who's DN is
+    normalised when the directory opens (it needs the schema)."""
+    out = []
+    for i, rule in enumerate(value):
+        if not isinstance(rule, dict):
+            raise Invalid(f"expected a mapping with who and size/time/unindexed, got {_show(rule)}", f"[{i}]")
+        unknown = set(rule) - {"who", "size", "time", "unindexed"}
+        if unknown:
+            raise Invalid("unknown key (who, size, time, unindexed)", f"[{i}].{sorted(unknown)[0]}")
+        who = rule.get("who")
+        if not isinstance(who, str) or not who.strip():
+            raise Invalid("required: a DN, dn.subtree=<DN>, group=<DN>, users, anonymous or *", f"[{i}].who")
+        if who.strip() not in ("*", "users", "anonymous"):
+            kind, sep, dn = who.partition("=")
+            if not (sep and kind.strip().lower() in ("dn", "dn.exact", "dn.subtree", "group")):
+                dn = who
+            try:
+                if not DN.parse(dn.replace("{suffix}", "dc=x")):
+                    raise ValueError("empty")
+            except Exception as exc:
+                raise Invalid(f"not a valid DN ({exc})", f"[{i}].who") from None
+        out.append({"who": who, **{k: _limit_value(rule.get(k), f"[{i}].{k}") for k in ("size", "time", "unindexed")}})
+    return out
+
+
+def _posix(values: dict) -> dict:
+    for low, high in (("uid_min", "uid_max"), ("gid_min", "gid_max")):
+        if values[low] > values[high]:
+            raise Invalid(f"must be <= {high} ({values[high]})", f".{low}")
+    if "{uid}" not in values["home"]:
+        raise Invalid("must contain {uid} (each account its own home)", ".home")
+    return values
+
+
 def _sources(value: list) -> list:
     for i, item in enumerate(value):
         try:
@@ -372,8 +417,19 @@ SECTIONS = {
         "max_binds_per_address": Int(16, minimum=1),   # binds being verified at once per client address
         "filter_max_terms": Int(1000, minimum=1),      # filter elements in a search (root DN exempt)
         "filter_max_depth": Int(32, minimum=1),        # filter nesting (root DN exempt; all: 64)
+        # size/time/unindexed per identity, first match wins (slapd's `limits`; core/limits.py)
+        "rules": Key("list", [], check=_limit_rules),
     }, check=_limits),
     "indexes": Key("mapping", {}, check=_indexes),
+    # POSIX accounts and site groups for Linux labs (core/posix.py; needs schema/optional/rfc2307bis.schema)
+    "posix": Section({
+        "enabled": Bool(False),
+        "uid_min": Int(10000, minimum=1), "uid_max": Int(1999999, minimum=1),  # accounts' uidNumber
+        "gid_min": Int(10000, minimum=1), "gid_max": Int(1999999, minimum=1),  # site groups' gidNumber
+        "default_gid": Int(100),          # accounts' primary group (Debian's `users`)
+        "home": Str("/home/{uid}"),
+        "shell": Str("/bin/bash"),
+    }, check=_posix),
     "passwords": Section({
         "scheme": Str("ARGON2", choices=_SCHEMES, fold=True),
         # absent: passwords.Hasher's own defaults (t=2, m=65536, p=1)
@@ -570,6 +626,7 @@ class Config:
     max_binds_per_address: int = 16
     filter_max_terms: int = 1000
     filter_max_depth: int = 32
+    limit_rules: list = field(default_factory=list)  # limits.rules, checked
     store_conninfo: str | None = None   # store.backend postgresql: libpq connection string
     store_password_file: Path | None = None
     store_pool_size: int = 10
@@ -720,6 +777,7 @@ def parse_config(doc: dict, path: Path) -> Config:
         max_binds_per_address=limits["max_binds_per_address"],
         filter_max_terms=limits["filter_max_terms"],
         filter_max_depth=limits["filter_max_depth"],
+        limit_rules=limits["rules"],
         indexes=v["indexes"],
         password_scheme=pw["scheme"],
         argon2={k: n for k, n in pw["argon2"].items() if n is not None},

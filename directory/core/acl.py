@@ -261,6 +261,11 @@ class AccessControl:
             return False
         return True
 
+    def identity_matches(self, subject, ident) -> bool:
+        """A subject that names identities only (no `self`, no `site-group`): the
+        per-identity search limits (core/limits.py) share this matching."""
+        return self._subject_matches(subject, ident, None)
+
     def _subject_matches(self, subject, ident, entry) -> bool:
         kind = subject.kind
         if kind == "any":

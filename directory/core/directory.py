@@ -12,13 +12,15 @@ from dataclasses import dataclass, field
 
 from .. import passwords
 from ..config import ConfigError
-from ..district.gentime import now_generalized, parse_gentime
+from ..district.gentime import gentime_text, now_generalized, parse_gentime
 from .accounts import AccountsOverlay
 from .acl import ACLConfigError, AccessControl, Level, parse_rules
 from .bulk import BulkLoader
+from .limits import LimitRules, RuleError, SearchLimits
 from .memberof import MemberOf
 from .operation import Operation, internal_replace, system_identity
 from .photos import PhotoOverlay
+from .posix import PosixConfigError, PosixOverlay
 from .ppolicy import PasswordPolicy, PasswordPolicyOverlay, PolicyConfig, PreparedPasswords, retry_stale
 from .dn import DN, DNNormalizer
 from .entry import Entry
@@ -120,17 +122,31 @@ class Directory:
             key, _, reason = str(exc).partition(": ")
             raise ConfigError(key, reason, config.path) from None
         self.acl = AccessControl(self, rules)
+        try:
+            self.limits = LimitRules(self, config.limit_rules, SearchLimits(
+                config.size_limit, config.time_limit, config.unindexed_limit))
+        except RuleError as exc:  # "[0].who: …"
+            key, _, reason = str(exc).partition(": ")
+            raise ConfigError("limits.rules" + key, reason, config.path) from None
         self.policy = PasswordPolicy(PolicyConfig(**config.section("password_policy")), store,  # checked at load
                                      services_ndn=self.normalize_dn(f"ou=services,{config.suffix}"),
                                      root_ndn=self.root_ndn)
         self.memberof = MemberOf(self)
         self._decoy = self.hasher.hash(secrets.token_urlsafe(24).encode())
-        # Business rules run inside each write's transaction, in this order: the password
-        # policy (history, change time, must-change after a reset), district IDs
-        # and usernames below ou=people, memberOf, access requests and grants (ou=requests),
-        # account status rules and activation, staged student photos (ou=staged-photos).
-        self.overlays = [PasswordPolicyOverlay(self), UniqueIdentifiers(self), self.memberof, RequestsOverlay(self),
-                         AccountsOverlay(self), PhotoOverlay(self)]
+        # Business rules run inside each write's transaction, in this order: POSIX numbers
+        # (posix.enabled), the password policy (history, change time, must-change after a
+        # reset), district IDs and usernames below ou=people, memberOf, access requests and
+        # grants (ou=requests), account status rules and activation, staged student photos
+        # (ou=staged-photos).
+        try:
+            self.posix = PosixOverlay(self)
+        except PosixConfigError as exc:
+            raise ConfigError(*exc.args, config.path) from None
+        # posix first: the other rules then see the entry as it will be stored
+        self.overlays = [self.posix, PasswordPolicyOverlay(self), UniqueIdentifiers(self), self.memberof,
+                         RequestsOverlay(self), AccountsOverlay(self), PhotoOverlay(self)]
+        if store is not None:
+            self._stamp_schema()
 
     # ------------------------------------------------------------------ helpers
     def parse_dn(self, text: str) -> DN:
@@ -407,13 +423,35 @@ class Directory:
         }
         return Entry("", "", {k: v for k, v in attrs.items() if v}, id=None)
 
+    def _matches_all(self, ast) -> bool:
+        """(objectClass=*) or the absolute true filter (&) (RFC 4526)."""
+        if ast[0] == "present":
+            at = self.schema.attribute(ast[1])
+            return at is not None and at.name == "objectClass"
+        return ast[0] == "and" and not ast[1]
+
+    def _stamp_schema(self):
+        """cn=Subschema's createTimestamp/modifyTimestamp (RFC 4512 4.2), kept in the
+        store's meta keyed by the schema's digest: a changed schema file moves
+        modifyTimestamp once, and every worker process reads the same stamps."""
+        with self.store.transaction() as tx:
+            if tx.get_meta("schema_digest") != self.schema.digest:
+                now = gentime_text()
+                if tx.get_meta("schema_created") is None:
+                    tx.set_meta("schema_created", now)
+                tx.set_meta("schema_digest", self.schema.digest)
+                tx.set_meta("schema_modified", now)
+            created, modified = tx.get_meta("schema_created"), tx.get_meta("schema_modified")
+        self.schema.stamps = {"createTimestamp": created.encode(), "modifyTimestamp": modified.encode()}
+
     def subschema(self) -> Entry:
         return Entry(SUBSCHEMA_DN, "cn=subschema", self.schema.subschema_entry(), id=None)
 
     def search_deadline(self, ident: Identity, time_limit=0):
-        """When a search request must end: the client's time limit and, except for the
-        root DN, limits.time. Each page of a paged search is a request of its own."""
-        tlimits = [x for x in (time_limit, 0 if ident.is_root else self.config.time_limit) if x]
+        """When a search request must end: the client's time limit and the identity's
+        (limits.rules, else limits.time; the root DN has none). Each page of a paged
+        search is a request of its own."""
+        tlimits = [x for x in (time_limit, self.limits.for_identity(ident).time) if x]
         return time.monotonic() + min(tlimits) if tlimits else None
 
     def search(self, ident: Identity, base: str, scope: int, filter_ast, attributes, types_only=False,
@@ -423,7 +461,7 @@ class Directory:
         self.usable(ident)
         compiled = self.filters.compile(filter_ast)
         selector = AttributeSelector(self, attributes)
-        server_size = 0 if ident.is_root or paged else self.config.size_limit
+        server_size = 0 if paged else self.limits.for_identity(ident).size
         limits = [x for x in (size_limit, server_size) if x]
         size = min(limits) if limits else 0
         deadline = self.search_deadline(ident, time_limit)
@@ -459,15 +497,18 @@ class Directory:
         candidates = self.planner.candidates(filter_ast)
         if candidates is not None:
             return sorted(candidates)
-        # Unindexed: the whole scope. Bounded for everyone but the root DN.
-        limit = self.config.unindexed_limit
+        # A filter every entry matches ((objectClass=*), (&)): the tree index is the
+        # answer, nothing is examined in vain, so the unindexed limit does not apply
+        # (directory browsers and generic sync tools list a big OU this way).
+        limit = 0 if self._matches_all(filter_ast) else self.limits.for_identity(ident).unindexed
+        # Otherwise unindexed: the whole scope, bounded by the identity's limit.
         if scope == SCOPE_ONE:
             ids = self.store.children_ids(base_entry.id)
-        elif ident.is_root or not limit:
+        elif not limit:
             ids = self.store.subtree_ids(base_entry.id)
         else:
             ids = self.store.subtree_ids(base_entry.id, limit + 1)
-        if not ident.is_root and limit and len(ids) > limit:
+        if limit and len(ids) > limit:
             raise LDAPError(
                 ResultCode.ADMIN_LIMIT_EXCEEDED,
                 f"unindexed search examines more than {limit} entries; add an indexed attribute to the filter",

@@ -18,6 +18,7 @@ Keys compare with ==; equal keys mean the values match under the rule.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import unicodedata
@@ -804,6 +805,10 @@ class Schema:
         self._subschema = None
         self._extensible = None
         self._objectclass_at = None
+        # what was loaded, for cn=Subschema's modifyTimestamp: a digest of the files'
+        # names and text (changes with the schema, not with a checkout's mtimes)
+        self.digest = ""
+        self.stamps: dict[str, bytes] = {}  # createTimestamp/modifyTimestamp, set by the directory
 
     # -- loading ---------------------------------------------------------
 
@@ -813,6 +818,7 @@ class Schema:
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
         schema = cls()
+        digest = hashlib.sha256()
         for path in paths:
             path = os.fspath(path)
             if os.path.isdir(path):
@@ -827,7 +833,9 @@ class Schema:
                 except (OSError, UnicodeDecodeError) as exc:
                     raise SchemaError(f"{file}:0: cannot read: {exc}") from None
                 schema._parse(text, file)
+                digest.update(os.path.basename(file).encode() + b"\0" + text.encode() + b"\0")
         schema._link()
+        schema.digest = digest.hexdigest()
         return schema
 
     @classmethod
@@ -836,6 +844,7 @@ class Schema:
         schema = cls()
         schema._parse(text, source)
         schema._link()
+        schema.digest = hashlib.sha256(text.encode()).hexdigest()
         return schema
 
     def _parse(self, text: str, path: str):
@@ -1499,4 +1508,6 @@ class Schema:
                 "attributeTypes": enc(at.definition() for at in self.attribute_types),
                 "objectClasses": enc(oc.definition() for oc in self.object_classes),
             }
-        return {k: list(v) for k, v in self._subschema.items()}
+        out = {k: list(v) for k, v in self._subschema.items()}
+        out.update((k, [v]) for k, v in self.stamps.items())
+        return out

@@ -97,6 +97,11 @@ BAD = [
     ("tls", merged("tls", require_tls_for_bind="yes"), "tls.require_tls_for_bind", "true or false"),
     # limits
     ("limits", merged("limits", sizelimit=5), "limits.sizelimit", "unknown key"),
+    ("limits", merged("limits", rules=[{"who": "users", "size": "lots"}]), "limits.rules[0].size",
+     "expected a whole number"),
+    ("posix", {"uid_min": 5000, "uid_max": 100}, "posix.uid_min", "must be <= uid_max"),
+    ("posix", {"home": "/home/students"}, "posix.home", "must contain {uid}"),
+    ("posix", {"enabled": "yes"}, "posix.enabled", "expected true or false"),
     ("limits", merged("limits", time=-1), "limits.time", "expected an integer >= 0"),
     ("limits", merged("limits", request_changes=0), "limits.request_changes", "expected an integer >= 1"),
     # indexes
@@ -207,6 +212,13 @@ def _serve(path, timeout=60):
     # checked when the directory opens (needs the schema), still before anything listens
     ("access", [{"to": {"dn": "ou=people,{suffix}", "scope": "children"}, "by": ["users reed"]}],
      "access[0].by[0]: unknown level 'reed'"),
+    ("limits", merged("limits", rules=[{"who": "users", "size": -1}]),
+     "limits.rules[0].size: expected a whole number >= 0 or \"unlimited\", got -1"),
+    # the who's DN is normalised against the schema when the directory opens
+    ("limits", merged("limits", rules=[{"who": "group=nosuch=x,{suffix}"}]),
+     "limits.rules[0].who: invalid DN: attribute type 'nosuch' undefined"),
+    # config.yaml loads nis.schema: its posixGroup is structural
+    ("posix", {"enabled": True}, "posix.enabled: needs schema/optional/rfc2307bis.schema"),
 ])
 def test_serve_refuses_a_bad_config_before_it_listens(tmp_path, section, value, message):
     port, web_port = free_port(), free_port()
@@ -228,7 +240,7 @@ def test_serve_refuses_a_bad_config_before_it_listens(tmp_path, section, value, 
     assert len(lines) == 1 and lines[0].startswith(f"rollcall: configuration error: {path}: {message}"), r.stderr
     assert "Traceback" not in r.stderr and "serving" not in r.stdout
     assert not _listening(port) and not _listening(web_port)
-    assert not Path(doc["store"]["path"]).exists() or section == "access"
+    assert not Path(doc["store"]["path"]).exists() or section in ("access", "limits", "posix")
 
 
 def test_serve_with_workers_checks_the_access_rules_before_binding(tmp_path):
@@ -262,3 +274,22 @@ def test_limits_defaults_and_their_checks(tmp_path):
     ):
         err = error_of(tmp_path, document(limits=limits))
         assert err.key == key and reason in err.reason, (limits, err)
+
+
+def test_limit_rules_and_their_checks(tmp_path):
+    cfg = load_config(write(tmp_path, document()))  # config.yaml: district admins and the sync unlimited
+    assert {"who": "group=cn=district-admins,ou=groups,{suffix}", "size": 0, "time": 0, "unindexed": 0} \
+        in cfg.limit_rules
+    rules = [{"who": "dn.subtree=ou=staff,ou=people,{suffix}", "size": 2000}, {"who": "anonymous", "time": 5}]
+    cfg = load_config(write(tmp_path, document(limits=merged("limits", rules=rules))))
+    assert cfg.limit_rules == [{"who": rules[0]["who"], "size": 2000, "time": None, "unindexed": None},
+                               {"who": "anonymous", "size": None, "time": 5, "unindexed": None}]
+    for rule, key, reason in (
+        ({"size": 5}, "limits.rules[0].who", "required"),
+        ({"who": "group=not a dn"}, "limits.rules[0].who", "not a valid DN"),
+        ({"who": "users", "sise": 5}, "limits.rules[0].sise", "unknown key"),
+        ({"who": "users", "time": "forever"}, "limits.rules[0].time", "expected a whole number"),
+        ("users unlimited", "limits.rules[0]", "expected a mapping"),
+    ):
+        err = error_of(tmp_path, document(limits=merged("limits", rules=[rule])))
+        assert err.key == key and reason in err.reason, (rule, err)
