@@ -261,6 +261,7 @@ class Console(resource.Resource):
     def end_session(self, s):
         """(any thread) Sign-out, password changed, ticket refused: the record goes, so
         every host sees the session ended at its next request."""
+        s.ended = True  # nothing may write its record again
         self.sessions.forget(s)
         if s.signed_in:
             self.store.session_delete(session_key(s.id))
@@ -336,7 +337,11 @@ class Console(resource.Resource):
         s = ctx.session
         if s is not None and (s.conn is not None or s.signed_in):
             with s.lock:
-                return self._guarded(handler, ctx)
+                response = self._guarded(handler, ctx)
+            s = ctx.session  # (a new one if the page ended the session)
+            if s.signed_in and not s.ended and s.flash != s.stored_flash:
+                self.save_session(s)  # notices made or shown: every host sees the same ones
+            return response
         return self._guarded(handler, ctx)
 
     def _guarded(self, handler, ctx):

@@ -10,7 +10,7 @@ A signed-in session is also a record in the store (store/base.py Sessions, under
 sha256 of its id), so that a browser's next request may reach another host: that host
 rebuilds the Session from the record and binds its connection with a session ticket
 (core/identity.py). SessionStore is only this process's cache of live Session objects.
-Anonymous sessions, flash messages and one-time results (a generated password) stay
+Anonymous sessions and one-time results (a generated password) stay
 in this process's memory: a generated password is never written to the database.
 """
 from __future__ import annotations
@@ -80,15 +80,18 @@ class Session:
         self.site_names: dict = {} # cost center -> site name, to name schools on pages
         self.created = time.time()
         self.stored_seen = 0.0     # wall-clock last_seen of the store's record (touched at most every ~30 s)
+        self.stored_flash: list = []  # the notices the store's record holds (any host shows them once)
+        self.ended = False         # signed out or ended elsewhere: its record is gone for good
 
     def record(self) -> dict:
         """What the store keeps of a signed-in session (store/base.py Sessions)."""
         now = time.time()
         self.stored_seen = now
+        self.stored_flash = list(self.flash)
         return {"dn": self.dn, "name": self.name, "uid": self.uid, "roles": asdict(self.roles),
                 "site_names": self.site_names, "csrf": self.csrf, "must_change": self.must_change,
                 "pwd_stamp": self.pwd_stamp, "created": self.created, "last_seen": now,
-                "idle": float(self.idle_seconds)}
+                "idle": float(self.idle_seconds), "flash": self.stored_flash}
 
     def refresh(self, record: dict):
         """What another host may have changed in the record since this one was cached."""
@@ -99,6 +102,10 @@ class Session:
         stamp = record["pwd_stamp"]
         self.pwd_stamp = None if stamp is None else tuple(stamp)
         self.stored_seen = record["last_seen"]
+        # notices ("Request 12 approved.") follow the browser: the page after a redirect
+        # may be served by another host, which shows them and clears them in the record
+        self.flash = list(record.get("flash", ()))
+        self.stored_flash = list(self.flash)
 
     @classmethod
     def from_record(cls, sid: str, record: dict) -> "Session":

@@ -16,12 +16,14 @@ import pytest
 import yaml
 from ldap3 import Connection, Server
 
+from directory.district.display import DEACTIVATION_REASONS
 from tests.conftest import free_port
 from tests.protocol.district import make_server, password, staff
 
 from .conftest import tcp_conninfo
 
 COOKIE = "rollcall_session"
+DEACTIVATION_REASON = next(iter(DEACTIVATION_REASONS))
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
@@ -215,3 +217,20 @@ def test_failed_signins_on_both_hosts_count_towards_one_throttle(consoles):
     assert status == 429 and "Too many failed sign-ins" in page
     status, _, page = on_b.sign_in("teach1", password("teach1"))
     assert status == 429
+
+
+def test_a_notice_made_on_a_is_shown_once_on_b(consoles):
+    """POST-redirect-GET across hosts: the deactivation's notice, made by A, shows on
+    the page B serves after the redirect, and only there."""
+    a, b, _ = consoles
+    on_a = Browser(a.browser.host, a.browser.port)
+    status, _, _ = on_a.sign_in("admin1", password("admin1"))
+    assert status in (302, 303)
+    status, location, page = on_a.post("/students/s1/deactivate", {
+        "reason": DEACTIVATION_REASON, "reference": "FORM-2026-17", "confirmed": "yes"}, "/students/s1/deactivate")
+    assert status in (302, 303), page[:2000]
+    on_b = on(b.browser, on_a.sid)
+    status, _, page = on_b.get(location)
+    assert status == 200 and "is now deactivated." in html.unescape(page), page[:3000]
+    status, _, page = on_a.get(location)  # shown once: not again, on either host
+    assert status == 200 and "is now deactivated." not in html.unescape(page)
