@@ -92,6 +92,18 @@ def wait_port(port, timeout=20.0, proc=None, host="127.0.0.1"):
     raise TimeoutError(f"port {port} did not open")
 
 
+def stop_process(proc, timeout=10):
+    """SIGTERM, then SIGKILL if it has not ended within timeout seconds."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def store_section() -> dict:
     """config.yaml's store section for a test server: SQLite in its directory, or with
     ROLLCALL_TEST_STORE=postgresql a fresh database of the run's PostgreSQL cluster (the

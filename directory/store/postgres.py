@@ -547,14 +547,21 @@ class PostgresStore:
         tx = Tx(self, conn)
         try:
             yield tx
-        except BaseException:
+        except BaseException as exc:
             try:
                 conn.execute("ROLLBACK TO SAVEPOINT op")
                 conn.execute("RELEASE SAVEPOINT op")
             except _UNAVAILABLE:
                 pass
+            if isinstance(exc, _UNAVAILABLE):
+                raise unavailable(exc) from None
             raise
-        conn.execute("RELEASE SAVEPOINT op")
+        try:
+            conn.execute("RELEASE SAVEPOINT op")
+        except _UNAVAILABLE as exc:
+            # the database went away between the write and its release (a failover): the
+            # client hears unavailable (52), never an internal error; nothing was acknowledged
+            raise unavailable(exc) from None
         batch.touched |= tx.touched
         batch.renamed = batch.renamed or tx.renamed
         batch.drop_all = batch.drop_all or tx.drop_all

@@ -8,14 +8,13 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT
 from tests.protocol.district import make_server, password
-from tests.protocol.test_sso_front_end import APACHE, MODULES, NEEDED, login
+from tests.protocol.test_sso_front_end import APACHE, MODULES, NEEDED, login, running_apache
 
 SNIPPET = ROOT / "contrib" / "clients" / "apache-authnz-ldap.conf"
 
@@ -63,28 +62,10 @@ Include "{root}/rollcall.conf"
 """)
     check = subprocess.run([APACHE, "-t", "-f", str(root / "httpd.conf")], capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
-    proc = subprocess.Popen([APACHE, "-X", "-f", str(root / "httpd.conf")], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
     try:
-        deadline = time.time() + 20
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(f"apache exited: {proc.stderr.read().decode()}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.time() > deadline:
-                    raise
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}/principals/index.html", root
+        with running_apache(root / "httpd.conf", port, root / "error.log"):
+            yield f"http://127.0.0.1:{port}/principals/index.html", root
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
         srv.stop()
         shutil.rmtree(root, ignore_errors=True)
 

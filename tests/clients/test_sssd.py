@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, stop_process
 from tests.protocol.district import SCHEMA_FILES, bind, make_server, password, site, staff, student
 
 SSSD = shutil.which("sssd") or "/usr/sbin/sssd"
@@ -89,13 +89,8 @@ def lab(tmp_path_factory):
             time.sleep(0.2)
         yield srv, proc.pid, tmp
     finally:
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if proc is not None:
+            stop_process(proc)
         srv.stop()
 
 

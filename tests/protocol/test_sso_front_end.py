@@ -9,12 +9,11 @@ unknown addresses. First over ldap3, then through a real SSO client: Apache http
 mod_authnz_ldap on a loopback port, bound as the SSO service account, driven with HTTP
 basic authentication."""
 import base64
+from contextlib import contextmanager
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 import pytest
 from ldap3 import BASE, MODIFY_DELETE, Connection, Server
 
-from tests.conftest import ROOT_DN, ROOT_PW, SUFFIX, free_port
+from tests.conftest import ROOT_DN, ROOT_PW, free_port, stop_process, wait_port
 from tests.protocol.district import PEOPLE, crowd_ldif, make_server, password, service, student
 
 SUCCESS, INVALID_CREDENTIALS, UNWILLING = 0, 49, 53
@@ -175,30 +174,27 @@ def apache(tmp_path_factory):
     port = free_port()
     conf = root / "httpd.conf"
     conf.write_text(apache_conf(root, port, srv.port))
-    proc = subprocess.Popen([APACHE, "-X", "-f", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.time() + 20
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(f"apache exited: {proc.stderr.read().decode()}"
-                                     f"{(root / 'error.log').read_text() if (root / 'error.log').exists() else ''}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.time() > deadline:
-                    raise
-                time.sleep(0.1)
-        yield srv, f"http://127.0.0.1:{port}/index.html", root
+        with running_apache(conf, port, root / "error.log"):
+            yield srv, f"http://127.0.0.1:{port}/index.html", root
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
         srv.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def running_apache(conf: Path, port: int, error_log: Path):
+    """`apache2 -X` with conf, listening on 127.0.0.1:port, until the block ends."""
+    proc = subprocess.Popen([APACHE, "-X", "-f", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        try:
+            wait_port(port, proc=proc)
+        except RuntimeError:
+            log = error_log.read_text() if error_log.exists() else ""
+            raise AssertionError(f"apache exited: {proc.stderr.read().decode()}{log}") from None
+        yield proc
+    finally:
+        stop_process(proc)
 
 
 def login(url, user, pw) -> int:
