@@ -332,6 +332,12 @@ class Directory:
             return "no such entry"
         if self.account_disabled(entry):
             return "account disabled or expired"
+        if self.account_status(entry) == "PENDING":
+            # not activated yet: its holder activates with the school's code (accounts.py),
+            # never with a password, so a password it carries (imported, or from before a
+            # re-activation) must not open SSO sessions: search-then-bind clients would
+            # otherwise let the account in (Apache, Dovecot, RADIUS see only "bind ok")
+            return "account pending activation"
         if self.policy.locked(entry):
             return "account locked"
         if not self.acl.can_authenticate(entry):
@@ -344,7 +350,7 @@ class Directory:
             return Identity(self.root_dn, ndn, True, peer, tls)
         if matched is None or self.bind_refusal(entry) is not None:
             raise LDAPError(ResultCode.INVALID_CREDENTIALS, "")
-        restricted = entry.first("pwdReset") == b"TRUE" or self.account_status(entry) == "PENDING"
+        restricted = entry.first("pwdReset") == b"TRUE"
         return Identity(entry.dn, ndn, False, peer, tls, entry.id, restricted)
 
     def record_bind(self, entry_id: int, ok: bool, peer: str):
@@ -1060,7 +1066,7 @@ class Directory:
         # password, quality and history (argon2 verifications) and the new hash; then
         # a modify of userPassword in the pipeline (overlays, password policy, audit)
         entry = self.require(target_dn, ident=ident)
-        is_self, status = self._password_checks(ident, entry)
+        is_self, _status = self._password_checks(ident, entry)
         self.schema.check_entry({**entry.attrs, "userPassword": [b"{ARGON2}-"]})  # a group has no userPassword
         if old is not None and self.verify_any(old, entry.attrs.get("userPassword", ())) is None:
             raise LDAPError(ResultCode.INVALID_CREDENTIALS, "old password does not match")
@@ -1071,8 +1077,8 @@ class Directory:
         result = self._modify(op, target_dn, [(MOD_REPLACE, "userPassword", [new])], None, prepared)
         if is_self and ident.restricted:
             # the password an administrator set is replaced: the session that changed it
-            # is restricted no longer (like slapd's ppolicy), unless the account is PENDING
-            ident.restricted = status == "PENDING"
+            # is restricted no longer (like slapd's ppolicy)
+            ident.restricted = False
         result.generated_password = generated
         return result
 

@@ -76,7 +76,7 @@ def test_a_principal_of_the_site_signs_in(apache):
 
 
 @pytest.mark.parametrize("uid, pw", [("principal1", "Wrong-pw-2025!"), ("teach1", password("teach1")),
-                                     ("s1", password("s1")), ("sD", password("sD")),
+                                     ("s1", password("s1")), ("sD", password("sD")), ("sP", password("sP")),
                                      ("sso-portal", password("sso-portal"))])
 def test_others_are_refused(apache, uid, pw):
     url, root = apache

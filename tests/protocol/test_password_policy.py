@@ -11,6 +11,7 @@ import pytest
 from ldap3 import BASE, MODIFY_DELETE, MODIFY_REPLACE, SUBTREE, Connection, Server
 
 from tests.conftest import ROOT_DN, ROOT_PW, SUFFIX, requires_ldap_utils
+from directory import admin
 from tests.protocol import ldaputil
 from tests.protocol.district import (
     DEFAULT_POLICY, NE_EXPIRED, NE_VALID, PEOPLE, STUDENTS, make_server, password, staff, student,
@@ -97,6 +98,7 @@ def test_refused_binds_all_look_alike(srv, root):
         "unknown user": (f"uid=nobody,{STUDENTS}", "whatever-password"),
         "unknown parent": (f"uid=nobody,ou=nowhere,{SUFFIX}", "whatever-password"),
         "DISABLED": (student("sD"), password("sD")),
+        "PENDING": (student("sP"), password("sP")),
         "expired non-employee": (NE_EXPIRED, password("neexpired")),
         "locked": (student("locked1"), password("locked1")),
     }
@@ -122,38 +124,25 @@ def test_refused_binds_all_look_alike(srv, root):
 # ----------------------------------------------------------------------------- PENDING
 
 
-def test_pending_account_binds_but_is_restricted(srv, root):
+def test_pending_account_cannot_bind_until_its_holder_activates_it(srv, root):
+    """A PENDING account that carries a password (imported, or set before a re-activation)
+    does not bind: search-then-bind SSO clients (Apache, Dovecot, RADIUS) see only "bind
+    ok", so a restricted session would still let the holder in. Its holder activates it
+    with the school's code and a new password; from then on that password binds."""
     dn, pw = student("sP"), password("sP")
-    conn = bind3(srv, dn, pw)
-    assert conn.result["result"] == SUCCESS, conn.result
-    try:
-        assert search_code(conn) == (UNWILLING, RESTRICTED)
-        conn.search(dn, "(objectClass=*)", BASE)  # not even its own entry
-        assert conn.result["result"] == UNWILLING
-        conn.compare(dn, "uid", "sP")
-        assert conn.result["result"] == UNWILLING
-        conn.modify(dn, {"description": [(MODIFY_REPLACE, ["pending"])]})
-        assert conn.result["result"] == UNWILLING
-        assert conn.extend.standard.who_am_i() == f"dn:{dn}"
-        # nobody else's password
-        assert conn.extend.standard.modify_password(student("s1"), None, None) is False
-        assert conn.result["result"] == UNWILLING
-        # its own: allowed
-        new = "Pending-new-pw-1"
-        assert conn.extend.standard.modify_password(dn, pw, new) is True, conn.result
-        # ... but the account is still PENDING (only activation makes it ENABLED),
-        # so it stays restricted, on this connection and on a new one
-        assert entry_ops(root, dn)["rollcallaccountstatus"] == [b"PENDING"]
-        assert search_code(conn) == (UNWILLING, RESTRICTED)
-    finally:
-        conn.unbind()
-    again = bind3(srv, dn, new)
-    assert again.result["result"] == SUCCESS, again.result
-    assert search_code(again)[0] == UNWILLING
-    again.unbind()
-    # once ENABLED, the same password gives a normal session
-    assert root.modify(dn, {"rollcallAccountStatus": [(MODIFY_REPLACE, ["ENABLED"])]}), root.result
+    assert "userpassword" in entry_ops(root, dn)  # it has one, and it is right
+    refused = bind3(srv, dn, pw)
+    assert refused.result["result"] == INVALID_CREDENTIALS and not refused.bound, refused.result
+    refused.unbind()
+    [issued] = admin.issue_codes(root, [dn])
+    anon = Connection(Server(srv.url))
+    anon.bind()
+    new = "Pending-activated-1"
+    assert admin.activate(anon, "sP", issued["code"], new)["status"] == "ENABLED"
+    anon.unbind()
+    assert bind3(srv, dn, pw).result["result"] == INVALID_CREDENTIALS  # the old password is gone
     enabled = bind3(srv, dn, new)
+    assert enabled.result["result"] == SUCCESS, enabled.result
     assert search_code(enabled) == (SUCCESS, "")
     enabled.unbind()
 
