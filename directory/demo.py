@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import random
 import time
 import unicodedata
@@ -44,7 +45,7 @@ from dataclasses import dataclass
 from argon2 import Type
 from argon2.low_level import hash_secret
 
-from .ldif import format_entry
+from .ldif import format_entry, records
 
 __all__ = ["demo_ldif", "credentials", "credential_table", "demo_accounts", "DemoAccount",
            "SITES", "PASSWORDS"]
@@ -603,6 +604,14 @@ def _build(suffix: str):
 def demo_ldif(suffix: str) -> str:
     """The demo district as LDIF content records (parents first; passwords in clear)."""
     return _build(suffix)[0]
+
+
+def load_demo(directory, suffix: str) -> tuple[int, dict | None]:
+    """Load the demo district into an empty store (scripts/serve's first start); with
+    posix on, number its people and site groups as the server would have on add (a load,
+    like slapadd, runs no rule). Returns (entries loaded, posix counts or None)."""
+    n = directory.load_entries(records(io.BytesIO(demo_ldif(suffix).encode()), "demo"))
+    return n, directory.posix.assign_missing() if directory.posix.enabled else None
 
 
 def demo_accounts(suffix: str) -> list[DemoAccount]:

@@ -217,8 +217,11 @@ def _serve(path, timeout=60):
     # the who's DN is normalised against the schema when the directory opens
     ("limits", merged("limits", rules=[{"who": "group=nosuch=x,{suffix}"}]),
      "limits.rules[0].who: invalid DN: attribute type 'nosuch' undefined"),
-    # config.yaml loads nis.schema: its posixGroup is structural
-    ("posix", {"enabled": True}, "posix.enabled: needs schema/optional/rfc2307bis.schema"),
+    # posix on (as shipped) with nis.schema, whose posixGroup is structural
+    ("schema", [str(ROOT / "schema" / n) for n in ("core.schema", "cosine.schema", "inetorgperson.schema",
+                                                   "nis.schema", "eduperson.schema", "rollcall.schema",
+                                                   "rollcall-photos.schema")],
+     "posix.enabled: needs schema/optional/rfc2307bis.schema"),
 ])
 def test_serve_refuses_a_bad_config_before_it_listens(tmp_path, section, value, message):
     port, web_port = free_port(), free_port()
@@ -240,7 +243,7 @@ def test_serve_refuses_a_bad_config_before_it_listens(tmp_path, section, value, 
     assert len(lines) == 1 and lines[0].startswith(f"rollcall: configuration error: {path}: {message}"), r.stderr
     assert "Traceback" not in r.stderr and "serving" not in r.stdout
     assert not _listening(port) and not _listening(web_port)
-    assert not Path(doc["store"]["path"]).exists() or section in ("access", "limits", "posix")
+    assert not Path(doc["store"]["path"]).exists() or section in ("access", "limits", "posix", "schema")
 
 
 def test_serve_with_workers_checks_the_access_rules_before_binding(tmp_path):

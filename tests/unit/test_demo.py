@@ -286,3 +286,37 @@ def test_ldif_is_deterministic_and_has_no_memberof():
 def test_scope_base_on_a_site(loaded):
     (dn, attrs), = search(loaded, "ou=1234,ou=sites", scope=SCOPE_BASE)
     assert text(attrs["objectClass"]) == ["top", "rollcallSite"]
+
+
+# -- the shipped configuration: POSIX on, the demo numbered ---------------------------
+
+
+def test_shipped_config_numbers_the_demo_for_linux_labs(tmp_path):
+    """scripts/serve's first start (config.yaml as shipped, demo.load_demo): every person
+    has a unique uidNumber with a home and shell, every site group a unique gidNumber,
+    and a student's site group is a posixGroup naming the student — what SSSD's `id` shows."""
+    import yaml
+    from directory.demo import load_demo
+    doc = yaml.safe_load((ROOT / "config.yaml").read_text())
+    doc["schema"] = [str(ROOT / p) for p in doc["schema"]]
+    doc["store"] = {"backend": "sqlite", "path": str(tmp_path / "rollcall.db")}
+    doc["tls"] = {"cert": str(tmp_path / "server.crt"), "key": str(tmp_path / "server.key")}
+    doc.pop("web", None)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(doc))
+    d = open_directory(load_config(tmp_path / "config.yaml"))
+    n, counts = load_demo(d, SUFFIX)
+    people = search(d, "ou=people", ("eq", "objectClass", b"inetOrgPerson"))
+    assert n > 100 and counts["account"] == len(people) > 70
+    uid_numbers = [int(a["uidNumber"][0]) for _, a in people]
+    assert len(set(uid_numbers)) == len(people) and min(uid_numbers) >= 10000
+    assert all(a["homeDirectory"] == [b"/home/" + a["uid"][0]] and a["loginShell"] == [b"/bin/bash"]
+               for _, a in people)
+    groups = search(d, "ou=sites", ("eq", "objectClass", b"groupOfNames"))
+    assert counts["group"] == len(groups) > 0
+    assert len({a["gidNumber"][0] for _, a in groups}) == len(groups)
+    assert all(b"posixGroup" in a["objectClass"] for _, a in groups)
+    jsmith = search(d, "ou=people", eq("uid", "jsmith"))[0][0]
+    mine = [a for _, a in groups if jsmith.encode() in a.get("member", [])]
+    assert mine, "jsmith is in no site group"
+    # posix-assign again: nothing left to number
+    assert d.posix.assign_missing() == {"account": 0, "group": 0}
