@@ -3,6 +3,7 @@ sssd runs in a private mount namespace (unshare --mount) with its own /etc/sssd,
 /etc/nsswitch.conf, /etc/pam.d, /var/lib/sss, /run and /var/log/sssd bind-mounted from
 a temporary directory, so the machine's own files are untouched; the checks run in
 that namespace with nsenter. The configuration is contrib/clients/sssd.conf."""
+import contextlib
 import os
 import re
 import shutil
@@ -29,11 +30,12 @@ MOUNTS = {"etc-sssd": "/etc/sssd", "nsswitch.conf": "/etc/nsswitch.conf", "pam.d
           "lib-sss": "/var/lib/sss", "run": "/run", "log-sssd": "/var/log/sssd"}
 
 
-def sssd_conf(uri: str, cacert: Path) -> str:
-    """contrib/clients/sssd.conf with this server's address, certificate and password."""
+def sssd_conf(uri: str, cacert: Path, service_password: str, **settings) -> str:
+    """contrib/clients/sssd.conf with this server's address, certificate and the service
+    account's password (and any other of its settings replaced)."""
     text = (ROOT / "contrib" / "clients" / "sssd.conf").read_text()
     for key, value in (("ldap_uri", uri), ("ldap_tls_cacert", str(cacert)),
-                       ("ldap_default_authtok", password("sso-portal"))):
+                       ("ldap_default_authtok", service_password), *settings.items()):
         text, n = re.subn(rf"^{key} = .*$", f"{key} = {value}", text, flags=re.M)
         assert n == 1, key
     return text
@@ -62,6 +64,28 @@ def why_not():
     return None
 
 
+@contextlib.contextmanager
+def running_sssd(tmp: Path, conf: str):
+    """sssd in a private mount namespace with this sssd.conf: yields its pid (for nsenter)."""
+    prepare(tmp, conf)
+    binds = " && ".join(f"mount --bind {tmp / src} {dst}" for src, dst in MOUNTS.items())
+    script = f"mount --make-rprivate / && {binds} && exec {SSSD} -i --logger=stderr -d 2"
+    proc = None
+    try:
+        with open(tmp / "sssd.log", "wb") as log:
+            proc = subprocess.Popen(["unshare", "--mount", "sh", "-c", script], stdout=log,
+                                    stderr=subprocess.STDOUT)
+        deadline = time.time() + 30
+        while not (tmp / "lib-sss/pipes/nss").exists() or not (tmp / "lib-sss/pipes/pam").exists():
+            if proc.poll() is not None or time.time() > deadline:
+                pytest.skip(f"sssd did not start here: {(tmp / 'sssd.log').read_text()[-1500:]}")
+            time.sleep(0.2)
+        yield proc.pid
+    finally:
+        if proc is not None:
+            stop_process(proc)
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     reason = why_not()
@@ -69,7 +93,6 @@ def lab(tmp_path_factory):
         pytest.skip(reason)
     srv = make_server(tmp_path_factory.mktemp("sssd-srv"), extra={"schema": SCHEMA, "posix": POSIX})
     tmp = tmp_path_factory.mktemp("sssd-ns")
-    proc = None
     try:
         srv.rollcall("posix-assign")
         # a Linux-lab site group with a student and a teacher (the server gives it a gidNumber)
@@ -77,20 +100,9 @@ def lab(tmp_path_factory):
         admin.add(LAB, attributes={"objectClass": ["groupOfNames"], "cn": "lab-users",
                                    "member": [student("s1"), staff("teach1")]})
         assert admin.result["result"] == 0, admin.result
-        prepare(tmp, sssd_conf(srv.ldaps_url, srv.ca_file))
-        binds = " && ".join(f"mount --bind {tmp / src} {dst}" for src, dst in MOUNTS.items())
-        script = f"mount --make-rprivate / && {binds} && exec {SSSD} -i --logger=stderr -d 2"
-        log = open(tmp / "sssd.log", "wb")
-        proc = subprocess.Popen(["unshare", "--mount", "sh", "-c", script], stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 30
-        while not (tmp / "lib-sss/pipes/nss").exists() or not (tmp / "lib-sss/pipes/pam").exists():
-            if proc.poll() is not None or time.time() > deadline:
-                pytest.skip(f"sssd did not start here: {(tmp / 'sssd.log').read_text()[-1500:]}")
-            time.sleep(0.2)
-        yield srv, proc.pid, tmp
+        with running_sssd(tmp, sssd_conf(srv.ldaps_url, srv.ca_file, password("sso-portal"))) as pid:
+            yield srv, pid, tmp
     finally:
-        if proc is not None:
-            stop_process(proc)
         srv.stop()
 
 
