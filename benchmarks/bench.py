@@ -1,6 +1,6 @@
 """Rollcall benchmark: load N synthetic users, measure eq search / bind / sub search.
 
-    scripts/bench [--users N] [--duration S] [--cases eq,bind,sub,argon2]
+    scripts/bench [--users N] [--duration S] [--cases eq,bind,sub,argon2,argon2-cached]
                   [--store sqlite,postgresql] [--vs-slapd] [--repeat R]
 
 Flow: generate (or reuse) bench-out/users-N-*.ldif; for each Rollcall store
@@ -19,7 +19,12 @@ apart and together), operations per server CPU-second and the ratios between
 servers is printed.  Results also go to bench-out/results-<timestamp>.json.
 
 The argon2 case binds as users whose userPassword is {ARGON2} at the production
-parameters (m=64 MiB, t=2; the first --argon2-users users): bind capacity.
+parameters (m=64 MiB, t=2; the first --argon2-users users): bind capacity when
+every bind is a full verification (Rollcall: measured on a twin server process on
+the same store with passwords.verified_cache_seconds 0).  The argon2-cached case
+binds as the same users again and again (each bound once first), on the server
+with its default settings: the verified-password cache; compare with the bind
+case ({SSHA}), the goal being >= 0.5x of its rate.
 """
 
 from __future__ import annotations
@@ -91,7 +96,8 @@ class RollcallServer:
 
     def __init__(self, workdir: str, workers: int | None, rehash_on_bind: bool,
                  log_level: str, project_config: Path, backend: str = "sqlite",
-                 conninfo: str | None = None, db_pid=None, access_log: str = "off"):
+                 conninfo: str | None = None, db_pid=None, access_log: str = "off",
+                 nocache_twin: bool = False):
         """backend sqlite (a file in workdir) or postgresql (conninfo; db_pid: a callable
         giving the postmaster's pid, whose CPU is measured with the frontend's)."""
         self.backend = backend
@@ -110,6 +116,12 @@ class RollcallServer:
         self.proc: subprocess.Popen | None = None
         self.log_path = self.dir / "rollcall.log"
         self._log = None
+        # the argon2 case: a second process on the same store with the verified-password
+        # cache off (every bind a full verification); idle during the other cases
+        self.nocache_twin = nocache_twin
+        self.twin_port: int | None = None
+        self.twin_proc: subprocess.Popen | None = None
+        self._twin_log = None
         # this checkout's code (an editable install may point at another worktree)
         self.rollcall = [sys.executable, "-m", "directory.cli"]
         self.env = dict(os.environ, PYTHONPATH=os.pathsep.join(
@@ -171,7 +183,21 @@ class RollcallServer:
         if self.access_log != "off":  # --access-log: its cost at full load
             doc["log"]["access"] = str(self.dir / "access.log") if self.access_log == "file" else True
         self.cfg_path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+        if self.nocache_twin:
+            self.twin_port = free_port()
+            twin = dict(doc, listeners=["ldap://127.0.0.1:%d" % self.twin_port])
+            twin["passwords"] = dict(doc["passwords"], verified_cache_seconds=0)
+            twin.pop("metrics", None)
+            twin["server"] = dict(doc.get("server") or {}, workers=1)
+            (self.dir / "config-nocache.yaml").write_text(yaml.safe_dump(twin, sort_keys=False),
+                                                          encoding="utf-8")
         return doc
+
+    def target(self, case: str):
+        """(port, pid) of the process a case is measured on."""
+        if case == "argon2" and self.twin_proc is not None:
+            return self.twin_port, self.twin_proc.pid
+        return self.port, self.pid
 
     def load(self, ldif: str) -> float:
         self.write_config()
@@ -194,11 +220,30 @@ class RollcallServer:
                                      start_new_session=True, env=self.env)
         try:
             wait_for_port(self.port, timeout, self.proc)
+            if self.nocache_twin:
+                self._twin_log = open(self.dir / "rollcall-nocache.log", "ab")
+                self.twin_proc = subprocess.Popen(
+                    [*self.rollcall, "serve", "--config", str(self.dir / "config-nocache.yaml")],
+                    stdin=subprocess.DEVNULL, stdout=self._twin_log, stderr=subprocess.STDOUT,
+                    cwd=str(self.dir), start_new_session=True, env=self.env)
+                wait_for_port(self.twin_port, timeout, self.twin_proc)
         except Exception:
             self.stop()
             raise
 
     def stop(self, timeout: float = 15.0):
+        if self.twin_proc is not None:
+            if self.twin_proc.poll() is None:
+                self.twin_proc.send_signal(signal.SIGTERM)
+                try:
+                    self.twin_proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    self.twin_proc.kill()
+                    self.twin_proc.wait()
+            self.twin_proc = None
+        if self._twin_log is not None:
+            self._twin_log.close()
+            self._twin_log = None
         rc = None
         if self.proc is not None:
             if self.proc.poll() is None:
@@ -281,7 +326,7 @@ def _num(v, fmt="%.0f"):
 
 def print_table(results: list[dict], loads: dict, out=sys.stdout):
     w = out.write
-    w("\n%-6s %-9s %9s %15s %8s %8s %6s %6s %6s %7s %8s %8s %8s %6s\n"
+    w("\n%-13s %-9s %9s %15s %8s %8s %6s %6s %6s %7s %8s %8s %8s %6s\n"
       % ("case", "server", "ops/s", "range (n runs)", "p50 ms", "p99 ms", "errors",
          "fe%", "db%", "total%", "ops/feCs", "ops/dbCs", "ops/CPUs", "other%"))
     w("-" * 130 + "\n")
@@ -294,7 +339,7 @@ def print_table(results: list[dict], loads: dict, out=sys.stdout):
             c = cpu_figures(r)
             runs = r.get("all_runs_ops_per_s") or [r["ops_per_s"]]
             rng = "%s-%s (%d)" % (_ops(min(runs)), _ops(max(runs)), len(runs))
-            w("%-6s %-9s %9s %15s %8.2f %8.2f %6d %6s %6s %7s %8s %8s %8s %6s\n" % (
+            w("%-13s %-9s %9s %15s %8.2f %8.2f %6d %6s %6s %7s %8s %8s %8s %6s\n" % (
                 case, server, _ops(r["ops_per_s"]), rng, r["p50_ms"], r["p99_ms"], r["errors"],
                 _pct(c.get("fe_cpu_pct")), _pct(c.get("db_cpu_pct")), _pct(c.get("total_cpu_pct")),
                 _num(c.get("fe_ops_per_cpu_s")), _num(c.get("db_ops_per_cpu_s")),
@@ -303,7 +348,7 @@ def print_table(results: list[dict], loads: dict, out=sys.stdout):
             if a in servers and b in servers:
                 ra, rb = servers[a], servers[b]
                 ca, cb = cpu_figures(ra), cpu_figures(rb)
-                line = "%-6s %-9s %9s   ops/CPU-s %s" % (
+                line = "%-13s %-9s %9s   ops/CPU-s %s" % (
                     case, "%s/%s" % (a.replace("rc-", ""), b.replace("rc-", "")),
                     _fmt_ratio(ra["ops_per_s"], rb["ops_per_s"]),
                     _fmt_ratio(ca.get("total_ops_per_cpu_s"), cb.get("total_ops_per_cpu_s")))
@@ -314,6 +359,20 @@ def print_table(results: list[dict], loads: dict, out=sys.stdout):
                     line += "   target >= %.2fx, p99 < %g ms: %s" % (t["ratio"], t["p99_ms"],
                                                                   "met" if ok else "NOT met")
                 w(line + "\n")
+    for server in SERVER_ORDER:
+        b, a = by_case.get("bind", {}).get(server), by_case.get("argon2-cached", {}).get(server)
+        if a and b and b["ops_per_s"]:
+            r = a["ops_per_s"] / b["ops_per_s"]
+            line = "%-13s %-9s %9s   ops/CPU-s %s   repeated {ARGON2} binds / {SSHA} binds" % (
+                "argon2-cached", server + "/bind", _fmt_ratio(a["ops_per_s"], b["ops_per_s"]),
+                _fmt_ratio(cpu_figures(a).get("total_ops_per_cpu_s"), cpu_figures(b).get("total_ops_per_cpu_s")))
+            if server != "slapd":
+                line += "   target >= 0.50x: %s" % ("met" if r >= 0.5 and a["errors"] == 0 else "NOT met")
+            w(line + "\n")
+        u = by_case.get("argon2", {}).get(server)
+        if a and u and u["ops_per_s"]:
+            w("%-13s %-9s %9s   repeated (cached) / full-verification {ARGON2} binds\n" % (
+                "argon2-cached", server + "/argon2", _fmt_ratio(a["ops_per_s"], u["ops_per_s"])))
     w("ops/s: the best of the repeats (noise on a shared machine only slows a run down); "
       "range: all repeats.\nfe%%: the LDAP server process (Rollcall's frontend, or slapd); "
       "db%%: PostgreSQL (postmaster, backends, background workers); total%%: both; 100 = one "
@@ -324,17 +383,17 @@ def print_table(results: list[dict], loads: dict, out=sys.stdout):
         w("WARNING: other processes used > 20% of a core during some runs: those numbers "
           "are skewed (see other%)\n")
     w("\nCPU per operation (ms of one core; from the best run):\n")
-    w("%-6s %-9s %9s %9s %9s\n" % ("case", "server", "frontend", "postgres", "total"))
+    w("%-13s %-9s %9s %9s %9s\n" % ("case", "server", "frontend", "postgres", "total"))
     for case, servers in by_case.items():
         for server in _ordered(servers):
             c = cpu_figures(servers[server])
-            w("%-6s %-9s %9s %9s %9s\n" % (case, server, _num(c.get("fe_cpu_ms_per_op"), "%.3f"),
+            w("%-13s %-9s %9s %9s %9s\n" % (case, server, _num(c.get("fe_cpu_ms_per_op"), "%.3f"),
                                            _num(c.get("db_cpu_ms_per_op"), "%.3f"),
                                            _num(c.get("total_cpu_ms_per_op"), "%.3f")))
     w("\n")
     for case, servers in by_case.items():
         any_r = next(iter(servers.values()))
-        w("%-6s %s\n" % (case, any_r.get("describe", "")))
+        w("%-13s %s\n" % (case, any_r.get("describe", "")))
         for server, r in servers.items():
             extra = []
             if r.get("codes"):
@@ -367,6 +426,20 @@ def print_table(results: list[dict], loads: dict, out=sys.stdout):
                 if loads.get("slapd", {}).get("entries_per_s") else ""))
 
 
+def prime_binds(host: str, port: int, k: int, threads: int = 8) -> float:
+    """Bind as each of the first k ({ARGON2}) users once: their first, full verification
+    happens before the argon2-cached case is measured. Returns the seconds it took."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(i):
+        loadgen._connect(host, port, (datagen.dn_of(i), datagen.password_of(i)), timeout=60.0).close()
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(threads) as ex:
+        list(ex.map(one, range(k)))
+    return time.perf_counter() - t0
+
+
 def wait_quiet(max_wait: float, threshold: float = 15.0) -> float | None:
     """Wait (at most max_wait s) until the machine is < threshold % busy over 1 s.
 
@@ -390,7 +463,7 @@ def _pct(v):
 
 # ---------------------------------------------------------------- main
 
-CASES = ("eq", "bind", "sub", "argon2")
+CASES = ("eq", "bind", "sub", "argon2", "argon2-cached")
 
 
 def parse_args(argv=None):
@@ -408,7 +481,7 @@ def parse_args(argv=None):
     ap.add_argument("--procs", type=int, default=1,
                     help="load generator processes (1; 2 did not help on 2 cores)")
     ap.add_argument("--cases", default="eq,bind,sub",
-                    help="comma list of eq,bind,sub,argon2 (default eq,bind,sub)")
+                    help="comma list of eq,bind,sub,argon2,argon2-cached (default eq,bind,sub)")
     ap.add_argument("--store", default="sqlite",
                     help="Rollcall store(s) to measure, comma list of sqlite,postgresql "
                          "(default sqlite); several: measured alternately in the same run")
@@ -459,7 +532,7 @@ def parse_args(argv=None):
             ap.error("unknown store %r (sqlite, postgresql)" % x)
     if not 1 <= args.users <= 999999:
         ap.error("--users must be between 1 and 999999")
-    if "argon2" not in args.cases:
+    if "argon2" not in args.cases and "argon2-cached" not in args.cases:
         args.argon2_users = 0
     elif not 1 <= args.argon2_users < args.users:
         ap.error("--argon2-users must be between 1 and --users - 1")
@@ -542,7 +615,7 @@ def main(argv=None) -> int:
                                     args.rehash_on_bind, args.rollcall_log_level, Path(args.config),
                                     backend=backend, conninfo=pg.conninfo if pg else None,
                                     db_pid=pg.postmaster_pid if pg and backend == "postgresql" else None,
-                                    access_log=args.access_log)
+                                    access_log=args.access_log, nocache_twin="argon2" in args.cases)
                 say("%s: load %d entries ..." % (name, entries))
                 secs = rc.load(ldif)
                 loads[name] = {"entries": entries, "seconds": secs,
@@ -598,12 +671,17 @@ def main(argv=None) -> int:
                             say("note: machine still %.0f%% busy before %s/%s: numbers are "
                                 "skewed by other work" % (idle_busy, wl.name, srv.name))
                     extra = srv.extra_pids() if hasattr(srv, "extra_pids") else {}
+                    port, pid = srv.target(wl.name) if hasattr(srv, "target") else (srv.port, srv.pid)
                     try:
                         slow = wl.name == "argon2"
-                        r = loadgen.run("127.0.0.1", srv.port, wl, warmup=args.warmup,
+                        if wl.name == "argon2-cached":
+                            primed = prime_binds("127.0.0.1", port, args.argon2_users)
+                            say("argon2-cached %s: bound each of %d {ARGON2} users once (%.1f s)"
+                                % (srv.name, args.argon2_users, primed))
+                        r = loadgen.run("127.0.0.1", port, wl, warmup=args.warmup,
                                         duration=args.argon2_duration if slow else args.duration,
                                         procs=args.procs, drain=30.0 if slow else 5.0,
-                                        server_pid=srv.pid, extra_pids=extra)
+                                        server_pid=pid, extra_pids=extra)
                         d = r.as_dict()
                         if r.machine_busy_pct is not None and r.server_cpu_pct is not None:
                             d["other_cpu_pct"] = max(0.0, r.machine_busy_pct * ncpu
@@ -618,7 +696,7 @@ def main(argv=None) -> int:
                     d["machine_busy_before_pct"] = idle_busy
                     d.update(cpu_figures(d))
                     runs[srv.name].append(d)
-                    say("%-6s %-9s #%d: %8.0f ops/s  p50 %.2f ms  p99 %.2f ms  errors %d  "
+                    say("%-13s %-9s #%d: %8.0f ops/s  p50 %.2f ms  p99 %.2f ms  errors %d  "
                         "fe %s%%  db %s%%  other %s%%%s" % (
                             wl.name, srv.name, rep + 1, d["ops_per_s"], d["p50_ms"], d["p99_ms"],
                             d["errors"], _pct(d.get("fe_cpu_pct")), _pct(d.get("db_cpu_pct")),

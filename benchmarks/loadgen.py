@@ -718,17 +718,27 @@ def make_workloads(users: int, root_dn: str, root_password: str, *, connections:
                                 describe="simple bind uid=<random>,%s with the right password; "
                                          "%d connections x 1 outstanding"
                                          % (datagen.STUDENTS, bind_connections)))
-        elif case == "argon2":
+        elif case in ("argon2", "argon2-cached"):
             if not k:
-                raise ValueError("the argon2 case needs argon2_users > 0")
+                raise ValueError("the %s case needs argon2_users > 0" % case)
             a_ids = [rng.randrange(k) for _ in range(4096)]
             ops = [bind_op(datagen.dn_of(i), datagen.password_of(i)) for i in a_ids]
-            out.append(Workload("argon2", ops, argon2_connections, 1, None,
-                                describe="simple bind as one of %d users with {ARGON2} hashes "
-                                         "(m=%d KiB, t=%d), right password; %d connections x 1 "
-                                         "outstanding" % (k, datagen.ARGON2["memory_cost"],
-                                                          datagen.ARGON2["time_cost"],
-                                                          argon2_connections)))
+            if case == "argon2":
+                out.append(Workload("argon2", ops, argon2_connections, 1, None,
+                                    describe="simple bind as one of %d users with {ARGON2} hashes "
+                                             "(m=%d KiB, t=%d), right password, every bind a full "
+                                             "verification (Rollcall: a twin server with "
+                                             "passwords.verified_cache_seconds 0); %d connections x 1 "
+                                             "outstanding" % (k, datagen.ARGON2["memory_cost"],
+                                                              datagen.ARGON2["time_cost"],
+                                                              argon2_connections)))
+            else:
+                out.append(Workload("argon2-cached", ops, bind_connections, 1, None,
+                                    describe="repeated simple binds as the same %d {ARGON2} users "
+                                             "(each bound once before the run), right password: "
+                                             "Rollcall's verified-password cache (default settings); "
+                                             "%d connections x 1 outstanding, as the bind case"
+                                             % (k, bind_connections)))
         elif case == "sub":
             pieces = datagen.sub_pieces()
             ops = [search_op(datagen.PEOPLE, filter_sub("cn", any_=(rng.choice(pieces),)), ("cn",),
@@ -740,5 +750,5 @@ def make_workloads(users: int, root_dn: str, root_password: str, *, connections:
                                          "sizeLimitExceeded counts as success"
                                          % (datagen.PEOPLE, ",".join(pieces))))
         else:
-            raise ValueError("unknown case %r (known: eq, bind, sub, argon2)" % case)
+            raise ValueError("unknown case %r (known: eq, bind, sub, argon2, argon2-cached)" % case)
     return out

@@ -263,12 +263,75 @@ def cmd_restore(args):
           "checksum and integrity checked. Start the server on it.")
 
 
+# --benchmark's table of alternatives: (label, time_cost, memory_cost KiB, parallelism)
+ARGON2_ALTERNATIVES = (
+    ("OWASP minimum", 2, 19456, 1),
+    ("OWASP, 46 MiB", 1, 47104, 1),
+    ("Rollcall default", 2, 65536, 1),
+    ("RFC 9106 second (t=3, 64 MiB, p=4)", 3, 65536, 4),
+    ("64 MiB, t=3, p=1", 3, 65536, 1),
+    ("128 MiB, t=2, p=1", 2, 131072, 1),
+)
+
+
+def _hasher_for(args) -> passwords.Hasher:
+    """The scheme asked for, with the configuration's argon2 parameters when a
+    configuration is given or found (else passwords.Hasher's defaults)."""
+    argon2 = {}
+    path = args.config
+    if path is not None:
+        try:
+            cfg = load_config(path)
+        except ConfigError as exc:
+            print(f"rollcall: configuration error: {exc}{_from(args)}", file=sys.stderr)
+            sys.exit(2)
+        argon2 = cfg.argon2
+        scheme = args.scheme or cfg.password_scheme
+    else:
+        scheme = args.scheme or "ARGON2"
+    try:
+        return passwords.Hasher(scheme, **argon2)
+    except ValueError as exc:
+        print(f"rollcall: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _describe(h: passwords.Hasher) -> str:
+    if h.scheme == "ARGON2":
+        return f"argon2id m={h.memory_cost} KiB ({h.memory_cost / 1024:g} MiB), t={h.time_cost}, p={h.parallelism}"
+    return repr(h)
+
+
+def cmd_hash_password_benchmark(args, hasher):
+    runs = max(1, args.runs)
+    print(f"# median of {runs} verifications on this machine ({os.cpu_count()} CPUs); ms: what a bind waits,")
+    print("# CPU ms: what it costs (argon2 with p > 1 uses p threads); binds/s per core: uncached")
+    print("# binds (one verification each); a repeated bind of the same account and password is")
+    print("# checked by HMAC instead while passwords.verified_cache_seconds allows.")
+    r = passwords.benchmark(hasher, runs)
+    source = f"configured in {args.config}" if args.config is not None else "built-in defaults"
+    print(f"{_describe(hasher)} [{source}]: {r['ms']:.1f} ms per verification ({r['cpu_ms']:.1f} CPU ms), "
+          f"{r['per_core_per_s']:.1f} binds/s per core")
+    if args.alternatives and hasher.scheme == "ARGON2":
+        print()
+        print(f"{'alternative (argon2id)':<36} {'ms/verify':>10} {'CPU ms':>8} {'binds/s/core':>13}")
+        for label, t, m, p in ARGON2_ALTERNATIVES:
+            alt = passwords.benchmark(passwords.Hasher("ARGON2", t, m, p), runs)
+            print(f"{label:<36} {alt['ms']:>10.1f} {alt['cpu_ms']:>8.1f} {alt['per_core_per_s']:>13.1f}")
+        print("# OWASP (Password Storage Cheat Sheet): argon2id m=19 MiB t=2 p=1 at least; "
+              "RFC 9106 §4: t=3, 64 MiB, p=4 (second recommended option)")
+
+
 def cmd_hash_password(args):
+    hasher = _hasher_for(args)
+    if args.benchmark:
+        cmd_hash_password_benchmark(args, hasher)
+        return
     plain = sys.stdin.readline().rstrip("\n") if args.stdin else getpass.getpass("New password: ")
     if not plain:
         print("rollcall: empty password", file=sys.stderr)
         sys.exit(2)
-    print(passwords.Hasher(args.scheme).hash(plain.encode()).decode())
+    print(hasher.hash(plain.encode()).decode())
 
 
 def cmd_tls_selfsigned(args):
@@ -341,9 +404,18 @@ def main(argv=None):
     p.add_argument("output", help="the backup file to write (a tar with a manifest and a checksum)")
     p = command("restore", cmd_restore, "restore a backup into the empty store path of the configuration")
     p.add_argument("backup", help="a file written by `rollcall backup`")
-    p = command("hash-password", cmd_hash_password, "print a password hash for config.yaml")
-    p.add_argument("--scheme", default="ARGON2")
+    p = command("hash-password", cmd_hash_password, "print a password hash for config.yaml; "
+                "--benchmark: time the configured parameters")
+    p.add_argument("--scheme", default=None, help="ARGON2 (default), SSHA, PBKDF2-SHA512, …")
     p.add_argument("--stdin", action="store_true", help="read the password from standard input")
+    p.add_argument("--config", default=None, help="the configuration whose passwords.argon2 parameters to use "
+                   "(default: $ROLLCALL_CONFIG, ./config.yaml, /etc/rollcall/config.yaml if any, else the "
+                   "built-in defaults)")
+    p.add_argument("--benchmark", action="store_true",
+                   help="print milliseconds per verification and binds/s per core for the parameters")
+    p.add_argument("--runs", type=int, default=5, help="verifications timed per setting (--benchmark; 5)")
+    p.add_argument("--alternatives", action="store_true",
+                   help="--benchmark: also time a few other argon2 settings (OWASP, RFC 9106)")
     p = command("tls-selfsigned", cmd_tls_selfsigned, "generate a self-signed certificate for tls.cert/tls.key")
     p.add_argument("--host", action="append")
     p.add_argument("--force", action="store_true")
@@ -365,6 +437,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if "config" in vars(args):  # every command that reads a configuration: one lookup
         args.config, args.config_source = find_config(args.config)
+        if args.command == "hash-password" and args.config is not None and args.config_source not in (
+                "--config",) and not args.config.is_file():
+            args.config = None  # optional here: a hash needs no configuration
     run_command(args.fn, args)
 
 

@@ -349,6 +349,25 @@ def _limit_rules(value: list) -> list:
     return out
 
 
+def _argon2(values: dict) -> dict:
+    """passwords.argon2: what passwords.Hasher accepts (and verify() reads back)."""
+    t, m, p = values["time_cost"], values["memory_cost"], values["parallelism"]
+    if t is not None and t > passwords.MAX_ARGON2_TIME_COST:
+        raise Invalid(f"must be <= {passwords.MAX_ARGON2_TIME_COST}", ".time_cost")
+    if p is not None and p > passwords.MAX_ARGON2_PARALLELISM:
+        raise Invalid(f"must be <= {passwords.MAX_ARGON2_PARALLELISM}", ".parallelism")
+    if m is not None and not 8 * (p or 1) <= m <= passwords.MAX_ARGON2_MEMORY_KIB:
+        raise Invalid(f"must be between 8 x parallelism ({8 * (p or 1)}) and {passwords.MAX_ARGON2_MEMORY_KIB} "
+                      "(KiB)", ".memory_cost")
+    return values
+
+
+def _cache_seconds(value):
+    if value > 86400:
+        raise Invalid("must be <= 86400 (a day; the cache is meant for minutes)")
+    return value
+
+
 def _posix(values: dict) -> dict:
     for low, high in (("uid_min", "uid_max"), ("gid_min", "gid_max")):
         if values[low] > values[high]:
@@ -432,9 +451,14 @@ SECTIONS = {
     }, check=_posix),
     "passwords": Section({
         "scheme": Str("ARGON2", choices=_SCHEMES, fold=True),
-        # absent: passwords.Hasher's own defaults (t=2, m=65536, p=1)
-        "argon2": Section({"time_cost": Int(None, 1), "memory_cost": Int(None, 1), "parallelism": Int(None, 1)}),
+        # absent: passwords.Hasher's own defaults (t=2, m=65536, p=1; why: its docstring)
+        "argon2": Section({"time_cost": Int(None, 1), "memory_cost": Int(None, 1), "parallelism": Int(None, 1)},
+                          check=_argon2),
         "rehash_on_bind": Bool(True),
+        # the verified-password cache (passwords.VerifiedCache): seconds a password a slow
+        # hash accepted is checked by HMAC instead (0: off), and accounts kept at most
+        "verified_cache_seconds": Num(300, check=_cache_seconds),
+        "verified_cache_entries": Int(100000, minimum=0),
         "hash_threads": Int(4, minimum=1),
         "change_threads": Int(2, minimum=1),
     }),

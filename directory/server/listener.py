@@ -155,6 +155,16 @@ def describe(msg, fields: dict):
             fields["attr"] = req[1]
 
 
+def bind_cache_key(directory, ndn: str, entry):
+    """The account a verified password is cached under: the entry's id (what the store's
+    invalidation names), the root DN by its DN; None for a DN with no entry."""
+    if entry is not None:
+        return entry.id
+    if ndn == directory.root_ndn:
+        return ("root", ndn)
+    return None
+
+
 class LDAPServerFactory(protocol.ServerFactory):
     def __init__(self, directory, config):
         self.directory = directory
@@ -195,6 +205,14 @@ class LDAPServerFactory(protocol.ServerFactory):
         # (a store on local disk answers from its cache and is read inline: faster).
         self.read_pool = (ThreadPool(1, config.read_threads, name="rollcall-read")
                           if getattr(directory.store, "remote", False) else None)
+        # Passwords a slow hash (argon2, …) just accepted, as keyed digests: a repeated bind
+        # of the account costs an HMAC (passwords.VerifiedCache). Every write that touches
+        # an entry drops it, whichever worker or host made the write: the store's own
+        # invalidation calls drop() with the ids its entry cache drops.
+        pw = config.section("passwords")
+        self.bind_cache = passwords.VerifiedCache(pw["verified_cache_seconds"], pw["verified_cache_entries"])
+        if self.bind_cache.enabled and hasattr(directory.store, "invalidation_hooks"):
+            directory.store.invalidation_hooks.append(self.bind_cache.drop)
         for pool in (self.hash_pool, self.change_pool, self.write_pool, self.read_pool):
             if pool is None:
                 continue
@@ -316,15 +334,17 @@ class LDAPServerFactory(protocol.ServerFactory):
         # (from anywhere else a ticket is only a wrong password, counted as one)
         directory = self.directory
         policy = directory.policy
+        cache = self.bind_cache
 
         def look_up():
             if self.read_pool is None:
                 directory.store.refresh()  # the console signs in here without an LDAP PDU
+            since = cache.generation()  # before the entry is read (VerifiedCache.remember)
             ndn, entry, hashes = directory.bind_lookup(name)
             # failed binds per (address, account), per unknown address: counted in the
             # store's throttles, shared by all workers and hosts (see PasswordPolicy)
             attempt = policy.bind_attempt(peer_host, ndn, policy.is_service(ndn))
-            return ndn, entry, hashes, attempt
+            return ndn, entry, hashes, attempt, since
 
         def refused(f):
             f.trap(LDAPError)
@@ -333,27 +353,39 @@ class LDAPServerFactory(protocol.ServerFactory):
             return f
 
         def verify(found):
-            ndn, entry, hashes, attempt = found
-            if hashes and not any(passwords.is_slow(h) for h in hashes):
+            ndn, entry, hashes, attempt, _since = found
+            slow = not hashes or any(passwords.is_slow(h) for h in hashes)
+            key = bind_cache_key(directory, ndn, entry) if slow and cache.enabled else None
+            # a password a slow hash accepted for this account minutes ago: one HMAC. Only
+            # the hash is skipped: outcome() decides the bind exactly as for a full check
+            cached = cache.check(key, password, hashes) if key is not None else None
+            if cached is not None:
+                d = defer.succeed(cached)
+            elif not slow:
                 # salted SHA (as migrated from OpenLDAP) costs about a microsecond: less than
                 # the hand-off to a thread; only slow schemes (argon2, PBKDF2, crypt) go to the pool
                 d = defer.succeed(directory.verify_any(password, hashes))
             else:
                 d = deferToThreadPool(reactor, self.hash_pool, directory.verify_any, password, hashes)
-            return d.addCallback(lambda matched: self.read(outcome, found, matched)).addCallback(done, found)
+            return d.addCallback(lambda matched: self.read(outcome, found, matched, key, cached is None)
+                                 ).addCallback(done, found)
 
-        def outcome(found, matched):
+        def outcome(found, matched, key=None, verified=False):
             """The bind's result and the throttle bookkeeping (reads and counts in the store)."""
-            ndn, entry, hashes, attempt = found
+            ndn, entry, hashes, attempt, since = found
             try:
                 ident = directory.bind_complete(ndn, entry, matched, peer, tls)
             except LDAPError as exc:
+                if key is not None:
+                    cache.drop((key,))  # a failed bind (any reason) forgets the account's password
                 policy.bind_failed(attempt)
                 log.info("bind refused dn=%r from %s: %s", name, peer,
                          "wrong password" if matched is None else directory.bind_refusal(entry))
                 # a service account is never locked by failures (PasswordPolicy)
                 record = entry is not None and matched is None and policy.records_failures(attempt)
                 return None, exc, record, matched
+            if verified and key is not None:
+                cache.remember(key, matched, password, since)  # only slow schemes are kept
             policy.bind_succeeded(attempt)
             return ident, None, False, matched
 

@@ -22,6 +22,7 @@ from twisted.internet import defer, reactor
 from twisted.internet.threads import deferToThreadPool
 from twisted.web import resource, server
 
+from .. import passwords
 from ..core.errors import result_name
 
 log = logging.getLogger("rollcall.metrics")
@@ -97,6 +98,18 @@ class _StateCollector:
         yield c
         yield GaugeMetricFamily("rollcall_entry_cache_hit_ratio", "Entry cache hits / lookups since start",
                                 value=hits / (hits + misses) if hits + misses else 0.0)
+        cache = getattr(f, "bind_cache", None)
+        if cache is not None:
+            c = CounterMetricFamily("rollcall_bind_cache_lookups", "Verified-password cache lookups by outcome "
+                                    "(a hit: a bind checked by HMAC instead of a slow hash)", labels=["outcome"])
+            c.add_metric(["hit"], cache.hits)
+            c.add_metric(["miss"], cache.misses)
+            yield c
+            yield GaugeMetricFamily("rollcall_bind_cache_entries", "Accounts in the verified-password cache",
+                                    value=len(cache))
+        yield CounterMetricFamily("rollcall_password_verifications_slow", "Verifications of a slow hash "
+                                  "(argon2, PBKDF2, crypt) by this process: binds, console sign-ins, "
+                                  "password history checks", value=passwords.slow_verifications)
         w = f.write_pool
         yield GaugeMetricFamily("rollcall_write_queue_depth", "Writes waiting for the writer thread",
                                 value=w.queue_depth())

@@ -20,6 +20,10 @@ Terms
 
 Reads outside a transaction may be served from a per-process cache; refresh()
 drops what other processes (or other store objects on the same database) changed.
+Each drop — this process's commits, refresh(), a PostgreSQL notification — also calls
+the store's `invalidation_hooks` (callables of the ids, or None for everything), so
+another per-process cache keyed by entry id (the server's verified-password cache)
+follows the same invalidation.
 Reads on a Tx see that transaction's own uncommitted writes.
 """
 from __future__ import annotations

@@ -177,6 +177,10 @@ class PostgresStore:
         self._ndn_ids: dict[str, int] = {}
         self._cache_lock = threading.Lock()
         self._generation = 0
+        # called with the ids of every invalidation (None: everything) after the entry
+        # cache has dropped them: this process's commits, other workers' and hosts'
+        # (the server's verified-password cache hangs on it: passwords.VerifiedCache)
+        self.invalidation_hooks: list = []
         # entry cache lookups, for the metrics (plain ints: a lost increment between
         # threads only blurs a ratio)
         self.cache_hits = self.cache_misses = 0
@@ -342,6 +346,11 @@ class PostgresStore:
             self._seen_inv = rows[-1][0]
 
     def _invalidate(self, ids):
+        self._drop_cached(ids)
+        for hook in self.invalidation_hooks:
+            hook(ids)
+
+    def _drop_cached(self, ids):
         with self._cache_lock:
             self._generation += 1
             if ids is None:

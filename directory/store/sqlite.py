@@ -89,6 +89,10 @@ class SQLiteStore:
         # lock: a read that began before a commit never caches the row that commit replaced
         self._cache_lock = threading.Lock()
         self._generation = 0
+        # called with the ids of every invalidation (None: everything) after the entry
+        # cache has dropped them: this process's commits, other workers' and hosts'
+        # (the server's verified-password cache hangs on it: passwords.VerifiedCache)
+        self.invalidation_hooks: list = []
         self.refresh_interval = 0.0
         self._last_refresh = 0.0
         self._commits = 0
@@ -149,6 +153,11 @@ class SQLiteStore:
         self._seen_inv = max(self._seen_inv, rows[-1][0])
 
     def _invalidate(self, ids):
+        self._drop_cached(ids)
+        for hook in self.invalidation_hooks:
+            hook(ids)
+
+    def _drop_cached(self, ids):
         """Evict ids (None: everything) and start a new cache generation."""
         with self._cache_lock:
             self._generation += 1

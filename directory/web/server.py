@@ -96,7 +96,9 @@ class Console(resource.Resource):
         self.throttle = SignInThrottle(self.web.signin_max_failures, self.web.signin_window, self.store)
         self.ldap_url, self.ldap_ca = local_ldap_url(config)
         ldap_host = urlparse(self.ldap_url).hostname or ""
-        if ldap_host != "localhost" and not is_loopback(ldap_host):
+        # a sign-in's connection binds with its session ticket (the password is verified once)
+        self.tickets = ldap_host == "localhost" or is_loopback(ldap_host)
+        if not self.tickets:
             # the server takes a session ticket from loopback only
             log.warning("the web console reaches the directory at %s, not over loopback: a session signed in "
                         "on another host (or before a lost connection) must sign in again; point web.ldap_url "

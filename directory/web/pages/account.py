@@ -15,6 +15,7 @@ from ...core.accounts import accounts_of
 from ...core.directory import Identity
 from ...core.dn import escape_value as escape_rdn_value
 from ...core.errors import LDAPError, ResultCode
+from ...core.identity import SESSION_TICKET, session_key
 from ...district import display
 from ..forms import redirect
 from ..routes import route
@@ -133,20 +134,37 @@ def signin(ctx):
 
 
 def _open_session(ctx, ident, password, nxt, stamp=None):
+    """The password was verified once, by factory.authenticate: the session's own LDAP
+    connection binds with the session ticket (its record saved first), not with the
+    password again (a second argon2 run made every sign-in twice as slow). Only when
+    the console reaches the directory other than over loopback (web.ldap_url), where a
+    ticket is refused, does it bind with the password."""
     console = ctx.console
-    conn = console.connect(ident.dn, password)
     old = ctx.session
     s = console.start_session(old)
-    s.conn = conn
     s.dn = ident.dn
     s.pwd_stamp = stamp
     s.must_change = ident.restricted
+    saved = False
     try:
+        if console.tickets:
+            s.uid = display.person_label(s.dn)
+            console.save_session(s)  # the ticket's proof; every host knows the session from now on
+            saved = True
+            s.conn = console.connect(s.dn, SESSION_TICKET.decode("ascii") + s.id)
+        else:
+            s.conn = console.connect(ident.dn, password)
         read_roles(console, s)
-        console.save_session(s)  # every host knows it from now on
+        console.save_session(s)  # with the name and roles
     except Exception:
+        s.ended = True
         s.close()
         console.sessions.drop(s)
+        if saved:
+            try:
+                console.store.session_delete(session_key(s.id))
+            except Exception:  # noqa: BLE001 - the sign-in's own error is the one to report
+                log.warning("console sign-in of %s: its session record could not be removed", ident.dn)
         raise
     console.throttle.succeeded("user:" + (s.uid or ident.dn).lower())
     ctx.session = ctx.set_session = s
