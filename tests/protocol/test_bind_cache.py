@@ -152,13 +152,14 @@ def test_any_write_to_the_entry_drops_it(srv):
     assert moved(before, after, SLOW) == 1 and moved(before, after, HIT) == 0
 
 
-def test_the_pending_state_is_still_restricted_on_a_cached_bind(srv):
-    """The cache skips the hash only: a PENDING account (like one whose password was
-    reset) binds restricted, may only change its password, on the cached bind as on
-    the first."""
-    dn, pw = student("reset1"), password("reset1")
+def test_must_change_after_reset_is_still_restricted_on_a_cached_bind(srv):
+    """The cache skips the hash only: an account whose password an administrator reset
+    binds restricted (may only change its password), on the cached bind as on the first."""
+    dn = student("reset1")
     admin = root(srv)
-    assert admin.modify(dn, {"rollcallAccountStatus": [(MODIFY_REPLACE, ["PENDING"])]}), admin.result
+    pw = admin.extend.standard.modify_password(dn, None, None)  # a reset: generated, pwdReset
+    assert pw, admin.result
+    before = scrape(srv.metrics_url)
     for _ in range(2):  # the first bind verifies, the second is served from the cache
         conn = Connection(Server(srv.url), dn, pw, receive_timeout=30)
         conn.open()
@@ -166,6 +167,17 @@ def test_the_pending_state_is_still_restricted_on_a_cached_bind(srv):
         conn.search(dn, "(objectClass=*)", "BASE", attributes=["uid"])
         assert conn.result["result"] == 53, conn.result  # unwillingToPerform: change your password first
         conn.unbind()
+    after = scrape(srv.metrics_url)
+    assert moved(before, after, SLOW) == 1 and moved(before, after, HIT) == 1
+
+
+def test_a_cached_password_does_not_bind_a_pending_account(srv):
+    """Back to PENDING (a re-activation of a never-activated account): no bind at all."""
+    dn, pw = student("lock2"), password("lock2")
+    assert bind_result(srv, dn, pw) == 0
+    admin = root(srv)
+    assert admin.modify(dn, {"rollcallAccountStatus": [(MODIFY_REPLACE, ["PENDING"])]}), admin.result
+    assert bind_result(srv, dn, pw) == 49
 
 
 def test_off_switch(tmp_path):
