@@ -7,7 +7,7 @@ A filter arrives as the AST of directory.server.ber:
 `compile_filter` turns it into a closure over pre-normalised assertion values, so a
 search normalises its assertion once, not once per candidate.
 """
-from ..store.base import Eq, Present, Substring
+from ..store.base import Eq, Prefix, Present, Substring
 from .errors import LDAPError, ResultCode
 from .schema import MatchingRule
 
@@ -384,6 +384,112 @@ _BIT_RULES = {"1.2.840.113556.1.4.803": _BIT_AND, "integerbitandmatch": _BIT_AND
 
 SMALL_ENOUGH = 64  # candidates below which further AND terms are not worth an index read
 
+# Equality rules whose keys are exactly their substring rule's keys of a whole value
+# (RFC 4518 preparation: the same case folding and insignificant space handling), so
+# an initial substring is a prefix of the equality key: a range of the sorted index.
+_PREFIX_RULES = {
+    "caseIgnoreMatch": "caseIgnoreSubstringsMatch",
+    "caseExactMatch": "caseExactSubstringsMatch",
+    "caseIgnoreIA5Match": "caseIgnoreIA5SubstringsMatch",
+    "caseExactIA5Match": "caseExactIA5SubstringsMatch",
+    "telephoneNumberMatch": "telephoneNumberSubstringsMatch",
+}
+
+
+class CandidateStream:
+    """Candidate ids of a substring query read from the store in ascending batches as
+    the search examines them, so a search that stops early (size limit, a page, an
+    abandon) never reads every trigram match. `ids` grows; `exhausted` once all read."""
+
+    FIRST, MOST = 16, 1024  # rows of the first read (a size limit of 10 is common), and the cap
+
+    def __init__(self, store, query):
+        self.store = store
+        self.query = query
+        self.ids = []
+        self.exhausted = False
+        self._size = self.FIRST
+
+    @classmethod
+    def open(cls, store, query):
+        """A stream; a set when the first batch was all; None when the store cannot
+        answer the query from an index."""
+        stream = cls(store, query)
+        if stream.more() is None:
+            return None
+        return set(stream.ids) if stream.exhausted else stream
+
+    def more(self):
+        """Read the next batch into `ids`; None: the store cannot answer the query."""
+        got = self.store.candidates_after(self.query, self.ids[-1] if self.ids else 0, self._size)
+        if got is None:
+            return None
+        ids, more = got
+        self.ids.extend(ids)
+        self.exhausted = not more
+        self._size = min(self._size * 4, self.MOST)
+        return ids
+
+    def all(self) -> list:
+        while not self.exhausted:
+            self.more()
+        return self.ids
+
+
+class UnionStream:
+    """Several streams (or sorted id lists) merged in id order without duplicates: an
+    OR of substring terms, read as lazily as its parts."""
+
+    def __init__(self, parts):
+        self.parts = [p if not isinstance(p, (set, list)) else _Listed(p) for p in parts]
+        self._read = [0] * len(self.parts)
+        self.ids = []
+        self.exhausted = False
+        self.more()
+
+    def more(self):
+        parts, read = self.parts, self._read
+        for k, p in enumerate(parts):
+            if read[k] >= len(p.ids) and not p.exhausted:
+                p.more()
+        # ids up to the least of the unfinished parts' last read id are final
+        bound = min((p.ids[-1] for p in parts if not p.exhausted and p.ids), default=None)
+        got = set()
+        for k, p in enumerate(parts):
+            ids, i = p.ids, read[k]
+            while i < len(ids) and (bound is None or ids[i] <= bound):
+                got.add(ids[i])
+                i += 1
+            read[k] = i
+        last = self.ids[-1] if self.ids else 0
+        new = sorted(i for i in got if i > last)
+        self.ids.extend(new)
+        self.exhausted = all(p.exhausted and read[k] >= len(p.ids) for k, p in enumerate(parts))
+        return new
+
+    def all(self) -> list:
+        while not self.exhausted:
+            self.more()
+        return self.ids
+
+
+class _Listed:
+    """A materialised candidate set as a finished stream."""
+
+    def __init__(self, ids):
+        self.ids = sorted(ids)
+        self.exhausted = True
+
+    def more(self):
+        return []
+
+
+STREAMS = (CandidateStream, UnionStream)
+
+
+def _as_set(ids):
+    return set(ids.all()) if isinstance(ids, STREAMS) else ids
+
 
 def _selectivity(ast) -> int:
     """Rough order in which AND terms narrow the candidates best."""
@@ -403,6 +509,8 @@ class IndexPlanner:
         self.store = directory.store
 
     def candidates(self, ast):
+        """A set of ids, a stream (CandidateStream/UnionStream: substring matches read
+        as the search goes), or None."""
         kind = ast[0]
         if kind == "and":
             # Most selective terms first; once the candidates are few, stop: every
@@ -410,21 +518,38 @@ class IndexPlanner:
             # (objectClass=inetOrgPerson) would read an index row per person.
             best = None
             for f in sorted(ast[1], key=_selectivity):
-                if best is not None and len(best) <= SMALL_ENOUGH:
+                streaming = isinstance(best, STREAMS)
+                if streaming and _selectivity(f) > 2:
+                    # a stream drives the search as it is: classes and presence would
+                    # read an index row per entry to save little
+                    break
+                if best is not None and not streaming and len(best) <= SMALL_ENOUGH:
                     break
                 ids = self.candidates(f)
                 if ids is None:
                     continue
-                best = ids if best is None else best & ids
-                if not best:
+                if streaming:
+                    if not isinstance(ids, STREAMS):
+                        best = ids  # a known set beats reading the stream
+                elif best is None:
+                    best = ids
+                else:
+                    best = best & _as_set(ids)
+                if not isinstance(best, STREAMS) and not best:
                     return best
             return best
         if kind == "or":
-            out = set()
+            parts, streamed = [], False
             for f in ast[1]:
                 ids = self.candidates(f)
                 if ids is None:
                     return None
+                parts.append(ids)
+                streamed = streamed or isinstance(ids, STREAMS)
+            if streamed:
+                return UnionStream(parts)
+            out = set()
+            for ids in parts:
                 out |= ids
             return out
         if kind == "not":
@@ -454,7 +579,7 @@ class IndexPlanner:
                 return None  # every entry: the scope decides
             return set(self.store.candidates(Present(at.name.lower())))
         if kind == "sub" and "sub" in kinds:
-            return self._substring(at, ast[2], ast[3], ast[4])
+            return self._substring(at, kinds, ast[2], ast[3], ast[4])
         return None
 
     def _through_subtypes(self, ast, at, subtypes):
@@ -478,7 +603,7 @@ class IndexPlanner:
             ids = self.candidates((ast[0], n, *ast[2:]))
             if ids is None:
                 return None
-            out |= ids
+            out |= _as_set(ids)
         return out
 
     def _never(self, ast) -> bool:
@@ -488,7 +613,7 @@ class IndexPlanner:
             return False
         return self.d.filters.compile(ast) is undefined
 
-    def _substring(self, at, initial, anys, final):
+    def _substring(self, at, kinds, initial, anys, final):
         pieces = []
         wheres = ["initial"] + ["any"] * len(anys) + ["final"]
         for p, where in zip([initial, *anys, final], wheres):
@@ -500,5 +625,10 @@ class IndexPlanner:
                 return None
             pieces.append(k if isinstance(k, str) else k.decode("utf-8", "replace"))
         ini, *mids, fin = pieces
-        ids = self.store.candidates(Substring(at.name.lower(), ini, tuple(mids), fin))
-        return None if ids is None else set(ids)  # None: the store's index cannot answer it
+        lname = at.name.lower()
+        if ini and "eq" in kinds and _PREFIX_RULES.get(at.equality) == at.substr and (
+                len(ini) >= 3 or not any(p is not None and len(p) >= 3 for p in pieces)):
+            # the sorted equality index answers the initial piece exactly (a trigram
+            # look-up would read every row sharing a trigram); the rest is re-checked
+            return set(self.store.candidates(Prefix(lname, ini)))
+        return CandidateStream.open(self.store, Substring(lname, ini, tuple(mids), fin))

@@ -40,8 +40,8 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from ..core.entry import Entry, decode_attrs, encode_attrs
 from ..core.errors import LDAPError, ResultCode
 from ..district.gentime import gentime_text
-from .base import (Eq, JobLocked, Present, Range, StoreError, StoreUnavailable, StoreVersionError, Substring,
-                   session_record, session_record_json)
+from .base import (Eq, JobLocked, Prefix, Present, Range, StoreError, StoreUnavailable, StoreVersionError, Substring,
+                   prefix_end, session_record, session_record_json)
 
 log = logging.getLogger(__name__)
 
@@ -465,6 +465,20 @@ class PostgresStore:
                 return None
             return [r[0] for r in self._all(
                 "SELECT DISTINCT id FROM idx_sub WHERE attr=%s AND key LIKE %s", (query.attr, like_pattern(query)))]
+        if kind is Prefix:
+            # a range of the B-tree's left(key, KEY_PREFIX) (COLLATE "C": code point
+            # order), then the whole prefix re-checked (it may be longer than that)
+            prefix = _k(query.prefix)
+            low = prefix[:KEY_PREFIX]
+            high = prefix_end(low)
+            q = f"SELECT DISTINCT id FROM idx WHERE attr=%s AND left(key, {KEY_PREFIX}) >= %s"
+            args = [query.attr, low]
+            if high is not None:
+                q += f" AND left(key, {KEY_PREFIX}) < %s"
+                args.append(high)
+            q += " AND left(key, %s) = %s"
+            args += [len(prefix), prefix]
+            return [r[0] for r in self._all(q, args)]
         if kind is Range:
             # key is COLLATE "C": byte order, as SQLite compares; the B-tree holds
             # left(key, KEY_PREFIX), which keeps that order's bounds (see below)
@@ -477,6 +491,17 @@ class PostgresStore:
                 args += [_k(query.high)] * 2
             return [r[0] for r in self._all(q, args)]
         raise TypeError(f"not an index query: {query!r}")
+
+    def candidates_after(self, query, after, limit):
+        """The next substring matches in id order: the trigram index's matches past
+        `after`, the first `limit` of them."""
+        pieces = [query.initial, *query.any, query.final]
+        if not any(p is not None and len(p) >= 3 for p in pieces):
+            return None
+        ids = [r[0] for r in self._all(
+            "SELECT DISTINCT id FROM idx_sub WHERE attr=%s AND key LIKE %s AND id > %s ORDER BY id LIMIT %s",
+            (query.attr, like_pattern(query), after, limit))]
+        return ids, len(ids) == limit
 
     # -- writes ----------------------------------------------------------------------
     @contextmanager
