@@ -182,10 +182,19 @@ class FilterCompiler:
         values = self.d.values_for_filter
 
         match = _matcher(ini, mids, fin)
+        # types whose equality keys are their substring keys: the entry's cached
+        # equality keys are matched, nothing is prepared again per search
+        by_keys = frozenset(n for n in names if _same_keys(self.schema.attribute(n)))
+        keys_of = self.d.keys_of
 
         def _sub(e, hidden):
             for n in names:
                 if n in hidden:
+                    continue
+                if n in by_keys:
+                    for k in keys_of(e, n):
+                        if match(k):
+                            return TRUE
                     continue
                 for v in values(e, n):
                     k = sk(n, v)
@@ -396,18 +405,27 @@ _PREFIX_RULES = {
 }
 
 
+def _same_keys(at) -> bool:
+    return at is not None and _PREFIX_RULES.get(at.equality) == at.substr
+
+
 class CandidateStream:
-    """Candidate ids of a substring query read from the store in ascending batches as
-    the search examines them, so a search that stops early (size limit, a page, an
-    abandon) never reads every trigram match. `ids` grows; `exhausted` once all read."""
+    """Candidate ids of a substring query read from the store in batches as the
+    search examines them, so a search that stops early (size limit, a page, an
+    abandon) never reads every match. `ids` grows (each id once); `exhausted` once
+    all are read; `ordered`: in ascending id order (a Substring's trigram rows), else
+    in index key order (a Prefix's: a type-ahead's matches come alphabetically)."""
 
     FIRST, MOST = 16, 1024  # rows of the first read (a size limit of 10 is common), and the cap
 
     def __init__(self, store, query):
         self.store = store
         self.query = query
+        self.ordered = type(query) is not Prefix
         self.ids = []
         self.exhausted = False
+        self._seen = set()
+        self._after = None
         self._size = self.FIRST
 
     @classmethod
@@ -421,17 +439,21 @@ class CandidateStream:
 
     def more(self):
         """Read the next batch into `ids`; None: the store cannot answer the query."""
-        got = self.store.candidates_after(self.query, self.ids[-1] if self.ids else 0, self._size)
+        got = self.store.candidates_after(self.query, self._after, self._size)
         if got is None:
             return None
-        ids, more = got
-        self.ids.extend(ids)
-        self.exhausted = not more
+        ids, self._after = got
+        seen = self._seen
+        new = [i for i in ids if i not in seen]
+        seen.update(new)
+        self.ids.extend(new)
+        self.exhausted = self._after is None
         self._size = min(self._size * 4, self.MOST)
-        return ids
+        return new
 
     def all(self) -> list:
-        while not self.exhausted:
+        if not self.exhausted:
+            self._size = 1 << 30  # everything wanted: the rest in one read
             self.more()
         return self.ids
 
@@ -440,8 +462,11 @@ class UnionStream:
     """Several streams (or sorted id lists) merged in id order without duplicates: an
     OR of substring terms, read as lazily as its parts."""
 
+    ordered = True
+
     def __init__(self, parts):
-        self.parts = [p if not isinstance(p, (set, list)) else _Listed(p) for p in parts]
+        # a part in key order is read whole: merging needs id order
+        self.parts = [p if isinstance(p, STREAMS) and p.ordered else _Listed(_as_set(p)) for p in parts]
         self._read = [0] * len(self.parts)
         self.ids = []
         self.exhausted = False
@@ -484,7 +509,7 @@ class _Listed:
         return []
 
 
-STREAMS = (CandidateStream, UnionStream)
+STREAMS = (CandidateStream, UnionStream)  # what IndexPlanner.candidates returns besides a set
 
 
 def _as_set(ids):
@@ -626,9 +651,9 @@ class IndexPlanner:
             pieces.append(k if isinstance(k, str) else k.decode("utf-8", "replace"))
         ini, *mids, fin = pieces
         lname = at.name.lower()
-        if ini and "eq" in kinds and _PREFIX_RULES.get(at.equality) == at.substr and (
+        if ini and "eq" in kinds and _same_keys(at) and (
                 len(ini) >= 3 or not any(p is not None and len(p) >= 3 for p in pieces)):
             # the sorted equality index answers the initial piece exactly (a trigram
             # look-up would read every row sharing a trigram); the rest is re-checked
-            return set(self.store.candidates(Prefix(lname, ini)))
+            return CandidateStream.open(self.store, Prefix(lname, ini))
         return CandidateStream.open(self.store, Substring(lname, ini, tuple(mids), fin))

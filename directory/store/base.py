@@ -300,11 +300,13 @@ class Store(Reader, Throttles, Sessions, Protocol):
         """The ids an index query selects, or None: not answerable from an index."""
         ...
 
-    def candidates_after(self, query: Substring, after: int, limit: int) -> tuple[list[int], bool] | None:
-        """The next of candidates(query) in id order, for a search that reads its
-        candidates as it goes (and stops at its size limit or page): (ids > after,
-        ascending, distinct; at most `limit` of them, True when more may follow), or
-        None when candidates(query) is None."""
+    def candidates_after(self, query: Substring | Prefix, after, limit: int) -> tuple[list[int], object] | None:
+        """candidates(query) a batch at a time, for a search that reads its candidates
+        as it goes (and stops at its size limit or page): (at most `limit` distinct ids,
+        the position to pass as `after` for the next batch, or None when there is no
+        more). `after` is None for the first batch. A Substring's ids come in ascending
+        id order, each once; a Prefix's in key order (an entry with several matching
+        keys may come again: the caller drops repeats). None when candidates(query) is None."""
         ...
 
     # -- writes --------------------------------------------------------------------

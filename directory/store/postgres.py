@@ -493,15 +493,33 @@ class PostgresStore:
         raise TypeError(f"not an index query: {query!r}")
 
     def candidates_after(self, query, after, limit):
-        """The next substring matches in id order: the trigram index's matches past
-        `after`, the first `limit` of them."""
+        """Substring: the trigram index's matches past id `after` in id order, the
+        first `limit`. Prefix: the B-tree on (attr, left(key, KEY_PREFIX), id) read in
+        its order from (left(key), id) `after` on (an entry comes once per distinct
+        left part of its matching keys)."""
+        if type(query) is Prefix:
+            prefix = _k(query.prefix)
+            low = prefix[:KEY_PREFIX]
+            high = prefix_end(low)
+            q = f"SELECT left(key, {KEY_PREFIX}), id FROM idx WHERE attr=%s AND left(key, {KEY_PREFIX}) >= %s"
+            args = [query.attr, low]
+            if after is not None:
+                q += f" AND (left(key, {KEY_PREFIX}), id) > (%s, %s)"
+                args += list(after)
+            if high is not None:
+                q += f" AND left(key, {KEY_PREFIX}) < %s"
+                args.append(high)
+            q += f" AND left(key, %s) = %s ORDER BY left(key, {KEY_PREFIX}), id LIMIT %s"
+            args += [len(prefix), prefix, limit]
+            rows = self._all(q, args)
+            return [r[1] for r in rows], (tuple(rows[-1]) if len(rows) == limit else None)
         pieces = [query.initial, *query.any, query.final]
         if not any(p is not None and len(p) >= 3 for p in pieces):
             return None
         ids = [r[0] for r in self._all(
             "SELECT DISTINCT id FROM idx_sub WHERE attr=%s AND key LIKE %s AND id > %s ORDER BY id LIMIT %s",
-            (query.attr, like_pattern(query), after, limit))]
-        return ids, len(ids) == limit
+            (query.attr, like_pattern(query), after or 0, limit))]
+        return ids, (ids[-1] if len(ids) == limit else None)
 
     # -- writes ----------------------------------------------------------------------
     @contextmanager

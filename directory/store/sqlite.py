@@ -316,21 +316,32 @@ class SQLiteStore:
         return pattern.replace("%%", "%")
 
     def candidates_after(self, query, after, limit):
-        """The substring rows in rowid order (id*SUB_SLOTS + slot: id order, an entry's
-        rows together) from the first slot of id after+1: FTS5 seeks there and stops
-        after `limit` rows instead of reading every trigram match."""
+        """Substring: rows in rowid order (id*SUB_SLOTS + slot: id order, an entry's
+        rows together) from the first slot after id `after`: FTS5 seeks there and stops
+        after `limit` rows instead of reading every trigram match. Prefix: the
+        equality index from (key, id) `after` on, in its own order."""
+        conn = self._conn()
+        if type(query) is Prefix:
+            end = prefix_end(query.prefix)
+            q = "SELECT key, id FROM idx WHERE attr=? AND (key, id) > (?, ?)"
+            args = [query.attr, *(after or (query.prefix, 0))]
+            if end is not None:
+                q += " AND key < ?"
+                args.append(end)
+            rows = conn.execute(q + " ORDER BY key, id LIMIT ?", (*args, limit)).fetchall()
+            return [r[1] for r in rows], (tuple(rows[-1]) if len(rows) == limit else None)
         pattern = self._like(query)
         if pattern is None:
             return None
-        rows = self._conn().execute(
+        rows = conn.execute(
             "SELECT id FROM idx_sub WHERE key LIKE ? AND attr=? AND rowid >= ? ORDER BY rowid LIMIT ?",
-            (pattern, query.attr, (after + 1) * SUB_SLOTS, limit)).fetchall()
+            (pattern, query.attr, ((after or 0) + 1) * SUB_SLOTS, limit)).fetchall()
         ids, last = [], None
         for (i,) in rows:
             if i != last:
                 ids.append(i)
                 last = i
-        return ids, len(rows) == limit
+        return ids, (last if len(rows) == limit else None)
 
     def _substring(self, query):
         pattern = self._like(query)

@@ -382,22 +382,43 @@ def test_candidates_after_reads_substring_matches_in_id_order(store, tree):
     want = sorted(made + [twice, tree["jsmith"].id])  # "john smith" too
     q = Substring("cn", None, ("smith",), None)
     assert sorted(store.candidates(q)) == want
-    out, after, reads = [], 0, 0
+    out, after, reads = [], None, 0
     while True:
-        got = store.candidates_after(q, after, 7)
-        ids_, more = got
-        assert ids_ == sorted(set(ids_)) and all(i > after for i in ids_)
+        ids_, after = store.candidates_after(q, after, 7)
+        assert ids_ == sorted(set(ids_)) and all(i > max(out, default=0) for i in ids_)
         out += ids_
         reads += 1
-        if not more:
+        if after is None:
             break
-        after = ids_[-1]
     assert out == want and reads >= 6
-    assert store.candidates_after(q, want[-1], 7) == ([], False)
-    assert store.candidates_after(Substring("cn", "john", (), None), 0, 5) == ([tree["jsmith"].id], False)
+    assert store.candidates_after(Substring("cn", "john", (), None), None, 5) == ([tree["jsmith"].id], None)
+    assert store.candidates_after(Substring("cn", "nobody", (), None), None, 5) == ([], None)
     # what candidates() cannot answer, neither can this
     if store.candidates(Substring("cn", None, ("ab",), None)) is None:
-        assert store.candidates_after(Substring("cn", None, ("ab",), None), 0, 5) is None
+        assert store.candidates_after(Substring("cn", None, ("ab",), None), None, 5) is None
+
+
+def test_candidates_after_reads_a_prefix_in_key_order(store, tree):
+    people = tree["people"]
+    with store.transaction() as tx:
+        made = {}
+        for n in range(30):
+            key = f"smith {(n * 7) % 30:02d}"
+            made[key] = add(tx, f"uid=p{n},{people.dn}", people, [("cn", "eq", key)]).id
+        # one entry, two matching keys
+        made["smith two a"] = made["smith two b"] = add(
+            tx, f"uid=two,{people.dn}", people, [("cn", "eq", "smith two a"), ("cn", "eq", "smith two b")]).id
+        add(tx, f"uid=smithy,{people.dn}", people, [("cn", "eq", "smithy")])
+    rows, after = [], None
+    while True:
+        ids_, after = store.candidates_after(Prefix("cn", "smith "), after, 4)
+        rows += ids_
+        if after is None:
+            break
+    assert rows == [made[k] for k in sorted(made)]  # key order; the two-key entry twice
+    assert store.candidates_after(Prefix("cn", "smith 0"), None, 100) == (
+        [made[k] for k in sorted(made) if k.startswith("smith 0")], None)
+    assert store.candidates_after(Prefix("cn", "nobody"), None, 5) == ([], None)
 
 
 def test_replace_rewrites_index_rows(store, tree):
