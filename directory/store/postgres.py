@@ -467,7 +467,7 @@ class PostgresStore:
                 "SELECT DISTINCT id FROM idx_sub WHERE attr=%s AND key LIKE %s", (query.attr, like_pattern(query)))]
         if kind is Prefix:
             # a range of the B-tree's left(key, KEY_PREFIX) (COLLATE "C": code point
-            # order), then the whole prefix re-checked (it may be longer than that)
+            # order); a prefix longer than that is re-checked whole
             prefix = _k(query.prefix)
             low = prefix[:KEY_PREFIX]
             high = prefix_end(low)
@@ -476,8 +476,9 @@ class PostgresStore:
             if high is not None:
                 q += f" AND left(key, {KEY_PREFIX}) < %s"
                 args.append(high)
-            q += " AND left(key, %s) = %s"
-            args += [len(prefix), prefix]
+            if len(prefix) > KEY_PREFIX:
+                q += " AND left(key, %s) = %s"
+                args += [len(prefix), prefix]
             return [r[0] for r in self._all(q, args)]
         if kind is Range:
             # key is COLLATE "C": byte order, as SQLite compares; the B-tree holds
@@ -509,8 +510,11 @@ class PostgresStore:
             if high is not None:
                 q += f" AND left(key, {KEY_PREFIX}) < %s"
                 args.append(high)
-            q += f" AND left(key, %s) = %s ORDER BY left(key, {KEY_PREFIX}), id LIMIT %s"
-            args += [len(prefix), prefix, limit]
+            if len(prefix) > KEY_PREFIX:  # else the range says it all: an index-only scan
+                q += " AND left(key, %s) = %s"
+                args += [len(prefix), prefix]
+            q += f" ORDER BY left(key, {KEY_PREFIX}), id LIMIT %s"
+            args.append(limit)
             rows = self._all(q, args)
             return [r[1] for r in rows], (tuple(rows[-1]) if len(rows) == limit else None)
         pieces = [query.initial, *query.any, query.final]
@@ -630,6 +634,10 @@ class PostgresStore:
             with self._writer(drop_all=True) as tx:
                 tx.conn.execute("SET LOCAL synchronous_commit = off")
                 yield tx
+        # statistics of the new rows now, not at autovacuum's next round: without them
+        # the planner reads a type-ahead's whole index range to return its first rows
+        with self._read() as conn:
+            conn.execute("ANALYZE entries, idx, idx_sub")
 
     def _record_invalidation(self, tx):
         """In the transaction, under the write lock: the ids it touched. seq is
