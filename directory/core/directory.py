@@ -1195,8 +1195,8 @@ class SearchCursor:
         limit, page) reads no further."""
         ids = self.ids
         if self.stream is not None:
-            if self.pos >= len(ids) and not self.stream.exhausted:
-                self.stream.more()
+            while self.pos >= len(ids) and not self.stream.exhausted:
+                self.stream.more()  # may bring only ids seen before: read on
             if self.stream.exhausted and self.pos + n >= len(ids):
                 self.stream = None  # all read: from here on a plain list
         return ids[self.pos : self.pos + n]

@@ -413,15 +413,14 @@ class CandidateStream:
     """Candidate ids of a substring query read from the store in batches as the
     search examines them, so a search that stops early (size limit, a page, an
     abandon) never reads every match. `ids` grows (each id once); `exhausted` once
-    all are read; `ordered`: in ascending id order (a Substring's trigram rows), else
-    in index key order (a Prefix's: a type-ahead's matches come alphabetically)."""
+    all are read. A Substring's come in id order, a Prefix's in key order (a
+    type-ahead's matches alphabetically); a search needs no order."""
 
     FIRST, MOST = 16, 1024  # rows of the first read (a size limit of 10 is common), and the cap
 
     def __init__(self, store, query):
         self.store = store
         self.query = query
-        self.ordered = type(query) is not Prefix
         self.ids = []
         self.exhausted = False
         self._seen = set()
@@ -459,40 +458,40 @@ class CandidateStream:
 
 
 class UnionStream:
-    """Several streams (or sorted id lists) merged in id order without duplicates: an
-    OR of substring terms, read as lazily as its parts."""
-
-    ordered = True
+    """An OR of terms: their candidates (streams or sets) read one part after the
+    other, each id once, as lazily as the parts (a type-ahead's (|(cn=jo*)(mail=jo*))
+    with a size limit reads the first part's first batch)."""
 
     def __init__(self, parts):
-        # a part in key order is read whole: merging needs id order
-        self.parts = [p if isinstance(p, STREAMS) and p.ordered else _Listed(_as_set(p)) for p in parts]
-        self._read = [0] * len(self.parts)
+        self.parts = [p if isinstance(p, STREAMS) else _Listed(p) for p in parts]
+        self._part = 0  # the part being read, and how many of its ids are taken
+        self._taken = 0
+        self._seen = set()
         self.ids = []
         self.exhausted = False
         self.more()
 
     def more(self):
-        parts, read = self.parts, self._read
-        for k, p in enumerate(parts):
-            if read[k] >= len(p.ids) and not p.exhausted:
+        parts, seen = self.parts, self._seen
+        while self._part < len(parts):
+            p = parts[self._part]
+            if self._taken < len(p.ids):
+                new = [i for i in p.ids[self._taken:] if i not in seen]
+                self._taken = len(p.ids)
+                if new:
+                    seen.update(new)
+                    self.ids.extend(new)
+                    return new
+            elif p.exhausted:
+                self._part, self._taken = self._part + 1, 0
+            else:
                 p.more()
-        # ids up to the least of the unfinished parts' last read id are final
-        bound = min((p.ids[-1] for p in parts if not p.exhausted and p.ids), default=None)
-        got = set()
-        for k, p in enumerate(parts):
-            ids, i = p.ids, read[k]
-            while i < len(ids) and (bound is None or ids[i] <= bound):
-                got.add(ids[i])
-                i += 1
-            read[k] = i
-        last = self.ids[-1] if self.ids else 0
-        new = sorted(i for i in got if i > last)
-        self.ids.extend(new)
-        self.exhausted = all(p.exhausted and read[k] >= len(p.ids) for k, p in enumerate(parts))
-        return new
+        self.exhausted = True
+        return []
 
     def all(self) -> list:
+        for p in self.parts:
+            p.all()
         while not self.exhausted:
             self.more()
         return self.ids
@@ -502,11 +501,14 @@ class _Listed:
     """A materialised candidate set as a finished stream."""
 
     def __init__(self, ids):
-        self.ids = sorted(ids)
+        self.ids = list(ids)
         self.exhausted = True
 
     def more(self):
         return []
+
+    def all(self):
+        return self.ids
 
 
 STREAMS = (CandidateStream, UnionStream)  # what IndexPlanner.candidates returns besides a set
