@@ -1,6 +1,6 @@
-"""Rollcall benchmark: load N synthetic users, measure eq search / bind / sub search.
+"""Rollcall benchmark: load N synthetic users, measure eq search / bind / substring search.
 
-    scripts/bench [--users N] [--duration S] [--cases eq,bind,sub,argon2]
+    scripts/bench [--users N] [--duration S] [--cases eq,bind,sub,typeahead,argon2]
                   [--store sqlite,postgresql] [--vs-slapd] [--repeat R]
 
 Flow: generate (or reuse) bench-out/users-N-*.ldif; for each Rollcall store
@@ -20,6 +20,13 @@ servers is printed.  Results also go to bench-out/results-<timestamp>.json.
 
 The argon2 case binds as users whose userPassword is {ARGON2} at the production
 parameters (m=64 MiB, t=2; the first --argon2-users users): bind capacity.
+
+The substring cases search as an SSO service's account (cn=bench-sso,ou=services: the
+access rules apply, as they do to a login page's type-ahead), ask for all user
+attributes and set a size limit of 10: sub is (cn=*<piece>*) with a 4-letter piece of a
+common surname; typeahead is (cn=<Given> <Su>*), an existing user's given name and the
+first 2-3 letters of the surname.  The issue's shape is 8 connections x 4 in flight
+(--depth 4).
 """
 
 from __future__ import annotations
