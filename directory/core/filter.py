@@ -406,7 +406,7 @@ _PREFIX_RULES = {
 
 
 def _same_keys(at) -> bool:
-    return at is not None and _PREFIX_RULES.get(at.equality) == at.substr
+    return at is not None and at.substr is not None and _PREFIX_RULES.get(at.equality) == at.substr
 
 
 class CandidateStream:
