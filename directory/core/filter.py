@@ -518,11 +518,13 @@ def _as_set(ids):
     return set(ids.all()) if isinstance(ids, STREAMS) else ids
 
 
-def _selectivity(ast) -> int:
+def _selectivity(ast) -> float:
     """Rough order in which AND terms narrow the candidates best."""
     kind = ast[0]
     if kind == "eq":
         return 3 if ast[1].lower() in ("objectclass", "2.5.4.0") else 0
+    if kind == "sub" and not ast[2]:
+        return 1.5  # what a person typed from the start narrows better than a piece of a name
     return {"sub": 1, "and": 1, "or": 2, "present": 4}.get(kind, 5)
 
 
@@ -556,8 +558,8 @@ class IndexPlanner:
                 if ids is None:
                     continue
                 if streaming:
-                    if not isinstance(ids, STREAMS):
-                        best = ids  # a known set beats reading the stream
+                    if not isinstance(ids, STREAMS) and len(ids) <= CandidateStream.MOST:
+                        best = ids  # a small known set beats reading the stream
                 elif best is None:
                     best = ids
                 else:

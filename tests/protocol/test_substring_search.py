@@ -111,6 +111,9 @@ def test_initial_and_final(conn, flt, want):
     ("(|(cn=*ppleseed*)(cn=*ace hop*))", ["johnny", "upper"]),
     ("(|(cn=*mith06*)(uid=crowd00*)(cn=*ppleseed*))", sorted(CROWD_UIDS[:10] + CROWD_UIDS[60:70] + ["johnny"])),
     ("(&(cn=*mith*)(cn=Ann*))", ["annlee"]),
+    ("(&(cn=*rowd*)(cn=Crowd Smith00*))", CROWD_UIDS[:10]),
+    ("(&(cn=*mith00*)(|(objectClass=person)(objectClass=groupOfNames)))", CROWD_UIDS[:10]),
+    ("(&(cn=*mith*)(|(uid=crowd001)(uid=jsmith)(uid=johnny)))", ["crowd001", "jsmith"]),
 ])
 def test_any(conn, flt, want):
     assert uids(conn, flt) == want, conn.result
