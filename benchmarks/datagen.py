@@ -32,8 +32,14 @@ STUDENTS = "ou=students," + PEOPLE
 ROOT_DN = "cn=admin," + SUFFIX
 ROOT_PASSWORD = "bench-admin-password"
 SEED = 20240611
+# The searching identity of the substring cases: an SSO service's bind account
+# (config.yaml's access rules let ou=services read students; slapd's "users read").
+SERVICES = "ou=services," + SUFFIX
+SEARCH_DN = "cn=bench-sso," + SERVICES
+SEARCH_PASSWORD = "bench-sso-password"
+BASE_ENTRIES = 5  # entries besides the users
 # Bump when the generated content changes (cache key for bench-out/).
-VERSION = 1
+VERSION = 2
 # config.yaml's passwords.argon2 (m=64 MiB, t=2, p=1): the {ARGON2} users' hashes
 ARGON2 = {"time_cost": 2, "memory_cost": 65536, "parallelism": 1}
 
@@ -128,7 +134,12 @@ def base_entries() -> str:
         "objectClass: top\nobjectClass: organizationalUnit\nou: people\n\n"
         "dn: %s\n"
         "objectClass: top\nobjectClass: organizationalUnit\nou: students\n\n"
-    ) % (SUFFIX, PEOPLE, STUDENTS)
+        "dn: %s\n"
+        "objectClass: top\nobjectClass: organizationalUnit\nou: services\n\n"
+        "dn: %s\n"
+        "objectClass: top\nobjectClass: applicationProcess\nobjectClass: simpleSecurityObject\n"
+        "cn: bench-sso\nuserPassword: %s\n\n"
+    ) % (SUFFIX, PEOPLE, STUDENTS, SERVICES, SEARCH_DN, ssha(SEARCH_PASSWORD, b"bnch"))
 
 
 def _argon2_one(i: int) -> str:
@@ -156,16 +167,24 @@ def argon2_hashes(out_dir: str, k: int) -> list[str]:
     return hashes
 
 
+def _draw_names(rng, n):
+    """(given names, surnames) of users 0..n-1; draws everything in bulk (much faster
+    than per-entry choices())."""
+    givens = rng.choices(GIVEN_NAMES, weights=_weights(len(GIVEN_NAMES), 0.6), k=n)
+    return givens, rng.choices(SURNAMES, weights=_weights(len(SURNAMES), 0.5), k=n)
+
+
+def user_names(n: int, seed: int = SEED) -> list[tuple[str, str]]:
+    """(given name, surname) of each user, as iter_users writes them."""
+    return list(zip(*_draw_names(random.Random(seed), n)))
+
+
 def iter_users(n: int, seed: int = SEED, argon2: list[str] | None = None):
     """Yield (i, ldif_text) for each user; deterministic for a given seed. argon2: the
     userPassword values of the first len(argon2) users (see argon2_hashes)."""
     argon2 = argon2 or []
     rng = random.Random(seed)
-    gw = _weights(len(GIVEN_NAMES), 0.6)
-    sw = _weights(len(SURNAMES), 0.5)
-    # Draw everything in bulk: much faster than per-entry choices().
-    givens = rng.choices(GIVEN_NAMES, weights=gw, k=n)
-    surnames = rng.choices(SURNAMES, weights=sw, k=n)
+    givens, surnames = _draw_names(rng, n)
     schools = rng.choices(SCHOOLS, k=n)
     suffixes = [rng.randrange(1000) for _ in range(n)]
     salts = rng.randbytes(4 * n)
@@ -232,8 +251,8 @@ def main(argv=None) -> int:
             sys.stdout.write(text)
         return 0
     secs = write_ldif(args.output, args.users, args.seed)
-    print("wrote %d users (+3 base entries) to %s in %.2f s"
-          % (args.users, args.output, secs), file=sys.stderr)
+    print("wrote %d users (+%d base entries) to %s in %.2f s"
+          % (args.users, BASE_ENTRIES, args.output, secs), file=sys.stderr)
     return 0
 
 

@@ -688,6 +688,24 @@ def run(host: str, port: int, wl: Workload, warmup: float = 2.0, duration: float
 
 # ---------------------------------------------------------------- standard cases
 
+def _search_identity(datagen):
+    """The substring cases search as an SSO service's account, not the root DN."""
+    return (datagen.SEARCH_DN, datagen.SEARCH_PASSWORD)
+
+
+def typeahead_prefixes(users: int, rng, n: int = 4096) -> list[str]:
+    """What a login page's type-ahead sends: an existing user's given name, a space and
+    the first 2 or 3 letters of the surname (in the case a person types)."""
+    from . import datagen
+
+    names = datagen.user_names(users)
+    out = []
+    for _ in range(n):
+        given, sur = names[rng.randrange(users)]
+        out.append("%s %s" % (given, sur[:rng.choice((2, 3))]))
+    return out
+
+
 def make_workloads(users: int, root_dn: str, root_password: str, *, connections: int = 8,
                    depth: int = 8, bind_connections: int = 32, pool_size: int = 65536,
                    seed: int = 7, cases=("eq", "bind", "sub"), argon2_users: int = 0,
@@ -741,14 +759,24 @@ def make_workloads(users: int, root_dn: str, root_password: str, *, connections:
                                              % (k, bind_connections)))
         elif case == "sub":
             pieces = datagen.sub_pieces()
-            ops = [search_op(datagen.PEOPLE, filter_sub("cn", any_=(rng.choice(pieces),)), ("cn",),
+            ops = [search_op(datagen.PEOPLE, filter_sub("cn", any_=(rng.choice(pieces),)), (),
                              size_limit=10) for _ in range(4096)]
-            out.append(Workload("sub", ops, connections, depth, (root_dn, root_password),
+            out.append(Workload("sub", ops, connections, depth, _search_identity(datagen),
                                 ok_codes=frozenset({0, 4}),
-                                describe="subtree %s (cn=*<piece>*) sizelimit 10 attrs cn, "
-                                         "piece from %s; bound as root; "
+                                describe="subtree %s (cn=*<piece>*) sizelimit 10, all user "
+                                         "attributes, piece from %s; bound as %s (access rules "
+                                         "apply); sizeLimitExceeded counts as success"
+                                         % (datagen.PEOPLE, ",".join(pieces), datagen.SEARCH_DN)))
+        elif case == "typeahead":
+            ops = [search_op(datagen.PEOPLE, filter_sub("cn", initial=p), (), size_limit=10)
+                   for p in typeahead_prefixes(users, rng)]
+            out.append(Workload("typeahead", ops, connections, depth, _search_identity(datagen),
+                                ok_codes=frozenset({0, 4}),
+                                describe="subtree %s (cn=<Given> <Su>*): an existing user's given "
+                                         "name and the first 2-3 letters of the surname, sizelimit "
+                                         "10, all user attributes; bound as %s (access rules apply); "
                                          "sizeLimitExceeded counts as success"
-                                         % (datagen.PEOPLE, ",".join(pieces))))
+                                         % (datagen.PEOPLE, datagen.SEARCH_DN)))
         else:
-            raise ValueError("unknown case %r (known: eq, bind, sub, argon2, argon2-cached)" % case)
+            raise ValueError("unknown case %r (known: eq, bind, sub, typeahead, argon2, argon2-cached)" % case)
     return out

@@ -25,7 +25,7 @@ from .ppolicy import PasswordPolicy, PasswordPolicyOverlay, PolicyConfig, Prepar
 from .dn import DN, DNNormalizer
 from .entry import Entry
 from .errors import LDAPError, ResultCode
-from .filter import FilterCompiler, IndexPlanner
+from .filter import STREAMS, FilterCompiler, IndexPlanner
 from .identity import ANONYMOUS, Identity  # noqa: F401 - ANONYMOUS: re-exported (the server imports it from here)
 from .requests import RequestsOverlay
 from .unique import UniqueIdentifiers
@@ -501,6 +501,8 @@ class Directory:
 
     def _candidate_ids(self, ident, base_entry, scope, filter_ast):
         candidates = self.planner.candidates(filter_ast)
+        if isinstance(candidates, STREAMS):
+            return candidates  # read as the cursor goes
         if candidates is not None:
             return sorted(candidates)
         # A filter every entry matches ((objectClass=*), (&)): the tree index is the
@@ -1146,6 +1148,9 @@ class AttributeSelector:
         return [n for n in dict.fromkeys(self.explicit) if n in entry.attrs or (n in VIRTUAL and entry.id is not None)]
 
 
+FIRST_STEP = 16  # candidates a search examines before its first full batch
+
+
 class SearchCursor:
     """A running search: candidate ids, checked in batches so a large result never
     holds the reactor, and resumable for paged results."""
@@ -1154,7 +1159,9 @@ class SearchCursor:
                  virtual=False, base_entry=None, scope=SCOPE_BASE):
         self.d = directory
         self.ident = ident
-        self.ids = ids
+        # candidate ids: a list, or a stream whose `ids` grow as they are read
+        self.stream = ids if isinstance(ids, STREAMS) else None
+        self.ids = ids.ids if self.stream is not None else ids
         self.pos = 0
         self.compiled = compiled
         self.selector = selector
@@ -1188,6 +1195,18 @@ class SearchCursor:
             return True  # a single RDN before the base: no need to parse the DN
         return self.d.dn.normalize(str(DN.parse(entry.dn).parent())) == b
 
+    def _chunk(self, n):
+        """The next (at most n) candidate ids; a stream reads one more batch from the
+        store when the ids read so far are used up, so a search that stops early (size
+        limit, page) reads no further."""
+        ids = self.ids
+        if self.stream is not None:
+            while self.pos >= len(ids) and not self.stream.exhausted:
+                self.stream.more()  # may bring only ids seen before: read on
+            if self.stream.exhausted and self.pos + n >= len(ids):
+                self.stream = None  # all read: from here on a plain list
+        return ids[self.pos : self.pos + n]
+
     def next_batch(self, max_candidates=256, max_results=None):
         """Up to max_candidates candidates examined; returns [(dn, [(attr, values)])].
         Raises LDAPError sizeLimitExceeded/timeLimitExceeded when a limit is hit
@@ -1195,11 +1214,31 @@ class SearchCursor:
         out = []
         if self.done:
             return out
-        if self.virtual:
-            chunk, by_id = list(range(len(self.ids))), dict(enumerate(self.ids))
-        else:
-            chunk = self.ids[self.pos : self.pos + max_candidates]
-            by_id = {e.id: e for e in self.d.store.get_many(chunk)}
+        examined = 0
+        while examined < max_candidates:
+            if self.virtual:
+                chunk, by_id = list(range(len(self.ids))), dict(enumerate(self.ids))
+            else:
+                # a search's first candidates in small steps: with a size limit (a
+                # type-ahead's 10) the rest is usually never read
+                step = max_candidates - examined if self.pos >= FIRST_STEP else min(max_candidates, FIRST_STEP)
+                chunk = self._chunk(step)
+                if not chunk:
+                    break
+                by_id = {e.id: e for e in self.d.store.get_many(chunk)}
+            examined += len(chunk)
+            if self._examine(chunk, by_id, out, max_results) or self.virtual:
+                break
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            self.done = True
+            raise PartialResult(out, LDAPError(ResultCode.TIME_LIMIT_EXCEEDED, ""))
+        if self.pos >= len(self.ids) and self.stream is None:
+            self.done = True
+        return out
+
+    def _examine(self, chunk, by_id, out, max_results) -> bool:
+        """Check candidates against scope, access and filter, rendering the matches
+        into out; True when a page is full."""
         acl = self.d.acl
         for key in chunk:
             self.pos += 1
@@ -1221,13 +1260,8 @@ class SearchCursor:
             else:  # server-side sorting: the sort key travels with the entry
                 out.append((entry.dn, rendered, self.key_of(entry, hidden)))
             if max_results is not None and len(out) >= max_results:
-                break  # a full page: the rest waits for the next cookie
-        if self.deadline is not None and time.monotonic() > self.deadline:
-            self.done = True
-            raise PartialResult(out, LDAPError(ResultCode.TIME_LIMIT_EXCEEDED, ""))
-        if self.pos >= len(self.ids):
-            self.done = True
-        return out
+                return True  # a full page: the rest waits for the next cookie
+        return False
 
 
 class PartialResult(Exception):

@@ -7,7 +7,7 @@ A filter arrives as the AST of directory.server.ber:
 `compile_filter` turns it into a closure over pre-normalised assertion values, so a
 search normalises its assertion once, not once per candidate.
 """
-from ..store.base import Eq, Present, Substring
+from ..store.base import Eq, Prefix, Present, Substring
 from .errors import LDAPError, ResultCode
 from .schema import MatchingRule
 
@@ -182,10 +182,19 @@ class FilterCompiler:
         values = self.d.values_for_filter
 
         match = _matcher(ini, mids, fin)
+        # types whose equality keys are their substring keys: the entry's cached
+        # equality keys are matched, nothing is prepared again per search
+        by_keys = frozenset(n for n in names if _same_keys(self.schema.attribute(n)))
+        keys_of = self.d.keys_of
 
         def _sub(e, hidden):
             for n in names:
                 if n in hidden:
+                    continue
+                if n in by_keys:
+                    for k in keys_of(e, n):
+                        if match(k):
+                            return TRUE
                     continue
                 for v in values(e, n):
                     k = sk(n, v)
@@ -384,12 +393,138 @@ _BIT_RULES = {"1.2.840.113556.1.4.803": _BIT_AND, "integerbitandmatch": _BIT_AND
 
 SMALL_ENOUGH = 64  # candidates below which further AND terms are not worth an index read
 
+# Equality rules whose keys are exactly their substring rule's keys of a whole value
+# (RFC 4518 preparation: the same case folding and insignificant space handling), so
+# an initial substring is a prefix of the equality key: a range of the sorted index.
+_PREFIX_RULES = {
+    "caseIgnoreMatch": "caseIgnoreSubstringsMatch",
+    "caseExactMatch": "caseExactSubstringsMatch",
+    "caseIgnoreIA5Match": "caseIgnoreIA5SubstringsMatch",
+    "caseExactIA5Match": "caseExactIA5SubstringsMatch",
+    "telephoneNumberMatch": "telephoneNumberSubstringsMatch",
+}
 
-def _selectivity(ast) -> int:
+
+def _same_keys(at) -> bool:
+    return at is not None and at.substr is not None and _PREFIX_RULES.get(at.equality) == at.substr
+
+
+class CandidateStream:
+    """Candidate ids of a substring query read from the store in batches as the
+    search examines them, so a search that stops early (size limit, a page, an
+    abandon) never reads every match. `ids` grows (each id once); `exhausted` once
+    all are read. A Substring's come in id order, a Prefix's in key order (a
+    type-ahead's matches alphabetically); a search needs no order."""
+
+    FIRST, MOST = 16, 1024  # rows of the first read (a size limit of 10 is common), and the cap
+
+    def __init__(self, store, query):
+        self.store = store
+        self.query = query
+        self.ids = []
+        self.exhausted = False
+        self._seen = set()
+        self._after = None
+        self._size = self.FIRST
+
+    @classmethod
+    def open(cls, store, query):
+        """A stream; a set when the first batch was all; None when the store cannot
+        answer the query from an index."""
+        stream = cls(store, query)
+        if stream.more() is None:
+            return None
+        return set(stream.ids) if stream.exhausted else stream
+
+    def more(self):
+        """Read the next batch into `ids`; None: the store cannot answer the query."""
+        got = self.store.candidates_after(self.query, self._after, self._size)
+        if got is None:
+            return None
+        ids, self._after = got
+        seen = self._seen
+        new = [i for i in ids if i not in seen]
+        seen.update(new)
+        self.ids.extend(new)
+        self.exhausted = self._after is None
+        self._size = min(self._size * 4, self.MOST)
+        return new
+
+    def all(self) -> list:
+        if not self.exhausted:
+            self._size = 1 << 30  # everything wanted: the rest in one read
+            self.more()
+        return self.ids
+
+
+class UnionStream:
+    """An OR of terms: their candidates (streams or sets) read one part after the
+    other, each id once, as lazily as the parts (a type-ahead's (|(cn=jo*)(mail=jo*))
+    with a size limit reads the first part's first batch)."""
+
+    def __init__(self, parts):
+        self.parts = [p if isinstance(p, STREAMS) else _Listed(p) for p in parts]
+        self._part = 0  # the part being read, and how many of its ids are taken
+        self._taken = 0
+        self._seen = set()
+        self.ids = []
+        self.exhausted = False
+        self.more()
+
+    def more(self):
+        parts, seen = self.parts, self._seen
+        while self._part < len(parts):
+            p = parts[self._part]
+            if self._taken < len(p.ids):
+                new = [i for i in p.ids[self._taken:] if i not in seen]
+                self._taken = len(p.ids)
+                if new:
+                    seen.update(new)
+                    self.ids.extend(new)
+                    return new
+            elif p.exhausted:
+                self._part, self._taken = self._part + 1, 0
+            else:
+                p.more()
+        self.exhausted = True
+        return []
+
+    def all(self) -> list:
+        for p in self.parts:
+            p.all()
+        while not self.exhausted:
+            self.more()
+        return self.ids
+
+
+class _Listed:
+    """A materialised candidate set as a finished stream."""
+
+    def __init__(self, ids):
+        self.ids = list(ids)
+        self.exhausted = True
+
+    def more(self):
+        return []
+
+    def all(self):
+        return self.ids
+
+
+STREAMS = (CandidateStream, UnionStream)  # what IndexPlanner.candidates returns besides a set
+
+
+def _as_set(ids):
+    return set(ids.all()) if isinstance(ids, STREAMS) else ids
+
+
+def _selectivity(ast) -> float:
     """Rough order in which AND terms narrow the candidates best."""
     kind = ast[0]
     if kind == "eq":
         return 3 if ast[1].lower() in ("objectclass", "2.5.4.0") else 0
+    if kind == "sub" and not ast[2]:
+        return 1.5  # what a person typed from the start narrows better than a piece of a name
     return {"sub": 1, "and": 1, "or": 2, "present": 4}.get(kind, 5)
 
 
@@ -403,6 +538,8 @@ class IndexPlanner:
         self.store = directory.store
 
     def candidates(self, ast):
+        """A set of ids, a stream (CandidateStream/UnionStream: substring matches read
+        as the search goes), or None."""
         kind = ast[0]
         if kind == "and":
             # Most selective terms first; once the candidates are few, stop: every
@@ -410,21 +547,38 @@ class IndexPlanner:
             # (objectClass=inetOrgPerson) would read an index row per person.
             best = None
             for f in sorted(ast[1], key=_selectivity):
-                if best is not None and len(best) <= SMALL_ENOUGH:
+                streaming = isinstance(best, STREAMS)
+                if streaming and _selectivity(f) > 2:
+                    # a stream drives the search as it is: classes and presence would
+                    # read an index row per entry to save little
+                    break
+                if best is not None and not streaming and len(best) <= SMALL_ENOUGH:
                     break
                 ids = self.candidates(f)
                 if ids is None:
                     continue
-                best = ids if best is None else best & ids
-                if not best:
+                if streaming:
+                    if not isinstance(ids, STREAMS) and len(ids) <= CandidateStream.MOST:
+                        best = ids  # a small known set beats reading the stream
+                elif best is None:
+                    best = ids
+                else:
+                    best = best & _as_set(ids)
+                if not isinstance(best, STREAMS) and not best:
                     return best
             return best
         if kind == "or":
-            out = set()
+            parts, streamed = [], False
             for f in ast[1]:
                 ids = self.candidates(f)
                 if ids is None:
                     return None
+                parts.append(ids)
+                streamed = streamed or isinstance(ids, STREAMS)
+            if streamed:
+                return UnionStream(parts)
+            out = set()
+            for ids in parts:
                 out |= ids
             return out
         if kind == "not":
@@ -454,7 +608,7 @@ class IndexPlanner:
                 return None  # every entry: the scope decides
             return set(self.store.candidates(Present(at.name.lower())))
         if kind == "sub" and "sub" in kinds:
-            return self._substring(at, ast[2], ast[3], ast[4])
+            return self._substring(at, kinds, ast[2], ast[3], ast[4])
         return None
 
     def _through_subtypes(self, ast, at, subtypes):
@@ -478,7 +632,7 @@ class IndexPlanner:
             ids = self.candidates((ast[0], n, *ast[2:]))
             if ids is None:
                 return None
-            out |= ids
+            out |= _as_set(ids)
         return out
 
     def _never(self, ast) -> bool:
@@ -488,7 +642,7 @@ class IndexPlanner:
             return False
         return self.d.filters.compile(ast) is undefined
 
-    def _substring(self, at, initial, anys, final):
+    def _substring(self, at, kinds, initial, anys, final):
         pieces = []
         wheres = ["initial"] + ["any"] * len(anys) + ["final"]
         for p, where in zip([initial, *anys, final], wheres):
@@ -500,5 +654,10 @@ class IndexPlanner:
                 return None
             pieces.append(k if isinstance(k, str) else k.decode("utf-8", "replace"))
         ini, *mids, fin = pieces
-        ids = self.store.candidates(Substring(at.name.lower(), ini, tuple(mids), fin))
-        return None if ids is None else set(ids)  # None: the store's index cannot answer it
+        lname = at.name.lower()
+        if ini and "eq" in kinds and _same_keys(at) and (
+                len(ini) >= 3 or not any(p is not None and len(p) >= 3 for p in pieces)):
+            # the sorted equality index answers the initial piece exactly (a trigram
+            # look-up would read every row sharing a trigram); the rest is re-checked
+            return CandidateStream.open(self.store, Prefix(lname, ini))
+        return CandidateStream.open(self.store, Substring(lname, ini, tuple(mids), fin))

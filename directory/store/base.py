@@ -78,7 +78,29 @@ class Range:
     high: str | None = None
 
 
-IndexQuery = Eq | Present | Substring | Range
+@dataclass(frozen=True, slots=True)
+class Prefix:
+    """Entries with an "eq" index row for attr whose key starts with `prefix`: exact.
+    The core asks it for an initial substring only where the attribute's equality
+    keys are its substring keys (caseIgnore* and the like): one range scan of the
+    sorted equality index instead of a trigram look-up."""
+    attr: str
+    prefix: str
+
+
+IndexQuery = Eq | Present | Substring | Range | Prefix
+
+
+def prefix_end(prefix: str) -> str | None:
+    """The smallest string above every string that starts with prefix (code point
+    order, as UTF-8 bytes compare), or None when there is none (all U+10FFFF)."""
+    text = prefix.rstrip("\U0010ffff")
+    if not text:
+        return None
+    c = ord(text[-1]) + 1
+    if 0xD800 <= c <= 0xDFFF:  # surrogates are not text: the next code point is U+E000
+        c = 0xE000
+    return text[:-1] + chr(c)
 
 IndexRow = tuple  # (attr, kind, key)
 
@@ -280,6 +302,15 @@ class Store(Reader, Throttles, Sessions, Protocol):
 
     def candidates(self, query: IndexQuery) -> list[int] | None:
         """The ids an index query selects, or None: not answerable from an index."""
+        ...
+
+    def candidates_after(self, query: Substring | Prefix, after, limit: int) -> tuple[list[int], object] | None:
+        """candidates(query) a batch at a time, for a search that reads its candidates
+        as it goes (and stops at its size limit or page): (at most `limit` distinct ids,
+        the position to pass as `after` for the next batch, or None when there is no
+        more). `after` is None for the first batch. A Substring's ids come in ascending
+        id order, each once; a Prefix's in key order (an entry with several matching
+        keys may come again: the caller drops repeats). None when candidates(query) is None."""
         ...
 
     # -- writes --------------------------------------------------------------------

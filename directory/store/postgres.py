@@ -40,8 +40,8 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from ..core.entry import Entry, decode_attrs, encode_attrs
 from ..core.errors import LDAPError, ResultCode
 from ..district.gentime import gentime_text
-from .base import (Eq, JobLocked, Present, Range, StoreError, StoreUnavailable, StoreVersionError, Substring,
-                   session_record, session_record_json)
+from .base import (Eq, JobLocked, Prefix, Present, Range, StoreError, StoreUnavailable, StoreVersionError, Substring,
+                   prefix_end, session_record, session_record_json)
 
 log = logging.getLogger(__name__)
 
@@ -474,6 +474,21 @@ class PostgresStore:
                 return None
             return [r[0] for r in self._all(
                 "SELECT DISTINCT id FROM idx_sub WHERE attr=%s AND key LIKE %s", (query.attr, like_pattern(query)))]
+        if kind is Prefix:
+            # a range of the B-tree's left(key, KEY_PREFIX) (COLLATE "C": code point
+            # order); a prefix longer than that is re-checked whole
+            prefix = _k(query.prefix)
+            low = prefix[:KEY_PREFIX]
+            high = prefix_end(low)
+            q = f"SELECT DISTINCT id FROM idx WHERE attr=%s AND left(key, {KEY_PREFIX}) >= %s"
+            args = [query.attr, low]
+            if high is not None:
+                q += f" AND left(key, {KEY_PREFIX}) < %s"
+                args.append(high)
+            if len(prefix) > KEY_PREFIX:
+                q += " AND left(key, %s) = %s"
+                args += [len(prefix), prefix]
+            return [r[0] for r in self._all(q, args)]
         if kind is Range:
             # key is COLLATE "C": byte order, as SQLite compares; the B-tree holds
             # left(key, KEY_PREFIX), which keeps that order's bounds (see below)
@@ -486,6 +501,38 @@ class PostgresStore:
                 args += [_k(query.high)] * 2
             return [r[0] for r in self._all(q, args)]
         raise TypeError(f"not an index query: {query!r}")
+
+    def candidates_after(self, query, after, limit):
+        """Substring: the trigram index's matches past id `after` in id order, the
+        first `limit`. Prefix: the B-tree on (attr, left(key, KEY_PREFIX), id) read in
+        its order from (left(key), id) `after` on (an entry comes once per distinct
+        left part of its matching keys)."""
+        if type(query) is Prefix:
+            prefix = _k(query.prefix)
+            low = prefix[:KEY_PREFIX]
+            high = prefix_end(low)
+            q = f"SELECT left(key, {KEY_PREFIX}), id FROM idx WHERE attr=%s AND left(key, {KEY_PREFIX}) >= %s"
+            args = [query.attr, low]
+            if after is not None:
+                q += f" AND (left(key, {KEY_PREFIX}), id) > (%s, %s)"
+                args += list(after)
+            if high is not None:
+                q += f" AND left(key, {KEY_PREFIX}) < %s"
+                args.append(high)
+            if len(prefix) > KEY_PREFIX:  # else the range says it all: an index-only scan
+                q += " AND left(key, %s) = %s"
+                args += [len(prefix), prefix]
+            q += f" ORDER BY left(key, {KEY_PREFIX}), id LIMIT %s"
+            args.append(limit)
+            rows = self._all(q, args)
+            return [r[1] for r in rows], (tuple(rows[-1]) if len(rows) == limit else None)
+        pieces = [query.initial, *query.any, query.final]
+        if not any(p is not None and len(p) >= 3 for p in pieces):
+            return None
+        ids = [r[0] for r in self._all(
+            "SELECT DISTINCT id FROM idx_sub WHERE attr=%s AND key LIKE %s AND id > %s ORDER BY id LIMIT %s",
+            (query.attr, like_pattern(query), after or 0, limit))]
+        return ids, (ids[-1] if len(ids) == limit else None)
 
     # -- writes ----------------------------------------------------------------------
     @contextmanager
@@ -596,6 +643,10 @@ class PostgresStore:
             with self._writer(drop_all=True) as tx:
                 tx.conn.execute("SET LOCAL synchronous_commit = off")
                 yield tx
+        # statistics of the new rows now, not at autovacuum's next round: without them
+        # the planner reads a type-ahead's whole index range to return its first rows
+        with self._read() as conn:
+            conn.execute("ANALYZE entries, idx, idx_sub")
 
     def _record_invalidation(self, tx):
         """In the transaction, under the write lock: the ids it touched. seq is

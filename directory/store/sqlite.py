@@ -25,7 +25,7 @@ from contextlib import contextmanager
 
 from ..core.entry import Entry, decode_attrs, encode_attrs
 from ..district.gentime import gentime_text
-from .base import Eq, JobLocked, Present, Range, Substring
+from .base import Eq, JobLocked, Prefix, Present, Range, Substring, prefix_end
 from .throttle import OPEN_LOCK, Throttle, throttle_path
 
 SCHEMA_VERSION = 1  # of the tables below (recorded in backups: restore checks it)
@@ -294,6 +294,13 @@ class SQLiteStore:
             return [r[0] for r in self._conn().execute("SELECT DISTINCT id FROM idx WHERE attr=?", (query.attr,))]
         if kind is Substring:
             return self._substring(query)
+        if kind is Prefix:
+            end = prefix_end(query.prefix)
+            if end is None:
+                return [r[0] for r in self._conn().execute(
+                    "SELECT DISTINCT id FROM idx WHERE attr=? AND key >= ?", (query.attr, query.prefix))]
+            return [r[0] for r in self._conn().execute(
+                "SELECT DISTINCT id FROM idx WHERE attr=? AND key >= ? AND key < ?", (query.attr, query.prefix, end))]
         if kind is Range:
             q, args = "SELECT DISTINCT id FROM idx WHERE attr=?", [query.attr]
             if query.low is not None:
@@ -305,7 +312,8 @@ class SQLiteStore:
             return [r[0] for r in self._conn().execute(q, args)]
         raise TypeError(f"not an index query: {query!r}")
 
-    def _substring(self, query):
+    @staticmethod
+    def _like(query):
         """Trigram-indexed LIKE: a pattern without a run of >= 3 characters would scan
         the whole table, so such a query is left to the core's scan (None).
         No ESCAPE clause: it turns the trigram index off. A literal % or _ in a piece
@@ -314,7 +322,40 @@ class SQLiteStore:
         if not any(p is not None and len(p) >= 3 for p in pieces):
             return None
         pattern = "%".join([query.initial or "", *query.any, query.final or ""])
-        pattern = pattern.replace("%%", "%")
+        return pattern.replace("%%", "%")
+
+    def candidates_after(self, query, after, limit):
+        """Substring: rows in rowid order (id*SUB_SLOTS + slot: id order, an entry's
+        rows together) from the first slot after id `after`: FTS5 seeks there and stops
+        after `limit` rows instead of reading every trigram match. Prefix: the
+        equality index from (key, id) `after` on, in its own order."""
+        conn = self._conn()
+        if type(query) is Prefix:
+            end = prefix_end(query.prefix)
+            q = "SELECT key, id FROM idx WHERE attr=? AND (key, id) > (?, ?)"
+            args = [query.attr, *(after or (query.prefix, 0))]
+            if end is not None:
+                q += " AND key < ?"
+                args.append(end)
+            rows = conn.execute(q + " ORDER BY key, id LIMIT ?", (*args, limit)).fetchall()
+            return [r[1] for r in rows], (tuple(rows[-1]) if len(rows) == limit else None)
+        pattern = self._like(query)
+        if pattern is None:
+            return None
+        rows = conn.execute(
+            "SELECT id FROM idx_sub WHERE key LIKE ? AND attr=? AND rowid >= ? ORDER BY rowid LIMIT ?",
+            (pattern, query.attr, ((after or 0) + 1) * SUB_SLOTS, limit)).fetchall()
+        ids, last = [], None
+        for (i,) in rows:
+            if i != last:
+                ids.append(i)
+                last = i
+        return ids, (last if len(rows) == limit else None)
+
+    def _substring(self, query):
+        pattern = self._like(query)
+        if pattern is None:
+            return None
         return [
             r[0]
             for r in self._conn().execute(

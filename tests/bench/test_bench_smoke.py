@@ -34,3 +34,17 @@ def test_bench_postgresql_prints_its_table(tmp_path):
     assert {r["name"] for r in doc["results"] if r["errors"] == 0} == {"eq", "bind", "sub"}
     if not os.environ.get("ROLLCALL_TEST_PG_DSN"):  # a private cluster: its CPU is measured
         assert all(r.get("db_cpu_pct") is not None for r in doc["results"])
+
+
+def test_bench_substring_cases_search_as_a_service_account(tmp_path):
+    args = [sys.executable, "-m", "benchmarks.bench", "--store", "sqlite", "--users", "300", "--cases", "sub,typeahead",
+            "--duration", "1", "--warmup", "0.3", "--quiet-wait", "0", "--depth", "4", "--out", str(tmp_path)]
+    r = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    (result,) = tmp_path.glob("results-*.json")
+    doc = json.loads(result.read_text())
+    got = {r["name"]: r for r in doc["results"]}
+    assert set(got) == {"sub", "typeahead"} and all(r["errors"] == 0 and r["ops"] > 0 for r in got.values())
+    # entries came back (the service account may read students), some searches hit the size limit
+    assert all(r["entries"] > 0 for r in got.values())
+    assert "cn=bench-sso,ou=services" in got["typeahead"]["describe"]

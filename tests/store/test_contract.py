@@ -7,7 +7,8 @@ import pytest
 from directory.config import ConfigError
 from directory.core.entry import Entry, encode_attrs
 from directory.store import open_store
-from directory.store.base import Eq, JobLocked, MemoryThrottles, Present, Range, Store, Substring, Tx
+from directory.store.base import (Eq, JobLocked, MemoryThrottles, Prefix, Present, Range, Store, Substring, Tx,
+                                  prefix_end)
 
 SUFFIX = "o=district"
 
@@ -342,6 +343,82 @@ def test_range(store, tree):
     assert store.candidates(Range("uid", "jsmith", "jsmith")) == [t["jsmith"].id]  # inclusive
     assert store.candidates(Range("uid", "jsmith0", "mgarci")) == []
     assert store.candidates(Range("cn", "a", "z")) == ids(t["jsmith"], t["mgarcia"])  # eq rows only
+
+
+def test_prefix_is_a_range_of_equality_keys(store, tree):
+    t = tree
+    assert store.candidates(Prefix("cn", "john")) == [t["jsmith"].id]
+    assert store.candidates(Prefix("cn", "john smith")) == [t["jsmith"].id]  # the whole key
+    assert store.candidates(Prefix("cn", "john smithx")) == []
+    assert store.candidates(Prefix("cn", "smith")) == []  # not at the start
+    assert sorted(store.candidates(Prefix("cn", "m"))) == [t["mgarcia"].id]
+    assert store.candidates(Prefix("uid", "jsm")) == [t["jsmith"].id]  # eq rows: no "sub" rows needed
+    assert store.candidates(Prefix("mail", "john")) == []  # per attribute
+
+
+def test_prefix_at_the_edges_of_code_point_order(store, tree):
+    people = tree["people"]
+    keys = ["ab", "ab\x7f", "ab\u00e9", "ab\ud7ff", "ab\ue000", "ab\U0010ffff", "ab\U0010ffffz", "ac", "aa\U0010ffff"]
+    made = {}
+    with store.transaction() as tx:
+        for n, k in enumerate(keys):
+            made[k] = add(tx, f"uid=e{n},{people.dn}", people, [("description", "eq", k)]).id
+    def got(prefix):
+        return sorted(store.candidates(Prefix("description", prefix)))
+    assert got("ab") == sorted(made[k] for k in keys if k.startswith("ab"))
+    assert got("ab\U0010ffff") == sorted([made["ab\U0010ffff"], made["ab\U0010ffffz"]])
+    assert got("ab\ud7ff") == [made["ab\ud7ff"]]
+    assert got("a") == sorted(made.values())
+    assert prefix_end("ab") == "ac" and prefix_end("a\ud7ff") == "a\ue000" and prefix_end("\U0010ffff") is None
+
+
+def test_candidates_after_reads_substring_matches_in_id_order(store, tree):
+    people = tree["people"]
+    with store.transaction() as tx:
+        made = [person(tx, f"u{n}", people, f"smith number {n}").id for n in range(40)]
+        # two "sub" rows of one entry: one id
+        twice = add(tx, f"uid=twice,{people.dn}", people, [("cn", "sub", "smith a"), ("cn", "sub", "smith b")]).id
+        add(tx, f"uid=other,{people.dn}", people, [("cn", "sub", "jones")])
+    want = sorted(made + [twice, tree["jsmith"].id])  # "john smith" too
+    q = Substring("cn", None, ("smith",), None)
+    assert sorted(store.candidates(q)) == want
+    out, after, reads = [], None, 0
+    while True:
+        ids_, after = store.candidates_after(q, after, 7)
+        assert ids_ == sorted(set(ids_)) and all(i > max(out, default=0) for i in ids_)
+        out += ids_
+        reads += 1
+        if after is None:
+            break
+    assert out == want and reads >= 6
+    assert store.candidates_after(Substring("cn", "john", (), None), None, 5) == ([tree["jsmith"].id], None)
+    assert store.candidates_after(Substring("cn", "nobody", (), None), None, 5) == ([], None)
+    # what candidates() cannot answer, neither can this
+    if store.candidates(Substring("cn", None, ("ab",), None)) is None:
+        assert store.candidates_after(Substring("cn", None, ("ab",), None), None, 5) is None
+
+
+def test_candidates_after_reads_a_prefix_in_key_order(store, tree):
+    people = tree["people"]
+    with store.transaction() as tx:
+        made = {}
+        for n in range(30):
+            key = f"smith {(n * 7) % 30:02d}"
+            made[key] = add(tx, f"uid=p{n},{people.dn}", people, [("cn", "eq", key)]).id
+        # one entry, two matching keys
+        made["smith two a"] = made["smith two b"] = add(
+            tx, f"uid=two,{people.dn}", people, [("cn", "eq", "smith two a"), ("cn", "eq", "smith two b")]).id
+        add(tx, f"uid=smithy,{people.dn}", people, [("cn", "eq", "smithy")])
+    rows, after = [], None
+    while True:
+        ids_, after = store.candidates_after(Prefix("cn", "smith "), after, 4)
+        rows += ids_
+        if after is None:
+            break
+    assert rows == [made[k] for k in sorted(made)]  # key order; the two-key entry twice
+    assert store.candidates_after(Prefix("cn", "smith 0"), None, 100) == (
+        [made[k] for k in sorted(made) if k.startswith("smith 0")], None)
+    assert store.candidates_after(Prefix("cn", "nobody"), None, 5) == ([], None)
 
 
 def test_replace_rewrites_index_rows(store, tree):

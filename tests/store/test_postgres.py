@@ -17,7 +17,8 @@ from directory.config import ConfigError, load_config
 from directory.core.entry import Entry
 from directory.core.errors import LDAPError
 from directory.store import open_store, store_password
-from directory.store.base import JobLocked, Range, StoreError, StoreUnavailable, StoreVersionError, Substring
+from directory.store.base import (JobLocked, Prefix, Range, StoreError, StoreUnavailable, StoreVersionError,
+                                  Substring)
 from directory.store.postgres import LATEST, migrate
 from tests.conftest import ROOT, ROOT_HASH
 
@@ -232,6 +233,41 @@ def test_long_index_keys(stores):
     assert s.candidates(Range("description", long_b, None)) == [b.id]
     assert s.candidates(Range("description", None, long_a)) == [a.id]
     assert s.candidates(Substring("description", None, (), "xxa")) == [a.id]
+
+
+def test_prefix_longer_than_the_indexed_part_of_a_key(stores):
+    """The B-tree holds left(key, KEY_PREFIX): a longer prefix is re-checked whole."""
+    s = stores()
+    long_a, long_b = "x" * 3000 + "a" + "tail", "x" * 3000 + "b"
+    with s.transaction() as tx:
+        top = add(tx, SUFFIX)
+        a = add(tx, f"cn=a,{SUFFIX}", top, [("description", "eq", long_a)])
+        b = add(tx, f"cn=b,{SUFFIX}", top, [("description", "eq", long_b)])
+        c = add(tx, f"cn=c,{SUFFIX}", top, [("description", "eq", "50%_\\ off")])
+        add(tx, f"cn=d,{SUFFIX}", top, [("description", "eq", "500x\\ off")])
+    assert s.candidates(Prefix("description", "x" * 3000 + "a")) == [a.id]
+    assert sorted(s.candidates(Prefix("description", "x" * 2000))) == sorted([a.id, b.id])
+    assert s.candidates_after(Prefix("description", "x" * 3000 + "b"), None, 5) == ([b.id], None)
+    ids, after = s.candidates_after(Prefix("description", "x" * 3000), None, 1)
+    assert ids == [a.id] and after is not None
+    ids, after = s.candidates_after(Prefix("description", "x" * 3000), after, 1)
+    assert ids == [b.id]  # a full batch: maybe more
+    assert s.candidates_after(Prefix("description", "x" * 3000), after, 1) == ([], None)
+    # LIKE's wildcards mean nothing to a prefix
+    assert s.candidates(Prefix("description", "50%_\\")) == [c.id]
+    assert s.candidates_after(Prefix("description", "50%"), None, 5) == ([c.id], None)
+
+
+def test_a_bulk_load_leaves_planner_statistics(stores, dsn):
+    s = stores()
+    with s.bulk() as tx:
+        top = add(tx, SUFFIX)
+        for n in range(50):
+            person(tx, f"u{n}", top, f"name {n}")
+    with psycopg.connect(dsn) as conn:
+        analyzed = dict(conn.execute("SELECT relname, last_analyze IS NOT NULL FROM pg_stat_user_tables "
+                                     "WHERE relname IN ('entries', 'idx', 'idx_sub')").fetchall())
+    assert analyzed == {"entries": True, "idx": True, "idx_sub": True}
 
 
 # -- schema versions ---------------------------------------------------------------------

@@ -7,6 +7,7 @@ import pytest
 from ldap3.protocol.rfc4512 import AttributeTypeInfo, ObjectClassInfo, SchemaInfo
 
 from directory.core.errors import LDAPError, ResultCode
+from directory.core.filter import _PREFIX_RULES
 from directory.core.schema import Schema, SchemaError
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schema"
@@ -426,3 +427,32 @@ def test_duplicate_definitions(tmp_path):
                     "attributetype ( 1.2.4 NAME 'A' SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 )\n")
     with pytest.raises(SchemaError, match=r"dup.schema:2: attribute type 'a' already defined at .*dup.schema:1"):
         Schema.load([path])
+
+
+# values whose preparation differs from their text: runs of spaces, case beyond ASCII,
+# compatibility forms (fullwidth, ligatures), combining accents, a telephone number
+TRICKY = ["  John   Smith ", "MARÍA GARCÍA", "Ｆｉｏｎａ", "ﬁnn", "Cafe\u0301", "STRASSE", "ǅemal",
+          "+1 555-0100", "tab\there", "x"]
+
+
+def test_equality_keys_are_substring_keys_where_the_planner_uses_the_equality_index(schema):
+    """An initial substring is answered from the sorted equality index only for the
+    rule pairs in core/filter.py's _PREFIX_RULES: there the equality key of a value
+    must be its substring key, or a prefix range would miss or add entries."""
+    checked = 0
+    for at in schema.attribute_types:
+        if at.substr is None or _PREFIX_RULES.get(at.equality) != at.substr:
+            continue
+        for value in TRICKY:
+            raw = value.encode()
+            eq = schema.normalize_or_none(at.name, raw)
+            if eq is None:
+                assert schema.substr_key(at.name, raw) is None
+                continue
+            assert eq == schema.substr_key(at.name, raw), (at.name, value)
+            # and an initial piece of the value is a prefix of that key
+            piece = schema.substr_key(at.name, value[: len(value) // 2 + 1].encode(), "initial")
+            if piece is not None:
+                assert eq.startswith(piece.rstrip(" ")), (at.name, value)
+            checked += 1
+    assert checked > 50  # cn, sn, mail, telephoneNumber …
