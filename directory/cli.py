@@ -5,6 +5,7 @@ import getpass
 import json
 import logging
 import os
+import resource
 import select
 import sys
 import time
@@ -142,6 +143,11 @@ def cmd_load(args):
     elapsed = time.perf_counter() - started
     rate = count / elapsed if elapsed else 0
     print(f"\rloaded {count} entries in {elapsed:.1f} s ({rate:,.0f} entries/s)", file=sys.stderr)
+    # CPU seconds besides wall time: on a busy machine the steadier number
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    print(f"CPU: {me.ru_utime + me.ru_stime:.1f} s writer, {kids.ru_utime + kids.ru_stime:.1f} s workers; "
+          f"peak RSS {me.ru_maxrss / 1024:,.0f} MiB writer, {kids.ru_maxrss / 1024:,.0f} MiB largest worker",
+          file=sys.stderr)
     if loader.memberof_stats and loader.memberof_stats[0]:
         members, secs = loader.memberof_stats
         print(f"memberOf: {members} members in {secs:.2f} s", file=sys.stderr)
