@@ -13,7 +13,7 @@ import time
 
 from ..district.gentime import now_generalized
 from ..ldif import LDIFError, raw_chunks, records_in
-from .dn import DN
+from .dn import DN, escape_value
 from .errors import LDAPError, ResultCode
 from .entry import encode_attrs
 from .memberof import MEMBER_ATTRS
@@ -23,6 +23,8 @@ CHUNK = 500
 _PLAIN_DN = re.compile(r'[A-Za-z][A-Za-z0-9-]*=[^\s,=+"\\<>;#\x00-\x1f\x7f]+'
                        r'(?:,[A-Za-z][A-Za-z0-9-]*=[^\s,=+"\\<>;#\x00-\x1f\x7f]+)*\Z')
 _loader = None  # the BulkLoader, inherited by forked workers
+# bytes a JSON string must escape; values without them go into the JSON as they are
+_JSON_UNSAFE = re.compile(rb'[\x00-\x1f"\\]')
 
 
 class LoadError(Exception):
@@ -84,6 +86,8 @@ class BulkLoader:
         self._names = {}
         self._parents = {}  # parent DN as written -> its ndn
         self._uuids = []
+        self._rdn_types = {}  # RDN attribute type as written -> AttributeType
+        self._templates = {}  # attribute layout -> JSON template (_json)
         self.memberof_stats = None  # (member entries, seconds) of the last load
 
     def _canonical_attrs(self, raw_attrs):
@@ -105,7 +109,7 @@ class BulkLoader:
 
     def _names_of(self, dn_text):
         """(DN to check the RDN's values with, user DN, ndn, its parent's ndn, leaf RDN
-        key). A plain DN (the bulk of a file) is normalised leaf only: siblings share
+        key, (attribute, equality key) of a one-value RDN or None). A plain DN (the bulk of a file) is normalised leaf only: siblings share
         their parent, whose ndn is worked out once; the leaf is new every time, so it
         bypasses the normaliser's caches (it would only evict what recurs)."""
         d = self.d
@@ -113,7 +117,8 @@ class BulkLoader:
             leaf, _, parent_text = dn_text.partition(",")
             attr, _, value = leaf.partition("=")
             rdn = ((attr, value),)
-            rdn_key = d.dn._normalize_rdn_uncached(rdn)
+            naming = self._leaf_key(attr, value)
+            rdn_key = naming[2] if naming else d.dn._normalize_rdn_uncached(rdn)
             if parent_text:
                 pndn = self._parents.get(parent_text)
                 if pndn is None:
@@ -123,11 +128,44 @@ class BulkLoader:
                 ndn = rdn_key + "," + pndn
             else:
                 pndn, ndn = None, rdn_key
-            return DN((rdn,)), dn_text, ndn, pndn, rdn_key
+            return DN((rdn,)), dn_text, ndn, pndn, rdn_key, naming
         dn = DN.parse(dn_text)
         # d.dn.normalize(), without its cache (every DN is new) and sharing the RDN keys
         rdn_keys = [d.dn.rdn_of(r) for r in dn.rdns]
-        return dn, str(dn), ",".join(rdn_keys), ",".join(rdn_keys[1:]) or None, rdn_keys[0]
+        return dn, str(dn), ",".join(rdn_keys), ",".join(rdn_keys[1:]) or None, rdn_keys[0], None
+
+    def _leaf_key(self, attr, value):
+        """(canonical name, equality key, DNNormalizer's RDN key) of a one-value RDN
+        with a text key, or None to ask the normaliser."""
+        at = self._rdn_types.get(attr)
+        if at is None:
+            at = self.d.schema.attribute(attr)
+            if at is None or len(self._rdn_types) > 256:
+                return None
+            self._rdn_types[attr] = at
+        key = at.normalize_or_none(value.encode("utf-8")) if value else None
+        if type(key) is not str:
+            return None
+        return at.name, key, f"{at.name.lower()}={escape_value(key)}"
+
+    def _json(self, attrs) -> str:
+        """encode_attrs(attrs), through a template per attribute layout when no value
+        needs escaping (the same text: ensure_ascii off, so UTF-8 goes in as it is)."""
+        values = [v for vs in attrs.values() for v in vs]
+        if _JSON_UNSAFE.search(b" ".join(values)) is None:
+            layout = tuple([(name, len(vs)) for name, vs in attrs.items()])
+            template = self._templates.get(layout)
+            if template is None:
+                if len(self._templates) > 4096:
+                    self._templates.clear()
+                template = self._templates[layout] = ("{" + ",".join(
+                    encode_attrs({name: [b""]})[1:-5].replace("%", "%%") + "[" + ",".join(['"%s"'] * n) + "]"
+                    for name, n in layout) + "}").encode()
+            try:
+                return (template % tuple(values)).decode("utf-8")
+            except (UnicodeDecodeError, TypeError, ValueError):  # not UTF-8: base64 the long way
+                pass
+        return encode_attrs(attrs)
 
     def _uuid(self) -> bytes:
         """A random (version 4) UUID like str(uuid.uuid4()); the randomness drawn a
@@ -143,18 +181,24 @@ class BulkLoader:
     def prepare(self, lineno, dn_text, raw_attrs):
         """One record to (line, dn, ndn, parent ndn, rdn key, JSON, index rows)."""
         d = self.d
-        dn, dn_str, ndn, parent, rdn_key = self._names_of(dn_text)
+        dn, dn_str, ndn, parent, rdn_key, naming = self._names_of(dn_text)
         if not d.in_naming_context(ndn):
             raise LDAPError(ResultCode.NO_SUCH_OBJECT, f"outside the naming context {d.suffix}")
         attrs = self._canonical_attrs(raw_attrs)
         if "userPassword" in attrs:
             attrs["userPassword"] = d._hash_passwords(attrs["userPassword"])
-        d.check_naming(dn, attrs)
         if len(self._class_memo) > 4096:
             self._class_memo.clear()
             self._index_memo.clear()
         eq_keys = {}
-        structural = d.schema.check_entry(attrs, keys=eq_keys, memo=self._class_memo)
+        try:
+            structural = d.schema.check_entry(attrs, keys=eq_keys, memo=self._class_memo)
+        except LDAPError:
+            d.check_naming(dn, attrs)  # a missing RDN value is the error to report first
+            raise
+        # the RDN's value among the entry's: check_entry has the keys at hand
+        if naming is None or naming[1] not in eq_keys.get(naming[0], ()):
+            d.check_naming(dn, attrs)
         stamp, actor = self.stamp, self.actor
         if "entryUUID" not in attrs:
             attrs["entryUUID"] = [self._uuid()]
@@ -165,7 +209,7 @@ class BulkLoader:
         attrs.setdefault("structuralObjectClass", [structural.name.encode()])
         if ndn == d.suffix_ndn:
             parent = None
-        return (lineno, dn_str, ndn, parent, rdn_key, encode_attrs(attrs),
+        return (lineno, dn_str, ndn, parent, rdn_key, self._json(attrs),
                 d.index_rows(attrs, eq_keys, self._index_memo))
 
     def _prepared(self, fn, jobs):
