@@ -9,6 +9,7 @@ import multiprocessing
 import os
 import re
 import signal
+import stat
 import time
 
 from ..district.gentime import now_generalized
@@ -51,8 +52,12 @@ def _prepare_chunk(chunk):
 
 
 def _prepare_raw(job):
-    """A piece of LDIF text: parse and prepare its records (in a worker)."""
+    """A piece of LDIF text, or where it is in the file (fd, offset, length): parse
+    and prepare its records (in a worker)."""
     first_line, data, source = job
+    if type(data) is tuple:
+        fd, offset, length = data
+        data = os.pread(fd, length, offset)
     out = []
     try:
         for lineno, dn_text, raw_attrs in records_in(data, source, first_line):
@@ -63,6 +68,14 @@ def _prepare_raw(job):
     except LDIFError as exc:
         return out, (exc.line, "", exc.reason)
     return out, None
+
+
+def _spans(pieces, fd, offset, source):
+    """raw_chunks' pieces as (first line, (fd, offset, length), source): they are
+    consecutive, so each starts where the one before ended."""
+    for line, data in pieces:
+        yield line, (fd, offset, len(data)), source
+        offset += len(data)
 
 
 def _chunks(records):
@@ -128,6 +141,8 @@ class BulkLoader:
                 ndn = rdn_key + "," + pndn
             else:
                 pndn, ndn = None, rdn_key
+            if ndn == dn_text:
+                ndn = dn_text  # one object: pickled once on its way to the writer
             return DN((rdn,)), dn_text, ndn, pndn, rdn_key, naming
         dn = DN.parse(dn_text)
         # d.dn.normalize(), without its cache (every DN is new) and sharing the RDN keys
@@ -233,8 +248,20 @@ class BulkLoader:
         return self._load(self._prepared(_prepare_chunk, _chunks(records)), progress)
 
     def load_ldif(self, fh, source="<ldif>", progress=None) -> int:
-        """Load an LDIF file: parsing happens in the workers too."""
-        jobs = ((line, data, source) for line, data in raw_chunks(fh))
+        """Load an LDIF file: parsing happens in the workers too. From a regular file
+        the workers (forked: they share its descriptor) read their pieces themselves,
+        so the text is not copied through the pool's pipes."""
+        fd = None
+        if self.workers > 1:
+            try:
+                if stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                    fd, start = fh.fileno(), fh.tell()
+            except (AttributeError, OSError, ValueError):
+                fd = None
+        if fd is None:
+            jobs = ((line, data, source) for line, data in raw_chunks(fh))
+        else:
+            jobs = _spans(raw_chunks(fh), fd, start, source)
         return self._load(self._prepared(_prepare_raw, jobs), progress)
 
     def _compute_memberof(self, tx, known=None, has_memberof=()):

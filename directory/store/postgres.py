@@ -586,6 +586,8 @@ class PostgresStore:
         with self._write_lock:
             with self._writer(drop_all=True) as tx:
                 tx.conn.execute("SET LOCAL synchronous_commit = off")
+                # the deferred indexes (B-trees, the trigram GIN) are built in memory at the end
+                tx.conn.execute("SET LOCAL maintenance_work_mem = '512MB'")
                 yield tx
 
     def _record_invalidation(self, tx):
@@ -908,14 +910,17 @@ class Tx:
                 with cur.copy("COPY entries(id, ndn, dn, parent, path, data) FROM STDIN") as copy:
                     for r in rows:
                         copy.write_row(r[:6])
+                eq, sub = [], []
+                for r in rows:
+                    e, s = split_index(r[0], r[6])
+                    eq += e
+                    sub += s
                 with cur.copy("COPY idx(attr, key, id) FROM STDIN") as copy:
-                    for r in rows:
-                        for row in split_index(r[0], r[6])[0]:
-                            copy.write_row(row)
+                    for row in eq:
+                        copy.write_row(row)
                 with cur.copy("COPY idx_sub(id, attr, key) FROM STDIN") as copy:
-                    for r in rows:
-                        for row in split_index(r[0], r[6])[1]:
-                            copy.write_row(row)
+                    for row in sub:
+                        copy.write_row(row)
                 # later add()s take ids from the identity sequence: past the ones given here
                 cur.execute("SELECT setval(pg_get_serial_sequence('entries', 'id'), "
                             "(SELECT coalesce(max(id), 1) FROM entries))")
