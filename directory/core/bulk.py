@@ -5,6 +5,7 @@ runs in worker processes; the parent assigns ids and paths and inserts in large
 batches inside one transaction, so a bad record anywhere loads nothing.
 """
 import gc
+import marshal
 import multiprocessing
 import os
 import re
@@ -39,6 +40,22 @@ def _worker_init():
     # a worker must simply die when the pool ends it
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _in_worker(fn):
+    """fn for the pool: its prepared rows travel as one marshal string (plain tuples
+    of str and int: marshal reads them back in well under the time pickle takes,
+    and the reading is the writer's, the one process every row passes through)."""
+    out, error = fn
+    return marshal.dumps(out), error
+
+
+def _prepare_chunk_marshalled(chunk):
+    return _in_worker(_prepare_chunk(chunk))
+
+
+def _prepare_raw_marshalled(job):
+    return _in_worker(_prepare_raw(job))
 
 
 def _prepare_chunk(chunk):
@@ -237,7 +254,9 @@ class BulkLoader:
         ctx = multiprocessing.get_context("fork")
         pool = ctx.Pool(self.workers, initializer=_worker_init)
         try:
-            yield from pool.imap(fn, jobs, chunksize=1)
+            in_worker = {_prepare_chunk: _prepare_chunk_marshalled, _prepare_raw: _prepare_raw_marshalled}[fn]
+            for out, error in pool.imap(in_worker, jobs, chunksize=1):
+                yield marshal.loads(out), error
             pool.close()
         finally:
             pool.terminate()

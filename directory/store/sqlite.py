@@ -434,6 +434,9 @@ class SQLiteStore:
         # pages of the tables being built stay in memory (bounded: KiB, negative)
         conn.execute(f"PRAGMA cache_size=-{BULK_CACHE_KIB}")
         conn.execute("PRAGMA temp_store=MEMORY")
+        # the indexes built at the end sort with helper threads: the load's other
+        # processes are done by then
+        conn.execute(f"PRAGMA threads={min(os.cpu_count() or 1, 4)}")
         try:
             with self.transaction() as tx:
                 tx.drop_all = True  # every process starts its cache afresh
@@ -445,6 +448,7 @@ class SQLiteStore:
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA cache_size=-65536")
             conn.execute("PRAGMA temp_store=DEFAULT")
+            conn.execute("PRAGMA threads=0")
             if empty:
                 conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
