@@ -333,6 +333,12 @@ def main(argv=None):
 
     command("serve", cmd_serve, "run the LDAP server")
     p = command("load", cmd_load, "bulk-load an LDIF file into the store (offline, all or nothing)")
+    p.description = (
+        "Bulk-load an LDIF file, like slapadd -q: offline (stop the servers first), one transaction, every "
+        "entry checked against the schema. A bad or duplicate entry stops it with its line number and "
+        "nothing is loaded. A load that fails, or is killed (kill -9, out of memory), leaves the store "
+        "as it was before it: run it again. SQLite skips fsync until the end, so only a power loss or OS "
+        "crash during a load into an empty store can leave a damaged file: delete it and load again.")
     p.add_argument("ldif")
     command("posix-assign", cmd_posix_assign, "give uidNumber/gidNumber to people and site groups without them")
     p = command("export", cmd_export, "write the whole directory as LDIF")
