@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import resource
 import shutil
 import statistics
 import subprocess
@@ -64,7 +63,6 @@ def _tree_rss(pid: int) -> int:
 def measured(cmd: list[str], **kw) -> dict:
     """Run cmd; wall and CPU seconds (it and its children), peak summed RSS (sampled)
     and the largest single process's peak RSS (bytes), its output."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     peak = [0]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kw)
@@ -76,15 +74,19 @@ def measured(cmd: list[str], **kw) -> dict:
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    out = proc.communicate()[0].decode("utf-8", "replace")
+    out = proc.stdout.read().decode("utf-8", "replace")
+    proc.stdout.close()
+    # this child's own usage (with the workers it waited for), not every child's so far
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - t0
     done.set()
     sampler.join()
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd[0]} failed ({proc.returncode}):\n{out.replace(chr(13), chr(10))[-3000:]}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"wall": wall, "cpu": cpu, "peak_rss": peak[0], "max_rss": after.ru_maxrss * 1024, "output": out}
+    # the sum is at least the largest process (a run shorter than one sample)
+    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "peak_rss": max(peak[0], usage.ru_maxrss * 1024),
+            "max_rss": usage.ru_maxrss * 1024, "output": out}
 
 
 def _row(name: str, entries: int, m: dict) -> str:
