@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import stat
+import threading
 import time
 
 from ..district.gentime import now_generalized
@@ -251,14 +252,27 @@ class BulkLoader:
             for job in jobs:
                 yield fn(job)
             return
+        # a few pieces in flight per worker: when the writer is the slower side,
+        # finished pieces would otherwise pile up in its memory (imap takes them all)
+        slots, stop = threading.Semaphore(2 * self.workers + 2), threading.Event()
+
+        def bounded(jobs):
+            for job in jobs:
+                while not slots.acquire(timeout=0.1):
+                    if stop.is_set():  # the pool is ending: its task thread must not wait here
+                        return
+                yield job
+
         ctx = multiprocessing.get_context("fork")
         pool = ctx.Pool(self.workers, initializer=_worker_init)
         try:
             in_worker = {_prepare_chunk: _prepare_chunk_marshalled, _prepare_raw: _prepare_raw_marshalled}[fn]
-            for out, error in pool.imap(in_worker, jobs, chunksize=1):
+            for out, error in pool.imap(in_worker, bounded(jobs), chunksize=1):
+                slots.release()
                 yield marshal.loads(out), error
             pool.close()
         finally:
+            stop.set()
             pool.terminate()
             pool.join()
 
