@@ -148,6 +148,9 @@ def cmd_load(args):
     print(f"CPU: {me.ru_utime + me.ru_stime:.1f} s writer, {kids.ru_utime + kids.ru_stime:.1f} s workers; "
           f"peak RSS {me.ru_maxrss / 1024:,.0f} MiB writer, {kids.ru_maxrss / 1024:,.0f} MiB largest worker",
           file=sys.stderr)
+    if loader.phase_stats:
+        print("of which " + ", ".join(f"{name} {secs:.1f} s" for name, secs in loader.phase_stats.items()),
+              file=sys.stderr)
     if loader.memberof_stats and loader.memberof_stats[0]:
         members, secs = loader.memberof_stats
         print(f"memberOf: {members} members in {secs:.2f} s", file=sys.stderr)

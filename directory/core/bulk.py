@@ -120,6 +120,7 @@ class BulkLoader:
         self._rdn_types = {}  # RDN attribute type as written -> AttributeType
         self._templates = {}  # attribute layout -> JSON template (_json)
         self.memberof_stats = None  # (member entries, seconds) of the last load
+        self.phase_stats = {}  # the last load's closing steps: name -> wall seconds
 
     def _canonical_attrs(self, raw_attrs):
         """Directory.canonical_attrs, remembering each name as written."""
@@ -400,7 +401,11 @@ class BulkLoader:
             started = time.perf_counter()
             members = self._compute_memberof(tx, known, has_memberof)
             self.memberof_stats = (members, time.perf_counter() - started)
+            started = time.perf_counter()
             if was_empty:
                 tx.build_id_index()  # after memberOf: its rows go in without maintaining it
             tx.log(self.d.root_ndn, "load", "load", self.d.suffix, None, {"entries": count})
+            self.phase_stats["indexes built at the end"] = time.perf_counter() - started
+            started = time.perf_counter()
+        self.phase_stats["commit and fsync"] = time.perf_counter() - started
         return count
