@@ -83,6 +83,8 @@ DEFERRED_ENTRY_INDEXES = {
 
 
 def _fsync_file(path):
+    if not os.path.isfile(path):  # ":memory:", a URI
+        return
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
