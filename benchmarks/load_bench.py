@@ -182,9 +182,8 @@ def main(argv=None) -> int:
                 (rc.dir / "load.log").write_text(m["output"])
                 rates.append(entries / m["wall"])
                 print(_row(f"rollcall {run + 1}", entries, m), flush=True)
-                got = re.search(r"CPU: .*", m["output"])
-                if got:
-                    print(f"           {got[0]}", flush=True)
+                for got in re.findall(r"^(?:CPU: |of which ).*", m["output"], re.M):  # rollcall load's own account
+                    print(f"           {got}", flush=True)
                 got = re.search(r"memberOf: (\d+) members in ([\d.]+) s", m["output"])
                 if got:
                     members, msecs = int(got[1]), float(got[2])
