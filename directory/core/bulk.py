@@ -253,9 +253,10 @@ class BulkLoader:
             for job in jobs:
                 yield fn(job)
             return
-        # a few pieces in flight per worker: when the writer is the slower side,
+        # a few pieces in flight per worker (eight: one descheduled worker must not
+        # idle the other at once): when the writer is the slower side,
         # finished pieces would otherwise pile up in its memory (imap takes them all)
-        slots, stop = threading.Semaphore(2 * self.workers + 2), threading.Event()
+        slots, stop = threading.Semaphore(8 * self.workers), threading.Event()
 
         def bounded(jobs):
             for job in jobs:
