@@ -72,7 +72,7 @@ KEEP_INVALIDATIONS = 100_000  # rows kept; a process further behind drops its wh
 SEP = "\x01"
 SUB_SLOTS = 1024  # substring-index rows per entry (more values are joined into the last row)
 SEP_END = "\x02"
-BULK_CACHE_KIB = 1 << 20  # page cache during a bulk load: 1 GiB at most
+BULK_CACHE_KIB = 1 << 18  # page cache during a bulk load: 256 MiB at most
 # Indexes of entries a load into an empty store builds once at the end (sorted
 # input, not one B-tree insert per row); idx_by_id likewise.
 DEFERRED_ENTRY_INDEXES = {
