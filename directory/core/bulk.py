@@ -43,11 +43,12 @@ def _worker_init():
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _in_worker(fn):
-    """fn for the pool: its prepared rows travel as one marshal string (plain tuples
-    of str and int: marshal reads them back in well under the time pickle takes,
-    and the reading is the writer's, the one process every row passes through)."""
-    out, error = fn
+def _in_worker(result):
+    """A piece's (rows, error) for the pool: the prepared rows travel as one marshal
+    string (plain tuples of str and int: marshal reads them back in well under the
+    time pickle takes, and the reading is the writer's, the process every row passes
+    through)."""
+    out, error = result
     return marshal.dumps(out), error
 
 
@@ -141,9 +142,10 @@ class BulkLoader:
 
     def _names_of(self, dn_text):
         """(DN to check the RDN's values with, user DN, ndn, its parent's ndn, leaf RDN
-        key, (attribute, equality key) of a one-value RDN or None). A plain DN (the bulk of a file) is normalised leaf only: siblings share
-        their parent, whose ndn is worked out once; the leaf is new every time, so it
-        bypasses the normaliser's caches (it would only evict what recurs)."""
+        key, (attribute, equality key, RDN key) of a one-value RDN or None). A plain DN
+        (the bulk of a file) is normalised leaf only: siblings share their parent, whose
+        ndn is worked out once; the leaf is new every time, so it bypasses the
+        normaliser's caches (it would only evict what recurs)."""
         d = self.d
         if _PLAIN_DN.match(dn_text):
             leaf, _, parent_text = dn_text.partition(",")
@@ -161,7 +163,7 @@ class BulkLoader:
             else:
                 pndn, ndn = None, rdn_key
             if ndn == dn_text:
-                ndn = dn_text  # one object: pickled once on its way to the writer
+                ndn = dn_text  # one object: marshalled once on its way to the writer
             return DN((rdn,)), dn_text, ndn, pndn, rdn_key, naming
         dn = DN.parse(dn_text)
         # d.dn.normalize(), without its cache (every DN is new) and sharing the RDN keys
