@@ -47,7 +47,7 @@ modulepath      {modulepath}
 moduleload      back_mdb
 {extra_modules}
 database        mdb
-maxsize         1073741824
+maxsize         {maxsize}
 suffix          "{suffix}"
 rootdn          "{rootdn}"
 rootpw          {rootpw}
@@ -96,8 +96,11 @@ def wait_for_port(port: int, timeout: float = 30.0, proc: subprocess.Popen | Non
 class PrivateSlapd:
     name = "slapd"
 
-    def __init__(self, workdir: str, threads: int = 16, tool_threads: int = 1, argon2: bool = False):
-        """argon2: load OpenLDAP's argon2 module (contrib), which verifies {ARGON2} hashes."""
+    def __init__(self, workdir: str, threads: int = 16, tool_threads: int = 1, argon2: bool = False,
+                 maxsize: int = 1 << 30):
+        """argon2: load OpenLDAP's argon2 module (contrib), which verifies {ARGON2} hashes;
+        maxsize: the mdb map size (1M entries need more than the 1 GiB default)."""
+        self.maxsize = maxsize
         self.argon2 = argon2
         self.dir = os.path.abspath(workdir)
         self.threads = threads
@@ -123,7 +126,7 @@ class PrivateSlapd:
             schema=SCHEMA_DIR, dir=self.dir, modulepath=MODULE_PATH,
             suffix=datagen.SUFFIX, rootdn=datagen.ROOT_DN,
             rootpw=datagen.ssha(datagen.ROOT_PASSWORD, salt),
-            threads=self.threads, tool_threads=self.tool_threads,
+            threads=self.threads, tool_threads=self.tool_threads, maxsize=self.maxsize,
             extra_modules="moduleload      argon2\n" if self.argon2 else "")
         with open(self.conf, "w") as f:
             f.write(text)

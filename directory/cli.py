@@ -5,6 +5,7 @@ import getpass
 import json
 import logging
 import os
+import resource
 import select
 import sys
 import time
@@ -142,6 +143,14 @@ def cmd_load(args):
     elapsed = time.perf_counter() - started
     rate = count / elapsed if elapsed else 0
     print(f"\rloaded {count} entries in {elapsed:.1f} s ({rate:,.0f} entries/s)", file=sys.stderr)
+    # CPU seconds besides wall time: on a busy machine the steadier number
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    print(f"CPU: {me.ru_utime + me.ru_stime:.1f} s writer, {kids.ru_utime + kids.ru_stime:.1f} s workers; "
+          f"peak RSS {me.ru_maxrss / 1024:,.0f} MiB writer, {kids.ru_maxrss / 1024:,.0f} MiB largest worker",
+          file=sys.stderr)
+    if loader.phase_stats:
+        print("of which " + ", ".join(f"{name} {secs:.1f} s" for name, secs in loader.phase_stats.items()),
+              file=sys.stderr)
     if loader.memberof_stats and loader.memberof_stats[0]:
         members, secs = loader.memberof_stats
         print(f"memberOf: {members} members in {secs:.2f} s", file=sys.stderr)
@@ -390,6 +399,12 @@ def main(argv=None):
 
     command("serve", cmd_serve, "run the LDAP server")
     p = command("load", cmd_load, "bulk-load an LDIF file into the store (offline, all or nothing)")
+    p.description = (
+        "Bulk-load an LDIF file, like slapadd -q: offline (stop the servers first), one transaction, every "
+        "entry checked against the schema. A bad or duplicate entry stops it with its line number and "
+        "nothing is loaded. A load that fails, or is killed (kill -9, out of memory), leaves the store "
+        "as it was before it: run it again. SQLite skips fsync until the end, so only a power loss or OS "
+        "crash during a load into an empty store can leave a damaged file: delete it and load again.")
     p.add_argument("ldif")
     command("posix-assign", cmd_posix_assign, "give uidNumber/gidNumber to people and site groups without them")
     p = command("export", cmd_export, "write the whole directory as LDIF")

@@ -103,18 +103,19 @@ def _plain_record(rec, line):
     (line, dn, [(attr, [values])]) as _record gives, or None to leave it to _record."""
     attrs = {}
     dn = None
+    names_get = _NAMES.get
     for text in rec.split(b"\n"):
-        colon = text.find(b":")
-        if colon <= 0:
+        raw, colon, value = text.partition(b":")
+        if not colon or not raw:
             return None
-        raw = text[:colon]
-        names = _NAMES.get(raw)
+        names = names_get(raw)
         if names is None:
             name = raw.decode("ascii", "replace").strip()
             names = (name, name.lower())
             if len(_NAMES) < 4096:
                 _NAMES[raw] = names
-        value = text[colon + 1 :].lstrip(b" ")
+        if value[:1] == b" ":
+            value = value.lstrip(b" ")
         if dn is None:
             if names[1] != "dn":
                 return None

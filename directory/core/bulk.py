@@ -5,16 +5,18 @@ runs in worker processes; the parent assigns ids and paths and inserts in large
 batches inside one transaction, so a bad record anywhere loads nothing.
 """
 import gc
+import marshal
 import multiprocessing
 import os
 import re
 import signal
+import stat
+import threading
 import time
-import uuid
 
 from ..district.gentime import now_generalized
 from ..ldif import LDIFError, raw_chunks, records_in
-from .dn import DN
+from .dn import DN, escape_value
 from .errors import LDAPError, ResultCode
 from .entry import encode_attrs
 from .memberof import MEMBER_ATTRS
@@ -24,6 +26,8 @@ CHUNK = 500
 _PLAIN_DN = re.compile(r'[A-Za-z][A-Za-z0-9-]*=[^\s,=+"\\<>;#\x00-\x1f\x7f]+'
                        r'(?:,[A-Za-z][A-Za-z0-9-]*=[^\s,=+"\\<>;#\x00-\x1f\x7f]+)*\Z')
 _loader = None  # the BulkLoader, inherited by forked workers
+# bytes a JSON string must escape; values without them go into the JSON as they are
+_JSON_UNSAFE = re.compile(rb'[\x00-\x1f"\\]')
 
 
 class LoadError(Exception):
@@ -39,6 +43,23 @@ def _worker_init():
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def _in_worker(result):
+    """A piece's (rows, error) for the pool: the prepared rows travel as one marshal
+    string (plain tuples of str and int: marshal reads them back in well under the
+    time pickle takes, and the reading is the writer's, the process every row passes
+    through)."""
+    out, error = result
+    return marshal.dumps(out), error
+
+
+def _prepare_chunk_marshalled(chunk):
+    return _in_worker(_prepare_chunk(chunk))
+
+
+def _prepare_raw_marshalled(job):
+    return _in_worker(_prepare_raw(job))
+
+
 def _prepare_chunk(chunk):
     out = []
     for lineno, dn_text, raw_attrs in chunk:
@@ -50,8 +71,12 @@ def _prepare_chunk(chunk):
 
 
 def _prepare_raw(job):
-    """A piece of LDIF text: parse and prepare its records (in a worker)."""
+    """A piece of LDIF text, or where it is in the file (fd, offset, length): parse
+    and prepare its records (in a worker)."""
     first_line, data, source = job
+    if type(data) is tuple:
+        fd, offset, length = data
+        data = os.pread(fd, length, offset)
     out = []
     try:
         for lineno, dn_text, raw_attrs in records_in(data, source, first_line):
@@ -62,6 +87,14 @@ def _prepare_raw(job):
     except LDIFError as exc:
         return out, (exc.line, "", exc.reason)
     return out, None
+
+
+def _spans(pieces, fd, offset, source):
+    """raw_chunks' pieces as (first line, (fd, offset, length), source): they are
+    consecutive, so each starts where the one before ended."""
+    for line, data in pieces:
+        yield line, (fd, offset, len(data)), source
+        offset += len(data)
 
 
 def _chunks(records):
@@ -83,7 +116,12 @@ class BulkLoader:
         self.actor = directory.root_dn.encode()
         self._class_memo, self._index_memo = {}, {}  # objectClass sets recur: work them out once
         self._names = {}
+        self._parents = {}  # parent DN as written -> its ndn
+        self._uuids = []
+        self._rdn_types = {}  # RDN attribute type as written -> AttributeType
+        self._templates = {}  # attribute layout -> JSON template (_json)
         self.memberof_stats = None  # (member entries, seconds) of the last load
+        self.phase_stats = {}  # the last load's closing steps: name -> wall seconds
 
     def _canonical_attrs(self, raw_attrs):
         """Directory.canonical_attrs, remembering each name as written."""
@@ -102,34 +140,112 @@ class BulkLoader:
                 got.extend(values)
         return out
 
-    def prepare(self, lineno, dn_text, raw_attrs):
-        """One record to (line, dn, ndn, parent ndn, rdn key, JSON, index rows)."""
+    def _names_of(self, dn_text):
+        """(DN to check the RDN's values with, user DN, ndn, its parent's ndn, leaf RDN
+        key, (attribute, equality key, RDN key) of a one-value RDN or None). A plain DN
+        (the bulk of a file) is normalised leaf only: siblings share their parent, whose
+        ndn is worked out once; the leaf is new every time, so it bypasses the
+        normaliser's caches (it would only evict what recurs)."""
         d = self.d
+        if _PLAIN_DN.match(dn_text):
+            leaf, _, parent_text = dn_text.partition(",")
+            attr, _, value = leaf.partition("=")
+            rdn = ((attr, value),)
+            naming = self._leaf_key(attr, value)
+            rdn_key = naming[2] if naming else d.dn._normalize_rdn_uncached(rdn)
+            if parent_text:
+                pndn = self._parents.get(parent_text)
+                if pndn is None:
+                    if len(self._parents) > 4096:
+                        self._parents.clear()
+                    pndn = self._parents[parent_text] = d.dn.normalize(parent_text)
+                ndn = rdn_key + "," + pndn
+            else:
+                pndn, ndn = None, rdn_key
+            if ndn == dn_text:
+                ndn = dn_text  # one object: marshalled once on its way to the writer
+            return DN((rdn,)), dn_text, ndn, pndn, rdn_key, naming
         dn = DN.parse(dn_text)
         # d.dn.normalize(), without its cache (every DN is new) and sharing the RDN keys
         rdn_keys = [d.dn.rdn_of(r) for r in dn.rdns]
-        ndn = ",".join(rdn_keys)
+        return dn, str(dn), ",".join(rdn_keys), ",".join(rdn_keys[1:]) or None, rdn_keys[0], None
+
+    def _leaf_key(self, attr, value):
+        """(canonical name, equality key, DNNormalizer's RDN key) of a one-value RDN
+        with a text key, or None to ask the normaliser."""
+        at = self._rdn_types.get(attr)
+        if at is None:
+            at = self.d.schema.attribute(attr)
+            if at is None or len(self._rdn_types) > 256:
+                return None
+            self._rdn_types[attr] = at
+        key = at.normalize_or_none(value.encode("utf-8")) if value else None
+        if type(key) is not str:
+            return None
+        return at.name, key, f"{at.name.lower()}={escape_value(key)}"
+
+    def _json(self, attrs) -> str:
+        """encode_attrs(attrs), through a template per attribute layout when no value
+        needs escaping (the same text: ensure_ascii off, so UTF-8 goes in as it is)."""
+        values = [v for vs in attrs.values() for v in vs]
+        if _JSON_UNSAFE.search(b" ".join(values)) is None:
+            layout = tuple([(name, len(vs)) for name, vs in attrs.items()])
+            template = self._templates.get(layout)
+            if template is None:
+                if len(self._templates) > 4096:
+                    self._templates.clear()
+                template = self._templates[layout] = ("{" + ",".join(
+                    encode_attrs({name: [b""]})[1:-5].replace("%", "%%") + "[" + ",".join(['"%s"'] * n) + "]"
+                    for name, n in layout) + "}").encode()
+            try:
+                return (template % tuple(values)).decode("utf-8")
+            except (UnicodeDecodeError, TypeError, ValueError):  # not UTF-8: base64 the long way
+                pass
+        return encode_attrs(attrs)
+
+    def _uuid(self) -> bytes:
+        """A random (version 4) UUID like str(uuid.uuid4()); the randomness drawn a
+        thousand at a time (one system call each for uuid4 was a tenth of the load)."""
+        pool = self._uuids
+        if not pool:
+            h = os.urandom(16 * 1024).hex()
+            pool.extend(f"{h[i:i + 8]}-{h[i + 8:i + 12]}-4{h[i + 13:i + 16]}-"
+                        f"{'89ab'[int(h[i + 16], 16) & 3]}{h[i + 17:i + 20]}-{h[i + 20:i + 32]}".encode()
+                        for i in range(0, len(h), 32))
+        return pool.pop()
+
+    def prepare(self, lineno, dn_text, raw_attrs):
+        """One record to (line, dn, ndn, parent ndn, rdn key, JSON, index rows)."""
+        d = self.d
+        dn, dn_str, ndn, parent, rdn_key, naming = self._names_of(dn_text)
         if not d.in_naming_context(ndn):
             raise LDAPError(ResultCode.NO_SUCH_OBJECT, f"outside the naming context {d.suffix}")
         attrs = self._canonical_attrs(raw_attrs)
         if "userPassword" in attrs:
             attrs["userPassword"] = d._hash_passwords(attrs["userPassword"])
-        d.check_naming(dn, attrs)
         if len(self._class_memo) > 4096:
             self._class_memo.clear()
             self._index_memo.clear()
         eq_keys = {}
-        structural = d.schema.check_entry(attrs, keys=eq_keys, memo=self._class_memo)
+        try:
+            structural = d.schema.check_entry(attrs, keys=eq_keys, memo=self._class_memo)
+        except LDAPError:
+            d.check_naming(dn, attrs)  # a missing RDN value is the error to report first
+            raise
+        # the RDN's value among the entry's: check_entry has the keys at hand
+        if naming is None or naming[1] not in eq_keys.get(naming[0], ()):
+            d.check_naming(dn, attrs)
         stamp, actor = self.stamp, self.actor
-        attrs.setdefault("entryUUID", [str(uuid.uuid4()).encode()])
+        if "entryUUID" not in attrs:
+            attrs["entryUUID"] = [self._uuid()]
         attrs.setdefault("creatorsName", [actor])
         attrs.setdefault("createTimestamp", [stamp])
         attrs.setdefault("modifiersName", [actor])
         attrs.setdefault("modifyTimestamp", [stamp])
         attrs.setdefault("structuralObjectClass", [structural.name.encode()])
-        parent = ",".join(rdn_keys[1:]) if ndn != d.suffix_ndn else None
-        dn_str = dn_text if _PLAIN_DN.match(dn_text) else str(dn)
-        return (lineno, dn_str, ndn, parent, rdn_keys[0], encode_attrs(attrs),
+        if ndn == d.suffix_ndn:
+            parent = None
+        return (lineno, dn_str, ndn, parent, rdn_key, self._json(attrs),
                 d.index_rows(attrs, eq_keys, self._index_memo))
 
     def _prepared(self, fn, jobs):
@@ -139,12 +255,28 @@ class BulkLoader:
             for job in jobs:
                 yield fn(job)
             return
+        # a few pieces in flight per worker (eight: one descheduled worker must not
+        # idle the other at once): when the writer is the slower side,
+        # finished pieces would otherwise pile up in its memory (imap takes them all)
+        slots, stop = threading.Semaphore(8 * self.workers), threading.Event()
+
+        def bounded(jobs):
+            for job in jobs:
+                while not slots.acquire(timeout=0.1):
+                    if stop.is_set():  # the pool is ending: its task thread must not wait here
+                        return
+                yield job
+
         ctx = multiprocessing.get_context("fork")
         pool = ctx.Pool(self.workers, initializer=_worker_init)
         try:
-            yield from pool.imap(fn, jobs, chunksize=1)
+            in_worker = {_prepare_chunk: _prepare_chunk_marshalled, _prepare_raw: _prepare_raw_marshalled}[fn]
+            for out, error in pool.imap(in_worker, bounded(jobs), chunksize=1):
+                slots.release()
+                yield marshal.loads(out), error
             pool.close()
         finally:
+            stop.set()
             pool.terminate()
             pool.join()
 
@@ -153,8 +285,20 @@ class BulkLoader:
         return self._load(self._prepared(_prepare_chunk, _chunks(records)), progress)
 
     def load_ldif(self, fh, source="<ldif>", progress=None) -> int:
-        """Load an LDIF file: parsing happens in the workers too."""
-        jobs = ((line, data, source) for line, data in raw_chunks(fh))
+        """Load an LDIF file: parsing happens in the workers too. From a regular file
+        the workers (forked: they share its descriptor) read their pieces themselves,
+        so the text is not copied through the pool's pipes."""
+        fd = None
+        if self.workers > 1:
+            try:
+                if stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                    fd, start = fh.fileno(), fh.tell()
+            except (AttributeError, OSError, ValueError):
+                fd = None
+        if fd is None:
+            jobs = ((line, data, source) for line, data in raw_chunks(fh))
+        else:
+            jobs = _spans(raw_chunks(fh), fd, start, source)
         return self._load(self._prepared(_prepare_raw, jobs), progress)
 
     def _compute_memberof(self, tx, known=None, has_memberof=()):
@@ -260,7 +404,11 @@ class BulkLoader:
             started = time.perf_counter()
             members = self._compute_memberof(tx, known, has_memberof)
             self.memberof_stats = (members, time.perf_counter() - started)
+            started = time.perf_counter()
             if was_empty:
                 tx.build_id_index()  # after memberOf: its rows go in without maintaining it
             tx.log(self.d.root_ndn, "load", "load", self.d.suffix, None, {"entries": count})
+            self.phase_stats["indexes built at the end"] = time.perf_counter() - started
+            started = time.perf_counter()
+        self.phase_stats["commit and fsync"] = time.perf_counter() - started
         return count

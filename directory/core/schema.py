@@ -1402,9 +1402,23 @@ class Schema:
         Returns the most specific structural class.
         """
         entry: dict[AttributeType, list] = {}
-        for name, values in attrs.items():
-            if values:
-                entry.setdefault(self._require(name), []).extend(values)
+        shape = None  # bulk load: the attribute names, whose types and checks recur
+        if memo is not None and not rdn_attrs:
+            shape = (None, tuple(attrs))  # None: never an objectClass values key
+            plan = memo.get(shape)
+            if plan is None:
+                plan = memo[shape] = tuple(self._require(name) for name in shape[1])
+            for at, values in zip(plan, attrs.values()):
+                if values:
+                    got = entry.get(at)
+                    # the caller's lists are only read (an RDN value would be added to a copy)
+                    entry[at] = values if got is None else got + list(values)
+                else:
+                    shape = None  # an empty attribute: the set-level checks below run
+        else:
+            for name, values in attrs.items():
+                if values:
+                    entry.setdefault(self._require(name), []).extend(values)
         for rdn in rdn_attrs:
             name, value = rdn if isinstance(rdn, tuple) else (rdn, None)
             at = self._require(name)
@@ -1428,6 +1442,16 @@ class Schema:
                     if keys is not None:
                         keys[at.name] = known[3]
                     continue
+            if len(values) == 1:  # the common case: no duplicates to look for
+                v = values[0]
+                if not at.is_valid(v):
+                    raise LDAPError(_INVALID, f"{at.name}: value #0 invalid per syntax")
+                key = at.normalize_or_none(v) if at.equality else _bytes(v)
+                if key is None:
+                    raise LDAPError(_INVALID, f"{at.name}: value #0 invalid per syntax")
+                if keys is not None and at.equality:
+                    keys[at.name] = [key]
+                continue
             seen = {}
             for i, v in enumerate(values):
                 if not at.is_valid(v):
@@ -1466,6 +1490,11 @@ class Schema:
             if memo is not None:
                 memo[memo_key] = info
         classes, best, allowed = info[:3]
+        if shape is not None and memo is not None:
+            # the same attribute types under the same classes passed before
+            checked = (shape, memo_key)
+            if checked in memo:
+                return best
 
         present = {at.name for at in entry}
         for oc in classes:
@@ -1473,11 +1502,12 @@ class Schema:
                 if name not in present:
                     raise LDAPError(_OCV, f"object class '{oc.name}' requires attribute '{name}'")
 
-        if allowed is None:
-            return best
-        for at in entry:
-            if at.name not in allowed and not at.is_operational:
-                raise LDAPError(_OCV, f"attribute '{at.name}' not allowed")
+        if allowed is not None:
+            for at in entry:
+                if at.name not in allowed and not at.is_operational:
+                    raise LDAPError(_OCV, f"attribute '{at.name}' not allowed")
+        if shape is not None and memo is not None:
+            memo[checked] = True
         return best
 
     # -- publication ---------------------------------------------------------

@@ -642,6 +642,8 @@ class PostgresStore:
         with self._write_lock:
             with self._writer(drop_all=True) as tx:
                 tx.conn.execute("SET LOCAL synchronous_commit = off")
+                # the deferred indexes (B-trees, the trigram GIN) are built in memory at the end
+                tx.conn.execute("SET LOCAL maintenance_work_mem = '512MB'")
                 yield tx
         # statistics of the new rows now, not at autovacuum's next round: without them
         # the planner reads a type-ahead's whole index range to return its first rows
@@ -968,14 +970,17 @@ class Tx:
                 with cur.copy("COPY entries(id, ndn, dn, parent, path, data) FROM STDIN") as copy:
                     for r in rows:
                         copy.write_row(r[:6])
+                eq, sub = [], []
+                for r in rows:
+                    e, s = split_index(r[0], r[6])
+                    eq += e
+                    sub += s
                 with cur.copy("COPY idx(attr, key, id) FROM STDIN") as copy:
-                    for r in rows:
-                        for row in split_index(r[0], r[6])[0]:
-                            copy.write_row(row)
+                    for row in eq:
+                        copy.write_row(row)
                 with cur.copy("COPY idx_sub(id, attr, key) FROM STDIN") as copy:
-                    for r in rows:
-                        for row in split_index(r[0], r[6])[1]:
-                            copy.write_row(row)
+                    for row in sub:
+                        copy.write_row(row)
                 # later add()s take ids from the identity sequence: past the ones given here
                 cur.execute("SELECT setval(pg_get_serial_sequence('entries', 'id'), "
                             "(SELECT coalesce(max(id), 1) FROM entries))")

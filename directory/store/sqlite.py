@@ -72,6 +72,24 @@ KEEP_INVALIDATIONS = 100_000  # rows kept; a process further behind drops its wh
 SEP = "\x01"
 SUB_SLOTS = 1024  # substring-index rows per entry (more values are joined into the last row)
 SEP_END = "\x02"
+BULK_CACHE_KIB = 1 << 18  # page cache during a bulk load: 256 MiB at most
+# Indexes of entries a load into an empty store builds once at the end (sorted
+# input, not one B-tree insert per row); idx_by_id likewise.
+DEFERRED_ENTRY_INDEXES = {
+    "entries_parent": "CREATE INDEX IF NOT EXISTS entries_parent ON entries(parent)",
+    "entries_path": "CREATE INDEX IF NOT EXISTS entries_path ON entries(path)",
+    "idx_by_id": "CREATE INDEX IF NOT EXISTS idx_by_id ON idx(id)",
+}
+
+
+def _fsync_file(path):
+    if not os.path.isfile(path):  # ":memory:", a URI
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class SQLiteStore:
@@ -452,20 +470,37 @@ class SQLiteStore:
     @contextmanager
     def bulk(self):
         """Offline bulk load: one transaction, no fsync until the end (like slapadd -q).
-        Into an empty store the pages go straight to the database file (a rollback
-        journal in memory instead of the WAL: a failed load still rolls back, but a
-        crash mid-load leaves a store to delete and load again, as with slapadd -q)."""
+        Into an empty store the pages go straight to the database file with a rollback
+        journal beside it (WAL comes back at the end): new pages past the old end of
+        the file need no journal, so this costs nothing, and a load that fails or a
+        process that dies (kill -9, out of memory) mid-load leaves the old, empty store
+        (SQLite rolls the hot journal back on the next open). Into a store with entries
+        the WAL stays: the same holds. Only a power loss or OS crash mid-load can leave
+        a damaged file (no fsync until the end): delete it and load again, as after
+        slapadd -q. The commit is fsynced before load reports success."""
         conn = self._conn()
         empty = conn.execute("SELECT 1 FROM entries LIMIT 1").fetchone() is None
         if empty:
-            conn.execute("PRAGMA journal_mode=MEMORY")
+            conn.execute("PRAGMA journal_mode=DELETE")
         conn.execute("PRAGMA synchronous=OFF")
+        # pages of the tables being built stay in memory (bounded: KiB, negative)
+        conn.execute(f"PRAGMA cache_size=-{BULK_CACHE_KIB}")
+        conn.execute("PRAGMA temp_store=MEMORY")
+        # the indexes built at the end sort with helper threads: the load's other
+        # processes are done by then
+        conn.execute(f"PRAGMA threads={min(os.cpu_count() or 1, 4)}")
         try:
             with self.transaction() as tx:
                 tx.drop_all = True  # every process starts its cache afresh
                 yield tx
+                tx.finish_bulk()
+            # durable before "loaded": synchronous=OFF skipped every fsync of the load
+            _fsync_file(self.path)
         finally:
             conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA cache_size=-65536")
+            conn.execute("PRAGMA temp_store=DEFAULT")
+            conn.execute("PRAGMA threads=0")
             if empty:
                 conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -569,6 +604,7 @@ class Tx:
         self.renamed = False
         self.drop_all = False
         self.op = None  # the core's context of the operation this transaction carries
+        self._deferred = False  # bulk load: indexes dropped until build_id_index()
 
     def add(self, entry: Entry, parent_id: int | None, rdn_key: str, index_rows) -> int:
         if parent_id is None:
@@ -595,13 +631,23 @@ class Tx:
             self._split_index(row[0], row[6], eq, sub)
         self._insert_index(eq, sub)
 
+    def finish_bulk(self):
+        """The end of a bulk load's transaction (store.bulk()): deferred indexes in place."""
+        if self._deferred:
+            self.build_id_index()
+
     def defer_id_index(self):
-        """Bulk load into an empty store: build idx_by_id once after the rows, not
-        row by row (DDL is transactional: a failed load gets the index back)."""
-        self.conn.execute("DROP INDEX IF EXISTS idx_by_id")
+        """Bulk load into an empty store: build idx_by_id and the entries' parent and
+        path indexes once after the rows, not row by row (DDL is transactional: a
+        failed load gets them back)."""
+        for name in DEFERRED_ENTRY_INDEXES:
+            self.conn.execute(f"DROP INDEX IF EXISTS {name}")
+        self._deferred = True
 
     def build_id_index(self):
-        self.conn.execute("CREATE INDEX IF NOT EXISTS idx_by_id ON idx(id)")
+        for text in DEFERRED_ENTRY_INDEXES.values():
+            self.conn.execute(text)
+        self._deferred = False
 
     def index_pairs(self, attr):
         """(key, id) of every equality row of attr."""

@@ -48,3 +48,21 @@ def test_bench_substring_cases_search_as_a_service_account(tmp_path):
     # entries came back (the service account may read students), some searches hit the size limit
     assert all(r["entries"] > 0 for r in got.values())
     assert "cn=bench-sso,ou=services" in got["typeahead"]["describe"]
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_load_bench_prints_its_rows(tmp_path, store):
+    """scripts/bench-load on 300 users: a row per run with entries/s, wall and CPU
+    seconds and peak memory; slapadd -q beside it when slapd is installed."""
+    if store == "postgresql" and os.environ.get("ROLLCALL_TEST_PG_DSN"):
+        pytest.skip("the load bench starts its own cluster")
+    args = [sys.executable, "-m", "benchmarks.load_bench", "--users", "300", "--runs", "1",
+            "--out", str(tmp_path), "--store", store] + (["--no-slapadd"] if store == "postgresql" else [])
+    r = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    rows = {line.split()[0] + (" " + line.split()[1] if line.startswith("rollcall ") else ""): line
+            for line in r.stdout.splitlines() if "entries/s" in line and "wall" in line}
+    assert "s CPU" in rows["rollcall 1"] and "peak RSS" in rows["rollcall 1"], r.stdout
+    assert "CPU:" in r.stdout and "writer" in r.stdout  # rollcall load's own account
+    if store == "sqlite" and Path("/usr/sbin/slapadd").exists():
+        assert "slapadd" in rows, r.stdout

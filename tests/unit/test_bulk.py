@@ -150,8 +150,9 @@ def test_failed_bulk_load_leaves_the_store_as_it_was(tmp_path):
         BulkLoader(d, workers=1).load_ldif(io.BytesIO(bad.encode()), "bad.ldif")
     assert info.value.line == bad.count("\n") - 3 and "nosn" in str(info.value)
     assert d.store.count() == 0
-    assert "idx_by_id" in _index(d)[4]
+    assert {"idx_by_id", "entries_parent", "entries_path"} <= _index(d)[4]  # dropped during the load
     assert BulkLoader(d, workers=1).load_ldif(io.BytesIO(LDIF.encode())) == 14
+    assert {"idx_by_id", "entries_parent", "entries_path"} <= _index(d)[4]  # and built at its end
 
 
 @pytest.mark.parametrize("data", [
@@ -276,3 +277,38 @@ def test_failed_memberof_step_loads_nothing(tmp_path, monkeypatch):
 def _open_indexed(path, memberof_kinds):
     path.mkdir(exist_ok=True)
     return open_directory(load_config(write_config(path, indexes={"memberOf": memberof_kinds})))
+
+
+def test_worker_processes_load_what_one_process_loads(tmp_path):
+    """Two workers, from a file they read themselves and from records handed to them,
+    store what the writer alone stores (ids and entryUUIDs aside: the UUIDs are random)."""
+    path = tmp_path / "extra.ldif"
+    path.write_bytes(LDIF.encode())
+    one = _open(tmp_path / "one")
+    assert BulkLoader(one, workers=1).load_ldif(io.BytesIO(LDIF.encode())) == 14
+    from_file = _open(tmp_path / "file")
+    with open(path, "rb") as fh:
+        assert BulkLoader(from_file, workers=2).load_ldif(fh, str(path)) == 14
+    from_records = _open(tmp_path / "records")
+    recs = list(records(io.BytesIO(LDIF.encode())))
+    assert from_records.load_entries(recs, workers=2) == 14
+    for d in (from_file, from_records):
+        assert _index(d)[:4] == _index(one)[:4]
+        assert _memberof(d) == _memberof(one)
+        assert _search(d, "(cn=*ångs*)") == {f"uid=zoe,{STUDENTS}"}
+
+
+def test_worker_error_is_reported_with_its_line(tmp_path):
+    """A bad entry far into a file read by two workers: its line, nothing loaded, and
+    the workers stop (the load returns)."""
+    users = "".join(f"dn: uid=w{i},{STUDENTS}\nobjectClass: inetOrgPerson\nuid: w{i}\ncn: W {i}\nsn: W\n\n"
+                    for i in range(6000))
+    bad = f"dn: uid=nosn,{STUDENTS}\nobjectClass: inetOrgPerson\nuid: nosn\ncn: No Sn\n\n"
+    text = BASE_LDIF + "\n" + users + bad + users.replace("uid=w", "uid=x").replace("uid: w", "uid: x")
+    path = tmp_path / "bad.ldif"
+    path.write_text(text)
+    d = _open(tmp_path / "d")
+    with pytest.raises(LoadError) as info, open(path, "rb") as fh:
+        BulkLoader(d, workers=2).load_ldif(fh, str(path))
+    assert info.value.line == text[:text.index(bad)].count("\n") + 1 and "nosn" in str(info.value)
+    assert d.store.count() == 0
