@@ -31,9 +31,15 @@ PEOPLE = "ou=people," + SUFFIX
 STUDENTS = "ou=students," + PEOPLE
 ROOT_DN = "cn=admin," + SUFFIX
 ROOT_PASSWORD = "bench-admin-password"
+# An ordinary (non-root) identity the eq search case binds as, so access rules apply: a
+# service account, like an SSO server looking users up (Rollcall's rules let services
+# read students; slapd's bench rules let any bound user read).
+READER_DN = "cn=bench-reader,ou=services," + SUFFIX
+READER_PASSWORD = "bench-reader-password"
 SEED = 20240611
 # Bump when the generated content changes (cache key for bench-out/).
-VERSION = 1
+VERSION = 2
+BASE_ENTRIES = 5  # entries besides the users: base_entries()
 # config.yaml's passwords.argon2 (m=64 MiB, t=2, p=1): the {ARGON2} users' hashes
 ARGON2 = {"time_cost": 2, "memory_cost": 65536, "parallelism": 1}
 
@@ -128,7 +134,12 @@ def base_entries() -> str:
         "objectClass: top\nobjectClass: organizationalUnit\nou: people\n\n"
         "dn: %s\n"
         "objectClass: top\nobjectClass: organizationalUnit\nou: students\n\n"
-    ) % (SUFFIX, PEOPLE, STUDENTS)
+        "dn: ou=services,%s\n"
+        "objectClass: top\nobjectClass: organizationalUnit\nou: services\n\n"
+        "dn: %s\n"
+        "objectClass: top\nobjectClass: applicationProcess\nobjectClass: simpleSecurityObject\n"
+        "cn: bench-reader\nuserPassword: %s\n\n"
+    ) % (SUFFIX, PEOPLE, STUDENTS, SUFFIX, READER_DN, ssha(READER_PASSWORD, b"rdr1"))
 
 
 def _argon2_one(i: int) -> str:
