@@ -935,6 +935,29 @@ def encode_search_entry(msgid: int, dn: str, attributes: list[tuple[str, list[by
     return b"".join((_hdr(T_SEQUENCE, total), mid, op_hdr, dn_hdr, d, list_hdr, body, ctl))
 
 
+def encode_entry_op(dn: str, attributes: list[tuple[str, list[bytes]]]) -> bytes:
+    """The protocolOp of a SearchResultEntry (APPLICATION 4, its header included) without
+    the message envelope: what a cache keeps, sent with encode_entry_message."""
+    try:
+        body = _entry_attributes(attributes)
+    except TypeError:  # str (or otherwise non-bytes) values: normalise and retry
+        body = _entry_attributes([(n, [_utf8(v) for v in vs]) for n, vs in attributes])
+    d = _utf8(dn)
+    dn_hdr = _hdr(T_OCTET_STRING, len(d))
+    list_hdr = _hdr(T_SEQUENCE, len(body))
+    return b"".join((_hdr(0x64, len(dn_hdr) + len(d) + len(list_hdr) + len(body)), dn_hdr, d, list_hdr, body))
+
+
+def encode_entry_message(msgid: int, op: bytes) -> bytes:
+    """An LDAPMessage around an encoded protocolOp (encode_entry_op), no controls."""
+    if 0 <= msgid < 0x80:
+        return _hdr(T_SEQUENCE, len(op) + 3) + bytes((T_INTEGER, 1, msgid)) + op
+    if not 0 <= msgid <= MAX_INT:
+        raise ValueError(f"messageID {msgid} out of range")
+    mid = encode_int(T_INTEGER, msgid)
+    return _hdr(T_SEQUENCE, len(mid) + len(op)) + mid + op
+
+
 def _entry_attributes(attributes) -> bytearray:
     """Content of a PartialAttributeList: SEQUENCE { type, SET OF value } per attribute.
 

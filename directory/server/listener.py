@@ -270,7 +270,8 @@ class LDAPServerFactory(protocol.ServerFactory):
         host = transport.getHost()
         return getattr(host, "port", None) in self.tls_ports
 
-    def authenticate(self, name: str, password: bytes, peer_host: str, peer: str, tls: bool):
+    def authenticate(self, name: str, password: bytes, peer_host: str, peer: str, tls: bool,
+                     refreshed: bool = False):
         """A simple bind with a DN and a password, for LDAP connections and the web
         console alike: throttling of failed binds per (address, account) and per
         unknown address, lockout bookkeeping, rehash on success.
@@ -292,7 +293,7 @@ class LDAPServerFactory(protocol.ServerFactory):
             return result
 
         try:
-            d = self._authenticate(name, password, peer_host, peer, tls)
+            d = self._authenticate(name, password, peer_host, peer, tls, refreshed)
         except BaseException:
             finished(None)
             raise
@@ -310,7 +311,8 @@ class LDAPServerFactory(protocol.ServerFactory):
 
         return deferToThreadPool(reactor, self.read_pool, in_pool)
 
-    def _authenticate(self, name: str, password: bytes, peer_host: str, peer: str, tls: bool):
+    def _authenticate(self, name: str, password: bytes, peer_host: str, peer: str, tls: bool,
+                      refreshed: bool = False):
         if password.startswith(SESSION_TICKET) and is_loopback(peer_host):
             return self._ticket(name, password[len(SESSION_TICKET):], peer, tls)
         # (from anywhere else a ticket is only a wrong password, counted as one)
@@ -318,7 +320,7 @@ class LDAPServerFactory(protocol.ServerFactory):
         policy = directory.policy
 
         def look_up():
-            if self.read_pool is None:
+            if self.read_pool is None and not refreshed:
                 directory.store.refresh()  # the console signs in here without an LDAP PDU
             ndn, entry, hashes = directory.bind_lookup(name)
             # failed binds per (address, account), per unknown address: counted in the
@@ -387,6 +389,27 @@ class LDAPServerFactory(protocol.ServerFactory):
                                       "rehash after bind of %s failed: %s", name, f.getErrorMessage()))
             return ident
 
+        if self.read_pool is None:
+            # a store on local disk: look up and count on this thread; a fast hash (salted
+            # SHA, about a microsecond) is verified here too, in one go with no Deferred
+            # per step (the slow ones go to the hash pool, below)
+            try:
+                found = look_up()
+            except LDAPError as exc:
+                if exc.code == ResultCode.UNWILLING_TO_PERFORM:
+                    log.info("bind refused dn=%r from %s: %s", name, peer, exc.message)
+                return defer.fail(exc)
+            except Exception:
+                return defer.fail()
+            hashes = found[2]
+            if hashes and not any(passwords.is_slow(h) for h in hashes):
+                try:
+                    result = done(outcome(found, directory.verify_any(password, hashes)), found)
+                except Exception:
+                    return defer.fail()
+                # a Deferred when a failure is being recorded first
+                return result if isinstance(result, defer.Deferred) else defer.succeed(result)
+            return verify(found)
         return self.read(look_up).addErrback(refused).addCallback(verify)
 
     def _ticket(self, name: str, sid: bytes, peer: str, tls: bool):

@@ -287,6 +287,11 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
     def _process(self):
         """Handle the complete requests in the buffer, until one makes us hold."""
         buf, off = self.buffer, 0
+        # other worker processes may have written: drop what they changed from our cache,
+        # once for the requests at hand (all sent before this look; a store across the
+        # network is refreshed in the read pool, by read())
+        if self.server.read_pool is None and not self._holding():
+            self.directory.store.refresh()
         try:
             while not self.closed and not self._holding():
                 n = ber.next_pdu_length(buf, off, self.max_pdu())
@@ -322,8 +327,9 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
         if not self.closed:
             self.transport.write(data)
 
-    def result(self, msgid, op, code, message="", matched="", controls=None, extra=b""):
-        self.send(ber.encode_result(msgid, RESPONSE_OP[op], code, matched, message, controls, extra))
+    def result(self, msgid, op, code, message="", matched="", controls=None, extra=b"", before=b""):
+        """before: responses (a search's last entries) sent in the same write."""
+        self.send(before + ber.encode_result(msgid, RESPONSE_OP[op], code, matched, message, controls, extra))
         if self.server.observing:
             self.server.op_done(self, self.ops.pop(msgid, None), OP_NAMES.get(op, str(op)), code)
 
@@ -381,10 +387,6 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
             # RFC 4511 4.14.1: nothing may follow StartTLS until TLS is up
             self.protocol_error("request received during TLS negotiation")
             return
-        # other worker processes may have written: drop what they changed from our cache
-        # (a store across the network is refreshed in the read pool, by read())
-        if self.server.read_pool is None:
-            self.directory.store.refresh()
         if op == OP_UNBIND:
             self.close_reason = "unbind"
             self.close()
@@ -461,19 +463,26 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
             self.server.audit_bind(self, req.name, False)
             self.error(msgid, OP_BIND, f.value)
 
+        inline = [True]
+
         def finished(_):
             # the requests that arrived meanwhile are read now, as the new identity
             self.binding = False
-            self._wake()
+            if not inline[0]:
+                self._wake()
+            # (answered at once, a fast hash on a local store: _process goes on by itself)
 
         # nothing more is read from this connection until the password is checked: one
         # bind in flight per connection, never a queue of them (limits.max_binds_per_address
         # bounds them per client address)
         self.binding = True
-        d = self.server.authenticate(req.name, req.password, self.peer_host, self.peer, self.tls)
+        # this request's _process refreshed the store (other workers' writes) already
+        d = self.server.authenticate(req.name, req.password, self.peer_host, self.peer, self.tls,
+                                     refreshed=True)
         d.addCallback(done)
         d.addErrback(failed)
         d.addBoth(finished)
+        inline[0] = False
 
     # ------------------------------------------------------------------ search
     def read(self, fn, then, msgid, op):
@@ -548,10 +557,11 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
             state.msgid, state.page_size, state.abandoned = msgid, size, False
             # the time limit bounds this page's request, not the whole paged search
             state.cursor.deadline = self.directory.search_deadline(self.ident, req.time_limit)
-        elif paged is not None:
-            state = _Search(msgid, cursor, paged=True, page_size=size or 1 << 31)
         else:
-            state = _Search(msgid, cursor)
+            state = (_Search(msgid, cursor, paged=True, page_size=size or 1 << 31) if paged is not None
+                     else _Search(msgid, cursor))
+            # entries come encoded (and are kept so on the cached entry, see SearchCursor)
+            cursor.encode = ber.encode_entry_op
         sort = controls.get(SORT_REQUEST)
         # a later page of a sorted paged search was sorted (or refused) on its first page
         if sort is not None and state.sort_result is None and not isinstance(state.cursor, SortedCursor):
@@ -660,18 +670,19 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
                 return
         cursor = state.cursor
         if ended is not None:
-            self._send_entries(msgid, entries)
+            data = self._encode_entries(msgid, entries)
             self.searches.pop(msgid, None)
-            self.result(msgid, OP_SEARCH, ended.error.code, ended.error.message)
+            self.result(msgid, OP_SEARCH, ended.error.code, ended.error.message, before=data)
             return
-        self._send_entries(msgid, entries)
-        if cursor.done:
+        if cursor.done:  # the last entries and the result in one write
+            data = self._encode_entries(msgid, entries)
             self.searches.pop(msgid, None)
             ctrls = [encode_paged(0, b"")] if state.paged else []
             if state.sort_result is not None:
                 ctrls.append(state.sort_result)
-            self.result(msgid, OP_SEARCH, ResultCode.SUCCESS, controls=ctrls or None)
+            self.result(msgid, OP_SEARCH, ResultCode.SUCCESS, controls=ctrls or None, before=data)
             return
+        self._send_entries(msgid, entries)
         if state.paged:
             state.page_size -= len(entries)
             if state.page_size <= 0:
@@ -693,10 +704,18 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
 
     def _send_entries(self, msgid, entries):
         if entries and not self.closed:
-            self.transport.write(b"".join(ber.encode_search_entry(msgid, dn, attrs) for dn, attrs in entries))
-            record = self.ops.get(msgid)
-            if record is not None:
-                record[3] += len(entries)
+            self.transport.write(self._encode_entries(msgid, entries))
+
+    def _encode_entries(self, msgid, entries) -> bytes:
+        """SearchResultEntry PDUs; an entry whose protocolOp the cursor encoded (bytes,
+        see SearchCursor.encode) only gets its envelope."""
+        if not entries:
+            return b""
+        record = self.ops.get(msgid)
+        if record is not None:
+            record[3] += len(entries)
+        return b"".join(ber.encode_entry_message(msgid, attrs) if attrs.__class__ is bytes
+                        else ber.encode_search_entry(msgid, dn, attrs) for dn, attrs in entries)
 
     # ------------------------------------------------------------------ the rest
     def do_other(self, msg):

@@ -83,6 +83,10 @@ class SQLiteStore:
         # deleted slots (O(n) per eviction, ~half the time of a large cold search)
         self._cache: OrderedDict[int, Entry] = OrderedDict()
         self._ndn_ids: dict[str, int] = {}
+        # equality index look-ups ((attr, key) -> ids) since the last invalidation: any
+        # commit that touched entries (here or, via refresh, in another process) starts
+        # a new generation and empties it, as it evicts the entries it touched
+        self._eq_cache: dict[tuple, list] = {}
         self._local = threading.local()
         self._write_lock = threading.Lock()
         # (generation, eviction) and (generation check, caching) are atomic under this
@@ -152,6 +156,7 @@ class SQLiteStore:
         """Evict ids (None: everything) and start a new cache generation."""
         with self._cache_lock:
             self._generation += 1
+            self._eq_cache.clear()
             if ids is None:
                 self._cache.clear()
                 self._ndn_ids.clear()
@@ -274,7 +279,22 @@ class SQLiteStore:
 
     # -- index look-ups (candidates; the core re-checks the filter) --------
     def index_eq(self, attr: str, key: str) -> list:
-        return [r[0] for r in self._conn().execute("SELECT id FROM idx WHERE attr=? AND key=?", (attr, key))]
+        got = self._eq_cache.get((attr, key))
+        conn = self._conn()
+        if conn.in_transaction:  # a write's reads see its uncommitted changes: never cached
+            return [r[0] for r in conn.execute("SELECT id FROM idx WHERE attr=? AND key=?", (attr, key))]
+        if got is not None:
+            return list(got)
+        generation = self._generation
+        ids = [r[0] for r in conn.execute("SELECT id FROM idx WHERE attr=? AND key=?", (attr, key))]
+        if self.cache_limit > 0:
+            with self._cache_lock:
+                # as _remember: not when a commit may have changed the index meanwhile
+                if generation == self._generation:
+                    if len(self._eq_cache) >= self.cache_limit:
+                        self._eq_cache.clear()
+                    self._eq_cache[(attr, key)] = ids
+        return list(ids)
 
     def candidates(self, query) -> list | None:
         """The ids an index query (store/base.py) selects; None: not from an index."""
