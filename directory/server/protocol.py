@@ -11,7 +11,7 @@ import ipaddress
 import logging
 import time
 
-from twisted.internet import defer, protocol, reactor
+from twisted.internet import defer, protocol, reactor, tcp
 from twisted.internet.threads import deferToThreadPool
 from twisted.protocols.policies import TimeoutMixin
 
@@ -56,7 +56,8 @@ _CONTROL_OPS = {
 
 SEARCH_BATCH = 256  # candidates examined per reactor turn
 MAX_READS_IN_FLIGHT = 4  # per connection, with a store across the network (read pool)
-MAX_PAGED_SEARCHES = 16  # paged searches a connection may leave open
+MAX_PAGED_SEARCHES = 16
+PENDING_MAX = 16384  # octets of responses held for one send at the end of a read  # paged searches a connection may leave open
 
 
 def _is_loopback(host: str) -> bool:
@@ -116,6 +117,10 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
         # searches): msgid -> [message, start, bound DN, entries sent]
         self.ops: dict[int, list] = {}
         self.close_reason = None
+        # responses made while the requests of one read are handled: sent together at its end
+        self._pending: list | None = None
+        self._pending_len = 0
+        self.direct = False  # plain TCP: responses go straight to the socket (see _write)
 
     # ------------------------------------------------------------------ transport
     def connectionMade(self):
@@ -138,6 +143,7 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
             self.transport.loseConnection()
             return
         self.admitted = True
+        self.direct = isinstance(self.transport, tcp.Connection) and not self.tls
         self.transport.registerProducer(self, True)
         if self.config.idle_timeout:
             self.setTimeout(self.config.idle_timeout)
@@ -155,6 +161,7 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
     def close(self):
         """Close after what is written has been sent (the producer must go first:
         Twisted keeps a connection with a registered producer open)."""
+        self._flush()
         self.closed = True
         if self.admitted:
             self.transport.unregisterProducer()
@@ -173,6 +180,7 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
         self.pages.clear()
         self.parked.clear()
         self.buffer.clear()
+        self._pending = None
         for call in (self.blocked_timer, self.resume_call):
             if call is not None and call.active():
                 call.cancel()
@@ -285,7 +293,18 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
         self._process()
 
     def _process(self):
-        """Handle the complete requests in the buffer, until one makes us hold."""
+        """Handle the complete requests in the buffer, until one makes us hold; their
+        responses go out together when they are done (one send for the lot)."""
+        if self._pending is not None:
+            self._process_requests()
+            return
+        self._pending, self._pending_len = [], 0
+        try:
+            self._process_requests()
+        finally:
+            self._flush()
+
+    def _process_requests(self):
         buf, off = self.buffer, 0
         # other worker processes may have written: drop what they changed from our cache,
         # once for the requests at hand (all sent before this look; a store across the
@@ -319,13 +338,46 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
         log.warning("protocol error from %s: %s", self.peer, why)
         self.close_reason = "protocol error"
         if not self.closed:
-            self.transport.write(ber.encode_notice_of_disconnection(ResultCode.PROTOCOL_ERROR, why))
+            self.send(ber.encode_notice_of_disconnection(ResultCode.PROTOCOL_ERROR, why))
             self.close()
         self.buffer.clear()
 
     def send(self, data: bytes):
-        if not self.closed:
-            self.transport.write(data)
+        if self.closed:
+            return
+        pending = self._pending
+        if pending is None:
+            self._write(data)
+            return
+        pending.append(data)
+        self._pending_len += len(data)
+        if self._pending_len >= PENDING_MAX:
+            # large answers go at once: the transport's back-pressure (pauseProducing)
+            # must see them before the next request is handled
+            self._flush(keep=True)
+
+    def _flush(self, keep=False):
+        pending, self._pending, self._pending_len = self._pending, ([] if keep else None), 0
+        if pending:
+            self._write(pending[0] if len(pending) == 1 else b"".join(pending))
+
+    def _write(self, data: bytes):
+        """To the transport; on plain TCP with nothing queued before it, straight to the
+        socket first: what the kernel takes at once needs no write event (two epoll
+        changes and a reactor turn per response); the rest is queued by Twisted as usual
+        (back-pressure and limits.write_timeout unchanged)."""
+        t = self.transport
+        if self.direct and t.connected and not t.disconnecting and not t._tempDataLen \
+                and t.offset == len(t.dataBuffer):
+            try:
+                n = t.socket.send(data)
+            except OSError:  # would block, or the connection is failing: Twisted's write finds out
+                n = 0
+            if n >= len(data):
+                return
+            if n:
+                data = data[n:]
+        t.write(data)
 
     def result(self, msgid, op, code, message="", matched="", controls=None, extra=b"", before=b""):
         """before: responses (a search's last entries) sent in the same write."""
@@ -704,7 +756,7 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
 
     def _send_entries(self, msgid, entries):
         if entries and not self.closed:
-            self.transport.write(self._encode_entries(msgid, entries))
+            self.send(self._encode_entries(msgid, entries))
 
     def _encode_entries(self, msgid, entries) -> bytes:
         """SearchResultEntry PDUs; an entry whose protocolOp the cursor encoded (bytes,
@@ -814,6 +866,8 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
         if self.searches:
             raise LDAPError(ResultCode.OPERATIONS_ERROR, "operations are outstanding")
         self.extended_result(msgid, ResultCode.SUCCESS, name=STARTTLS)
+        self._flush()  # the answer in clear, before the handshake
+        self.direct = False
         self.transport.startTLS(ctx)
         self.tls = True
         self.ident.tls = True
