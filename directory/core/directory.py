@@ -462,10 +462,12 @@ class Directory:
         self.usable(ident)
         compiled = self.filters.compile(filter_ast)
         selector = self.selector(attributes)
-        server_size = 0 if paged else self.limits.for_identity(ident).size
+        mine = self.limits.for_identity(ident)
+        server_size = 0 if paged else mine.size
         limits = [x for x in (size_limit, server_size) if x]
         size = min(limits) if limits else 0
-        deadline = self.search_deadline(ident, time_limit)
+        tlimits = [x for x in (time_limit, mine.time) if x]  # as search_deadline
+        deadline = time.monotonic() + min(tlimits) if tlimits else None
 
         base_ndn = self.dn.normalize(base) if base else ""
         if scope == SCOPE_BASE and base_ndn == "cn=monitor" and self.monitor is not None and ident.is_root:

@@ -115,6 +115,7 @@ _REQUEST_OPS = {
 
 # LDAPResult-shaped responses: APPLICATION tag numbers.
 _RESULT_OPS = frozenset((1, 5, 7, 9, 11, 13, 15, 24))
+_BARE_RESULT: dict = {}  # (op, code) -> the encoded protocolOp of a result with no text
 
 _AVA_FILTERS = {0xA3: "eq", 0xA5: "ge", 0xA6: "le", 0xA8: "approx"}
 _AVA_TAGS = {v: k for k, v in _AVA_FILTERS.items()}
@@ -865,6 +866,16 @@ def encode_result(
     (already-encoded serverSaslCreds [7], responseName [10], responseValue [11])."""
     if op not in _RESULT_OPS:
         raise ValueError(f"APPLICATION {op} is not an LDAPResult-shaped response")
+    if not (matched_dn or message or controls or extra) and 0 <= msgid <= MAX_INT:
+        # the common answer (a bare result code): the op is 7 octets
+        op_bytes = _BARE_RESULT.get((op, code))
+        if op_bytes is None:
+            op_bytes = encode_int(T_ENUMERATED, code) + b"\x04\x00\x04\x00"
+            op_bytes = _BARE_RESULT[(op, code)] = _hdr(0x60 | op, len(op_bytes)) + op_bytes
+        if msgid < 0x80:
+            return _hdr(T_SEQUENCE, len(op_bytes) + 3) + bytes((T_INTEGER, 1, msgid)) + op_bytes
+        mid = encode_int(T_INTEGER, msgid)
+        return _hdr(T_SEQUENCE, len(mid) + len(op_bytes)) + mid + op_bytes
     m = _utf8(matched_dn)
     t = _utf8(message)
     body = b"".join((encode_int(T_ENUMERATED, code), _hdr(T_OCTET_STRING, len(m)), m,

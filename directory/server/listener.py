@@ -276,14 +276,23 @@ class LDAPServerFactory(protocol.ServerFactory):
         console alike: throttling of failed binds per (address, account) and per
         unknown address, lockout bookkeeping, rehash on success.
         Returns a Deferred firing the Identity, or failing with LDAPError."""
-        directory = self.directory
+        try:
+            got = self.authenticate_now(name, password, peer_host, peer, tls, refreshed)
+        except Exception:
+            return defer.fail()
+        return got if isinstance(got, defer.Deferred) else defer.succeed(got)
+
+    def authenticate_now(self, name: str, password: bytes, peer_host: str, peer: str, tls: bool,
+                         refreshed: bool = False):
+        """authenticate() without a Deferred where none is needed: the Identity at once
+        (a fast hash on a local store), or a Deferred of it; raises LDAPError."""
         # binds being verified from one address: a client (or many connections of one)
         # may not queue hundreds of password hashes ahead of everyone else's
         if self.binds_in_flight[peer_host] >= self.config.max_binds_per_address:
             log.info("bind of %r from %s refused: %d binds from this address in progress", name, peer,
                      self.binds_in_flight[peer_host])
-            return defer.fail(LDAPError(ResultCode.BUSY, "too many binds in progress from this address; "
-                                                         "wait for their results"))
+            raise LDAPError(ResultCode.BUSY, "too many binds in progress from this address; "
+                                             "wait for their results")
         self.binds_in_flight[peer_host] += 1
 
         def finished(result):
@@ -297,7 +306,9 @@ class LDAPServerFactory(protocol.ServerFactory):
         except BaseException:
             finished(None)
             raise
-        return d.addBoth(finished)
+        if isinstance(d, defer.Deferred):
+            return d.addBoth(finished)
+        return finished(d)
 
     def read(self, fn, *args):
         """A Deferred of fn(*args), which reads the store: in the read pool when the
@@ -398,17 +409,11 @@ class LDAPServerFactory(protocol.ServerFactory):
             except LDAPError as exc:
                 if exc.code == ResultCode.UNWILLING_TO_PERFORM:
                     log.info("bind refused dn=%r from %s: %s", name, peer, exc.message)
-                return defer.fail(exc)
-            except Exception:
-                return defer.fail()
+                raise
             hashes = found[2]
             if hashes and not any(passwords.is_slow(h) for h in hashes):
-                try:
-                    result = done(outcome(found, directory.verify_any(password, hashes)), found)
-                except Exception:
-                    return defer.fail()
-                # a Deferred when a failure is being recorded first
-                return result if isinstance(result, defer.Deferred) else defer.succeed(result)
+                # the Identity, or a Deferred when a failure is being recorded first; raises
+                return done(outcome(found, directory.verify_any(password, hashes)), found)
             return verify(found)
         return self.read(look_up).addErrback(refused).addCallback(verify)
 

@@ -511,30 +511,38 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
             ctrls = [ppolicy_response(error=2)] if wants_ppolicy and ident.restricted else None
             self.result(msgid, OP_BIND, ResultCode.SUCCESS, controls=ctrls)
 
-        def failed(f):
+        def failed(exc):
             self.server.audit_bind(self, req.name, False)
-            self.error(msgid, OP_BIND, f.value)
-
-        inline = [True]
+            self.error(msgid, OP_BIND, exc)
 
         def finished(_):
             # the requests that arrived meanwhile are read now, as the new identity
             self.binding = False
-            if not inline[0]:
-                self._wake()
-            # (answered at once, a fast hash on a local store: _process goes on by itself)
+            self._wake()
 
         # nothing more is read from this connection until the password is checked: one
         # bind in flight per connection, never a queue of them (limits.max_binds_per_address
         # bounds them per client address)
         self.binding = True
-        # this request's _process refreshed the store (other workers' writes) already
-        d = self.server.authenticate(req.name, req.password, self.peer_host, self.peer, self.tls,
-                                     refreshed=True)
-        d.addCallback(done)
-        d.addErrback(failed)
-        d.addBoth(finished)
-        inline[0] = False
+        try:
+            # this request's _process refreshed the store (other workers' writes) already
+            got = self.server.authenticate_now(req.name, req.password, self.peer_host, self.peer, self.tls,
+                                               refreshed=True)
+        except Exception as exc:
+            self.binding = False
+            failed(exc)
+            return
+        if isinstance(got, defer.Deferred):  # a slow hash, a store across the network
+            got.addCallback(done)
+            got.addErrback(lambda f: failed(f.value))
+            got.addBoth(finished)
+            return
+        # answered at once (a fast hash on a local store): _process goes on by itself
+        self.binding = False
+        try:
+            done(got)
+        except Exception as exc:
+            failed(exc)
 
     # ------------------------------------------------------------------ search
     def read(self, fn, then, msgid, op):
