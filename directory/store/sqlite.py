@@ -232,6 +232,8 @@ class SQLiteStore:
             else:
                 out.append(e)
         self.cache_hits += len(out)
+        if not missing:
+            return out
         self.cache_misses += len(missing)
         conn = self._conn()
         generation = self._generation
