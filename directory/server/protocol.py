@@ -144,6 +144,10 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
             return
         self.admitted = True
         self.direct = isinstance(self.transport, tcp.Connection) and not self.tls
+        if isinstance(self.transport, tcp.Connection):
+            # answers go out as made (one send per read's worth of them): Nagle would
+            # hold a pipelining client's next answer until it acknowledges the last (as slapd)
+            self.transport.setTcpNoDelay(True)
         self.transport.registerProducer(self, True)
         if self.config.idle_timeout:
             self.setTimeout(self.config.idle_timeout)
