@@ -16,7 +16,7 @@ from zope.interface import implementer
 from .. import passwords
 from ..core.errors import LDAPError, ResultCode, result_name
 from ..core.filterparse import filter_to_string
-from ..core.identity import SESSION_TICKET, is_loopback, session_key
+from ..core.identity import SESSION_TICKET, Identity, is_loopback, session_key
 from .accesslog import format_kv, open_access_log
 from .controls import SUPPORTED_CONTROLS
 from .metrics import Metrics, listen as listen_metrics
@@ -280,7 +280,7 @@ class LDAPServerFactory(protocol.ServerFactory):
             got = self.authenticate_now(name, password, peer_host, peer, tls, refreshed)
         except Exception:
             return defer.fail()
-        return got if isinstance(got, defer.Deferred) else defer.succeed(got)
+        return defer.succeed(got) if isinstance(got, Identity) else got
 
     def authenticate_now(self, name: str, password: bytes, peer_host: str, peer: str, tls: bool,
                          refreshed: bool = False):
@@ -306,9 +306,9 @@ class LDAPServerFactory(protocol.ServerFactory):
         except BaseException:
             finished(None)
             raise
-        if isinstance(d, defer.Deferred):
-            return d.addBoth(finished)
-        return finished(d)
+        if isinstance(d, Identity):  # answered at once (a plain class: a cheap test)
+            return finished(d)
+        return d.addBoth(finished)
 
     def read(self, fn, *args):
         """A Deferred of fn(*args), which reads the store: in the read pool when the

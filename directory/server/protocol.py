@@ -536,7 +536,7 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
             self.binding = False
             failed(exc)
             return
-        if isinstance(got, defer.Deferred):  # a slow hash, a store across the network
+        if not isinstance(got, Identity):  # a Deferred: a slow hash, a store across the network
             got.addCallback(done)
             got.addErrback(lambda f: failed(f.value))
             got.addBoth(finished)

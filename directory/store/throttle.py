@@ -40,6 +40,10 @@ CREATE TABLE IF NOT EXISTS web_session(key TEXT PRIMARY KEY, dn TEXT NOT NULL, d
     created REAL NOT NULL, last_seen REAL NOT NULL, idle REAL NOT NULL, expires REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS web_session_expires ON web_session(expires);
 """
+# this process's pid, kept up to date across forks: os.getpid() is a system call, and
+# _conn() asks at every count (one per bind)
+_PID = [os.getpid()]
+os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
 OPEN_LOCK = threading.Lock()  # SQLiteStore.throttle: one Throttle per store
 PRUNE_EVERY = 64  # hits of this process between two prunes …
 PRUNE_BATCH = 512  # … each deleting at most this many expired rows (bounded time per call)
@@ -73,11 +77,11 @@ class Throttle:
             return self._shared
         conn = getattr(self._local, "conn", None)
         # a connection made before a fork (workers) is not used in the child
-        if conn is None or self._local.pid != os.getpid():
+        if conn is None or self._local.pid != _PID[0]:
             conn = sqlite3.connect(self.path, isolation_level=None, timeout=10.0, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=OFF")
-            self._local.conn, self._local.pid = conn, os.getpid()
+            self._local.conn, self._local.pid = conn, _PID[0]
         return conn
 
     def _run(self, fn):
