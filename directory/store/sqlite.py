@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from ..core.entry import Entry, decode_attrs, encode_attrs
 from ..district.gentime import gentime_text
 from .base import Eq, JobLocked, Present, Range, Substring
-from .throttle import OPEN_LOCK, Throttle, throttle_path
+from .throttle import OPEN_LOCK, Throttle, throttle_path, wal_watch
 
 SCHEMA_VERSION = 1  # of the tables below (recorded in backups: restore checks it)
 SCHEMA = """
@@ -101,6 +101,7 @@ class SQLiteStore:
         self.cache_hits = self.cache_misses = 0
         conn = self._conn()
         conn.executescript(SCHEMA)
+        self._watch = wal_watch(self.path)  # see refresh()
         row = conn.execute("SELECT max(seq) FROM invalidation").fetchone()
         self._seen_inv = row[0] or 0
 
@@ -133,6 +134,15 @@ class SQLiteStore:
             if now - self._last_refresh < self.refresh_interval:
                 return
             self._last_refresh = now
+        # no commit to the file since the last look (one pread): nothing to catch up on
+        watch = self._watch
+        head = watch.look() if watch is not None else None
+        if head is not None and head == getattr(self._local, "wal_head", None):
+            return
+        self._catch_up()
+        self._local.wal_head = head  # read before catching up: a commit after it is seen next time
+
+    def _catch_up(self):
         conn = self._conn()
         version = conn.execute("PRAGMA data_version").fetchone()[0]
         if version == self._local.data_version:
