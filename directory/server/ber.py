@@ -872,9 +872,7 @@ def encode_result(
         if op_bytes is None:
             op_bytes = encode_int(T_ENUMERATED, code) + b"\x04\x00\x04\x00"
             op_bytes = _BARE_RESULT[(op, code)] = _hdr(0x60 | op, len(op_bytes)) + op_bytes
-        if msgid < 0x80:
-            return _hdr(T_SEQUENCE, len(op_bytes) + 3) + bytes((T_INTEGER, 1, msgid)) + op_bytes
-        mid = encode_int(T_INTEGER, msgid)
+        mid = _message_id(msgid)
         return _hdr(T_SEQUENCE, len(mid) + len(op_bytes)) + mid + op_bytes
     m = _utf8(matched_dn)
     t = _utf8(message)
@@ -959,13 +957,22 @@ def encode_entry_op(dn: str, attributes: list[tuple[str, list[bytes]]]) -> bytes
     return b"".join((_hdr(0x64, len(dn_hdr) + len(d) + len(list_hdr) + len(body)), dn_hdr, d, list_hdr, body))
 
 
-def encode_entry_message(msgid: int, op: bytes) -> bytes:
-    """An LDAPMessage around an encoded protocolOp (encode_entry_op), no controls."""
+def _message_id(msgid: int) -> bytes:
+    """The messageID INTEGER element (0 .. MAX_INT)."""
     if 0 <= msgid < 0x80:
-        return _hdr(T_SEQUENCE, len(op) + 3) + bytes((T_INTEGER, 1, msgid)) + op
+        return bytes((T_INTEGER, 1, msgid))
+    if 0x80 <= msgid < 0x8000:
+        return bytes((T_INTEGER, 2, msgid >> 8, msgid & 0xFF))
+    if 0x8000 <= msgid < 0x800000:
+        return bytes((T_INTEGER, 3, msgid >> 16, (msgid >> 8) & 0xFF, msgid & 0xFF))
     if not 0 <= msgid <= MAX_INT:
         raise ValueError(f"messageID {msgid} out of range")
-    mid = encode_int(T_INTEGER, msgid)
+    return encode_int(T_INTEGER, msgid)
+
+
+def encode_entry_message(msgid: int, op: bytes) -> bytes:
+    """An LDAPMessage around an encoded protocolOp (encode_entry_op), no controls."""
+    mid = _message_id(msgid)
     return _hdr(T_SEQUENCE, len(mid) + len(op)) + mid + op
 
 

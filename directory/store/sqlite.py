@@ -92,6 +92,7 @@ class SQLiteStore:
         # (generation, eviction) and (generation check, caching) are atomic under this
         # lock: a read that began before a commit never caches the row that commit replaced
         self._cache_lock = threading.Lock()
+        self._batches = 0  # group commits running (see _in_batch)
         self._generation = 0
         self.refresh_interval = 0.0
         self._last_refresh = 0.0
@@ -196,7 +197,8 @@ class SQLiteStore:
 
     # -- reads -------------------------------------------------------------
     def _in_batch(self) -> bool:
-        return getattr(self._local, "batch", None) is not None
+        # the thread-local look only while some thread runs a group commit
+        return self._batches > 0 and getattr(self._local, "batch", None) is not None
 
     def get(self, entry_id: int) -> Entry | None:
         if self._in_batch():
@@ -396,11 +398,13 @@ class SQLiteStore:
             conn = self._conn()
             conn.execute("BEGIN IMMEDIATE")
             batch = self._local.batch = Tx(self, conn)
+            self._batches += 1  # under the write lock
             try:
                 try:
                     yield batch
                 finally:
                     self._local.batch = None
+                    self._batches -= 1
                 self._record_invalidation(batch)
                 conn.execute("COMMIT")
             except BaseException:
