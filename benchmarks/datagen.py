@@ -31,15 +31,20 @@ PEOPLE = "ou=people," + SUFFIX
 STUDENTS = "ou=students," + PEOPLE
 ROOT_DN = "cn=admin," + SUFFIX
 ROOT_PASSWORD = "bench-admin-password"
+# An ordinary (non-root) identity the eq search case binds as, so access rules apply: a
+# service account, like an SSO server looking users up (Rollcall's rules let services
+# read students; slapd's bench rules let any bound user read).
+READER_DN = "cn=bench-reader,ou=services," + SUFFIX
+READER_PASSWORD = "bench-reader-password"
 SEED = 20240611
 # The searching identity of the substring cases: an SSO service's bind account
 # (config.yaml's access rules let ou=services read students; slapd's "users read").
 SERVICES = "ou=services," + SUFFIX
 SEARCH_DN = "cn=bench-sso," + SERVICES
 SEARCH_PASSWORD = "bench-sso-password"
-BASE_ENTRIES = 5  # entries besides the users
+BASE_ENTRIES = 6  # entries besides the users: base_entries()
 # Bump when the generated content changes (cache key for bench-out/).
-VERSION = 2
+VERSION = 3
 # config.yaml's passwords.argon2 (m=64 MiB, t=2, p=1): the {ARGON2} users' hashes
 ARGON2 = {"time_cost": 2, "memory_cost": 65536, "parallelism": 1}
 
@@ -139,7 +144,11 @@ def base_entries() -> str:
         "dn: %s\n"
         "objectClass: top\nobjectClass: applicationProcess\nobjectClass: simpleSecurityObject\n"
         "cn: bench-sso\nuserPassword: %s\n\n"
-    ) % (SUFFIX, PEOPLE, STUDENTS, SERVICES, SEARCH_DN, ssha(SEARCH_PASSWORD, b"bnch"))
+        "dn: %s\n"
+        "objectClass: top\nobjectClass: applicationProcess\nobjectClass: simpleSecurityObject\n"
+        "cn: bench-reader\nuserPassword: %s\n\n"
+    ) % (SUFFIX, PEOPLE, STUDENTS, SERVICES, SEARCH_DN, ssha(SEARCH_PASSWORD, b"bnch"),
+       READER_DN, ssha(READER_PASSWORD, b"rdr1"))
 
 
 def _argon2_one(i: int) -> str:

@@ -151,7 +151,7 @@ def main(argv=None) -> int:
     ap.add_argument("--memberof-index", default="eq", help="index kinds of memberOf (with --groups)")
     args = ap.parse_args(argv)
     ldif, _ = datagen.cached_ldif(args.out, args.users)
-    entries = args.users + 3
+    entries = args.users + datagen.BASE_ENTRIES
     if args.groups:
         ldif, entries, values = groups_ldif(args.out, ldif, args.users, args.groups, args.members, args.nest)
         print(f"{entries} entries, {args.groups} groups of {args.members}, nest {args.nest}: "

@@ -709,8 +709,9 @@ def typeahead_prefixes(users: int, rng, n: int = 4096) -> list[str]:
 def make_workloads(users: int, root_dn: str, root_password: str, *, connections: int = 8,
                    depth: int = 8, bind_connections: int = 32, pool_size: int = 65536,
                    seed: int = 7, cases=("eq", "bind", "sub"), argon2_users: int = 0,
-                   argon2_connections: int = 8) -> list[Workload]:
-    """argon2_users: the first K users have {ARGON2} hashes (datagen.argon2_hashes): the
+                   argon2_connections: int = 8, eq_depth: int | None = None) -> list[Workload]:
+    """eq_depth: outstanding searches per connection of the eq case (default: depth).
+    argon2_users: the first K users have {ARGON2} hashes (datagen.argon2_hashes): the
     "argon2" case binds as them, the "bind" case never does."""
     from . import datagen
 
@@ -724,12 +725,18 @@ def make_workloads(users: int, root_dn: str, root_password: str, *, connections:
     out = []
     for case in cases:
         if case == "eq":
-            ops = [search_op(datagen.PEOPLE, filter_eq("uid", datagen.uid_of(i)), ("cn", "mail"))
+            # as the issue's harness: bound once per connection as an ordinary identity
+            # (access rules apply), all user attributes asked for
+            ops = [search_op(datagen.PEOPLE, filter_eq("uid", datagen.uid_of(i)), ("*",))
                    for i in ids]
-            out.append(Workload("eq", ops, connections, depth, (root_dn, root_password),
+            out.append(Workload("eq", ops, connections, eq_depth or depth,
+                                (datagen.READER_DN, datagen.READER_PASSWORD),
                                 expect_entries=1,
-                                describe="subtree %s (uid=<random existing>) attrs cn,mail; "
-                                         "bound as root" % datagen.PEOPLE))
+                                describe="subtree %s (uid=<random existing>) attrs *; %d "
+                                         "connections x %d outstanding; bound as %s (not root: "
+                                         "access rules apply)" % (datagen.PEOPLE, connections,
+                                                                  eq_depth or depth,
+                                                                  datagen.READER_DN)))
         elif case == "bind":
             ops = [bind_op(datagen.dn_of(i), datagen.password_of(i)) for i in ids]
             out.append(Workload("bind", ops, bind_connections, 1, None,

@@ -61,7 +61,7 @@ def main(argv=None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = Path(tempfile.mkdtemp(prefix="migrate-%s-" % stamp, dir=str(out_dir)))
-    entries = args.users + 3
+    entries = args.users + datagen.BASE_ENTRIES
     steps: dict[str, dict] = {}
 
     def step(name, secs, n=entries):

@@ -102,6 +102,7 @@ class Directory:
         self.filters = FilterCompiler(self)
         self.planner = IndexPlanner(self)
         self._subtypes: dict[str, tuple] = {}
+        self._selectors: dict[tuple, AttributeSelector] = {}
         self._index_kinds = {}
         for attr, kinds in config.indexes.items():
             at = schema.attribute(attr)
@@ -466,11 +467,13 @@ class Directory:
         A paged search (RFC 2696) is not held to the server's size limit."""
         self.usable(ident)
         compiled = self.filters.compile(filter_ast)
-        selector = AttributeSelector(self, attributes)
-        server_size = 0 if paged else self.limits.for_identity(ident).size
+        selector = self.selector(attributes)
+        mine = self.limits.for_identity(ident)
+        server_size = 0 if paged else mine.size
         limits = [x for x in (size_limit, server_size) if x]
         size = min(limits) if limits else 0
-        deadline = self.search_deadline(ident, time_limit)
+        tlimits = [x for x in (time_limit, mine.time) if x]  # as search_deadline
+        deadline = time.monotonic() + min(tlimits) if tlimits else None
 
         base_ndn = self.dn.normalize(base) if base else ""
         if scope == SCOPE_BASE and base_ndn == "cn=monitor" and self.monitor is not None and ident.is_root:
@@ -522,6 +525,20 @@ class Directory:
                 f"unindexed search examines more than {limit} entries; add an indexed attribute to the filter",
             )
         return ids
+
+    def selector(self, attributes) -> "AttributeSelector":
+        """The AttributeSelector of a request's attribute list (the schema is fixed while
+        the server runs: one per distinct list, a few in practice)."""
+        try:
+            key = tuple(attributes)
+            got = self._selectors.get(key)
+        except TypeError:
+            return AttributeSelector(self, attributes)
+        if got is None:
+            if len(self._selectors) >= 256:
+                self._selectors.clear()
+            got = self._selectors[key] = AttributeSelector(self, attributes)
+        return got
 
     def render(self, ident: Identity, entry: Entry, selector, types_only=False, hidden=None):
         """The attributes of an entry a caller asked for and may read: [(name, [values])]."""
@@ -1130,6 +1147,11 @@ class AttributeSelector:
                 if at is not None:
                     self.explicit.extend(directory.subtypes(at.name))
         self._explicit_set = set(self.explicit)
+        # what a rendering depends on besides the entry and the hidden set: None when a
+        # virtual attribute (hasSubordinates: the children, not the entry) may be
+        # rendered, so the encoded entry may not be cached on the entry
+        self.cache_key = None if self.all_operational or any(n in VIRTUAL for n in self.explicit) else (
+            self.all_user, tuple(dict.fromkeys(self.explicit)))
 
     def names(self, entry: Entry):
         out = []
@@ -1174,6 +1196,10 @@ class SearchCursor:
         self.returned = 0
         self.done = False
         self.key_of = None  # (entry, hidden) -> sort key, for server-side sorting
+        # (dn, [(attr, values)]) -> bytes, set by the protocol: a rendered entry is then
+        # returned encoded, and kept on the (immutable, cached) entry for the next read
+        # with the same attribute selection and the same hidden attributes
+        self.encode = None
         # a subtree search of the suffix: every entry is in scope, no DN to compare
         self.whole_context = (scope == SCOPE_SUB and base_entry is not None
                               and base_entry.ndn == directory.suffix_ndn)
@@ -1240,6 +1266,13 @@ class SearchCursor:
         """Check candidates against scope, access and filter, rendering the matches
         into out; True when a page is full."""
         acl = self.d.acl
+        encode = self.encode if self.key_of is None and not self.virtual else None
+        if encode is not None:
+            sel_key = self.selector.cache_key
+            if sel_key is None:
+                encode = None
+            else:
+                enc_key = ("\0enc", sel_key, self.types_only)
         for key in chunk:
             self.pos += 1
             entry = by_id.get(key)
@@ -1254,6 +1287,22 @@ class SearchCursor:
                 self.done = True
                 raise PartialResult(out, LDAPError(ResultCode.SIZE_LIMIT_EXCEEDED, ""))
             self.returned += 1
+            if encode is not None:
+                # by the hidden set (interned: one per distinct answer), so identities
+                # that see the same attributes share one encoding
+                encodings = entry.keys.get(enc_key)
+                if encodings is None:
+                    encodings = entry.keys[enc_key] = {}
+                body = encodings.get(hidden)
+                if body is None:
+                    body = encode(entry.dn, self.d.render(self.ident, entry, self.selector, self.types_only,
+                                                          hidden))
+                    if len(encodings) < 8:  # a bound on the variants kept per entry
+                        encodings[hidden] = body
+                out.append((entry.dn, body))
+                if max_results is not None and len(out) >= max_results:
+                    break
+                continue
             rendered = self.d.render(self.ident, entry, self.selector, self.types_only, hidden)
             if self.key_of is None:
                 out.append((entry.dn, rendered))

@@ -41,8 +41,24 @@ class FilterCompiler:
         self.d = directory
         self.schema = directory.schema
         self._applies_cache = {}
+        self._leaves = {}  # item (not and/or/not) -> its evaluator: a pure function of the item
 
     def compile(self, ast):
+        """The evaluator of a filter. An item's is kept (bounded) for the planner's
+        look at the same item and for the next request with it."""
+        if ast[0] in ("and", "or", "not"):
+            return self._compile(ast)
+        try:
+            got = self._leaves.get(ast)
+        except TypeError:  # an unhashable AST (lists in a substring item)
+            return self._compile(ast)
+        if got is None:
+            if len(self._leaves) >= 4096:
+                self._leaves.clear()
+            got = self._leaves[ast] = self._compile(ast)
+        return got
+
+    def _compile(self, ast):
         kind = ast[0]
         if kind in ("and", "or"):
             parts = [self.compile(f) for f in ast[1]]

@@ -55,6 +55,21 @@ class LimitRules:
     def for_identity(self, ident) -> SearchLimits:
         if ident.is_root:
             return UNLIMITED
+        if not self.rules:
+            return self.defaults
+        # kept on the identity's own (immutable, cached) entry: its groups and status
+        # decide, and a change to them replaces that entry; not for an expiring account
+        me = self.d.acl._ident_entry(ident) if ident.entry_id is not None else None
+        if me is not None and "rollcallExpiry" not in me.attrs:
+            memo = me.keys.get("\0limits")
+            if memo is not None and memo[0] is self and memo[1] == ident.ndn:
+                return memo[2]
+            got = self._match(ident)
+            me.keys["\0limits"] = (self, ident.ndn, got)
+            return got
+        return self._match(ident)
+
+    def _match(self, ident) -> SearchLimits:
         for subject, limits in self.rules:
             if self.d.acl.identity_matches(subject, ident):
                 return limits

@@ -177,6 +177,7 @@ def _address(host: str):
     return addr
 
 
+@functools.lru_cache(maxsize=4096)  # a pure function of the address: parsed once per client
 def source_key(host: str) -> str:
     """What failures of `host` are counted under: the IPv4 address, the IPv6 /64."""
     addr = _address(host)

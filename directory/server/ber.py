@@ -115,6 +115,7 @@ _REQUEST_OPS = {
 
 # LDAPResult-shaped responses: APPLICATION tag numbers.
 _RESULT_OPS = frozenset((1, 5, 7, 9, 11, 13, 15, 24))
+_BARE_RESULT: dict = {}  # (op, code) -> the encoded protocolOp of a result with no text
 
 _AVA_FILTERS = {0xA3: "eq", 0xA5: "ge", 0xA6: "le", 0xA8: "approx"}
 _AVA_TAGS = {v: k for k, v in _AVA_FILTERS.items()}
@@ -865,6 +866,14 @@ def encode_result(
     (already-encoded serverSaslCreds [7], responseName [10], responseValue [11])."""
     if op not in _RESULT_OPS:
         raise ValueError(f"APPLICATION {op} is not an LDAPResult-shaped response")
+    if not (matched_dn or message or controls or extra) and 0 <= msgid <= MAX_INT:
+        # the common answer (a bare result code): the op is 7 octets
+        op_bytes = _BARE_RESULT.get((op, code))
+        if op_bytes is None:
+            op_bytes = encode_int(T_ENUMERATED, code) + b"\x04\x00\x04\x00"
+            op_bytes = _BARE_RESULT[(op, code)] = _hdr(0x60 | op, len(op_bytes)) + op_bytes
+        mid = _message_id(msgid)
+        return _hdr(T_SEQUENCE, len(mid) + len(op_bytes)) + mid + op_bytes
     m = _utf8(matched_dn)
     t = _utf8(message)
     body = b"".join((encode_int(T_ENUMERATED, code), _hdr(T_OCTET_STRING, len(m)), m,
@@ -933,6 +942,38 @@ def encode_search_entry(msgid: int, dn: str, attributes: list[tuple[str, list[by
     ctl = encode_controls(controls) if controls else b""
     total = len(mid) + len(op_hdr) + len(dn_hdr) + len(d) + len(list_hdr) + len(body) + len(ctl)
     return b"".join((_hdr(T_SEQUENCE, total), mid, op_hdr, dn_hdr, d, list_hdr, body, ctl))
+
+
+def encode_entry_op(dn: str, attributes: list[tuple[str, list[bytes]]]) -> bytes:
+    """The protocolOp of a SearchResultEntry (APPLICATION 4, its header included) without
+    the message envelope: what a cache keeps, sent with encode_entry_message."""
+    try:
+        body = _entry_attributes(attributes)
+    except TypeError:  # str (or otherwise non-bytes) values: normalise and retry
+        body = _entry_attributes([(n, [_utf8(v) for v in vs]) for n, vs in attributes])
+    d = _utf8(dn)
+    dn_hdr = _hdr(T_OCTET_STRING, len(d))
+    list_hdr = _hdr(T_SEQUENCE, len(body))
+    return b"".join((_hdr(0x64, len(dn_hdr) + len(d) + len(list_hdr) + len(body)), dn_hdr, d, list_hdr, body))
+
+
+def _message_id(msgid: int) -> bytes:
+    """The messageID INTEGER element (0 .. MAX_INT)."""
+    if 0 <= msgid < 0x80:
+        return bytes((T_INTEGER, 1, msgid))
+    if 0x80 <= msgid < 0x8000:
+        return bytes((T_INTEGER, 2, msgid >> 8, msgid & 0xFF))
+    if 0x8000 <= msgid < 0x800000:
+        return bytes((T_INTEGER, 3, msgid >> 16, (msgid >> 8) & 0xFF, msgid & 0xFF))
+    if not 0 <= msgid <= MAX_INT:
+        raise ValueError(f"messageID {msgid} out of range")
+    return encode_int(T_INTEGER, msgid)
+
+
+def encode_entry_message(msgid: int, op: bytes) -> bytes:
+    """An LDAPMessage around an encoded protocolOp (encode_entry_op), no controls."""
+    mid = _message_id(msgid)
+    return _hdr(T_SEQUENCE, len(mid) + len(op)) + mid + op
 
 
 def _entry_attributes(attributes) -> bytearray:

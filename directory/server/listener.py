@@ -16,7 +16,7 @@ from zope.interface import implementer
 from .. import passwords
 from ..core.errors import LDAPError, ResultCode, result_name
 from ..core.filterparse import filter_to_string
-from ..core.identity import SESSION_TICKET, is_loopback, session_key
+from ..core.identity import SESSION_TICKET, Identity, is_loopback, session_key
 from .accesslog import format_kv, open_access_log
 from .controls import SUPPORTED_CONTROLS
 from .metrics import Metrics, listen as listen_metrics
@@ -288,19 +288,29 @@ class LDAPServerFactory(protocol.ServerFactory):
         host = transport.getHost()
         return getattr(host, "port", None) in self.tls_ports
 
-    def authenticate(self, name: str, password: bytes, peer_host: str, peer: str, tls: bool):
+    def authenticate(self, name: str, password: bytes, peer_host: str, peer: str, tls: bool,
+                     refreshed: bool = False):
         """A simple bind with a DN and a password, for LDAP connections and the web
         console alike: throttling of failed binds per (address, account) and per
         unknown address, lockout bookkeeping, rehash on success.
         Returns a Deferred firing the Identity, or failing with LDAPError."""
-        directory = self.directory
+        try:
+            got = self.authenticate_now(name, password, peer_host, peer, tls, refreshed)
+        except Exception:
+            return defer.fail()
+        return defer.succeed(got) if isinstance(got, Identity) else got
+
+    def authenticate_now(self, name: str, password: bytes, peer_host: str, peer: str, tls: bool,
+                         refreshed: bool = False):
+        """authenticate() without a Deferred where none is needed: the Identity at once
+        (a fast hash on a local store), or a Deferred of it; raises LDAPError."""
         # binds being verified from one address: a client (or many connections of one)
         # may not queue hundreds of password hashes ahead of everyone else's
         if self.binds_in_flight[peer_host] >= self.config.max_binds_per_address:
             log.info("bind of %r from %s refused: %d binds from this address in progress", name, peer,
                      self.binds_in_flight[peer_host])
-            return defer.fail(LDAPError(ResultCode.BUSY, "too many binds in progress from this address; "
-                                                         "wait for their results"))
+            raise LDAPError(ResultCode.BUSY, "too many binds in progress from this address; "
+                                             "wait for their results")
         self.binds_in_flight[peer_host] += 1
 
         def finished(result):
@@ -310,10 +320,12 @@ class LDAPServerFactory(protocol.ServerFactory):
             return result
 
         try:
-            d = self._authenticate(name, password, peer_host, peer, tls)
+            d = self._authenticate(name, password, peer_host, peer, tls, refreshed)
         except BaseException:
             finished(None)
             raise
+        if isinstance(d, Identity):  # answered at once (a plain class: a cheap test)
+            return finished(d)
         return d.addBoth(finished)
 
     def read(self, fn, *args):
@@ -328,7 +340,8 @@ class LDAPServerFactory(protocol.ServerFactory):
 
         return deferToThreadPool(reactor, self.read_pool, in_pool)
 
-    def _authenticate(self, name: str, password: bytes, peer_host: str, peer: str, tls: bool):
+    def _authenticate(self, name: str, password: bytes, peer_host: str, peer: str, tls: bool,
+                      refreshed: bool = False):
         if password.startswith(SESSION_TICKET) and is_loopback(peer_host):
             return self._ticket(name, password[len(SESSION_TICKET):], peer, tls)
         # (from anywhere else a ticket is only a wrong password, counted as one)
@@ -337,7 +350,7 @@ class LDAPServerFactory(protocol.ServerFactory):
         cache = self.bind_cache
 
         def look_up():
-            if self.read_pool is None:
+            if self.read_pool is None and not refreshed:
                 directory.store.refresh()  # the console signs in here without an LDAP PDU
             since = cache.generation()  # before the entry is read (VerifiedCache.remember)
             ndn, entry, hashes = directory.bind_lookup(name)
@@ -419,6 +432,21 @@ class LDAPServerFactory(protocol.ServerFactory):
                                       "rehash after bind of %s failed: %s", name, f.getErrorMessage()))
             return ident
 
+        if self.read_pool is None:
+            # a store on local disk: look up and count on this thread; a fast hash (salted
+            # SHA, about a microsecond) is verified here too, in one go with no Deferred
+            # per step (the slow ones go to the hash pool, below)
+            try:
+                found = look_up()
+            except LDAPError as exc:
+                if exc.code == ResultCode.UNWILLING_TO_PERFORM:
+                    log.info("bind refused dn=%r from %s: %s", name, peer, exc.message)
+                raise
+            hashes = found[2]
+            if hashes and not any(passwords.is_slow(h) for h in hashes):
+                # the Identity, or a Deferred when a failure is being recorded first; raises
+                return done(outcome(found, directory.verify_any(password, hashes)), found)
+            return verify(found)
         return self.read(look_up).addErrback(refused).addCallback(verify)
 
     def _ticket(self, name: str, sid: bytes, peer: str, tls: bool):

@@ -11,7 +11,7 @@ import ipaddress
 import logging
 import time
 
-from twisted.internet import defer, protocol, reactor
+from twisted.internet import defer, protocol, reactor, tcp
 from twisted.internet.threads import deferToThreadPool
 from twisted.protocols.policies import TimeoutMixin
 
@@ -56,7 +56,8 @@ _CONTROL_OPS = {
 
 SEARCH_BATCH = 256  # candidates examined per reactor turn
 MAX_READS_IN_FLIGHT = 4  # per connection, with a store across the network (read pool)
-MAX_PAGED_SEARCHES = 16  # paged searches a connection may leave open
+MAX_PAGED_SEARCHES = 16
+PENDING_MAX = 16384  # octets of responses held for one send at the end of a read  # paged searches a connection may leave open
 
 
 def _is_loopback(host: str) -> bool:
@@ -116,6 +117,10 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
         # searches): msgid -> [message, start, bound DN, entries sent]
         self.ops: dict[int, list] = {}
         self.close_reason = None
+        # responses made while the requests of one read are handled: sent together at its end
+        self._pending: list | None = None
+        self._pending_len = 0
+        self.direct = False  # plain TCP: responses go straight to the socket (see _write)
 
     # ------------------------------------------------------------------ transport
     def connectionMade(self):
@@ -138,6 +143,11 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
             self.transport.loseConnection()
             return
         self.admitted = True
+        self.direct = isinstance(self.transport, tcp.Connection) and not self.tls
+        if isinstance(self.transport, tcp.Connection):
+            # answers go out as made (one send per read's worth of them): Nagle would
+            # hold a pipelining client's next answer until it acknowledges the last (as slapd)
+            self.transport.setTcpNoDelay(True)
         self.transport.registerProducer(self, True)
         if self.config.idle_timeout:
             self.setTimeout(self.config.idle_timeout)
@@ -155,6 +165,7 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
     def close(self):
         """Close after what is written has been sent (the producer must go first:
         Twisted keeps a connection with a registered producer open)."""
+        self._flush()
         self.closed = True
         if self.admitted:
             self.transport.unregisterProducer()
@@ -173,6 +184,7 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
         self.pages.clear()
         self.parked.clear()
         self.buffer.clear()
+        self._pending = None
         for call in (self.blocked_timer, self.resume_call):
             if call is not None and call.active():
                 call.cancel()
@@ -285,8 +297,24 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
         self._process()
 
     def _process(self):
-        """Handle the complete requests in the buffer, until one makes us hold."""
+        """Handle the complete requests in the buffer, until one makes us hold; their
+        responses go out together when they are done (one send for the lot)."""
+        if self._pending is not None:
+            self._process_requests()
+            return
+        self._pending, self._pending_len = [], 0
+        try:
+            self._process_requests()
+        finally:
+            self._flush()
+
+    def _process_requests(self):
         buf, off = self.buffer, 0
+        # other worker processes may have written: drop what they changed from our cache,
+        # once for the requests at hand (all sent before this look; a store across the
+        # network is refreshed in the read pool, by read())
+        if self.server.read_pool is None and not self._holding():
+            self.directory.store.refresh()
         try:
             while not self.closed and not self._holding():
                 n = ber.next_pdu_length(buf, off, self.max_pdu())
@@ -314,16 +342,50 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
         log.warning("protocol error from %s: %s", self.peer, why)
         self.close_reason = "protocol error"
         if not self.closed:
-            self.transport.write(ber.encode_notice_of_disconnection(ResultCode.PROTOCOL_ERROR, why))
+            self.send(ber.encode_notice_of_disconnection(ResultCode.PROTOCOL_ERROR, why))
             self.close()
         self.buffer.clear()
 
     def send(self, data: bytes):
-        if not self.closed:
-            self.transport.write(data)
+        if self.closed:
+            return
+        pending = self._pending
+        if pending is None:
+            self._write(data)
+            return
+        pending.append(data)
+        self._pending_len += len(data)
+        if self._pending_len >= PENDING_MAX:
+            # large answers go at once: the transport's back-pressure (pauseProducing)
+            # must see them before the next request is handled
+            self._flush(keep=True)
 
-    def result(self, msgid, op, code, message="", matched="", controls=None, extra=b""):
-        self.send(ber.encode_result(msgid, RESPONSE_OP[op], code, matched, message, controls, extra))
+    def _flush(self, keep=False):
+        pending, self._pending, self._pending_len = self._pending, ([] if keep else None), 0
+        if pending:
+            self._write(pending[0] if len(pending) == 1 else b"".join(pending))
+
+    def _write(self, data: bytes):
+        """To the transport; on plain TCP with nothing queued before it, straight to the
+        socket first: what the kernel takes at once needs no write event (two epoll
+        changes and a reactor turn per response); the rest is queued by Twisted as usual
+        (back-pressure and limits.write_timeout unchanged)."""
+        t = self.transport
+        if self.direct and t.connected and not t.disconnecting and not t._tempDataLen \
+                and t.offset == len(t.dataBuffer):
+            try:
+                n = t.socket.send(data)
+            except OSError:  # would block, or the connection is failing: Twisted's write finds out
+                n = 0
+            if n >= len(data):
+                return
+            if n:
+                data = data[n:]
+        t.write(data)
+
+    def result(self, msgid, op, code, message="", matched="", controls=None, extra=b"", before=b""):
+        """before: responses (a search's last entries) sent in the same write."""
+        self.send(before + ber.encode_result(msgid, RESPONSE_OP[op], code, matched, message, controls, extra))
         if self.server.observing:
             self.server.op_done(self, self.ops.pop(msgid, None), OP_NAMES.get(op, str(op)), code)
 
@@ -381,10 +443,6 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
             # RFC 4511 4.14.1: nothing may follow StartTLS until TLS is up
             self.protocol_error("request received during TLS negotiation")
             return
-        # other worker processes may have written: drop what they changed from our cache
-        # (a store across the network is refreshed in the read pool, by read())
-        if self.server.read_pool is None:
-            self.directory.store.refresh()
         if op == OP_UNBIND:
             self.close_reason = "unbind"
             self.close()
@@ -457,9 +515,9 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
             ctrls = [ppolicy_response(error=2)] if wants_ppolicy and ident.restricted else None
             self.result(msgid, OP_BIND, ResultCode.SUCCESS, controls=ctrls)
 
-        def failed(f):
+        def failed(exc):
             self.server.audit_bind(self, req.name, False)
-            self.error(msgid, OP_BIND, f.value)
+            self.error(msgid, OP_BIND, exc)
 
         def finished(_):
             # the requests that arrived meanwhile are read now, as the new identity
@@ -470,10 +528,25 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
         # bind in flight per connection, never a queue of them (limits.max_binds_per_address
         # bounds them per client address)
         self.binding = True
-        d = self.server.authenticate(req.name, req.password, self.peer_host, self.peer, self.tls)
-        d.addCallback(done)
-        d.addErrback(failed)
-        d.addBoth(finished)
+        try:
+            # this request's _process refreshed the store (other workers' writes) already
+            got = self.server.authenticate_now(req.name, req.password, self.peer_host, self.peer, self.tls,
+                                               refreshed=True)
+        except Exception as exc:
+            self.binding = False
+            failed(exc)
+            return
+        if not isinstance(got, Identity):  # a Deferred: a slow hash, a store across the network
+            got.addCallback(done)
+            got.addErrback(lambda f: failed(f.value))
+            got.addBoth(finished)
+            return
+        # answered at once (a fast hash on a local store): _process goes on by itself
+        self.binding = False
+        try:
+            done(got)
+        except Exception as exc:
+            failed(exc)
 
     # ------------------------------------------------------------------ search
     def read(self, fn, then, msgid, op):
@@ -548,10 +621,11 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
             state.msgid, state.page_size, state.abandoned = msgid, size, False
             # the time limit bounds this page's request, not the whole paged search
             state.cursor.deadline = self.directory.search_deadline(self.ident, req.time_limit)
-        elif paged is not None:
-            state = _Search(msgid, cursor, paged=True, page_size=size or 1 << 31)
         else:
-            state = _Search(msgid, cursor)
+            state = (_Search(msgid, cursor, paged=True, page_size=size or 1 << 31) if paged is not None
+                     else _Search(msgid, cursor))
+            # entries come encoded (and are kept so on the cached entry, see SearchCursor)
+            cursor.encode = ber.encode_entry_op
         sort = controls.get(SORT_REQUEST)
         # a later page of a sorted paged search was sorted (or refused) on its first page
         if sort is not None and state.sort_result is None and not isinstance(state.cursor, SortedCursor):
@@ -660,18 +734,19 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
                 return
         cursor = state.cursor
         if ended is not None:
-            self._send_entries(msgid, entries)
+            data = self._encode_entries(msgid, entries)
             self.searches.pop(msgid, None)
-            self.result(msgid, OP_SEARCH, ended.error.code, ended.error.message)
+            self.result(msgid, OP_SEARCH, ended.error.code, ended.error.message, before=data)
             return
-        self._send_entries(msgid, entries)
-        if cursor.done:
+        if cursor.done:  # the last entries and the result in one write
+            data = self._encode_entries(msgid, entries)
             self.searches.pop(msgid, None)
             ctrls = [encode_paged(0, b"")] if state.paged else []
             if state.sort_result is not None:
                 ctrls.append(state.sort_result)
-            self.result(msgid, OP_SEARCH, ResultCode.SUCCESS, controls=ctrls or None)
+            self.result(msgid, OP_SEARCH, ResultCode.SUCCESS, controls=ctrls or None, before=data)
             return
+        self._send_entries(msgid, entries)
         if state.paged:
             state.page_size -= len(entries)
             if state.page_size <= 0:
@@ -693,10 +768,18 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
 
     def _send_entries(self, msgid, entries):
         if entries and not self.closed:
-            self.transport.write(b"".join(ber.encode_search_entry(msgid, dn, attrs) for dn, attrs in entries))
-            record = self.ops.get(msgid)
-            if record is not None:
-                record[3] += len(entries)
+            self.send(self._encode_entries(msgid, entries))
+
+    def _encode_entries(self, msgid, entries) -> bytes:
+        """SearchResultEntry PDUs; an entry whose protocolOp the cursor encoded (bytes,
+        see SearchCursor.encode) only gets its envelope."""
+        if not entries:
+            return b""
+        record = self.ops.get(msgid)
+        if record is not None:
+            record[3] += len(entries)
+        return b"".join(ber.encode_entry_message(msgid, attrs) if attrs.__class__ is bytes
+                        else ber.encode_search_entry(msgid, dn, attrs) for dn, attrs in entries)
 
     # ------------------------------------------------------------------ the rest
     def do_other(self, msg):
@@ -795,6 +878,8 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
         if self.searches:
             raise LDAPError(ResultCode.OPERATIONS_ERROR, "operations are outstanding")
         self.extended_result(msgid, ResultCode.SUCCESS, name=STARTTLS)
+        self._flush()  # the answer in clear, before the handshake
+        self.direct = False
         self.transport.startTLS(ctx)
         self.tls = True
         self.ident.tls = True

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from ..core.entry import Entry, decode_attrs, encode_attrs
 from ..district.gentime import gentime_text
 from .base import Eq, JobLocked, Prefix, Present, Range, Substring, prefix_end
-from .throttle import OPEN_LOCK, Throttle, throttle_path
+from .throttle import OPEN_LOCK, Throttle, throttle_path, wal_watch
 
 SCHEMA_VERSION = 1  # of the tables below (recorded in backups: restore checks it)
 SCHEMA = """
@@ -101,11 +101,16 @@ class SQLiteStore:
         # deleted slots (O(n) per eviction, ~half the time of a large cold search)
         self._cache: OrderedDict[int, Entry] = OrderedDict()
         self._ndn_ids: dict[str, int] = {}
+        # equality index look-ups ((attr, key) -> ids) since the last invalidation: any
+        # commit that touched entries (here or, via refresh, in another process) starts
+        # a new generation and empties it, as it evicts the entries it touched
+        self._eq_cache: dict[tuple, list] = {}
         self._local = threading.local()
         self._write_lock = threading.Lock()
         # (generation, eviction) and (generation check, caching) are atomic under this
         # lock: a read that began before a commit never caches the row that commit replaced
         self._cache_lock = threading.Lock()
+        self._batches = 0  # group commits running (see _in_batch)
         self._generation = 0
         # called with the ids of every invalidation (None: everything) after the entry
         # cache has dropped them: this process's commits, other workers' and hosts'
@@ -119,6 +124,7 @@ class SQLiteStore:
         self.cache_hits = self.cache_misses = 0
         conn = self._conn()
         conn.executescript(SCHEMA)
+        self._watch = wal_watch(self.path)  # see refresh()
         row = conn.execute("SELECT max(seq) FROM invalidation").fetchone()
         self._seen_inv = row[0] or 0
 
@@ -151,6 +157,15 @@ class SQLiteStore:
             if now - self._last_refresh < self.refresh_interval:
                 return
             self._last_refresh = now
+        # no commit to the file since the last look (one pread): nothing to catch up on
+        watch = self._watch
+        head = watch.look() if watch is not None else None
+        if head is not None and head == getattr(self._local, "wal_head", None):
+            return
+        self._catch_up()
+        self._local.wal_head = head  # read before catching up: a commit after it is seen next time
+
+    def _catch_up(self):
         conn = self._conn()
         version = conn.execute("PRAGMA data_version").fetchone()[0]
         if version == self._local.data_version:
@@ -179,6 +194,7 @@ class SQLiteStore:
         """Evict ids (None: everything) and start a new cache generation."""
         with self._cache_lock:
             self._generation += 1
+            self._eq_cache.clear()
             if ids is None:
                 self._cache.clear()
                 self._ndn_ids.clear()
@@ -208,7 +224,8 @@ class SQLiteStore:
 
     # -- reads -------------------------------------------------------------
     def _in_batch(self) -> bool:
-        return getattr(self._local, "batch", None) is not None
+        # the thread-local look only while some thread runs a group commit
+        return self._batches > 0 and getattr(self._local, "batch", None) is not None
 
     def get(self, entry_id: int) -> Entry | None:
         if self._in_batch():
@@ -254,6 +271,8 @@ class SQLiteStore:
             else:
                 out.append(e)
         self.cache_hits += len(out)
+        if not missing:
+            return out
         self.cache_misses += len(missing)
         conn = self._conn()
         generation = self._generation
@@ -301,7 +320,22 @@ class SQLiteStore:
 
     # -- index look-ups (candidates; the core re-checks the filter) --------
     def index_eq(self, attr: str, key: str) -> list:
-        return [r[0] for r in self._conn().execute("SELECT id FROM idx WHERE attr=? AND key=?", (attr, key))]
+        got = self._eq_cache.get((attr, key))
+        conn = self._conn()
+        if conn.in_transaction:  # a write's reads see its uncommitted changes: never cached
+            return [r[0] for r in conn.execute("SELECT id FROM idx WHERE attr=? AND key=?", (attr, key))]
+        if got is not None:
+            return list(got)
+        generation = self._generation
+        ids = [r[0] for r in conn.execute("SELECT id FROM idx WHERE attr=? AND key=?", (attr, key))]
+        if self.cache_limit > 0:
+            with self._cache_lock:
+                # as _remember: not when a commit may have changed the index meanwhile
+                if generation == self._generation:
+                    if len(self._eq_cache) >= self.cache_limit:
+                        self._eq_cache.clear()
+                    self._eq_cache[(attr, key)] = ids
+        return list(ids)
 
     def candidates(self, query) -> list | None:
         """The ids an index query (store/base.py) selects; None: not from an index."""
@@ -432,11 +466,13 @@ class SQLiteStore:
             conn = self._conn()
             conn.execute("BEGIN IMMEDIATE")
             batch = self._local.batch = Tx(self, conn)
+            self._batches += 1  # under the write lock
             try:
                 try:
                     yield batch
                 finally:
                     self._local.batch = None
+                    self._batches -= 1
                 self._record_invalidation(batch)
                 conn.execute("COMMIT")
             except BaseException:

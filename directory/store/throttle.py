@@ -40,7 +40,48 @@ CREATE TABLE IF NOT EXISTS web_session(key TEXT PRIMARY KEY, dn TEXT NOT NULL, d
     created REAL NOT NULL, last_seen REAL NOT NULL, idle REAL NOT NULL, expires REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS web_session_expires ON web_session(expires);
 """
-OPEN_LOCK = threading.Lock()  # SQLiteStore.throttle: one Throttle per store
+# this process's pid, kept up to date across forks: os.getpid() is a system call, and
+# _conn() asks at every count (one per bind)
+_PID = [os.getpid()]
+os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
+OPEN_LOCK = threading.Lock()
+
+
+class WalWatch:
+    """Whether a WAL-mode SQLite file can have had a commit since an earlier look, for
+    the price of one pread instead of a statement: the wal-index header (the first 48
+    octets of its -shm file), which every commit rewrites (its change counter, last
+    frame, salts) and which SQLite's own `PRAGMA data_version` compares. look() gives
+    the header, or None when it cannot tell (no -shm file, a short read): then ask
+    SQLite. A header equal to an earlier look means no commit in between; a different
+    one (a commit, or a read torn by a commit in progress) means ask SQLite. The file
+    stays while this process holds a connection to the database (SQLite removes it
+    only with the last one)."""
+
+    def __init__(self, db_path: str):
+        self.path = db_path + "-shm"
+        self._fd = None
+        self._pid = None
+
+    def look(self) -> bytes | None:
+        if self._pid != _PID[0]:  # not a descriptor opened before a fork
+            try:
+                self._fd, self._pid = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC), _PID[0]
+            except OSError:
+                return None
+        try:
+            head = os.pread(self._fd, 48, 0)
+        except OSError:
+            return None
+        return head if len(head) == 48 else None
+
+
+def wal_watch(path) -> WalWatch | None:
+    """A WalWatch for a database file (None for an in-memory one)."""
+    text = str(path)
+    if text == ":memory:" or text.startswith("file:") or not text:
+        return None
+    return WalWatch(text)  # SQLiteStore.throttle: one Throttle per store
 PRUNE_EVERY = 64  # hits of this process between two prunes …
 PRUNE_BATCH = 512  # … each deleting at most this many expired rows (bounded time per call)
 
@@ -65,6 +106,11 @@ class Throttle:
         self._shared = None
         self._hits = 0
         self._conn().executescript(SCHEMA)
+        # a count of 0 stays 0 while nothing is committed to the file and the clock moves
+        # on: (key, window) -> (header, now) of such a count, so the usual bind (no failed
+        # attempts anywhere) costs a pread, not a query
+        self._watch = None if self._memory else wal_watch(self.path)
+        self._zero: dict = {}
 
     def _conn(self) -> sqlite3.Connection:
         if self._memory:
@@ -73,11 +119,11 @@ class Throttle:
             return self._shared
         conn = getattr(self._local, "conn", None)
         # a connection made before a fork (workers) is not used in the child
-        if conn is None or self._local.pid != os.getpid():
+        if conn is None or self._local.pid != _PID[0]:
             conn = sqlite3.connect(self.path, isolation_level=None, timeout=10.0, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=OFF")
-            self._local.conn, self._local.pid = conn, os.getpid()
+            self._local.conn, self._local.pid = conn, _PID[0]
         return conn
 
     def _run(self, fn):
@@ -106,8 +152,18 @@ class Throttle:
     def count(self, key: str, window: float, now: float | None = None) -> int:
         """The attempts under `key` within the last `window` seconds."""
         now = time.time() if now is None else now
-        return self._run(lambda conn: conn.execute("SELECT count(*) FROM throttle WHERE key=? AND at>?",
-                                                   (key, now - window)).fetchone()[0])
+        head = self._watch.look() if self._watch is not None else None  # before the count
+        if head is not None:
+            zero = self._zero.get((key, window))
+            if zero is not None and zero[0] == head and now >= zero[1]:
+                return 0
+        n = self._run(lambda conn: conn.execute("SELECT count(*) FROM throttle WHERE key=? AND at>?",
+                                                (key, now - window)).fetchone()[0])
+        if head is not None and n == 0:
+            if len(self._zero) >= 4096:
+                self._zero.clear()
+            self._zero[(key, window)] = (head, now)
+        return n
 
     def admit(self, key: str, window: float, limit: int, now: float | None = None) -> bool:
         """Record an attempt if fewer than `limit` are within the window (True), else
