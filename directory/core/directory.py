@@ -1301,7 +1301,7 @@ class SearchCursor:
                         encodings[hidden] = body
                 out.append((entry.dn, body))
                 if max_results is not None and len(out) >= max_results:
-                    break
+                    return True  # a full page: the rest waits for the next cookie
                 continue
             rendered = self.d.render(self.ident, entry, self.selector, self.types_only, hidden)
             if self.key_of is None:

@@ -928,20 +928,12 @@ def encode_search_entry(msgid: int, dn: str, attributes: list[tuple[str, list[by
     (``str`` is accepted and UTF-8 encoded, on a slower path).  A types-only
     entry is attributes with empty value lists.
     """
-    try:
-        body = _entry_attributes(attributes)
-    except TypeError:  # str (or otherwise non-bytes) values: normalise and retry
-        body = _entry_attributes([(n, [_utf8(v) for v in vs]) for n, vs in attributes])
-    d = _utf8(dn)
-    dn_hdr = _hdr(T_OCTET_STRING, len(d))
-    list_hdr = _hdr(T_SEQUENCE, len(body))
-    op_hdr = _hdr(0x64, len(dn_hdr) + len(d) + len(list_hdr) + len(body))
     if not 0 <= msgid <= MAX_INT:
         raise ValueError(f"messageID {msgid} out of range")
+    op = encode_entry_op(dn, attributes)
     mid = encode_int(T_INTEGER, msgid)
     ctl = encode_controls(controls) if controls else b""
-    total = len(mid) + len(op_hdr) + len(dn_hdr) + len(d) + len(list_hdr) + len(body) + len(ctl)
-    return b"".join((_hdr(T_SEQUENCE, total), mid, op_hdr, dn_hdr, d, list_hdr, body, ctl))
+    return b"".join((_hdr(T_SEQUENCE, len(mid) + len(op) + len(ctl)), mid, op, ctl))
 
 
 def encode_entry_op(dn: str, attributes: list[tuple[str, list[bytes]]]) -> bytes:

@@ -6,29 +6,18 @@ another worker process and in another frontend over PostgreSQL; a failed bind dr
 it too; and it never lets a bind skip the password policy (a wrong password, a
 disabled or locked account fail at once)."""
 import subprocess
-import urllib.request
 
 import pytest
 from ldap3 import MODIFY_DELETE, MODIFY_REPLACE, Connection, Server
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import ROOT_DN, ROOT_PW, free_port, requires_ldap_utils
 from tests.protocol.district import make_server, password, student
+from tests.protocol.test_metrics import scrape
 from tests.protocol.test_workers import pids_serving
 
 HIT = ("rollcall_bind_cache_lookups_total", (("outcome", "hit"),))
 MISS = ("rollcall_bind_cache_lookups_total", (("outcome", "miss"),))
 SLOW = ("rollcall_password_verifications_slow_total", ())
-
-
-def scrape(url) -> dict:
-    with urllib.request.urlopen(url + "/metrics", timeout=10) as r:
-        text = r.read().decode()
-    out = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return out
 
 
 def moved(before, after, key):
