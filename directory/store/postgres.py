@@ -702,13 +702,21 @@ class PostgresStore:
             conn = psycopg.connect(self.conninfo, **self._kwargs)
         except _UNAVAILABLE as exc:
             raise unavailable(exc) from None
+        got = False
         try:
             got = conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (JOB_SPACE, name)).fetchone()[0]
             if not got:
                 raise JobLocked(name)
             yield
         finally:
-            conn.close()  # ends the session: the lock goes with it
+            if got:
+                # released before this returns: a closed session's backend lets go of its
+                # locks only when it has exited, which a busy server does a moment later
+                try:
+                    conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (JOB_SPACE, name))
+                except psycopg.Error:
+                    pass  # the connection is gone: so is its session, and the lock with it
+            conn.close()
 
     # -- throttles (shared by every process on every host) -------------------------------
     # keys carry what clients sent (an address, a user name typed in a form): _k as for index keys
