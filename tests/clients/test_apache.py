@@ -5,16 +5,15 @@ and the service password are replaced."""
 import os
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, free_port
 from tests.protocol.district import make_server, password
-from tests.protocol.test_sso_front_end import APACHE, MODULES, NEEDED, login, running_apache
+from tests.protocol.test_sso_front_end import APACHE, MODULES, httpd_base, login, running_apache
 
 SNIPPET = ROOT / "contrib" / "clients" / "apache-authnz-ldap.conf"
 
@@ -44,22 +43,8 @@ def apache(tmp_path_factory):
     shutil.copy(srv.ca_file, root / "ca.pem")
     os.chmod(root / "ca.pem", 0o644)
     (root / "rollcall.conf").write_text(snippet(srv.port, root / "ca.pem"))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    loads = "\n".join(f"LoadModule {m}_module {MODULES}/mod_{m}.so" for m in NEEDED)
-    user = "" if os.geteuid() else "User nobody\nGroup nogroup\n"
-    (root / "httpd.conf").write_text(f"""ServerRoot "{root}"
-DefaultRuntimeDir "{root}"
-PidFile "{root}/httpd.pid"
-ErrorLog "{root}/error.log"
-LogLevel warn ldap:debug authnz_ldap:debug
-Listen 127.0.0.1:{port}
-ServerName 127.0.0.1
-{user}{loads}
-DocumentRoot "{root}/htdocs"
-Include "{root}/rollcall.conf"
-""")
+    port = free_port()
+    (root / "httpd.conf").write_text(httpd_base(root, port) + f'Include "{root}/rollcall.conf"\n')
     check = subprocess.run([APACHE, "-t", "-f", str(root / "httpd.conf")], capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
     try:

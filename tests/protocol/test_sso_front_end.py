@@ -132,11 +132,11 @@ MODULES = next((Path(p) for p in ("/usr/lib/apache2/modules", "/usr/lib64/httpd/
 NEEDED = ["mpm_prefork", "authn_core", "authz_core", "authz_user", "auth_basic", "ldap", "authnz_ldap"]
 
 
-def apache_conf(root: Path, port: int, ldap_port: int) -> str:
+def httpd_base(root: Path, port: int) -> str:
+    """A private Apache in `root` on 127.0.0.1:port with the LDAP modules (no site yet)."""
     loads = "\n".join(f"LoadModule {m}_module {MODULES}/mod_{m}.so" for m in NEEDED)  # unixd: built in
     user = "" if os.geteuid() else "User nobody\nGroup nogroup\n"
-    return f"""
-ServerRoot "{root}"
+    return f"""ServerRoot "{root}"
 DefaultRuntimeDir "{root}"
 PidFile "{root}/httpd.pid"
 ErrorLog "{root}/error.log"
@@ -145,7 +145,11 @@ Listen 127.0.0.1:{port}
 ServerName 127.0.0.1
 {user}{loads}
 DocumentRoot "{root}/htdocs"
-LDAPCacheEntries 0
+"""
+
+
+def apache_conf(root: Path, port: int, ldap_port: int) -> str:
+    return httpd_base(root, port) + f"""LDAPCacheEntries 0
 LDAPOpCacheEntries 0
 LDAPConnectionTimeout 10
 <Directory "{root}/htdocs">
