@@ -87,6 +87,43 @@ class WriteResult:
     extra: dict = field(default_factory=dict)
 
 
+def _disabled(disabled: bool, expires: float | None) -> bool:
+    return disabled or (expires is not None and expires <= time.time())
+
+
+BIND_CARD = "\0bind"  # Entry.keys slot of the entry's BindCard
+
+
+class BindCard:
+    """The parts of a bind decision that depend on the entry alone (the time, the
+    lockout duration and the throttles are looked at per bind): its userPassword values
+    parsed for checking (passwords.prepare), status, expiry, whether a lock or a reset
+    is recorded, and whether the access rules let it authenticate."""
+
+    __slots__ = ("checks", "slow", "disabled", "pending", "expires", "lockable", "can_authenticate",
+                 "restricted", "failures")
+
+    def __init__(self, directory, entry: Entry):
+        hashes = entry.attrs.get("userPassword", ())
+        self.checks = tuple((stored, passwords.prepare(stored)) for stored in hashes)
+        self.slow = any(passwords.is_slow(h) for h in hashes)
+        status = directory.account_status(entry)
+        self.disabled = status == "DISABLED"
+        self.pending = status == "PENDING"
+        self.expires = directory.account_expiry(entry)
+        self.lockable = "pwdAccountLockedTime" in entry.attrs
+        self.can_authenticate = directory.acl.can_authenticate(entry)
+        self.restricted = entry.first("pwdReset") == b"TRUE"
+        self.failures = "pwdFailureTime" in entry.attrs
+
+    def match(self, password: bytes) -> bytes | None:
+        """The stored value the password matches, or None (Directory.verify_any)."""
+        for stored, check in self.checks:
+            if check(password):
+                return stored
+        return None
+
+
 class Directory:
     def __init__(self, config, schema, store, hasher=None):
         self.config = config
@@ -318,30 +355,37 @@ class Directory:
 
     def account_disabled(self, entry) -> bool:
         """DISABLED, or past its expiry date (non-employees)."""
-        if self.account_status(entry) == "DISABLED":
-            return True
+        return _disabled(self.account_status(entry) == "DISABLED", self.account_expiry(entry))
+
+    @staticmethod
+    def account_expiry(entry) -> float | None:
         expiry = entry.first("rollcallExpiry")
-        if expiry is not None:
-            t = parse_gentime(expiry)
-            if t is not None and t <= time.time():
-                return True
-        return False
+        return parse_gentime(expiry) if expiry is not None else None
+
+    def bind_card(self, entry) -> "BindCard":
+        """What binding as `entry` depends on, worked out once per version of the entry
+        and kept on it (cached entries are immutable; a change makes a new one)."""
+        card = entry.keys.get(BIND_CARD)
+        if card is None:
+            card = entry.keys[BIND_CARD] = BindCard(self, entry)
+        return card
 
     def bind_refusal(self, entry) -> str | None:
         """Why an entry may not bind (for the log only; the client hears invalidCredentials)."""
         if entry is None:
             return "no such entry"
-        if self.account_disabled(entry):
+        card = self.bind_card(entry)
+        if _disabled(card.disabled, card.expires):
             return "account disabled or expired"
-        if self.account_status(entry) == "PENDING":
+        if card.pending:
             # not activated yet: its holder activates with the school's code (accounts.py),
             # never with a password, so a password it carries (imported, or from before a
             # re-activation) must not open SSO sessions: search-then-bind clients would
             # otherwise let the account in (Apache, Dovecot, RADIUS see only "bind ok")
             return "account pending activation"
-        if self.policy.locked(entry):
+        if card.lockable and self.policy.locked(entry):
             return "account locked"
-        if not self.acl.can_authenticate(entry):
+        if not card.can_authenticate:
             return "no auth access"
         return None
 
@@ -351,8 +395,7 @@ class Directory:
             return Identity(self.root_dn, ndn, True, peer, tls)
         if matched is None or self.bind_refusal(entry) is not None:
             raise LDAPError(ResultCode.INVALID_CREDENTIALS, "")
-        restricted = entry.first("pwdReset") == b"TRUE"
-        return Identity(entry.dn, ndn, False, peer, tls, entry.id, restricted)
+        return Identity(entry.dn, ndn, False, peer, tls, entry.id, self.bind_card(entry).restricted)
 
     def record_bind(self, entry_id: int, ok: bool, peer: str):
         """Lockout bookkeeping after a bind on an existing entry (writer thread): an

@@ -442,9 +442,13 @@ class LDAPServerFactory(protocol.ServerFactory):
                 if exc.code == ResultCode.UNWILLING_TO_PERFORM:
                     log.info("bind refused dn=%r from %s: %s", name, peer, exc.message)
                 raise
-            hashes = found[2]
-            if hashes and not any(passwords.is_slow(h) for h in hashes):
-                # the Identity, or a Deferred when a failure is being recorded first; raises
+            entry, hashes = found[1], found[2]
+            if entry is not None:
+                card = directory.bind_card(entry)  # its hashes parsed once, kept with the entry
+                if card.checks and not card.slow:
+                    # the Identity, or a Deferred when a failure is being recorded first; raises
+                    return done(outcome(found, card.match(password)), found)
+            elif not any(passwords.is_slow(h) for h in hashes):  # the root DN's own hash
                 return done(outcome(found, directory.verify_any(password, hashes)), found)
             return verify(found)
         return self.read(look_up).addErrback(refused).addCallback(verify)

@@ -617,3 +617,23 @@ def test_generated_password_hashes_and_verifies():
     pw = generate_password()
     stored = fast_hasher().hash(pw.encode())
     assert verify(pw.encode(), stored)
+
+
+# ---------------------------------------------------------------------------
+# prepare: a stored value parsed once (the server keeps it with the cached entry)
+
+
+def _prepared_cases():
+    fast = [Hasher(scheme).hash(b"secret") for scheme in sorted(HASH_SCHEMES) if not scheme.startswith(("ARGON", "PBKDF"))]
+    md5 = [b"{MD5}" + base64.b64encode(hashlib.md5(b"secret").digest()),
+           b"{SMD5}" + base64.b64encode(hashlib.md5(b"secretNaCl").digest() + b"NaCl"),
+           b"{SHA}" + base64.b64encode(hashlib.sha1(b"secret").digest()),
+           b"{sha512}" + base64.b64encode(hashlib.sha512(b"secret").digest())]
+    return fast + md5 + list(SLAPPASSWD_SECRET) + MALFORMED + [b"secret", b"{}x", b""]
+
+
+@pytest.mark.parametrize("stored", _prepared_cases(), ids=range(len(_prepared_cases())))
+def test_prepare_answers_as_verify(stored):
+    check = passwords.prepare(stored)
+    for plain in (b"secret", b"Secret", b"secret\x00", b"", b"x" * 200, "secret".encode()):
+        assert check(plain) is verify(plain, stored), (plain, stored)
