@@ -24,6 +24,7 @@ from .core.schema import Schema
 from .ldif import LDIFError, format_entry
 from .photos_cli import register as register_photos  # photos upload | publish | roster | setup
 from .requests_cli import add_request_parser
+from .server.reactor import install as install_reactor
 from .server.sdnotify import notify
 from .server.workers import serve_workers
 from .store import backup_store, open_store, restore_store
@@ -99,6 +100,7 @@ def cmd_serve(args):
             print(f"rollcall: cannot listen: {exc}", file=sys.stderr)
             sys.exit(1)
         return
+    install_reactor()  # before anything imports twisted.internet.reactor (the default one)
     # imported only now: the reactor (which these create) must not exist before worker processes fork
     from twisted.internet import reactor
 

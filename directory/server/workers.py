@@ -15,6 +15,7 @@ import sys
 import time
 
 from ..app import open_directory
+from .reactor import install as install_reactor
 
 log = logging.getLogger("rollcall.workers")
 
@@ -30,6 +31,7 @@ def _bind(listener):
 
 
 def _run_worker(cfg, sockets, slot=0):
+    install_reactor()  # before anything imports twisted.internet.reactor (the default one)
     # in the forked child only: the reactor (which these create) must not exist before the fork
     from twisted.internet import reactor
     from twisted.protocols.tls import TLSMemoryBIOFactory
