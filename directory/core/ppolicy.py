@@ -65,6 +65,7 @@ import time
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import NamedTuple
 from pathlib import Path
 
 from .. import passwords
@@ -188,8 +189,7 @@ def source_key(host: str) -> str:
     return str(addr)
 
 
-@dataclass(frozen=True)
-class BindAttempt:
+class BindAttempt(NamedTuple):  # one per bind: a tuple is the cheapest record to make
     """A bind admitted by PasswordPolicy.bind_attempt: the throttle keys its failure is
     counted under, and whether to clear the pair counter on success."""
     keys: tuple = ()

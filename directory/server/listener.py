@@ -306,11 +306,15 @@ class LDAPServerFactory(protocol.ServerFactory):
         (a fast hash on a local store), or a Deferred of it; raises LDAPError."""
         # binds being verified from one address: a client (or many connections of one)
         # may not queue hundreds of password hashes ahead of everyone else's
-        if self.binds_in_flight[peer_host] >= self.config.max_binds_per_address:
-            log.info("bind of %r from %s refused: %d binds from this address in progress", name, peer,
-                     self.binds_in_flight[peer_host])
+        in_flight = self.binds_in_flight.get(peer_host, 0)
+        if in_flight >= self.config.max_binds_per_address:
+            log.info("bind of %r from %s refused: %d binds from this address in progress", name, peer, in_flight)
             raise LDAPError(ResultCode.BUSY, "too many binds in progress from this address; "
                                              "wait for their results")
+        d = self._authenticate(name, password, peer_host, peer, tls, refreshed)
+        if isinstance(d, Identity):  # answered at once (a plain class: a cheap test)
+            return d
+        # in flight from now until it is answered (nothing else ran since the check above)
         self.binds_in_flight[peer_host] += 1
 
         def finished(result):
@@ -319,13 +323,6 @@ class LDAPServerFactory(protocol.ServerFactory):
                 del self.binds_in_flight[peer_host]
             return result
 
-        try:
-            d = self._authenticate(name, password, peer_host, peer, tls, refreshed)
-        except BaseException:
-            finished(None)
-            raise
-        if isinstance(d, Identity):  # answered at once (a plain class: a cheap test)
-            return finished(d)
         return d.addBoth(finished)
 
     def read(self, fn, *args):

@@ -507,7 +507,7 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
             raise LDAPError(ResultCode.UNWILLING_TO_PERFORM, "unauthenticated bind (DN with no password) disallowed")
         if self.config.require_tls_for_bind and not self.tls and not _is_loopback(self.peer_host):
             raise LDAPError(ResultCode.CONFIDENTIALITY_REQUIRED, "TLS confidentiality required for simple binds")
-        wants_ppolicy = any(c.oid == PPOLICY for c in msg.controls)
+        wants_ppolicy = bool(msg.controls) and any(c.oid == PPOLICY for c in msg.controls)
 
         def done(ident):
             self.ident = ident
