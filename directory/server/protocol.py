@@ -67,6 +67,9 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+_NO_CONTROLS: dict = {}  # a request's controls by OID, when it has none (never written to)
+
+
 class _Search:
     """A running search on this connection (so abandon can stop it)."""
 
@@ -591,6 +594,13 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
 
     def do_search(self, msg):
         req, msgid = msg.request, msg.msgid
+        if not msg.controls and self.server.read_pool is None:
+            # the common search (no controls, a store on local disk): opened and started
+            # here, without the closures a read in the pool needs
+            cursor = self.directory.search(self.ident, req.base, req.scope, req.filter, req.attributes,
+                                           req.types_only, req.size_limit, req.time_limit)
+            self._start_search(msg, _NO_CONTROLS, None, 0, b"", cursor)
+            return
         controls = {c.oid: c for c in msg.controls}
         paged = controls.get(PAGED_RESULTS)
         size, cookie = decode_paged(paged.value) if paged is not None else (0, b"")
