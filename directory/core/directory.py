@@ -655,23 +655,26 @@ class Directory:
                 continue
             if "eq" in kinds:
                 if name == "objectClass":
-                    keys = memo.get(tuple(values)) if memo is not None else None
-                    if keys is None:
+                    # the rows themselves remembered: the same classes recur entry after entry
+                    got = memo.get(tuple(values)) if memo is not None else None
+                    if got is None:
                         keys = set()
                         for v in values:
                             oc = self.schema.objectclass(v.decode("utf-8", "replace"))
                             if oc is not None:
                                 keys.update(n.lower() for n in self.schema.superclasses(oc.name))
+                        got = [(lname, "eq", k) for k in keys]
                         if memo is not None:
-                            memo[tuple(values)] = keys
-                    rows.extend((lname, "eq", k) for k in keys)
+                            memo[tuple(values)] = got
+                    rows += got
                 else:
                     keys = eq_keys.get(name) if eq_keys is not None and len(sources) == 1 else None
                     if keys is None:
                         norm = at.normalize_or_none
                         keys = {norm(v) for v in values}
                         keys.discard(None)
-                    rows.extend((lname, "eq", index_key(k)) for k in keys)
+                    for k in keys:
+                        rows.append((lname, "eq", k if type(k) is str else index_key(k)))
             elif "pres" in kinds:
                 rows.append((lname, "pres", ""))
             if "sub" in kinds:

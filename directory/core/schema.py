@@ -51,6 +51,8 @@ _OCV = ResultCode.OBJECT_CLASS_VIOLATION
 
 def _text(value) -> str:
     """A value as str; bytes must be UTF-8 (UnicodeDecodeError is a ValueError)."""
+    if type(value) is bytes:  # a value as read: the common case first
+        return value.decode("utf-8")
     if isinstance(value, str):
         return value
     return bytes(value).decode("utf-8")
@@ -237,6 +239,8 @@ def _ok_nonempty(v) -> bool:
 
 
 def _ok_utf8(v) -> bool:
+    if type(v) is bytes and v.isascii():  # ASCII is UTF-8: no decoding
+        return len(v) > 0
     try:
         return len(_text(v)) > 0
     except ValueError:
@@ -367,6 +371,9 @@ _DN_SYNTAX = _SYNTAX_PREFIX + "12"
 # Syntaxes whose values travel BER-encoded, the only ones ';binary' applies to (RFC 4522 2).
 _BINARY_TRANSFER = frozenset(_SYNTAX_PREFIX + n for n in ("8", "9", "10", "49"))
 _NAME_UID_SYNTAX = _SYNTAX_PREFIX + "34"
+
+# syntax checks that return a bool (Syntax.validate's bool() is then redundant)
+_BOOL_CHECKS = frozenset((_ok_any, _ok_nonempty, _ok_utf8, _ok_ia5, _ok_printable, _ok_numeric))
 
 _SYNTAXES = [
     # (oid suffix or full oid, description, check, binary)
@@ -1133,19 +1140,27 @@ class Schema:
         at.order_key = order_key if order else _none
         if sub:
             at.substr_key = substr_key
-        at.is_valid = self.syntaxes[at.syntax].validate
+        syntax = self.syntaxes[at.syntax]
+        # a check that returns a bool itself needs no validate() around it
+        at.is_valid = syntax._check if syntax._check in _BOOL_CHECKS else syntax.validate
 
     # -- matching rule keys ---------------------------------------------
 
     def _rule_keys(self):
         def ignore(v):
-            return _spaces(_fold(_text(v)))
+            s = _text(v)
+            if s.isascii():  # _spaces(_fold(s)) without the calls (every value of a load)
+                return " ".join(s.lower().split())
+            return _spaces(_fold(s))
 
         def exact(v):
             return _spaces(_exact(_text(v)))
 
         def ia5_ignore(v):
-            return _spaces(_ascii(_text(v)).lower())
+            s = _text(v)
+            if not s.isascii():
+                raise ValueError("not IA5")
+            return " ".join(s.lower().split())  # _spaces(s.lower())
 
         def ia5_exact(v):
             return _spaces(_ascii(_text(v)))

@@ -73,6 +73,16 @@ SEP = "\x01"
 SUB_SLOTS = 1024  # substring-index rows per entry (more values are joined into the last row)
 SEP_END = "\x02"
 BULK_CACHE_KIB = 1 << 18  # page cache during a bulk load: 256 MiB at most
+# FTS5 buffers new substring rows in memory up to this size before writing a segment
+# (default 1 MiB): during a bulk load larger, fewer segments mean fewer merges
+# (measured: ~25% less CPU per trigram row at 1M entries); back to the default after
+BULK_FTS_HASH = 64 << 20
+FTS_HASH_DEFAULT = 1 << 20
+# equality rows per INSERT statement in a bulk load: per-statement overhead (reset,
+# cursor open/close) was about a quarter of each row's cost
+EQ_ROWS_PER_INSERT = 50
+_EQ_INSERT = "INSERT OR IGNORE INTO idx(attr, key, id) VALUES (?,?,?)"
+_EQ_INSERT_MANY = "INSERT OR IGNORE INTO idx(attr, key, id) VALUES " + ",".join(["(?,?,?)"] * EQ_ROWS_PER_INSERT)
 # Indexes of entries a load into an empty store builds once at the end (sorted
 # input, not one B-tree insert per row); idx_by_id likewise.
 DEFERRED_ENTRY_INDEXES = {
@@ -521,22 +531,21 @@ class SQLiteStore:
         conn.execute("PRAGMA synchronous=OFF")
         # pages of the tables being built stay in memory (bounded: KiB, negative)
         conn.execute(f"PRAGMA cache_size=-{BULK_CACHE_KIB}")
-        conn.execute("PRAGMA temp_store=MEMORY")
-        # the indexes built at the end sort with helper threads: the load's other
-        # processes are done by then
-        conn.execute(f"PRAGMA threads={min(os.cpu_count() or 1, 4)}")
+        # temp_store stays DEFAULT and threads 0: temp_store=MEMORY turns the sorter's
+        # helper threads off anyway, and the end-of-load index builds measured faster
+        # without both (idx_by_id of 7M rows: 4.0 s CPU instead of 5.6)
         try:
             with self.transaction() as tx:
                 tx.drop_all = True  # every process starts its cache afresh
+                tx.set_fts_hash(BULK_FTS_HASH)
                 yield tx
                 tx.finish_bulk()
+                tx.set_fts_hash(FTS_HASH_DEFAULT)
             # durable before "loaded": synchronous=OFF skipped every fsync of the load
             _fsync_file(self.path)
         finally:
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA cache_size=-65536")
-            conn.execute("PRAGMA temp_store=DEFAULT")
-            conn.execute("PRAGMA threads=0")
             if empty:
                 conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -664,8 +673,19 @@ class Tx:
         )
         eq, sub = [], []
         for row in rows:
-            self._split_index(row[0], row[6], eq, sub)
-        self._insert_index(eq, sub)
+            self._split_index(row[0], row[6], eq, sub, flat=True)
+        step = 3 * EQ_ROWS_PER_INSERT
+        full = len(eq) - len(eq) % step
+        if full:
+            self.conn.executemany(_EQ_INSERT_MANY, [eq[i:i + step] for i in range(0, full, step)])
+        if full < len(eq):
+            self.conn.executemany(_EQ_INSERT, [eq[i:i + 3] for i in range(full, len(eq), 3)])
+        if sub:
+            self.conn.executemany("INSERT INTO idx_sub(rowid, attr, key, id) VALUES (?,?,?,?)", sub)
+
+    def set_fts_hash(self, size):
+        """The substring index's in-memory buffer (bytes; FTS5's 'hashsize')."""
+        self.conn.execute("INSERT INTO idx_sub(idx_sub, rank) VALUES ('hashsize', ?)", (size,))
 
     def finish_bulk(self):
         """The end of a bulk load's transaction (store.bulk()): deferred indexes in place."""
@@ -818,14 +838,18 @@ class Tx:
         self._insert_index(eq, sub)
 
     @staticmethod
-    def _split_index(entry_id, index_rows, eq, sub):
-        """Equality rows as (attr, key, id); substring rows as (rowid, attr, key, id)
-        with rowid = id*SUB_SLOTS + n, so an entry's rows are one rowid range to delete."""
+    def _split_index(entry_id, index_rows, eq, sub, flat=False):
+        """Equality rows as (attr, key, id) (flat: their values one after another in
+        eq); substring rows as (rowid, attr, key, id) with rowid = id*SUB_SLOTS + n,
+        so an entry's rows are one rowid range to delete."""
         base, n = entry_id * SUB_SLOTS, 0
         overflow = []
         for attr, kind, key in index_rows:
             if kind != "sub":
-                eq.append((attr, key, entry_id))
+                if flat:
+                    eq += (attr, key, entry_id)
+                else:
+                    eq.append((attr, key, entry_id))
             elif n < SUB_SLOTS - 1:
                 sub.append((base + n, attr, key, entry_id))
                 n += 1
