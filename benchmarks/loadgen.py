@@ -772,8 +772,9 @@ def make_workloads(users: int, root_dn: str, root_password: str, *, connections:
                                 ok_codes=frozenset({0, 4}),
                                 describe="subtree %s (cn=*<piece>*) sizelimit 10, all user "
                                          "attributes, piece from %s; bound as %s (access rules "
-                                         "apply); sizeLimitExceeded counts as success"
-                                         % (datagen.PEOPLE, ",".join(pieces), datagen.SEARCH_DN)))
+                                         "apply); sizeLimitExceeded counts as success; %d connections x %d outstanding"
+                                         % (datagen.PEOPLE, ",".join(pieces), datagen.SEARCH_DN,
+                                            connections, depth)))
         elif case == "typeahead":
             ops = [search_op(datagen.PEOPLE, filter_sub("cn", initial=p), (), size_limit=10)
                    for p in typeahead_prefixes(users, rng)]
@@ -782,8 +783,8 @@ def make_workloads(users: int, root_dn: str, root_password: str, *, connections:
                                 describe="subtree %s (cn=<Given> <Su>*): an existing user's given "
                                          "name and the first 2-3 letters of the surname, sizelimit "
                                          "10, all user attributes; bound as %s (access rules apply); "
-                                         "sizeLimitExceeded counts as success"
-                                         % (datagen.PEOPLE, datagen.SEARCH_DN)))
+                                         "sizeLimitExceeded counts as success; %d connections x %d outstanding"
+                                         % (datagen.PEOPLE, datagen.SEARCH_DN, connections, depth)))
         else:
             raise ValueError("unknown case %r (known: eq, bind, sub, typeahead, argon2, argon2-cached)" % case)
     return out

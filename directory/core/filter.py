@@ -46,16 +46,22 @@ class FilterCompiler:
     def compile(self, ast):
         """The evaluator of a filter. An item's is kept (bounded) for the planner's
         look at the same item and for the next request with it."""
-        if ast[0] in ("and", "or", "not"):
+        kind = ast[0]
+        if kind in ("and", "or", "not"):
             return self._compile(ast)
+        key = ast
+        if kind == "sub" and ast[3].__class__ is list:
+            # the decoder's list of `any` pieces: keyed as a tuple, so a substring
+            # item is compiled once, not once per request and again by the planner
+            key = (kind, ast[1], ast[2], tuple(ast[3]), ast[4])
         try:
-            got = self._leaves.get(ast)
-        except TypeError:  # an unhashable AST (lists in a substring item)
+            got = self._leaves.get(key)
+        except TypeError:  # an unhashable AST
             return self._compile(ast)
         if got is None:
             if len(self._leaves) >= 4096:
                 self._leaves.clear()
-            got = self._leaves[ast] = self._compile(ast)
+            got = self._leaves[key] = self._compile(ast)
         return got
 
     def _compile(self, ast):

@@ -390,8 +390,27 @@ class SQLiteStore:
         """Substring: rows in rowid order (id*SUB_SLOTS + slot: id order, an entry's
         rows together) from the first slot after id `after`: FTS5 seeks there and stops
         after `limit` rows instead of reading every trigram match. Prefix: the
-        equality index from (key, id) `after` on, in its own order."""
+        equality index from (key, id) `after` on, in its own order.
+        Cached per generation as the equality look-ups (a search with a size limit
+        reads the same first batch each time: a type-ahead's common beginnings)."""
         conn = self._conn()
+        if conn.in_transaction:  # a write's reads see its uncommitted changes: never cached
+            return self._candidates_after(conn, query, after, limit)
+        key = ("\0after", query, after, limit)
+        got = self._eq_cache.get(key)
+        if got is not None:
+            return list(got[0]), got[1]
+        generation = self._generation
+        got = self._candidates_after(conn, query, after, limit)
+        if got is not None and self.cache_limit > 0:
+            with self._cache_lock:
+                if generation == self._generation:  # as index_eq
+                    if len(self._eq_cache) >= self.cache_limit:
+                        self._eq_cache.clear()
+                    self._eq_cache[key] = (tuple(got[0]), got[1])
+        return got
+
+    def _candidates_after(self, conn, query, after, limit):
         if type(query) is Prefix:
             end = prefix_end(query.prefix)
             q = "SELECT key, id FROM idx WHERE attr=? AND (key, id) > (?, ?)"

@@ -421,6 +421,26 @@ def test_candidates_after_reads_a_prefix_in_key_order(store, tree):
     assert store.candidates_after(Prefix("cn", "nobody"), None, 5) == ([], None)
 
 
+def test_candidates_after_sees_writes_after_a_repeated_read(store, tree, open_one):
+    """A repeated first batch may be cached (a type-ahead's size-limited search), but
+    never past a write: this store's own, or one made by another process."""
+    people, js = tree["people"], tree["jsmith"]
+    q, p = Substring("cn", None, ("smith",), None), Prefix("cn", "john")
+    for _ in range(2):
+        assert store.candidates_after(q, None, 16) == ([js.id], None)
+        assert store.candidates_after(p, None, 16) == ([js.id], None)
+    with store.transaction() as tx:
+        mine = add(tx, f"uid=mine,{people.dn}", people, [("cn", "sub", "jane smith"), ("cn", "eq", "johnny")]).id
+    assert store.candidates_after(q, None, 16) == (sorted([js.id, mine]), None)
+    assert sorted(store.candidates_after(p, None, 16)[0]) == sorted([js.id, mine])
+    other = open_one()
+    with other.transaction() as tx:
+        tx.delete(mine)
+    store.refresh()
+    assert store.candidates_after(q, None, 16) == ([js.id], None)
+    assert store.candidates_after(p, None, 16) == ([js.id], None)
+
+
 def test_replace_rewrites_index_rows(store, tree):
     js = tree["jsmith"]
     with store.transaction() as tx:

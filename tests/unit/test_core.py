@@ -480,6 +480,17 @@ def test_modify_dn_multi_valued_and_escaped_rdn(d, root):
 # ----------------------------------------------------------------------------- compare, search
 
 
+def test_substring_item_compiled_once(d, root):
+    """A substring item (its `any` pieces a list, as decoded) is compiled once and
+    reused by the planner and the next request with the same item."""
+    ast = ("sub", "cn", None, [b"smit"], None)
+    first = d.filters.compile(ast)
+    assert d.filters.compile(("sub", "cn", None, [b"smit"], None)) is first
+    assert d.filters.compile(("sub", "cn", None, [b"smi", b"t"], None)) is not first
+    assert list(search(d, root, SUFFIX, "(cn=*smit*)")) == [JSMITH]
+    assert list(search(d, root, SUFFIX, "(cn=*smit*)")) == [JSMITH]
+
+
 def test_compare(d, student):
     assert d.compare(student, JSMITH, "uid", b"JSMITH") is True
     assert d.compare(student, MGARCIA, "cn", "maría garcía".encode()) is True
