@@ -101,7 +101,7 @@ class BindCard:
     is recorded, and whether the access rules let it authenticate."""
 
     __slots__ = ("checks", "slow", "disabled", "pending", "expires", "lockable", "can_authenticate",
-                 "restricted", "failures")
+                 "restricted")
 
     def __init__(self, directory, entry: Entry):
         hashes = entry.attrs.get("userPassword", ())
@@ -114,7 +114,6 @@ class BindCard:
         self.lockable = "pwdAccountLockedTime" in entry.attrs
         self.can_authenticate = directory.acl.can_authenticate(entry)
         self.restricted = entry.first("pwdReset") == b"TRUE"
-        self.failures = "pwdFailureTime" in entry.attrs
 
     def match(self, password: bytes) -> bytes | None:
         """The stored value the password matches, or None (Directory.verify_any)."""
