@@ -172,6 +172,8 @@ class LDAPServerFactory(protocol.ServerFactory):
         self.connections = set()
         self.per_address = collections.Counter()   # open connections by client address
         self.binds_in_flight = collections.Counter()  # binds being verified by client address
+        self._outboxes: list = []  # connections with answers for the end of this reactor turn
+        self._outbox_call = None
         raise_fd_limit(config.max_connections)
         self.started = time.monotonic()
         self.conn_ids = itertools.count(1)
@@ -287,6 +289,22 @@ class LDAPServerFactory(protocol.ServerFactory):
     def is_tls_listener(self, transport) -> bool:
         host = transport.getHost()
         return getattr(host, "port", None) in self.tls_ports
+
+    def send_later(self, conn):
+        """conn has answers for the end of this reactor turn (LDAPServerProtocol._write):
+        they go out together, after every connection that was ready has been served."""
+        self._outboxes.append(conn)
+        if self._outbox_call is None:
+            self._outbox_call = reactor.callLater(0, self._send_outboxes)
+
+    def _send_outboxes(self):
+        self._outbox_call = None
+        conns, self._outboxes = self._outboxes, []
+        for conn in conns:
+            try:
+                conn.send_outbox()
+            except Exception:  # one failing connection must not hold the others' answers
+                log.exception("sending answers to %s failed", conn.peer)
 
     def authenticate(self, name: str, password: bytes, peer_host: str, peer: str, tls: bool,
                      refreshed: bool = False):

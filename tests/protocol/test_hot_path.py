@@ -167,3 +167,26 @@ def test_many_pipelined_searches_are_all_answered_in_order(plain):
         assert sum(t == 0x64 for _, t in seen) == 225  # 3 of every 4 uids exist
     finally:
         s.close()
+
+
+def test_answers_held_for_the_end_of_a_turn_all_reach_their_connections(plain):
+    """Small answers on plain TCP go out at the end of the reactor turn, together with
+    the other connections' (LDAPServerProtocol._write): many connections asking at once
+    each get exactly their own answers, a bind's and then a search's, in order."""
+    socks = [socket.create_connection(("127.0.0.1", plain.port), timeout=10) for _ in range(32)]
+    try:
+        for rnd in range(3):
+            for i, s in enumerate(socks):
+                uid = "jsmith" if i % 2 else "nobody"
+                # the root DN: a fast bind every time (a student's {SSHA} is rehashed to a
+                # slow {ARGON2} at its first bind, and 32 of those at once would be busy)
+                s.sendall(message(2 * rnd + 1, bind_op(ROOT_DN, ROOT_PW))
+                          + message(2 * rnd + 2, search_op(SUFFIX, filter_eq("uid", uid), ("uid",))))
+            for i, s in enumerate(socks):
+                buf = bytearray()
+                assert recv_one(s, buf) == (2 * rnd + 1, 0x61, 0)
+                got = [recv_one(s, buf)[:2] for _ in range(2 if i % 2 else 1)]
+                assert got == ([(2 * rnd + 2, 0x64), (2 * rnd + 2, 0x65)] if i % 2 else [(2 * rnd + 2, 0x65)])
+    finally:
+        for s in socks:
+            s.close()
