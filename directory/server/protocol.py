@@ -629,9 +629,7 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
         if not msg.controls and self.server.read_pool is None:
             # the common search (no controls, a store on local disk): opened and started
             # here, without the closures a read in the pool needs
-            cursor = self.directory.search(self.ident, req.base, req.scope, req.filter, req.attributes,
-                                           req.types_only, req.size_limit, req.time_limit)
-            self._start_search(msg, _NO_CONTROLS, None, 0, b"", cursor)
+            self._start_search(msg, _NO_CONTROLS, None, 0, b"", self._open_cursor(req))
             return
         controls = {c.oid: c for c in msg.controls}
         paged = controls.get(PAGED_RESULTS)
@@ -645,11 +643,14 @@ class LDAPServerProtocol(TimeoutMixin, protocol.Protocol):
                 raise LDAPError(ResultCode.ASSERTION_FAILED, "assertion control: filter did not match")
             if cookie:
                 return None  # a later page: the cursor is the connection's
-            return self.directory.search(self.ident, req.base, req.scope, req.filter, req.attributes,
-                                         req.types_only, req.size_limit, req.time_limit, paged=paged is not None)
+            return self._open_cursor(req, paged is not None)
 
         self.read(open_cursor, lambda cursor: self._start_search(msg, controls, paged, size, cookie, cursor),
                   msgid, OP_SEARCH)
+
+    def _open_cursor(self, req, paged=False):
+        return self.directory.search(self.ident, req.base, req.scope, req.filter, req.attributes,
+                                     req.types_only, req.size_limit, req.time_limit, paged=paged)
 
     def _start_search(self, msg, controls, paged, size, cookie, cursor):
         req, msgid = msg.request, msg.msgid

@@ -82,7 +82,8 @@ FTS_HASH_DEFAULT = 1 << 20
 # cursor open/close) was about a quarter of each row's cost
 EQ_ROWS_PER_INSERT = 50
 _EQ_INSERT = "INSERT OR IGNORE INTO idx(attr, key, id) VALUES (?,?,?)"
-_EQ_INSERT_MANY = "INSERT OR IGNORE INTO idx(attr, key, id) VALUES " + ",".join(["(?,?,?)"] * EQ_ROWS_PER_INSERT)
+_EQ_INSERT_MANY = _EQ_INSERT.replace("(?,?,?)", ",".join(["(?,?,?)"] * EQ_ROWS_PER_INSERT))
+_SUB_INSERT = "INSERT INTO idx_sub(rowid, attr, key, id) VALUES (?,?,?,?)"
 # Indexes of entries a load into an empty store builds once at the end (sorted
 # input, not one B-tree insert per row); idx_by_id likewise.
 DEFERRED_ENTRY_INDEXES = {
@@ -697,10 +698,7 @@ class Tx:
         full = len(eq) - len(eq) % step
         if full:
             self.conn.executemany(_EQ_INSERT_MANY, [eq[i:i + step] for i in range(0, full, step)])
-        if full < len(eq):
-            self.conn.executemany(_EQ_INSERT, [eq[i:i + 3] for i in range(full, len(eq), 3)])
-        if sub:
-            self.conn.executemany("INSERT INTO idx_sub(rowid, attr, key, id) VALUES (?,?,?,?)", sub)
+        self._insert_index([eq[i:i + 3] for i in range(full, len(eq), 3)], sub)
 
     def set_fts_hash(self, size):
         """The substring index's in-memory buffer (bytes; FTS5's 'hashsize')."""
@@ -879,9 +877,9 @@ class Tx:
 
     def _insert_index(self, eq, sub):
         if eq:
-            self.conn.executemany("INSERT OR IGNORE INTO idx(attr, key, id) VALUES (?,?,?)", eq)
+            self.conn.executemany(_EQ_INSERT, eq)
         if sub:
-            self.conn.executemany("INSERT INTO idx_sub(rowid, attr, key, id) VALUES (?,?,?,?)", sub)
+            self.conn.executemany(_SUB_INSERT, sub)
 
     def _drop_index(self, entry_id):
         self.conn.execute("DELETE FROM idx WHERE id=?", (entry_id,))
