@@ -10,7 +10,7 @@ import subprocess
 import pytest
 from ldap3 import MODIFY_DELETE, MODIFY_REPLACE, Connection, Server
 
-from tests.conftest import ROOT_DN, ROOT_PW, free_port, requires_ldap_utils
+from tests.conftest import ROOT_DN, ROOT_PW, free_ports, requires_ldap_utils
 from tests.protocol.district import make_server, password, student
 from tests.protocol.test_metrics import scrape
 from tests.protocol.test_workers import pids_serving
@@ -25,7 +25,7 @@ def moved(before, after, key):
 
 
 def server_with_metrics(workdir, **kw):
-    port = free_port()
+    port = free_ports(2)  # worker N reports on port + N
     extra = dict(kw.pop("extra", {}) or {})
     extra["metrics"] = {"listen": f"http://127.0.0.1:{port}"}
     srv = make_server(workdir, extra=extra, **kw)

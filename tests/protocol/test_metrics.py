@@ -10,7 +10,7 @@ import yaml
 from ldap3 import NONE, SUBTREE, Connection, Server
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import ROOT_DN, ROOT_PW, SUFFIX, ServerProcess, free_port, requires_ldap_utils, wait_port
+from tests.conftest import ROOT_DN, ROOT_PW, SUFFIX, ServerProcess, free_port, free_ports, requires_ldap_utils, wait_port
 
 JSMITH = f"uid=jsmith,ou=students,ou=people,{SUFFIX}"
 
@@ -123,7 +123,7 @@ def test_health_checks(srv):
 
 
 def test_each_worker_reports_on_its_own_port(tmp_path):
-    port = free_port()
+    port = free_ports(2)
     s = ServerProcess(tmp_path, extra_config={"metrics": {"listen": f"http://127.0.0.1:{port}"},
                                               "server": {"workers": 2}})
     s.start()
