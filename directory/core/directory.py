@@ -500,8 +500,8 @@ class Directory:
         """When a search request must end: the client's time limit and the identity's
         (limits.rules, else limits.time; the root DN has none). Each page of a paged
         search is a request of its own."""
-        tlimits = [x for x in (time_limit, self.limits.for_identity(ident).time) if x]
-        return time.monotonic() + min(tlimits) if tlimits else None
+        seconds = _tighter(time_limit, self.limits.for_identity(ident).time)
+        return time.monotonic() + seconds if seconds else None
 
     def search(self, ident: Identity, base: str, scope: int, filter_ast, attributes, types_only=False,
                size_limit=0, time_limit=0, paged=False):
@@ -511,11 +511,9 @@ class Directory:
         compiled = self.filters.compile(filter_ast)
         selector = self.selector(attributes)
         mine = self.limits.for_identity(ident)
-        server_size = 0 if paged else mine.size
-        limits = [x for x in (size_limit, server_size) if x]
-        size = min(limits) if limits else 0
-        tlimits = [x for x in (time_limit, mine.time) if x]  # as search_deadline
-        deadline = time.monotonic() + min(tlimits) if tlimits else None
+        size = _tighter(size_limit, 0 if paged else mine.size)
+        seconds = _tighter(time_limit, mine.time)  # as search_deadline
+        deadline = time.monotonic() + seconds if seconds else None
 
         base_ndn = self.dn.normalize(base) if base else ""
         if scope == SCOPE_BASE and base_ndn == "cn=monitor" and self.monitor is not None and ident.is_root:
@@ -1216,6 +1214,11 @@ class AttributeSelector:
 
 
 FIRST_STEP = 16  # candidates a search examines before its first full batch
+
+
+def _tighter(a, b):
+    """The smaller of two limits, 0 meaning none."""
+    return (a if a < b else b) if a and b else a or b
 
 
 class SearchCursor:

@@ -136,6 +136,7 @@ class FilterCompiler:
                         return TRUE
             return FALSE
 
+        _eq.key = key  # the planner's index key: the assertion is normalized once
         return _eq
 
     def objectclass_assertion(self, value):
@@ -606,7 +607,8 @@ class IndexPlanner:
         if kind == "not":
             # NOT of an item Undefined everywhere is Undefined everywhere too
             return set() if self._never(ast[1]) else None
-        if self._never(ast):
+        evaluator = self.d.filters.compile(ast)  # kept by the compiler: a look-up
+        if evaluator is undefined:
             return set()  # an item Undefined for every entry: nothing to read
         if kind in ("ext", "approx", "ge", "le"):
             return None
@@ -621,9 +623,7 @@ class IndexPlanner:
             if at.name == "objectClass":
                 oc = self.schema.objectclass(ast[2].decode("utf-8", "replace"))
                 return set(self.store.candidates(Eq("objectclass", oc.name.lower()))) if oc else set()
-            key = self.schema.normalize_or_none(at.name, ast[2])
-            if key is None:
-                return None
+            key = evaluator.key  # normalized when the item was compiled (never None there)
             return set(self.store.candidates(Eq(at.name.lower(), self.d.index_key(key))))
         if kind == "present" and ("pres" in kinds or "eq" in kinds):
             if at.name == "objectClass":
