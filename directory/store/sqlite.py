@@ -81,6 +81,10 @@ FTS_HASH_DEFAULT = 1 << 20
 # equality rows per INSERT statement in a bulk load: per-statement overhead (reset,
 # cursor open/close) was about a quarter of each row's cost
 EQ_ROWS_PER_INSERT = 50
+# equality look-ups listing more entries than this go at any commit (objectClass=person:
+# no per-entry bookkeeping for it); a commit touching more entries empties them all
+EQ_EXACT_IDS = 64
+EQ_EXACT_COMMIT = 1000
 _EQ_INSERT = "INSERT OR IGNORE INTO idx(attr, key, id) VALUES (?,?,?)"
 _EQ_INSERT_MANY = _EQ_INSERT.replace("(?,?,?)", ",".join(["(?,?,?)"] * EQ_ROWS_PER_INSERT))
 _SUB_INSERT = "INSERT INTO idx_sub(rowid, attr, key, id) VALUES (?,?,?,?)"
@@ -112,10 +116,14 @@ class SQLiteStore:
         # deleted slots (O(n) per eviction, ~half the time of a large cold search)
         self._cache: OrderedDict[int, Entry] = OrderedDict()
         self._ndn_ids: dict[str, int] = {}
-        # equality index look-ups ((attr, key) -> ids) since the last invalidation: any
-        # commit that touched entries (here or, via refresh, in another process) starts
-        # a new generation and empties it, as it evicts the entries it touched
+        # equality index look-ups ((attr, key) -> ids), kept across commits: a commit
+        # that touched entries (here or, via refresh, in another process) drops the
+        # look-ups holding one of them (_eq_holding) and those of the keys they hold
+        # now (read from the index); substring batches and long lists (_eq_loose) go
+        # at any commit. Without this, every failed login's lockout count emptied it.
         self._eq_cache: dict[tuple, list] = {}
+        self._eq_holding: dict[int, list] = {}  # entry id -> look-ups listing it
+        self._eq_loose: list = []
         self._local = threading.local()
         self._write_lock = threading.Lock()
         # (generation, eviction) and (generation check, caching) are atomic under this
@@ -205,7 +213,16 @@ class SQLiteStore:
         """Evict ids (None: everything) and start a new cache generation."""
         with self._cache_lock:
             self._generation += 1
-            self._eq_cache.clear()
+            if ids is None or len(ids) > EQ_EXACT_COMMIT:
+                self._clear_eq()
+            else:
+                eq_cache = self._eq_cache
+                for key in self._eq_loose:
+                    eq_cache.pop(key, None)
+                self._eq_loose = []
+                for entry_id in ids:
+                    for key in self._eq_holding.pop(entry_id, ()):
+                        eq_cache.pop(key, None)
             if ids is None:
                 self._cache.clear()
                 self._ndn_ids.clear()
@@ -214,6 +231,37 @@ class SQLiteStore:
                 entry = self._cache.pop(entry_id, None)
                 if entry is not None:
                     self._ndn_ids.pop(entry.ndn, None)
+        if ids and len(ids) <= EQ_EXACT_COMMIT and self._eq_cache:
+            # the keys these entries hold now (a value added, an entry created): a
+            # look-up of one of them, made before the commit, lacks the entry. The
+            # generation moved first, so no look-up older than the commit is kept after this
+            ids = list(ids)
+            rows = self._conn().execute("SELECT DISTINCT attr, key FROM idx WHERE id IN (%s)"
+                                        % ",".join("?" * len(ids)), ids).fetchall()
+            with self._cache_lock:
+                for row in rows:
+                    self._eq_cache.pop(row, None)
+
+    def _clear_eq(self):
+        self._eq_cache.clear()
+        self._eq_holding.clear()
+        self._eq_loose = []
+
+    def _keep_eq(self, key, value, ids):
+        """Cache a look-up (under _cache_lock, generation checked); ids: the entries it lists."""
+        if len(self._eq_cache) >= self.cache_limit:
+            self._clear_eq()
+        self._eq_cache[key] = value
+        if ids is None or len(ids) > EQ_EXACT_IDS:
+            self._eq_loose.append(key)
+        else:
+            holding = self._eq_holding
+            for entry_id in ids:
+                got = holding.get(entry_id)
+                if got is None:
+                    holding[entry_id] = [key]
+                else:
+                    got.append(key)
 
     def _evict(self, entry_id):
         self._invalidate((entry_id,))
@@ -343,9 +391,7 @@ class SQLiteStore:
             with self._cache_lock:
                 # as _remember: not when a commit may have changed the index meanwhile
                 if generation == self._generation:
-                    if len(self._eq_cache) >= self.cache_limit:
-                        self._eq_cache.clear()
-                    self._eq_cache[(attr, key)] = ids
+                    self._keep_eq((attr, key), ids, ids)
         return list(ids)
 
     def candidates(self, query) -> list | None:
@@ -392,7 +438,7 @@ class SQLiteStore:
         rows together) from the first slot after id `after`: FTS5 seeks there and stops
         after `limit` rows instead of reading every trigram match. Prefix: the
         equality index from (key, id) `after` on, in its own order.
-        Cached per generation as the equality look-ups (a search with a size limit
+        Cached as the equality look-ups, dropped at any commit (a search with a size limit
         reads the same first batch each time: a type-ahead's common beginnings)."""
         conn = self._conn()
         if conn.in_transaction:  # a write's reads see its uncommitted changes: never cached
@@ -406,9 +452,7 @@ class SQLiteStore:
         if got is not None and self.cache_limit > 0:
             with self._cache_lock:
                 if generation == self._generation:  # as index_eq
-                    if len(self._eq_cache) >= self.cache_limit:
-                        self._eq_cache.clear()
-                    self._eq_cache[key] = (tuple(got[0]), got[1])
+                    self._keep_eq(key, (tuple(got[0]), got[1]), None)  # a substring batch: loose
         return got
 
     def _candidates_after(self, conn, query, after, limit):

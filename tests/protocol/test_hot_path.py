@@ -1,6 +1,6 @@
 """The search and bind hot path (issue 14): an encoded SearchResultEntry kept on the
 cached entry per (attribute selection, hidden attributes), equality index look-ups
-cached per store generation, the responses of one read sent together, and a {SSHA}
+kept across unrelated commits, the responses of one read sent together, and a {SSHA}
 bind answered without a thread hop. Every cache must follow every change at once, in
 every worker process, and every reader must get exactly its own access view."""
 import socket

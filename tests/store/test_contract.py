@@ -522,6 +522,58 @@ def test_group_commit_by_a_is_evicted_from_b_on_refresh(store, tree, open_one):
     assert store.get(js.id).attrs["cn"] == [b"new " + js.ndn.encode()]
 
 
+def test_equality_look_ups_follow_changes_by_a_in_b(store, tree, open_one):
+    """B's equality look-ups, made before A's commits, answer as the new data after
+    B's refresh: a value moved to another entry, a value added (a key B had looked up
+    and found nothing for), a new entry, a deletion; unrelated ones stay right too."""
+    b = open_one()
+    js, mg, people = tree["jsmith"], tree["mgarcia"], tree["people"]
+    before = {k: b.candidates(Eq("uid", k)) for k in ("jsmith", "mgarcia", "jsmith2", "newkid")}
+    assert before == {"jsmith": [js.id], "mgarcia": [mg.id], "jsmith2": [], "newkid": []}
+    assert b.candidates(Eq("uid", "jsmith")) == [js.id]  # a second look-up (a cache hit where kept)
+    with store.transaction() as tx:
+        tx.replace(Entry(js.dn, js.ndn, {"uid": [b"jsmith2"]}, js.id),
+                   [("objectclass", "eq", "person"), ("uid", "eq", "jsmith2")])
+    b.refresh()
+    assert b.candidates(Eq("uid", "jsmith")) == []
+    assert b.candidates(Eq("uid", "jsmith2")) == [js.id]
+    assert b.candidates(Eq("uid", "mgarcia")) == [mg.id]
+    with store.transaction() as tx:
+        kid = person(tx, "newkid", people, "new kid")
+        tx.delete(mg.id)
+    b.refresh()
+    assert b.candidates(Eq("uid", "newkid")) == [kid.id]
+    assert b.candidates(Eq("uid", "mgarcia")) == []
+    assert sorted(b.candidates(Eq("objectclass", "person"))) == ids(js, kid)
+    with store.transaction() as tx:  # a value removed: js is no longer a person
+        tx.replace(Entry(js.dn, js.ndn, {"uid": [b"jsmith2"]}, js.id), [("uid", "eq", "jsmith2")])
+    b.refresh()
+    assert b.candidates(Eq("objectclass", "person")) == [kid.id]
+
+
+def test_an_unrelated_commit_keeps_equality_look_ups(backend, store, tree, open_one):
+    """SQLite keeps its look-ups across commits that do not touch their entries: a
+    login's failure count written for one student does not send every other look-up
+    back to the database (counted as index queries B runs)."""
+    if backend != "sqlite":
+        pytest.skip("the equality look-up cache is the SQLite store's")
+    b = open_one()
+    js, mg = tree["jsmith"], tree["mgarcia"]
+    queries = []
+    b._conn().set_trace_callback(lambda sql: queries.append(sql) if "FROM idx WHERE attr" in sql else None)
+    assert b.candidates(Eq("uid", "jsmith")) == [js.id]
+    with store.transaction() as tx:
+        tx.replace(Entry(mg.dn, mg.ndn, {"uid": [b"mgarcia"], "cn": [b"x"]}, mg.id), [("uid", "eq", "mgarcia")])
+    b.refresh()
+    assert b.candidates(Eq("uid", "jsmith")) == [js.id]
+    assert len(queries) == 1, queries
+    with store.transaction() as tx:  # a change to the entry itself: looked up again
+        tx.replace(Entry(js.dn, js.ndn, {"uid": [b"jsmith"], "cn": [b"x"]}, js.id), [("uid", "eq", "jsmith")])
+    b.refresh()
+    assert b.candidates(Eq("uid", "jsmith")) == [js.id]
+    assert len(queries) == 2, queries
+
+
 def test_delete_and_rename_by_a_reach_b(store, tree, open_one):
     b = open_one()
     js, mg = tree["jsmith"], tree["mgarcia"]
