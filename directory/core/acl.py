@@ -173,6 +173,7 @@ class AccessControl:
         self.sites_ndn = directory.normalize_dn("ou=sites," + directory.suffix)
         self.secret_attrs = frozenset({"userPassword", "pwdHistory", "rollcallActivationCodeHash"})
         self._shapes_of, self._shapes = None, {}   # _hidden_attrs by entry shape
+        self._bases_of, self._base_set, self._under = None, frozenset(), {}  # _applicable by parent
 
     # -- facts about identities and entries (cached on the shared, immutable entries)
     def _ident_entry(self, ident):
@@ -296,8 +297,41 @@ class AccessControl:
         return Level.NONE
 
     def _applicable(self, ident, entry):
-        """Rules whose target matches the entry, with memoised decisions."""
-        return [r for r in self.rules if self._target_matches(r, entry)]
+        """Rules whose target matches the entry."""
+        ndn = entry.ndn
+        if "\\" in ndn or ndn in self._bases():
+            # an escaped character (a comma may hide in the RDN), or a rule's own base
+            # (base scope, or the base of a subtree): every rule looked at
+            return [r for r in self.rules if self._target_matches(r, entry)]
+        parent = ndn.partition(",")[2]
+        rules = self._under.get(parent)
+        if rules is None:
+            if len(self._under) > 4096:
+                self._under.clear()
+            rules = self._under[parent] = [r for r in self.rules if self._below(r, parent)]
+        return [r for r in rules if r.filter is None or r.filter(entry, _EMPTY) is True]
+
+    def _bases(self):
+        """The rules' bases; the per-parent memo (_under) goes with the rules it was made of."""
+        rules = self.rules
+        if self._bases_of is not rules:
+            self._base_set = frozenset(r.base for r in rules if r.base is not None)
+            self._under = {}
+            self._bases_of = rules
+        return self._base_set
+
+    @staticmethod
+    def _below(rule, parent) -> bool:
+        """_target_matches' DN test for an entry under `parent` whose RDN holds no comma
+        and which is no rule's base: the parent alone decides."""
+        base = rule.base
+        if base is None:
+            return True
+        if rule.scope == "base":
+            return False  # the entry is not the base
+        if rule.scope == "one":
+            return parent == base
+        return parent == base or parent.endswith("," + base)  # subtree, children
 
     def level(self, ident, entry, attr=None) -> Level:
         if ident.is_root:

@@ -1190,6 +1190,7 @@ class AttributeSelector:
                 if at is not None:
                     self.explicit.extend(directory.subtypes(at.name))
         self._explicit_set = set(self.explicit)
+        self._by_shape = {}  # (attribute names, not stored) -> names(): see names
         # what a rendering depends on besides the entry and the hidden set: None when a
         # virtual attribute (hasSubordinates: the children, not the entry) may be
         # rendered, so the encoded entry may not be cached on the entry
@@ -1197,6 +1198,20 @@ class AttributeSelector:
             self.all_user, tuple(dict.fromkeys(self.explicit)))
 
     def names(self, entry: Entry):
+        """The entry's attributes this selection returns, in the entry's order. With
+        '*' or '+' they follow from the entry's attribute names alone (and whether it
+        is stored): entries of one shape share the answer."""
+        if self.all_user or self.all_operational:
+            shape = (tuple(entry.attrs), entry.id is None)
+            got = self._by_shape.get(shape)
+            if got is None:
+                if len(self._by_shape) >= 1024:
+                    self._by_shape.clear()
+                got = self._by_shape[shape] = self._names(entry)
+            return got
+        return self._names(entry)
+
+    def _names(self, entry: Entry):
         out = []
         schema = self.d.schema
         if self.all_user or self.all_operational:
