@@ -236,11 +236,17 @@ class SQLiteStore:
             # look-up of one of them, made before the commit, lacks the entry. The
             # generation moved first, so no look-up older than the commit is kept after this
             ids = list(ids)
-            rows = self._conn().execute("SELECT DISTINCT attr, key FROM idx WHERE id IN (%s)"
-                                        % ",".join("?" * len(ids)), ids).fetchall()
+            try:
+                rows = self._conn().execute("SELECT DISTINCT attr, key FROM idx WHERE id IN (%s)"
+                                            % ",".join("?" * len(ids)), ids).fetchall()
+            except sqlite3.Error:  # the commit stands: forget every look-up instead
+                rows = None
             with self._cache_lock:
-                for row in rows:
-                    self._eq_cache.pop(row, None)
+                if rows is None:
+                    self._clear_eq()
+                else:
+                    for row in rows:
+                        self._eq_cache.pop(row, None)
 
     def _clear_eq(self):
         self._eq_cache.clear()
@@ -260,7 +266,7 @@ class SQLiteStore:
                 got = holding.get(entry_id)
                 if got is None:
                     holding[entry_id] = [key]
-                else:
+                elif key not in got:  # cached again after the new-keys drop above
                     got.append(key)
 
     def _evict(self, entry_id):
