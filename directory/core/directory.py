@@ -97,11 +97,10 @@ BIND_CARD = "\0bind"  # Entry.keys slot of the entry's BindCard
 class BindCard:
     """The parts of a bind decision that depend on the entry alone (the time, the
     lockout duration and the throttles are looked at per bind): its userPassword values
-    parsed for checking (passwords.prepare), status, expiry, whether a lock or a reset
+    parsed for checking (passwords.prepare), status, expiry, whether a reset
     is recorded, and whether the access rules let it authenticate."""
 
-    __slots__ = ("checks", "slow", "disabled", "pending", "expires", "lockable", "can_authenticate",
-                 "restricted")
+    __slots__ = ("checks", "slow", "disabled", "pending", "expires", "can_authenticate", "restricted")
 
     def __init__(self, directory, entry: Entry):
         hashes = entry.attrs.get("userPassword", ())
@@ -111,7 +110,6 @@ class BindCard:
         self.disabled = status == "DISABLED"
         self.pending = status == "PENDING"
         self.expires = directory.account_expiry(entry)
-        self.lockable = "pwdAccountLockedTime" in entry.attrs
         self.can_authenticate = directory.acl.can_authenticate(entry)
         self.restricted = entry.first("pwdReset") == b"TRUE"
 
@@ -382,7 +380,7 @@ class Directory:
             # re-activation) must not open SSO sessions: search-then-bind clients would
             # otherwise let the account in (Apache, Dovecot, RADIUS see only "bind ok")
             return "account pending activation"
-        if card.lockable and self.policy.locked(entry):
+        if self.policy.locked(entry):
             return "account locked"
         if not card.can_authenticate:
             return "no auth access"

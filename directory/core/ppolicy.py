@@ -65,8 +65,8 @@ import time
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import NamedTuple
 from pathlib import Path
+from typing import NamedTuple
 
 from .. import passwords
 from ..district.gentime import gentime, gentime_micro, parse_gentime
